@@ -1,0 +1,431 @@
+//! The async API: [`Command::spawn`] gives a supervised [`Child`] whose
+//! streams are `AsyncRead`/`AsyncWrite`, on the caller's tokio runtime, with
+//! no thread per child or per stream; [`with_child`] is the scoped form.
+
+use std::future::Future;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::unix::pipe;
+
+use crate::command::Command;
+use crate::coordinator::{Policy, supervise};
+use crate::error::Error;
+use crate::result::SupervisionResult;
+use crate::shared::{REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
+use crate::signal::Signal;
+use crate::spawn::{Started, start};
+
+/// A supervised child on the caller's tokio runtime.
+///
+/// Its streams are yours to read and write; reading slowly slows the child
+/// (the pipe fills and its writes block), nothing buffers without bound.
+/// Dropping the `Child` starts the teardown in the background (close stdin,
+/// grace, TERM, grace, KILL, then the group) and the child is reaped there:
+/// nothing leaks, as long as the runtime keeps running; if the runtime
+/// shuts down first, the child and its group are SIGKILLed and reaped.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::Command;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut child = Command::new("cat").spawn().unwrap();
+/// let mut stdin = child.stdin.take().unwrap();
+/// stdin.write_all(b"ping").await.unwrap();
+/// drop(stdin); // EOF for cat
+/// let mut out = String::new();
+/// child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+/// assert_eq!(out, "ping");
+/// assert!(child.wait().await.success());
+/// # }
+/// ```
+pub struct Child {
+    /// The child's stdin, if piped.
+    pub stdin: Option<ChildStdin>,
+    /// The child's stdout, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// The child's stderr, if piped.
+    pub stderr: Option<ChildStderr>,
+    shared: Arc<Shared>,
+}
+
+impl Command {
+    /// Spawns the child under supervision on the current tokio runtime.
+    /// The [`deadline`](Self::deadline), if any, is running from now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`], [`Error::PipeCreationFailed`],
+    /// [`Error::ProcessStartFailed`], or [`Error::Io`]; nothing is left
+    /// running on error.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime (it needs one with IO and time
+    /// enabled).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("true").spawn().unwrap();
+    /// assert!(child.wait().await.success());
+    /// # }
+    /// ```
+    pub fn spawn(&self) -> Result<Child, Error> {
+        let Started {
+            shared,
+            stdout,
+            stderr,
+        } = start(self)?;
+        let policy = Policy {
+            grace: self.grace_period,
+            deadline: self.deadline,
+            term_signal: self.term_signal,
+        };
+        tokio::spawn(supervise(shared.clone(), policy, None));
+        Ok(Child {
+            stdin: shared.stdin.is_open().then(|| ChildStdin {
+                slot: shared.stdin.clone(),
+            }),
+            stdout: stdout.map(|pipe| ChildStdout { pipe }),
+            stderr: stderr.map(|pipe| ChildStderr { pipe }),
+            shared,
+        })
+    }
+}
+
+impl Child {
+    /// The child's pid (advisory: see [`Process::pid`](crate::Process::pid)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("true").spawn().unwrap();
+    /// assert!(child.pid() > 1);
+    /// # }
+    /// ```
+    pub fn pid(&self) -> u32 {
+        self.shared.target.pid()
+    }
+
+    /// Signals the child alone through its pidfd; `Ok(false)` once it has
+    /// exited.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of the send, such as `EPERM`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use childminder::Signal;
+    /// let child = childminder::Command::new("sleep").arg("30").spawn().unwrap();
+    /// child.signal(Signal::KILL).unwrap();
+    /// assert_eq!(child.wait().await.exit.unwrap().signal(), Some(Signal::KILL));
+    /// # }
+    /// ```
+    pub fn signal(&self, signal: Signal) -> io::Result<bool> {
+        self.shared.target.signal_child(signal)
+    }
+
+    /// Signals the child's process group (the child alone without
+    /// [`Command::process_group`]); `Ok(false)` when nothing is left.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of the send.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("sleep").arg("30").spawn().unwrap();
+    /// child.signal_group(childminder::Signal::TERM).unwrap();
+    /// child.wait().await;
+    /// # }
+    /// ```
+    pub fn signal_group(&self, signal: Signal) -> io::Result<bool> {
+        self.shared.target.signal_escalation(signal)
+    }
+
+    /// The result, if published; never blocks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("sleep").arg("5").spawn().unwrap();
+    /// assert!(child.try_result().is_none());
+    /// # }
+    /// ```
+    pub fn try_result(&self) -> Option<SupervisionResult> {
+        self.shared.result.get().cloned()
+    }
+
+    /// Waits for the child's end and returns the result. Does not start any
+    /// escalation by itself (the deadline, if set, still applies).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future loses nothing; wait again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("false").spawn().unwrap();
+    /// assert_eq!(child.wait().await.exit.unwrap().code(), Some(1));
+    /// # }
+    /// ```
+    pub async fn wait(&self) -> SupervisionResult {
+        self.shared.result.wait().await.clone()
+    }
+
+    /// Runs the escalation now (close stdin, grace, TERM, grace, KILL),
+    /// sweeps the process group, reaps, and returns the result.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the escalation, once begun, continues in the
+    /// background; calling again waits for the same result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// let child = childminder::Command::new("sleep").arg("30")
+    ///     .grace_period(Duration::from_millis(100)).spawn().unwrap();
+    /// let r = child.shutdown().await;
+    /// assert_eq!(r.termination, childminder::Termination::Escalated);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) -> SupervisionResult {
+        self.shared.request(REQ_SHUTDOWN);
+        self.shared.finished.wait().await;
+        self.shared.result.wait().await.clone()
+    }
+
+    /// Closes the child's stdin now, whether or not [`stdin`](Self::stdin)
+    /// was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut child = childminder::Command::new("cat").spawn().unwrap();
+    /// child.close_stdin();
+    /// assert!(child.wait().await.success());
+    /// # }
+    /// ```
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+        self.shared.stdin.close();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.shared.request(REQ_TEARDOWN);
+    }
+}
+
+impl std::fmt::Debug for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child")
+            .field("program", &self.shared.program)
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `action` with a supervised child, then tears it down (close stdin,
+/// grace, TERM, grace, KILL, the group), reaps it, and returns the action's
+/// value: the async form of [`with_process`](crate::with_process).
+///
+/// If the returned future is dropped (cancelled) or the action panics, the
+/// child is still torn down: on a panic before the panic resumes; on
+/// cancellation in the background.
+///
+/// # Errors
+///
+/// As [`Command::spawn`].
+///
+/// # Panics
+///
+/// Resumes the action's panic after the teardown. Panics outside a tokio
+/// runtime.
+///
+/// # Cancel safety
+///
+/// Dropping the future starts the teardown in the background; the child is
+/// still escalated and reaped.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::{with_child, Command};
+/// use tokio::io::AsyncReadExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let first_line = with_child(Command::new("yes").arg("hello"), async |child| {
+///     let mut buf = [0u8; 6];
+///     child.stdout.as_mut().unwrap().read_exact(&mut buf).await.unwrap();
+///     buf
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(&first_line, b"hello\n");
+/// # }
+/// ```
+pub async fn with_child<T, F>(cmd: &Command, action: F) -> Result<T, Error>
+where
+    F: AsyncFnOnce(&mut Child) -> T,
+{
+    let mut child = cmd.spawn()?;
+    let outcome = CatchUnwind(Box::pin(action(&mut child))).await;
+    let shared = child.shared.clone();
+    drop(child);
+    shared.finished.wait().await;
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(panic) => resume_unwind(panic),
+    }
+}
+
+/// Polls a future, turning a panic into an `Err` so the teardown can run
+/// before the panic resumes.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// The child's stdin: `AsyncWrite`. Writes wait while the pipe is full.
+/// Dropping it closes the pipe (the child reads EOF).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tokio::io::AsyncWriteExt;
+/// let mut child = childminder::Command::new("cat").spawn().unwrap();
+/// let mut stdin = child.stdin.take().unwrap();
+/// stdin.write_all(b"x").await.unwrap();
+/// # }
+/// ```
+pub struct ChildStdin {
+    slot: Arc<StdinSlot>,
+}
+
+impl AsyncWrite for ChildStdin {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.slot.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A pipe has no user-space buffer: every write is already in it.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.slot.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for ChildStdin {
+    fn drop(&mut self) {
+        self.slot.close();
+    }
+}
+
+/// The child's stdout: `AsyncRead`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tokio::io::AsyncReadExt;
+/// let mut child = childminder::Command::new("echo").arg("hi").spawn().unwrap();
+/// let mut out = Vec::new();
+/// child.stdout.take().unwrap().read_to_end(&mut out).await.unwrap();
+/// assert_eq!(out, b"hi\n");
+/// # }
+/// ```
+pub struct ChildStdout {
+    pipe: pipe::Receiver,
+}
+
+/// The child's stderr: `AsyncRead`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tokio::io::AsyncReadExt;
+/// let mut child = childminder::Command::new("sh").args(["-c", "echo oops >&2"]).spawn().unwrap();
+/// let mut err = Vec::new();
+/// child.stderr.take().unwrap().read_to_end(&mut err).await.unwrap();
+/// assert_eq!(err, b"oops\n");
+/// # }
+/// ```
+pub struct ChildStderr {
+    pipe: pipe::Receiver,
+}
+
+impl AsyncRead for ChildStdout {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_read(cx, buf)
+    }
+}
+
+impl AsyncRead for ChildStderr {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.pipe).poll_read(cx, buf)
+    }
+}

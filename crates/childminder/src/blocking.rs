@@ -1,0 +1,500 @@
+//! The blocking API: the seed's `withProcess` as [`with_process`], its
+//! handle [`Process`], and the `run` / `output` conveniences.
+
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::{Arc, OnceLock};
+
+use tokio::runtime::Runtime;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use crate::command::{Command, Stdio};
+use crate::coordinator::{OutputDrain, Policy, supervise};
+use crate::error::{Error, Stream};
+use crate::input::{Input, Source};
+use crate::result::SupervisionResult;
+use crate::shared::{REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
+use crate::signal::Signal;
+use crate::spawn::{Started, start};
+use crate::workers::{self, BufferPool, CHANNEL_CHUNKS, ProducerMsg, ReaderSetup};
+
+/// The runtime that drives every blocking supervision: two worker threads,
+/// started on first use and shared by all calls, so a call starts no
+/// runtime of its own.
+pub(crate) fn engine() -> &'static Runtime {
+    static ENGINE: OnceLock<Runtime> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("childminder-engine")
+            .enable_io()
+            .enable_time()
+            .build()
+            .expect("childminder: cannot start the engine runtime (out of threads or fds?)")
+    })
+}
+
+/// A consumer that drops what it is given.
+///
+/// # Errors
+///
+/// Never.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::{discard, stdin, with_process, Command};
+/// with_process(&Command::new("true"), stdin::empty(), discard, discard, |p| p.wait()).unwrap();
+/// ```
+pub fn discard(_chunk: &[u8]) -> io::Result<()> {
+    Ok(())
+}
+
+/// The handle the action of [`with_process`] receives: the seed's `Process`.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::{discard, stdin, with_process, Command, Termination};
+///
+/// let result = with_process(&Command::new("sleep").arg("30"), stdin::empty(), discard, discard, |p| {
+///     assert!(p.try_result().is_none());
+///     p.shutdown()
+/// }).unwrap();
+/// assert_eq!(result.termination, Termination::Escalated);
+/// ```
+pub struct Process {
+    shared: Arc<Shared>,
+    /// Present while a writer task feeds stdin from the producer.
+    stdin_close: Option<Arc<Notify>>,
+}
+
+impl Process {
+    /// Blocks until the final result is published: the child has exited (or
+    /// the escalation gave up) and, for piped output, every byte has been
+    /// handed to the consumers. The seed's `waitProcess`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command};
+    /// let r = with_process(&Command::new("true"), stdin::empty(), discard, discard, |p| p.wait()).unwrap();
+    /// assert!(r.success());
+    /// ```
+    pub fn wait(&self) -> SupervisionResult {
+        self.shared.result.wait_blocking().clone()
+    }
+
+    /// The final result if it has been published; never blocks. The seed's
+    /// `pollResult`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command};
+    /// with_process(&Command::new("sleep").arg("5"), stdin::empty(), discard, discard, |p| {
+    ///     assert!(p.try_result().is_none());
+    /// }).unwrap();
+    /// ```
+    pub fn try_result(&self) -> Option<SupervisionResult> {
+        self.shared.result.get().cloned()
+    }
+
+    /// The child's pid. Advisory: once the child is reaped the number may
+    /// name another process. Use [`signal`](Self::signal), which goes
+    /// through the pidfd, rather than `kill(pid)`. The seed's
+    /// `getAdvisoryPid`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command};
+    /// with_process(&Command::new("true"), stdin::empty(), discard, discard, |p| {
+    ///     assert!(p.pid() > 1);
+    /// }).unwrap();
+    /// ```
+    pub fn pid(&self) -> u32 {
+        self.shared.target.pid()
+    }
+
+    /// Sends `signal` to the child alone, through its pidfd. Returns
+    /// `Ok(false)` and does nothing once the child has exited: a signal can
+    /// never reach a process that merely inherited the pid. The seed's
+    /// `sendSignal`.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `pidfd_send_signal`, such as `EPERM`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command, Signal};
+    /// let r = with_process(&Command::new("sleep").arg("30"), stdin::empty(), discard, discard, |p| {
+    ///     assert!(p.signal(Signal::USR1).unwrap());
+    ///     let r = p.wait();
+    ///     assert!(!p.signal(Signal::USR1).unwrap());
+    ///     r
+    /// }).unwrap();
+    /// assert_eq!(r.exit.unwrap().signal(), Some(Signal::USR1));
+    /// ```
+    pub fn signal(&self, signal: Signal) -> io::Result<bool> {
+        self.shared.target.signal_child(signal)
+    }
+
+    /// Sends `signal` to the child's whole process group (the child and the
+    /// descendants that stayed in its group); to the child alone when
+    /// [`Command::process_group`] is off. `Ok(false)` when nothing is left
+    /// to signal.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of the send, such as `EPERM`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command, Signal};
+    /// with_process(&Command::new("sleep").arg("30"), stdin::empty(), discard, discard, |p| {
+    ///     p.signal_group(Signal::KILL).unwrap();
+    ///     p.wait()
+    /// }).unwrap();
+    /// ```
+    pub fn signal_group(&self, signal: Signal) -> io::Result<bool> {
+        self.shared.target.signal_escalation(signal)
+    }
+
+    /// Closes the child's stdin once the chunk being written (if any) is
+    /// fully written; the producer is not called again. Takes effect even
+    /// while the producer is blocked in its own call (unlike the seed's
+    /// `requestStdinClose`). Does not wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, with_process, Command};
+    /// let r = with_process(&Command::new("cat"), || Ok(Some(b"x".to_vec())), discard, discard, |p| {
+    ///     p.close_stdin();
+    ///     p.wait()
+    /// }).unwrap();
+    /// assert!(r.success());
+    /// ```
+    pub fn close_stdin(&self) {
+        match &self.stdin_close {
+            Some(writer) => writer.notify_one(),
+            None => self.shared.stdin.close(),
+        }
+    }
+
+    /// Begins the escalation now, without waiting for the action to end,
+    /// and blocks until the result is published: stdin is closed, then up
+    /// to a grace period for a natural exit, SIGTERM, a grace period,
+    /// SIGKILL. If the child has already exited this just returns the
+    /// result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command, Termination};
+    /// let r = with_process(&Command::new("cat"), stdin::empty(), discard, discard, |p| p.shutdown())
+    ///     .unwrap();
+    /// assert_eq!(r.termination, Termination::Clean); // cat saw EOF and left
+    /// ```
+    pub fn shutdown(&self) -> SupervisionResult {
+        self.begin_shutdown();
+        self.wait()
+    }
+
+    /// Begins the escalation like [`shutdown`](Self::shutdown) but returns
+    /// at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command};
+    /// with_process(&Command::new("sleep").arg("30"), stdin::empty(), discard, discard, |p| {
+    ///     p.begin_shutdown();
+    ///     p.wait()
+    /// }).unwrap();
+    /// ```
+    pub fn begin_shutdown(&self) {
+        self.shared.request(REQ_SHUTDOWN);
+    }
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("program", &self.shared.program)
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `cmd` under supervision for the duration of `action`: the seed's
+/// `withProcess`.
+///
+/// - `stdin` feeds the child (see [`Input`]): a producer closure
+///   returning `Ok(Some(chunk))`, `Ok(None)` (close stdin) or `Err`.
+/// - `on_stdout` and `on_stderr` receive the child's output in order, in
+///   chunks of at most [`Command::buffer_size`] bytes, on a thread of their
+///   own. A consumer that returns `Err` or panics is recorded in
+///   [`SupervisionResult::worker_errors`] and its pipe is closed (the child
+///   sees EPIPE, as with `| head`). Consumers must eventually return:
+///   `with_process` waits for them.
+/// - `action` runs on the calling thread with the [`Process`] handle.
+///
+/// When `action` returns **or panics**, the teardown runs: stdin is closed,
+/// the child gets up to a grace period to exit by itself, then SIGTERM, a
+/// grace period, SIGKILL, 1 s, a last status check. Then anything left in
+/// its process group gets the same sequence. Only then, with every byte of
+/// output delivered, every pipe and the pidfd closed and the child reaped,
+/// does `with_process` return (or resume the panic).
+///
+/// # Errors
+///
+/// [`Error::InvalidOptions`], [`Error::PipeCreationFailed`],
+/// [`Error::ProcessStartFailed`] or [`Error::Io`] when the child could not
+/// be started; nothing is left running then. Once the action has run, the
+/// result is `Ok(action's value)`; what happened to the child is in the
+/// [`SupervisionResult`] that [`Process::wait`] returns.
+///
+/// # Panics
+///
+/// Resumes the action's panic after the teardown. Panics of the producer
+/// and consumers are caught and recorded as worker errors.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::{stdin, with_process, Command};
+///
+/// let mut lines = Vec::new();
+/// let upper = with_process(
+///     Command::new("tr").args(["a-z", "A-Z"]),
+///     stdin::bytes("hello\n"),
+///     |chunk: &[u8]| { lines.extend_from_slice(chunk); Ok(()) },
+///     childminder::discard,
+///     |process| process.wait().success(),
+/// )
+/// .unwrap();
+/// assert!(upper);
+/// assert_eq!(lines, b"HELLO\n");
+/// ```
+pub fn with_process<T, O, E>(
+    cmd: &Command,
+    stdin: impl Into<Input>,
+    on_stdout: O,
+    on_stderr: E,
+    action: impl FnOnce(&Process) -> T,
+) -> Result<T, Error>
+where
+    O: FnMut(&[u8]) -> io::Result<()> + Send,
+    E: FnMut(&[u8]) -> io::Result<()> + Send,
+{
+    let stdin = stdin.into();
+    let engine = engine();
+    let _context = engine.enter();
+    let Started {
+        shared,
+        stdout: stdout_pipe,
+        stderr: stderr_pipe,
+    } = start(cmd)?;
+    let policy = Policy {
+        grace: cmd.grace_period,
+        deadline: cmd.deadline,
+        term_signal: cmd.term_signal,
+    };
+
+    let stdin_close = start_stdin(
+        &shared,
+        stdin,
+        cmd.flush_stdin && cmd.stdio[0] == Stdio::Piped,
+    );
+
+    // Readers on the engine; the delivery thread (below) runs the consumers.
+    let (exit_seen, exit_seen_rx) = watch::channel(None);
+    let (chunk_tx, chunk_rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let pool = Arc::new(BufferPool::default());
+    let mut readers = Vec::new();
+    let mut aborts = [None, None];
+    for (i, (stream, pipe)) in [(Stream::Stdout, stdout_pipe), (Stream::Stderr, stderr_pipe)]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(pipe) = pipe {
+            let reader = engine.spawn(workers::read_stream(ReaderSetup {
+                shared: shared.clone(),
+                stream,
+                pipe,
+                buffer_size: cmd.buffer_size,
+                grace: cmd.grace_period,
+                exit_seen: exit_seen_rx.clone(),
+                chunks: chunk_tx.clone(),
+                pool: pool.clone(),
+            }));
+            aborts[i] = Some(reader.abort_handle());
+            readers.push(reader);
+        }
+    }
+    drop(chunk_tx);
+    let has_readers = !readers.is_empty();
+    let (delivered_tx, delivered_rx) = oneshot::channel();
+    engine.spawn(supervise(
+        shared.clone(),
+        policy,
+        Some(OutputDrain {
+            exit_seen,
+            readers,
+            delivered: has_readers.then_some(delivered_rx),
+        }),
+    ));
+
+    let process = Process {
+        shared: shared.clone(),
+        stdin_close,
+    };
+    let outcome = std::thread::scope(|scope| {
+        if has_readers {
+            let (shared, pool) = (&shared, &pool);
+            std::thread::Builder::new()
+                .name("childminder-output".into())
+                .spawn_scoped(scope, move || {
+                    workers::deliver(
+                        shared,
+                        chunk_rx,
+                        on_stdout,
+                        on_stderr,
+                        aborts,
+                        pool,
+                        delivered_tx,
+                    )
+                })
+                .expect("childminder: cannot start the output thread");
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| action(&process)));
+        shared.request(REQ_TEARDOWN);
+        shared.finished.wait_blocking();
+        outcome
+    });
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(panic) => resume_unwind(panic),
+    }
+}
+
+/// Starts whatever feeds stdin; returns the writer's close-request handle.
+fn start_stdin(shared: &Arc<Shared>, stdin: Input, lockstep: bool) -> Option<Arc<Notify>> {
+    if !shared.stdin.is_open() {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel(1);
+    match stdin.0 {
+        Source::Empty => {
+            shared.stdin.close();
+            None
+        }
+        Source::Bytes(data) => {
+            tx.try_send(ProducerMsg::Data(data))
+                .unwrap_or_else(|_| unreachable!("a fresh channel has room for one"));
+            drop(tx);
+            let close = Arc::new(Notify::new());
+            engine().spawn(workers::write_stdin(
+                shared.clone(),
+                rx,
+                None,
+                close.clone(),
+            ));
+            Some(close)
+        }
+        Source::Producer(producer) => {
+            let (written_tx, written_rx) = if lockstep {
+                let (a, b) = std::sync::mpsc::channel();
+                (Some(a), Some(b))
+            } else {
+                (None, None)
+            };
+            let close = Arc::new(Notify::new());
+            engine().spawn(workers::write_stdin(
+                shared.clone(),
+                rx,
+                written_tx,
+                close.clone(),
+            ));
+            // Detached on purpose: a producer stuck in its own call must not
+            // hold up the teardown (see `Input`).
+            std::thread::Builder::new()
+                .name("childminder-input".into())
+                .spawn(move || workers::produce(producer, tx, written_rx))
+                .expect("childminder: cannot start the input thread");
+            Some(close)
+        }
+    }
+}
+
+/// What [`Command::output`] collects.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Output {
+    /// Everything the child wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything the child wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// How it ended.
+    pub result: SupervisionResult,
+}
+
+impl Command {
+    /// Runs the command to its end with empty stdin and its output
+    /// discarded, under the full supervision (deadline, escalation, group
+    /// sweep), and returns the result.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_process`]: when the child cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = childminder::Command::new("sh").args(["-c", "exit 7"]).run().unwrap();
+    /// assert_eq!(r.exit.unwrap().code(), Some(7));
+    /// ```
+    pub fn run(&self) -> Result<SupervisionResult, Error> {
+        with_process(self, crate::stdin::empty(), discard, discard, Process::wait)
+    }
+
+    /// Runs the command to its end with empty stdin and collects its output.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_process`]: when the child cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = childminder::Command::new("sh").args(["-c", "echo out; echo err >&2"])
+    ///     .output().unwrap();
+    /// assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+    /// ```
+    pub fn output(&self) -> Result<Output, Error> {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let result = with_process(
+            self,
+            crate::stdin::empty(),
+            |c: &[u8]| {
+                stdout.extend_from_slice(c);
+                Ok(())
+            },
+            |c: &[u8]| {
+                stderr.extend_from_slice(c);
+                Ok(())
+            },
+            Process::wait,
+        )?;
+        Ok(Output {
+            stdout,
+            stderr,
+            result,
+        })
+    }
+}

@@ -1,0 +1,290 @@
+//! The coordinator: the one task that observes the child's exit, drives the
+//! escalation, publishes the result exactly once, sweeps the process group
+//! and reaps. It sleeps on events only: the pidfd, the handles' requests,
+//! and a timer set to the escalation's next deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::sleep_until;
+
+use crate::error::Error;
+use crate::escalation::{Escalation, Step};
+use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
+use crate::shared::{REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
+use crate::signal::Signal;
+use crate::workers::ReaderEnd;
+
+/// The supervision settings the coordinator needs from the `Command`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    pub grace: Duration,
+    pub deadline: Option<Duration>,
+    pub term_signal: Signal,
+}
+
+/// The stdout/stderr readers of the blocking API, which the coordinator
+/// waits for before publishing, so every byte is delivered first.
+pub(crate) struct OutputDrain {
+    /// Tells the readers when the child's exit was seen: from then on they
+    /// wait at most a grace period for end-of-file.
+    pub exit_seen: watch::Sender<Option<Instant>>,
+    pub readers: Vec<JoinHandle<ReaderEnd>>,
+    /// Resolves when the delivery thread has handed every chunk over.
+    pub delivered: Option<oneshot::Receiver<()>>,
+}
+
+/// Longest pause between liveness checks of a process group whose leader
+/// has exited: the kernel has no event for "the group is empty".
+const GROUP_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Kills and reaps the child if the coordinator is dropped before it
+/// finished (the runtime shut down under it): nothing may outlive us.
+struct LastResort(Arc<Shared>);
+
+impl Drop for LastResort {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        if shared.finished.get().is_some() {
+            return;
+        }
+        let _ = shared.target.signal_escalation(Signal::KILL);
+        let _ = shared.target.signal_child(Signal::KILL);
+        // No runtime is left to await on: block (briefly) on the exit event.
+        shared.target.wait_exit_blocking(Duration::from_secs(1));
+        let _ = shared.target.reap();
+        shared.finished.publish(());
+    }
+}
+
+pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>) {
+    let guard = LastResort(shared.clone());
+    let mut esc = Escalation::new(policy.grace);
+    let deadline_at = policy.deadline.map(|d| shared.started + d);
+    let (exit, supervisor_error) = observe_exit(&shared, policy, &mut esc, deadline_at).await;
+    let exited_at = Instant::now();
+
+    let output_cut_off = match drain {
+        Some(drain) => finish_output(&shared, drain, exited_at).await,
+        None => false,
+    };
+    let runtime = exited_at - shared.started;
+    let since_start = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(shared.started));
+    let result = SupervisionResult {
+        program: shared.program.clone(),
+        pid: shared.target.pid(),
+        exit,
+        termination: Termination::classify(
+            esc.term_sent_at().is_some(),
+            esc.kill_sent_at().is_some(),
+            exit.is_some(),
+        ),
+        escalation_cause: esc.cause(),
+        term_sent_after: since_start(esc.term_sent_at()),
+        kill_sent_after: since_start(esc.kill_sent_at()),
+        runtime,
+        supervisor_error: supervisor_error.map(Arc::new),
+        worker_errors: shared.take_worker_errors(),
+        output_cut_off,
+        used_pidfd: shared.target.uses_pidfd(),
+    };
+    tracing::debug!(
+        program = %result.program,
+        pid = result.pid,
+        exit = ?result.exit,
+        termination = result.termination.as_str(),
+        runtime_ms = runtime.as_millis() as u64,
+        "result published"
+    );
+    shared.result.publish(result);
+    // Whatever had the child's stdin open has no reader any more.
+    shared.stdin.close();
+
+    // The group is dealt with once something asked the child to end.
+    while esc.cause().is_none() && shared.take_requests() & (REQ_TEARDOWN | REQ_SHUTDOWN) == 0 {
+        shared.requested().await;
+    }
+    sweep_group(&shared, policy).await;
+    if exit.is_none() {
+        // The fallback found no exit (a process stuck in the kernel): keep
+        // waiting in the background, so it is reaped when it finally goes.
+        shared.finished.publish(());
+        let _ = shared.target.exited().await;
+    }
+    if let Err(e) = shared.target.reap() {
+        tracing::warn!(program = %shared.program, error = %e, "reaping the child failed");
+    }
+    shared.finished.publish(());
+    drop(guard);
+}
+
+/// Phase 1: until the child's exit is seen or the escalation gives up.
+async fn observe_exit(
+    shared: &Shared,
+    policy: Policy,
+    esc: &mut Escalation,
+    deadline_at: Option<Instant>,
+) -> (Option<ExitStatus>, Option<Error>) {
+    let mut deadline_pending = deadline_at.is_some();
+    loop {
+        let requests = shared.take_requests();
+        let now = Instant::now();
+        if requests & REQ_SHUTDOWN != 0 {
+            let steps = esc.begin(now, EscalationCause::Shutdown);
+            run_steps(shared, policy, esc, steps);
+        }
+        if requests & REQ_TEARDOWN != 0 {
+            let steps = esc.begin(now, EscalationCause::Teardown);
+            run_steps(shared, policy, esc, steps);
+        }
+        if deadline_pending && deadline_at.is_some_and(|d| now >= d) {
+            deadline_pending = false;
+            tracing::info!(program = %shared.program, pid = shared.target.pid(), "deadline expired");
+            let steps = esc.begin(now, EscalationCause::Deadline);
+            run_steps(shared, policy, esc, steps);
+        }
+        let steps = esc.tick(now);
+        let gave_up = steps.contains(&Step::Fallback);
+        run_steps(shared, policy, esc, steps);
+        if gave_up {
+            // The seed's last resort: one non-blocking status check.
+            return match shared.target.try_status() {
+                Ok(status) => (status, None),
+                Err(e) => (
+                    None,
+                    Some(io_error(shared, "checking the child's status", e)),
+                ),
+            };
+        }
+
+        let wake_at = [esc.deadline(), deadline_at.filter(|_| deadline_pending)]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            biased;
+            status = shared.target.exited() => {
+                esc.exited();
+                return match status {
+                    Ok(status) => {
+                        tracing::debug!(program = %shared.program, pid = shared.target.pid(), %status, "child exited");
+                        (Some(status), None)
+                    }
+                    Err(e) => (None, Some(io_error(shared, "waiting for the child", e))),
+                };
+            }
+            () = shared.requested() => {}
+            () = sleep_until_opt(wake_at) => {}
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn io_error(shared: &Shared, context: &'static str, source: std::io::Error) -> Error {
+    Error::Io {
+        program: shared.program.clone(),
+        context,
+        source,
+    }
+}
+
+/// Carries out the escalation's steps against the child (or its group).
+fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<Step>) {
+    for step in steps {
+        let (signal, name) = match step {
+            Step::CloseStdin => {
+                tracing::debug!(program = %shared.program, pid = shared.target.pid(), "escalation: closing stdin");
+                shared.stdin.close();
+                continue;
+            }
+            Step::Fallback => continue,
+            Step::SendTerm => (policy.term_signal, "term"),
+            Step::SendKill => (Signal::KILL, "kill"),
+        };
+        match shared.target.signal_escalation(signal) {
+            Ok(true) => {
+                let now = Instant::now();
+                tracing::info!(program = %shared.program, pid = shared.target.pid(), %signal, "escalation: signal sent");
+                if name == "term" {
+                    esc.record_term(now);
+                } else {
+                    esc.record_kill(now);
+                }
+            }
+            Ok(false) => {
+                tracing::debug!(program = %shared.program, %signal, "escalation: child already gone");
+            }
+            Err(e) => {
+                tracing::warn!(program = %shared.program, %signal, error = %e, "escalation: signal failed");
+            }
+        }
+    }
+}
+
+/// Phase 2 (blocking API): wait for the readers and the delivery of every
+/// chunk. Returns whether the output had to be cut off.
+async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) -> bool {
+    let _ = drain.exit_seen.send(Some(exited_at));
+    let mut cut_off = false;
+    for reader in drain.readers {
+        // An aborted reader (its consumer failed) ended as intended.
+        if let Ok(ReaderEnd::CutOff) = reader.await {
+            cut_off = true;
+        }
+    }
+    if cut_off {
+        tracing::warn!(
+            program = %shared.program,
+            pid = shared.target.pid(),
+            "output still open a grace period after the child's exit: closing the pipes and killing the group"
+        );
+        let _ = shared.target.signal_escalation(Signal::KILL);
+    }
+    if let Some(delivered) = drain.delivered {
+        let _ = delivered.await;
+    }
+    cut_off
+}
+
+/// Phase 3: once the child has exited, nothing of its group may stay. The
+/// same escalation runs against the remaining members, starting at TERM
+/// (the leader is gone: there is no natural exit to wait for).
+async fn sweep_group(shared: &Shared, policy: Policy) {
+    let mut esc = Escalation::new(policy.grace);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match shared.target.group_has_others() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(program = %shared.program, error = %e, "checking the process group failed");
+                return;
+            }
+        }
+        let now = Instant::now();
+        if esc.is_running() {
+            tracing::info!(program = %shared.program, pgid = shared.target.pid(), "child exited but its group lives on: escalating against the group");
+            let steps = esc.begin_at_term(now);
+            run_steps(shared, policy, &mut esc, steps);
+        }
+        let steps = esc.tick(now);
+        if steps.contains(&Step::Fallback) {
+            tracing::warn!(program = %shared.program, pgid = shared.target.pid(), "process group survived SIGKILL");
+            return;
+        }
+        run_steps(shared, policy, &mut esc, steps);
+        let next = esc
+            .deadline()
+            .map_or(pause, |d| d.saturating_duration_since(now).min(pause));
+        tokio::time::sleep(next).await;
+        pause = (pause * 2).min(GROUP_POLL_MAX);
+    }
+}

@@ -1,0 +1,237 @@
+//! The error type, and the record of a failed stdio worker.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// Everything that can go wrong starting or supervising a child.
+///
+/// Every message names the program, so a log line is useful on its own.
+/// The variants are the seed's `ProcessError` kinds; [`Error::Io`] is new
+/// and covers the supervisor's own OS calls.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::{Command, Error};
+///
+/// let err = Command::new("/definitely/not/here").run().unwrap_err();
+/// match err {
+///     Error::ProcessStartFailed { ref source, .. } => {
+///         assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+///         assert!(err.is_not_found());
+///     }
+///     other => panic!("unexpected {other}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The [`Command`](crate::Command) was rejected before anything was
+    /// spawned: empty program, NUL bytes, a bad environment key, a buffer
+    /// size out of range, a duration too large to represent, a missing
+    /// working directory.
+    #[error("invalid options for {program:?}: {reason}")]
+    InvalidOptions {
+        /// The program as given.
+        program: String,
+        /// What was wrong, in words.
+        reason: String,
+    },
+    /// The program could not be started. `source.kind()` tells
+    /// [`NotFound`](io::ErrorKind::NotFound) (no such program on `PATH`)
+    /// from [`PermissionDenied`](io::ErrorKind::PermissionDenied) (found,
+    /// but not executable, or a directory).
+    #[error("failed to start {program:?}: {source}")]
+    ProcessStartFailed {
+        /// The program as given.
+        program: String,
+        /// The OS error of the spawn.
+        #[source]
+        source: io::Error,
+    },
+    /// The stdio pipes could not be created (typically the fd limit).
+    #[error("failed to create the stdio pipes for {program:?}: {source}")]
+    PipeCreationFailed {
+        /// The program as given.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A stdio worker failed: the producer, a consumer, or the pipe I/O.
+    /// Worker failures are recorded in
+    /// [`SupervisionResult::worker_errors`](crate::SupervisionResult::worker_errors)
+    /// and never change the classification; this variant is how one
+    /// travels as an `Error` (see [`WorkerError::into_error`]).
+    #[error("{0}")]
+    WorkerDied(WorkerError),
+    /// An OS call of the supervisor itself failed, or a required kernel
+    /// feature is missing.
+    #[error("supervising {program:?}: {context}: {source}")]
+    Io {
+        /// The program as given.
+        program: String,
+        /// What the supervisor was doing.
+        context: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// True when the program was not found (on `PATH`, or at the path given).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = childminder::Command::new("no-such-program-xyz").run().unwrap_err();
+    /// assert!(err.is_not_found());
+    /// ```
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::ProcessStartFailed { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// True when the program was found but could not be executed (no
+    /// execute bit, a directory, a bad interpreter line).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = childminder::Command::new("/").run().unwrap_err();
+    /// assert!(err.is_permission_denied());
+    /// ```
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, Error::ProcessStartFailed { source, .. }
+            if source.kind() != io::ErrorKind::NotFound)
+    }
+}
+
+/// Which standard stream a worker served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// The child's standard input.
+    Stdin,
+    /// The child's standard output.
+    Stdout,
+    /// The child's standard error.
+    Stderr,
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stream::Stdin => "stdin",
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        })
+    }
+}
+
+/// What a failed worker was doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkerOp {
+    /// The stdin producer returned an error or panicked.
+    Produce,
+    /// Writing to the child's stdin failed (other than the child closing it).
+    Write,
+    /// Reading the child's stdout or stderr failed.
+    Read,
+    /// The stdout or stderr consumer returned an error or panicked.
+    Consume,
+}
+
+impl fmt::Display for WorkerOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkerOp::Produce => "produce",
+            WorkerOp::Write => "write",
+            WorkerOp::Read => "read",
+            WorkerOp::Consume => "consume",
+        })
+    }
+}
+
+/// A stdio worker's failure, as recorded in
+/// [`SupervisionResult::worker_errors`](crate::SupervisionResult::worker_errors).
+///
+/// The seed dropped these silently; childminder keeps them. A panic in a
+/// producer or consumer is recorded here too, with the panic message, and
+/// does not unwind through the supervisor.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::{Command, Stream, WorkerOp};
+///
+/// let result = childminder::with_process(
+///     Command::new("sh").args(["-c", "echo hello"]),
+///     childminder::stdin::empty(),
+///     |_chunk: &[u8]| Err(std::io::Error::other("disk full")),
+///     childminder::discard,
+///     |p| p.wait(),
+/// )
+/// .unwrap();
+/// let failure = &result.worker_errors[0];
+/// assert_eq!((failure.stream, failure.op), (Stream::Stdout, WorkerOp::Consume));
+/// assert!(failure.to_string().contains("disk full"));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{program:?}: {stream} worker failed to {op}: {source}")]
+pub struct WorkerError {
+    /// The program the worker served.
+    pub program: String,
+    /// The stream.
+    pub stream: Stream,
+    /// What it was doing.
+    pub op: WorkerOp,
+    /// The underlying error; a panic is carried as an [`io::Error`] of kind
+    /// [`Other`](io::ErrorKind::Other) whose message is the panic's.
+    #[source]
+    pub source: Arc<io::Error>,
+}
+
+impl WorkerError {
+    pub(crate) fn new(program: &str, stream: Stream, op: WorkerOp, source: io::Error) -> Self {
+        WorkerError {
+            program: program.to_owned(),
+            stream,
+            op,
+            source: Arc::new(source),
+        }
+    }
+
+    /// Wraps this failure as an [`Error::WorkerDied`], for callers that want
+    /// to fail with `?` when any worker failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), childminder::Error> {
+    /// let result = childminder::Command::new("true").run()?;
+    /// if let Some(e) = result.worker_errors.first() {
+    ///     return Err(e.clone().into_error());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn into_error(self) -> Error {
+        Error::WorkerDied(self)
+    }
+}
+
+impl From<WorkerError> for Error {
+    fn from(e: WorkerError) -> Error {
+        Error::WorkerDied(e)
+    }
+}
+
+/// Turns a caught panic payload into the `io::Error` a [`WorkerError`] carries.
+pub(crate) fn panic_to_io(payload: Box<dyn std::any::Any + Send>) -> io::Error {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    io::Error::other(format!("panicked: {msg}"))
+}

@@ -1,0 +1,316 @@
+//! The escalation as a pure state machine: natural exit → TERM → grace →
+//! KILL → 1 s → fallback.
+//!
+//! It knows nothing of processes, signals or clocks: the driver feeds it
+//! events stamped with the current instant and carries out the steps it
+//! returns. That keeps every timing rule unit-testable without a child or a
+//! sleep. The same machine drives the sweep of a process group whose leader
+//! has already exited (see `Escalation::begin_at_term`).
+
+use std::time::{Duration, Instant};
+
+use crate::result::EscalationCause;
+
+/// How long to wait after SIGKILL before the last non-blocking check (the
+/// seed's fixed 1 s).
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(1);
+
+/// What the driver must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Close the child's stdin so a filter can exit by itself.
+    CloseStdin,
+    /// Send the first signal (SIGTERM unless configured otherwise); report
+    /// the outcome with [`Escalation::record_term`].
+    SendTerm,
+    /// Send SIGKILL; report the outcome with [`Escalation::record_kill`].
+    SendKill,
+    /// Give up waiting: make the last non-blocking status check and publish.
+    Fallback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing asked the child to end yet.
+    Running,
+    /// Stdin is closed; waiting up to the grace period for a natural exit.
+    AwaitNatural { until: Instant },
+    /// TERM sent; waiting up to the grace period.
+    AwaitAfterTerm { until: Instant },
+    /// KILL sent; waiting up to [`KILL_WAIT`].
+    AwaitAfterKill { until: Instant },
+    /// The exit was observed, or the fallback was reached.
+    Done,
+}
+
+/// One escalation: its phase and what it has sent so far.
+#[derive(Debug, Clone)]
+pub(crate) struct Escalation {
+    grace: Duration,
+    phase: Phase,
+    cause: Option<EscalationCause>,
+    term_sent_at: Option<Instant>,
+    kill_sent_at: Option<Instant>,
+}
+
+impl Escalation {
+    pub(crate) fn new(grace: Duration) -> Escalation {
+        Escalation {
+            grace,
+            phase: Phase::Running,
+            cause: None,
+            term_sent_at: None,
+            kill_sent_at: None,
+        }
+    }
+
+    /// Something asks the child to end. Teardown and shutdown close stdin
+    /// and give the child a grace period to exit by itself; the deadline
+    /// sends the first signal at once (it stood in for that first wait). A
+    /// deadline arriving during the natural-exit wait cuts it short; any
+    /// other request once escalating changes nothing.
+    pub(crate) fn begin(&mut self, now: Instant, cause: EscalationCause) -> Vec<Step> {
+        match (self.phase, cause) {
+            (Phase::Running, EscalationCause::Teardown | EscalationCause::Shutdown) => {
+                self.cause = Some(cause);
+                self.phase = Phase::AwaitNatural {
+                    until: now + self.grace,
+                };
+                vec![Step::CloseStdin]
+            }
+            (Phase::Running, EscalationCause::Deadline) => {
+                self.cause = Some(cause);
+                self.send_term(now)
+            }
+            (Phase::AwaitNatural { .. }, EscalationCause::Deadline) => {
+                self.cause = Some(cause);
+                self.send_term(now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Starts directly at the first signal: used for the group sweep, where
+    /// the leader is gone and there is no natural exit to wait for.
+    pub(crate) fn begin_at_term(&mut self, now: Instant) -> Vec<Step> {
+        match self.phase {
+            Phase::Running => self.send_term(now),
+            _ => Vec::new(),
+        }
+    }
+
+    fn send_term(&mut self, now: Instant) -> Vec<Step> {
+        self.phase = Phase::AwaitAfterTerm {
+            until: now + self.grace,
+        };
+        vec![Step::SendTerm]
+    }
+
+    /// The exit was observed: nothing more to do.
+    pub(crate) fn exited(&mut self) {
+        self.phase = Phase::Done;
+    }
+
+    /// Time passed; `now` is at or after [`deadline`](Self::deadline).
+    pub(crate) fn tick(&mut self, now: Instant) -> Vec<Step> {
+        match self.phase {
+            Phase::AwaitNatural { until } if now >= until => self.send_term(now),
+            Phase::AwaitAfterTerm { until } if now >= until => {
+                self.phase = Phase::AwaitAfterKill {
+                    until: now + KILL_WAIT,
+                };
+                vec![Step::SendKill]
+            }
+            Phase::AwaitAfterKill { until } if now >= until => {
+                self.phase = Phase::Done;
+                vec![Step::Fallback]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// When the driver must call [`tick`](Self::tick) next, if ever.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitNatural { until }
+            | Phase::AwaitAfterTerm { until }
+            | Phase::AwaitAfterKill { until } => Some(until),
+            Phase::Running | Phase::Done => None,
+        }
+    }
+
+    /// The first signal was sent successfully at `at`. (As in the seed, a
+    /// failed send does not count as sent.)
+    pub(crate) fn record_term(&mut self, at: Instant) {
+        self.term_sent_at.get_or_insert(at);
+    }
+
+    /// SIGKILL was sent successfully at `at`.
+    pub(crate) fn record_kill(&mut self, at: Instant) {
+        self.kill_sent_at.get_or_insert(at);
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub(crate) fn cause(&self) -> Option<EscalationCause> {
+        self.cause
+    }
+
+    pub(crate) fn term_sent_at(&self) -> Option<Instant> {
+        self.term_sent_at
+    }
+
+    pub(crate) fn kill_sent_at(&self) -> Option<Instant> {
+        self.kill_sent_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EscalationCause::*;
+
+    const GRACE: Duration = Duration::from_millis(500);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Drives a machine the way the coordinator does, with the child never
+    /// exiting, and returns each step with the offset it happened at.
+    fn run_to_end(mut esc: Escalation, t0: Instant, first: Vec<Step>) -> Vec<(Duration, Step)> {
+        let mut log: Vec<_> = first.into_iter().map(|s| (Duration::ZERO, s)).collect();
+        while let Some(at) = esc.deadline() {
+            for step in esc.tick(at) {
+                log.push((at - t0, step));
+            }
+        }
+        assert!(esc.is_done());
+        log
+    }
+
+    #[test]
+    fn teardown_closes_stdin_then_term_after_grace_then_kill_then_fallback() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        let first = esc.begin(t0, Teardown);
+        let log = run_to_end(esc, t0, first);
+        assert_eq!(
+            log,
+            vec![
+                (ms(0), Step::CloseStdin),
+                (ms(500), Step::SendTerm),
+                (ms(1000), Step::SendKill),
+                (ms(2000), Step::Fallback),
+            ]
+        );
+    }
+
+    #[test]
+    fn deadline_sends_term_at_once() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        let first = esc.begin(t0, Deadline);
+        assert_eq!(esc.cause(), Some(Deadline));
+        let log = run_to_end(esc, t0, first);
+        assert_eq!(
+            log,
+            vec![
+                (ms(0), Step::SendTerm),
+                (ms(500), Step::SendKill),
+                (ms(1500), Step::Fallback),
+            ]
+        );
+    }
+
+    #[test]
+    fn deadline_during_natural_wait_cuts_it_short() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        assert_eq!(esc.begin(t0, Shutdown), vec![Step::CloseStdin]);
+        assert_eq!(esc.tick(t0 + ms(100)), vec![]);
+        assert_eq!(esc.begin(t0 + ms(200), Deadline), vec![Step::SendTerm]);
+        assert_eq!(esc.deadline(), Some(t0 + ms(700)));
+    }
+
+    #[test]
+    fn a_second_request_changes_nothing() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        esc.begin(t0, Shutdown);
+        assert_eq!(esc.begin(t0 + ms(10), Teardown), vec![]);
+        assert_eq!(esc.cause(), Some(Shutdown));
+        esc.begin(t0, Deadline);
+        assert_eq!(esc.begin(t0 + ms(10), Deadline), vec![]);
+        assert_eq!(esc.begin(t0 + ms(10), Teardown), vec![]);
+    }
+
+    #[test]
+    fn early_ticks_do_nothing() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        assert_eq!(esc.tick(t0 + ms(10_000)), vec![]);
+        esc.begin(t0, Teardown);
+        assert_eq!(esc.tick(t0 + ms(499)), vec![]);
+        assert_eq!(esc.tick(t0 + ms(500)), vec![Step::SendTerm]);
+    }
+
+    #[test]
+    fn exit_ends_it_at_any_phase() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        esc.begin(t0, Teardown);
+        esc.tick(t0 + GRACE);
+        esc.exited();
+        assert!(esc.is_done());
+        assert_eq!(esc.deadline(), None);
+        assert_eq!(esc.tick(t0 + ms(100_000)), vec![]);
+        assert_eq!(esc.begin(t0, Deadline), vec![]);
+    }
+
+    #[test]
+    fn zero_grace_escalates_without_waiting() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(Duration::ZERO);
+        let first = esc.begin(t0, Teardown);
+        let log = run_to_end(esc, t0, first);
+        assert_eq!(
+            log,
+            vec![
+                (ms(0), Step::CloseStdin),
+                (ms(0), Step::SendTerm),
+                (ms(0), Step::SendKill),
+                (KILL_WAIT, Step::Fallback),
+            ]
+        );
+    }
+
+    #[test]
+    fn group_sweep_starts_at_term() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        let first = esc.begin_at_term(t0);
+        let log = run_to_end(esc, t0, first);
+        assert_eq!(log[0], (ms(0), Step::SendTerm));
+        assert_eq!(log[1], (ms(500), Step::SendKill));
+    }
+
+    #[test]
+    fn only_the_first_send_is_recorded() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        esc.record_term(t0);
+        esc.record_term(t0 + ms(5));
+        esc.record_kill(t0 + ms(7));
+        assert_eq!(esc.term_sent_at(), Some(t0));
+        assert_eq!(esc.kill_sent_at(), Some(t0 + ms(7)));
+        assert!(esc.is_running());
+    }
+}

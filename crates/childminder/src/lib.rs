@@ -1,0 +1,110 @@
+//! Start a child process, stream its stdin/stdout/stderr, and guarantee how
+//! it ends: on Linux, race-free, with nothing left behind.
+//!
+//! childminder is the Rust form of the Haskell module `Process.Supervisor`:
+//! a scoped run ([`with_process`]) with a stdin producer, stdout/stderr
+//! consumers and a user action; a handle ([`Process`]) to wait, poll,
+//! signal and close stdin; and a fixed escalation when the child must end:
+//!
+//! > close stdin → wait ≤ grace for a natural exit → SIGTERM → wait ≤ grace
+//! > → SIGKILL → wait ≤ 1 s → a last non-blocking status check
+//!
+//! with the result published exactly once and classified [`Termination::Clean`],
+//! [`Escalated`](Termination::Escalated) or [`Indeterminate`](Termination::Indeterminate).
+//!
+//! What it adds to the seed:
+//! - every wait and signal goes through a **pidfd**, so no signal can reach
+//!   a recycled pid;
+//! - the child leads its own **process group**, and the escalation reaches
+//!   the whole group; nothing of the group outlives the supervision;
+//! - the child gets **fds 0, 1, 2 and nothing else**, while staying on the
+//!   `posix_spawn` (vfork) fast path;
+//! - **event-driven I/O** on tokio: no polling, no thread per stream in the
+//!   async API, and backpressure from a slow reader to the child;
+//! - every byte the child wrote reaches its consumer, teardown included;
+//!   producer and consumer failures are recorded, not dropped.
+//!
+//! # Blocking
+//!
+//! ```
+//! use childminder::{stdin, with_process, Command, Termination};
+//! use std::time::Duration;
+//!
+//! let mut cmd = Command::new("sh");
+//! cmd.args(["-c", "read line; echo got $line; sleep 30"])
+//!     .grace_period(Duration::from_millis(100));
+//! let mut out = Vec::new();
+//! let result = with_process(
+//!     &cmd,
+//!     stdin::bytes("hello\n"),
+//!     |chunk: &[u8]| { out.extend_from_slice(chunk); Ok(()) },
+//!     childminder::discard,
+//!     |process| process.shutdown(), // or just return: teardown escalates
+//! )
+//! .unwrap();
+//! assert_eq!(out, b"got hello\n");
+//! assert_eq!(result.termination, Termination::Escalated);
+//! ```
+//!
+//! # Async
+//!
+//! ```
+//! use childminder::Command;
+//! use tokio::io::AsyncReadExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut child = Command::new("echo").arg("hi").spawn().unwrap();
+//! let mut out = String::new();
+//! child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+//! assert_eq!(out, "hi\n");
+//! assert!(child.wait().await.success());
+//! # }
+//! ```
+//!
+//! # Platform
+//!
+//! Linux only (other targets fail to compile, with a message). pidfd needs
+//! Linux 5.4; without it waits and signals fall back to the pid with the
+//! seed's re-check and [`SupervisionResult::used_pidfd`] says so. Group
+//! signals through the pidfd need Linux 6.9; before that they use
+//! `kill(-pgid)` while the leader's zombie still holds the group id. glibc
+//! 2.34 or later is needed for `posix_spawn_file_actions_addclosefrom_np`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "childminder supports Linux only: it relies on pidfd, PR_SET_PDEATHSIG and posix_spawn extensions of glibc"
+);
+
+mod async_child;
+mod blocking;
+mod command;
+mod coordinator;
+mod error;
+mod escalation;
+mod input;
+mod result;
+mod shared;
+mod signal;
+mod spawn;
+mod sys;
+mod target;
+mod workers;
+
+pub use async_child::{Child, ChildStderr, ChildStdin, ChildStdout, with_child};
+pub use blocking::{Output, Process, discard, with_process};
+pub use command::{
+    Command, DEFAULT_BUFFER_SIZE, DEFAULT_GRACE_PERIOD, MAX_BUFFER_SIZE, MAX_DURATION, Stdio,
+};
+pub use error::{Error, Stream, WorkerError, WorkerOp};
+pub use input::Input;
+pub use result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
+pub use signal::{ParseSignalError, Signal};
+
+/// Sources for the child's stdin in [`with_process`].
+pub mod stdin {
+    pub use crate::input::{Input, bytes, empty, from_fn, from_reader};
+}

@@ -1,0 +1,201 @@
+//! State shared between a supervised child's handles and its coordinator:
+//! the result cell (written once), the requests (shutdown, teardown), the
+//! stdin slot, and the worker-failure log.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use tokio::io::AsyncWrite;
+use tokio::net::unix::pipe;
+use tokio::sync::Notify;
+
+use crate::error::WorkerError;
+use crate::result::SupervisionResult;
+use crate::target::Target;
+
+/// A value set once, readable without blocking, awaitable from async code
+/// and from threads. Holds the final result, and the "finished" mark.
+pub(crate) struct Published<T> {
+    value: OnceLock<T>,
+    lock: Mutex<()>,
+    cond: Condvar,
+    notify: Notify,
+}
+
+impl<T> Default for Published<T> {
+    fn default() -> Self {
+        Published {
+            value: OnceLock::new(),
+            lock: Mutex::new(()),
+            cond: Condvar::new(),
+            notify: Notify::new(),
+        }
+    }
+}
+
+impl<T> Published<T> {
+    /// Publishes `value` unless one already was; returns whether it did.
+    pub(crate) fn publish(&self, value: T) -> bool {
+        if self.value.set(value).is_err() {
+            return false;
+        }
+        // Taking the lock orders this wake-up after any waiter's check.
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.cond.notify_all();
+        self.notify.notify_waiters();
+        true
+    }
+
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.value.get()
+    }
+
+    pub(crate) fn wait_blocking(&self) -> &T {
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = self.value.get() {
+                return v;
+            }
+            guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub(crate) async fn wait(&self) -> &T {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = self.value.get() {
+                return v;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Requests from the handles to the coordinator.
+pub(crate) const REQ_SHUTDOWN: u8 = 1;
+pub(crate) const REQ_TEARDOWN: u8 = 2;
+
+pub(crate) struct Shared {
+    pub program: String,
+    pub target: Target,
+    pub started: Instant,
+    pub result: Published<SupervisionResult>,
+    /// Set when the coordinator has finished: group swept, child reaped.
+    pub finished: Published<()>,
+    pub stdin: Arc<StdinSlot>,
+    requests: AtomicU8,
+    wake_coordinator: Notify,
+    worker_errors: Mutex<Vec<WorkerError>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        program: String,
+        target: Target,
+        started: Instant,
+        stdin: Option<pipe::Sender>,
+    ) -> Shared {
+        Shared {
+            program,
+            target,
+            started,
+            result: Published::default(),
+            finished: Published::default(),
+            stdin: Arc::new(StdinSlot::new(stdin)),
+            requests: AtomicU8::new(0),
+            wake_coordinator: Notify::new(),
+            worker_errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn request(&self, what: u8) {
+        self.requests.fetch_or(what, Ordering::SeqCst);
+        self.wake_coordinator.notify_one();
+    }
+
+    pub(crate) fn take_requests(&self) -> u8 {
+        self.requests.swap(0, Ordering::SeqCst)
+    }
+
+    pub(crate) async fn requested(&self) {
+        self.wake_coordinator.notified().await
+    }
+
+    pub(crate) fn record_worker_error(&self, error: WorkerError) {
+        tracing::warn!(program = %error.program, stream = %error.stream, op = %error.op, error = %error.source, "worker failed");
+        self.worker_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(error);
+    }
+
+    pub(crate) fn take_worker_errors(&self) -> Vec<WorkerError> {
+        std::mem::take(&mut *self.worker_errors.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The parent's end of the child's stdin, closable from the coordinator
+/// while a writer is blocked on it: closing wakes the writer, whose next
+/// poll then fails with `BrokenPipe`.
+pub(crate) struct StdinSlot {
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    pipe: Option<pipe::Sender>,
+    waker: Option<Waker>,
+}
+
+impl StdinSlot {
+    fn new(pipe: Option<pipe::Sender>) -> StdinSlot {
+        StdinSlot {
+            state: Mutex::new(SlotState { pipe, waker: None }),
+        }
+    }
+
+    /// Closes the pipe now (the child reads EOF once no other copy is open).
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let pipe = state.pipe.take();
+        let waker = state.waker.take();
+        drop(state);
+        drop(pipe);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pipe
+            .is_some()
+    }
+
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pipe) = state.pipe.as_mut() else {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the child's stdin was closed",
+            )));
+        };
+        match Pin::new(pipe).poll_write(cx, buf) {
+            Poll::Pending => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            ready => ready,
+        }
+    }
+}

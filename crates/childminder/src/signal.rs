@@ -1,0 +1,187 @@
+//! Signal numbers, with the names people type.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A POSIX signal number, as sent by [`Process::signal`](crate::Process::signal)
+/// or reported in [`ExitStatus::Signaled`](crate::ExitStatus::Signaled).
+///
+/// childminder keeps its own small type instead of re-exporting a syscall
+/// crate's, so the public API does not change when those crates do.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::Signal;
+///
+/// assert_eq!("TERM".parse::<Signal>().unwrap(), Signal::TERM);
+/// assert_eq!("sigkill".parse::<Signal>().unwrap(), Signal::KILL);
+/// assert_eq!("15".parse::<Signal>().unwrap().as_raw(), 15);
+/// assert_eq!(Signal::INT.name(), Some("SIGINT"));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Signal(i32);
+
+const NAMES: &[(&str, i32)] = &[
+    ("SIGHUP", libc::SIGHUP),
+    ("SIGINT", libc::SIGINT),
+    ("SIGQUIT", libc::SIGQUIT),
+    ("SIGILL", libc::SIGILL),
+    ("SIGTRAP", libc::SIGTRAP),
+    ("SIGABRT", libc::SIGABRT),
+    ("SIGBUS", libc::SIGBUS),
+    ("SIGFPE", libc::SIGFPE),
+    ("SIGKILL", libc::SIGKILL),
+    ("SIGUSR1", libc::SIGUSR1),
+    ("SIGSEGV", libc::SIGSEGV),
+    ("SIGUSR2", libc::SIGUSR2),
+    ("SIGPIPE", libc::SIGPIPE),
+    ("SIGALRM", libc::SIGALRM),
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGSTKFLT", libc::SIGSTKFLT),
+    ("SIGCHLD", libc::SIGCHLD),
+    ("SIGCONT", libc::SIGCONT),
+    ("SIGSTOP", libc::SIGSTOP),
+    ("SIGTSTP", libc::SIGTSTP),
+    ("SIGTTIN", libc::SIGTTIN),
+    ("SIGTTOU", libc::SIGTTOU),
+    ("SIGURG", libc::SIGURG),
+    ("SIGXCPU", libc::SIGXCPU),
+    ("SIGXFSZ", libc::SIGXFSZ),
+    ("SIGVTALRM", libc::SIGVTALRM),
+    ("SIGPROF", libc::SIGPROF),
+    ("SIGWINCH", libc::SIGWINCH),
+    ("SIGIO", libc::SIGIO),
+    ("SIGPWR", libc::SIGPWR),
+    ("SIGSYS", libc::SIGSYS),
+];
+
+impl Signal {
+    /// `SIGHUP`.
+    pub const HUP: Signal = Signal(libc::SIGHUP);
+    /// `SIGINT`.
+    pub const INT: Signal = Signal(libc::SIGINT);
+    /// `SIGQUIT`.
+    pub const QUIT: Signal = Signal(libc::SIGQUIT);
+    /// `SIGKILL`: cannot be caught or ignored.
+    pub const KILL: Signal = Signal(libc::SIGKILL);
+    /// `SIGUSR1`.
+    pub const USR1: Signal = Signal(libc::SIGUSR1);
+    /// `SIGUSR2`.
+    pub const USR2: Signal = Signal(libc::SIGUSR2);
+    /// `SIGSEGV`.
+    pub const SEGV: Signal = Signal(libc::SIGSEGV);
+    /// `SIGPIPE`.
+    pub const PIPE: Signal = Signal(libc::SIGPIPE);
+    /// `SIGTERM`: the polite request to stop, first step of the escalation.
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// `SIGCONT`.
+    pub const CONT: Signal = Signal(libc::SIGCONT);
+    /// `SIGSTOP`.
+    pub const STOP: Signal = Signal(libc::SIGSTOP);
+
+    /// The signal with this number.
+    ///
+    /// # Errors
+    ///
+    /// Returns `None` unless `1 <= raw <= SIGRTMAX`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::Signal;
+    /// assert_eq!(Signal::from_raw(9), Some(Signal::KILL));
+    /// assert_eq!(Signal::from_raw(0), None);
+    /// ```
+    pub fn from_raw(raw: i32) -> Option<Signal> {
+        (1..=libc::SIGRTMAX()).contains(&raw).then_some(Signal(raw))
+    }
+
+    /// The signal number.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(childminder::Signal::TERM.as_raw(), 15);
+    /// ```
+    pub fn as_raw(self) -> i32 {
+        self.0
+    }
+
+    /// The conventional name, such as `"SIGTERM"`, or `None` for
+    /// real-time signals.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(childminder::Signal::KILL.name(), Some("SIGKILL"));
+    /// ```
+    pub fn name(self) -> Option<&'static str> {
+        NAMES
+            .iter()
+            .find(|&&(_, n)| n == self.0)
+            .map(|&(name, _)| name)
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "Signal({})", self.0),
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The error of parsing a [`Signal`] from text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signal {0:?}: expected a name such as TERM or SIGTERM, or a number from 1 to 64")]
+pub struct ParseSignalError(String);
+
+impl FromStr for Signal {
+    type Err = ParseSignalError;
+
+    /// Accepts `TERM`, `SIGTERM`, `sigterm` and `15` alike.
+    fn from_str(s: &str) -> Result<Signal, ParseSignalError> {
+        let err = || ParseSignalError(s.to_owned());
+        let trimmed = s.trim();
+        if let Ok(raw) = trimmed.parse::<i32>() {
+            return Signal::from_raw(raw).ok_or_else(err);
+        }
+        let upper = trimmed.to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        NAMES
+            .iter()
+            .find(|&&(name, _)| &name[3..] == bare)
+            .map(|&(_, raw)| Signal(raw))
+            .ok_or_else(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_round_trips() {
+        for &(name, raw) in NAMES {
+            let sig: Signal = name[3..].parse().unwrap();
+            assert_eq!(sig.as_raw(), raw);
+            assert_eq!(sig.name().unwrap(), name);
+            assert_eq!(sig.name().unwrap().parse::<Signal>().unwrap(), sig);
+        }
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        for bad in ["", "0", "-1", "65", "SIG", "TERMX", "1.5", "9999999999999"] {
+            assert!(bad.parse::<Signal>().is_err(), "{bad:?} parsed");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Starting the child: pipes, `posix_spawn` (or `fork` when
+//! `kill_on_parent_death` needs code before `exec`), and the pidfd opened
+//! while the child is still ours and unreaped.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::unix::pipe;
+
+use crate::command::{Command, Prepared, Stdio};
+use crate::error::Error;
+use crate::shared::Shared;
+use crate::sys;
+use crate::target::Target;
+
+/// A started child: its pid, its pidfd (unless the kernel has none), and the
+/// parent's ends of the piped streams, already non-blocking.
+pub(crate) struct Spawned {
+    pub pid: u32,
+    pub pidfd: Option<OwnedFd>,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub started: Instant,
+}
+
+/// The two ends of one of the child's streams: ours and the child's.
+struct StreamEnds {
+    parent: Option<OwnedFd>,
+    child: Option<OwnedFd>,
+}
+
+fn stream_ends(mode: Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, Error> {
+    let pipe_err = |source| Error::PipeCreationFailed {
+        program: cmd.program_lossy(),
+        source,
+    };
+    match mode {
+        Stdio::Inherit => Ok(StreamEnds {
+            parent: None,
+            child: None,
+        }),
+        Stdio::Null => Ok(StreamEnds {
+            parent: None,
+            child: Some(sys::open_dev_null(index != 0).map_err(pipe_err)?),
+        }),
+        Stdio::Piped => {
+            let (read, write) = sys::pipe().map_err(pipe_err)?;
+            let (parent, child) = if index == 0 {
+                (write, read)
+            } else {
+                (read, write)
+            };
+            sys::set_nonblocking(parent.as_fd()).map_err(pipe_err)?;
+            if let Some(size) = cmd.pipe_capacity {
+                sys::try_set_pipe_size(parent.as_fd(), size);
+            }
+            Ok(StreamEnds {
+                parent: Some(parent),
+                child: Some(child),
+            })
+        }
+    }
+}
+
+/// Validates, spawns and opens the pidfd.
+///
+/// # Errors
+///
+/// `InvalidOptions` before anything is created; `PipeCreationFailed` when
+/// the fd limit is reached; `ProcessStartFailed` when the program cannot be
+/// executed; `Io` when the pidfd cannot be opened on a kernel that has them
+/// (the child is then killed and reaped before returning).
+pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
+    let prepared = cmd.prepare()?;
+    let [stdin, stdout, stderr] = [0, 1, 2].map(|i| stream_ends(cmd.stdio[i], i, cmd));
+    let (mut stdin, mut stdout, mut stderr) = (stdin?, stdout?, stderr?);
+
+    // Extra fds are first copied above every target, so no dup2 in the
+    // child can overwrite a source that a later dup2 still needs.
+    let lowest_free = cmd.extra_fds.iter().map(|(_, t)| *t + 1).max().unwrap_or(3);
+    let extra: Vec<(OwnedFd, RawFd)> = cmd
+        .extra_fds
+        .iter()
+        .map(|(fd, target)| {
+            sys::dup_cloexec_at_least(fd.as_fd(), lowest_free)
+                .map(|copy| (copy, *target))
+                .map_err(|source| Error::PipeCreationFailed {
+                    program: cmd.program_lossy(),
+                    source,
+                })
+        })
+        .collect::<Result<_, _>>()?;
+
+    let child_fds = sys::ChildFds {
+        stdio: [&stdin.child, &stdout.child, &stderr.child]
+            .map(|fd| fd.as_ref().map(OwnedFd::as_fd)),
+        extra: extra.iter().map(|(fd, t)| (fd.as_fd(), *t)).collect(),
+    };
+    let started = Instant::now();
+    let pid = if cmd.kill_on_parent_death {
+        spawn_with_fork(cmd, &prepared, &child_fds)
+    } else {
+        sys::posix_spawn(&sys::SpawnRequest {
+            path: &prepared.path,
+            argv: &prepared.argv,
+            envp: &prepared.envp,
+            cwd: prepared.cwd.as_deref(),
+            new_process_group: cmd.process_group,
+            fds: child_fds,
+        })
+    }
+    .map_err(|source| Error::ProcessStartFailed {
+        program: cmd.program_lossy(),
+        source,
+    })?;
+    drop(extra);
+    // The child has its copies; ours must close so EOF can happen.
+    for ends in [&mut stdin, &mut stdout, &mut stderr] {
+        ends.child = None;
+    }
+
+    let pidfd = open_pidfd(cmd, pid)?;
+    tracing::debug!(
+        program = %cmd.program_lossy(),
+        pid,
+        pidfd = pidfd.is_some(),
+        process_group = cmd.process_group,
+        "spawned"
+    );
+    Ok(Spawned {
+        pid,
+        pidfd,
+        stdin: stdin.parent,
+        stdout: stdout.parent,
+        stderr: stderr.parent,
+        started,
+    })
+}
+
+/// Opens the pidfd right after the spawn. The child is ours and unreaped,
+/// so its pid cannot have been recycled in between.
+fn open_pidfd(cmd: &Command, pid: u32) -> Result<Option<OwnedFd>, Error> {
+    if !sys::features().pidfd {
+        return Ok(None);
+    }
+    match sys::pidfd_open(pid) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(source) => {
+            // Without a pidfd we cannot keep our promises about this child:
+            // end it now, while its pid is still certainly ours.
+            let _ = sys::kill(pid as i32, libc::SIGKILL);
+            let _ = sys::pid_wait_blocking(pid);
+            Err(Error::Io {
+                program: cmd.program_lossy(),
+                context: "opening a pidfd for the new child",
+                source,
+            })
+        }
+    }
+}
+
+/// The slow path, only for `kill_on_parent_death`: std's fork-based spawn
+/// with our code before `exec`.
+fn spawn_with_fork(
+    cmd: &Command,
+    prepared: &Prepared,
+    fds: &sys::ChildFds<'_>,
+) -> std::io::Result<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+
+    let os = |c: &std::ffi::CStr| std::ffi::OsStr::from_bytes(c.to_bytes()).to_owned();
+    let mut std_cmd = std::process::Command::new(os(&prepared.path));
+    std_cmd.arg0(os(&prepared.argv[0]));
+    std_cmd.args(prepared.argv[1..].iter().map(|a| os(a)));
+    std_cmd.env_clear();
+    for kv in &prepared.envp {
+        let bytes = kv.to_bytes();
+        let eq = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
+        std_cmd.env(
+            std::ffi::OsStr::from_bytes(&bytes[..eq]),
+            std::ffi::OsStr::from_bytes(bytes.get(eq + 1..).unwrap_or_default()),
+        );
+    }
+    if let Some(cwd) = &prepared.cwd {
+        std_cmd.current_dir(os(cwd));
+    }
+    if cmd.process_group {
+        std_cmd.process_group(0);
+    }
+    let stdio = |fd: Option<BorrowedFd<'_>>| -> std::io::Result<std::process::Stdio> {
+        Ok(match fd {
+            Some(fd) => std::process::Stdio::from(fd.try_clone_to_owned()?),
+            None => std::process::Stdio::inherit(),
+        })
+    };
+    std_cmd.stdin(stdio(fds.stdio[0])?);
+    std_cmd.stdout(stdio(fds.stdio[1])?);
+    std_cmd.stderr(stdio(fds.stdio[2])?);
+    let extra: Vec<(RawFd, RawFd)> = fds
+        .extra
+        .iter()
+        .map(|(fd, t)| (fd.as_raw_fd(), *t))
+        .collect();
+    let child = sys::spawn_forked(std_cmd, extra, cmd.kill_on_parent_death)?;
+    Ok(child.id())
+}
+
+/// A started child registered with the current tokio runtime: its shared
+/// state (pidfd, stdin) and the output pipes for whoever reads them.
+pub(crate) struct Started {
+    pub shared: Arc<Shared>,
+    pub stdout: Option<pipe::Receiver>,
+    pub stderr: Option<pipe::Receiver>,
+}
+
+/// Spawns and registers the pidfd and pipes with the current runtime. If
+/// registration fails (the reactor is out of room), the child is killed
+/// and reaped before the error returns: nothing is left behind.
+///
+/// # Panics
+///
+/// Outside a tokio runtime context.
+pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
+    let spawned = spawn(cmd)?;
+    let program = cmd.program_lossy();
+    let pid = spawned.pid;
+    let registered = (move || -> std::io::Result<_> {
+        let target = Target::new(spawned.pid, spawned.pidfd, cmd.process_group)?;
+        let stdin = spawned.stdin.map(pipe::Sender::from_owned_fd_unchecked);
+        let stdout = spawned.stdout.map(pipe::Receiver::from_owned_fd_unchecked);
+        let stderr = spawned.stderr.map(pipe::Receiver::from_owned_fd_unchecked);
+        Ok((
+            target,
+            stdin.transpose()?,
+            stdout.transpose()?,
+            stderr.transpose()?,
+            spawned.started,
+        ))
+    })();
+    let (target, stdin, stdout, stderr, started) = match registered {
+        Ok(registered) => registered,
+        Err(source) => {
+            // Still our unreaped child, so its pid is still certainly its own.
+            let _ = sys::kill(pid as i32, libc::SIGKILL);
+            let _ = sys::pid_wait_blocking(pid);
+            return Err(Error::Io {
+                program,
+                context: "registering the child with the runtime",
+                source,
+            });
+        }
+    };
+    Ok(Started {
+        shared: Arc::new(Shared::new(program, target, started, stdin)),
+        stdout,
+        stderr,
+    })
+}

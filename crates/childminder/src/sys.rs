@@ -1,0 +1,532 @@
+//! Every OS call childminder makes, and every `unsafe` block of the crate.
+//!
+//! The rest of the crate sees safe functions over `OwnedFd`s. Each `unsafe`
+//! block wraps one call and says why it is sound. Kernel features are probed
+//! once and the answer cached; a missing feature makes the caller fall back,
+//! never fail, unless nothing else can do the job.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::ptr;
+use std::sync::OnceLock;
+
+use rustix::process::{WaitId, WaitIdOptions, WaitIdStatus};
+
+use crate::result::ExitStatus;
+use crate::signal::Signal;
+
+// ---------------------------------------------------------------------------
+// Kernel feature probes (once per process)
+// ---------------------------------------------------------------------------
+
+/// What this kernel offers for race-free signalling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Features {
+    /// `pidfd_open`, `pidfd_send_signal` and `waitid(P_PIDFD)` (Linux 5.4+).
+    pub pidfd: bool,
+    /// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9+).
+    pub pidfd_group_signal: bool,
+}
+
+pub(crate) fn features() -> Features {
+    static FEATURES: OnceLock<Features> = OnceLock::new();
+    *FEATURES.get_or_init(|| {
+        // Probing on ourselves is harmless: signal 0 delivers nothing, and an
+        // unknown flag answers EINVAL before any permission or target check.
+        let own = match pidfd_open(std::process::id()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!(error = %e, "pidfd_open unavailable: falling back to pid-based waits and signals");
+                return Features {
+                    pidfd: false,
+                    pidfd_group_signal: false,
+                };
+            }
+        };
+        let group = pidfd_send_signal_raw(own.as_fd(), 0, libc::PIDFD_SIGNAL_PROCESS_GROUP).is_ok();
+        if !group {
+            tracing::debug!("PIDFD_SIGNAL_PROCESS_GROUP unavailable: group signals use kill(-pgid) while the leader is unreaped");
+        }
+        Features {
+            pidfd: true,
+            pidfd_group_signal: group,
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// pidfd
+// ---------------------------------------------------------------------------
+
+/// Opens a pidfd for `pid`. Only sound against recycling when `pid` is our
+/// own unreaped child, which is how the spawn path uses it.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::NONBLOCK,
+    )?)
+}
+
+fn pidfd_send_signal_raw(pidfd: BorrowedFd<'_>, sig: i32, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: the fd is a live pidfd borrowed for the call; a null siginfo is
+    // documented to mean "as if sent by kill(2)"; no memory is written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            ptr::null::<libc::siginfo_t>(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sends `sig` to the process the pidfd names. ESRCH means it has been
+/// reaped: a pidfd never reaches a recycled pid.
+pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Result<()> {
+    pidfd_send_signal_raw(pidfd, sig.as_raw(), 0)
+}
+
+/// Sends `sig` (0 probes) to the process group led by the pidfd's process.
+/// Works after the leader is reaped, as long as members remain; ESRCH once
+/// none do.
+pub(crate) fn pidfd_signal_group(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    pidfd_send_signal_raw(pidfd, sig, libc::PIDFD_SIGNAL_PROCESS_GROUP)
+}
+
+/// Registers a pidfd with the current tokio reactor; it turns readable
+/// when the process exits.
+pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd is open, owned by the AsyncFd for its whole life,
+    // and always reports the same raw fd.
+    Ok(unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }?)
+}
+
+/// `waitid(P_PIDFD, WEXITED | WNOHANG [| WNOWAIT])`: the child's status if it
+/// has exited, without blocking. With `reap == false` the zombie stays, so
+/// its pid and group id cannot be recycled yet.
+pub(crate) fn pidfd_try_wait(pidfd: BorrowedFd<'_>, reap: bool) -> io::Result<Option<ExitStatus>> {
+    let mut opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+    if !reap {
+        opts |= WaitIdOptions::NOWAIT;
+    }
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
+            Ok(status) => return Ok(status.and_then(decode_waitid)),
+            Err(rustix::io::Errno::INTR) => continue,
+            // With PIDFD_NONBLOCK, "not exited yet" is EAGAIN rather than None.
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn decode_waitid(status: WaitIdStatus) -> Option<ExitStatus> {
+    if let Some(code) = status.exit_status() {
+        return Some(ExitStatus::Exited(code));
+    }
+    let signal = Signal::from_raw(status.terminating_signal()?)?;
+    Some(ExitStatus::Signaled {
+        signal,
+        core_dumped: status.dumped(),
+    })
+}
+
+/// Blocks until `fd` is readable or `limit` passes (a pidfd turns readable
+/// when its process exits).
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, limit: std::time::Duration) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = Timespec::try_from(limit).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    Ok(rustix::event::poll(&mut fds, Some(&timeout))? > 0)
+}
+
+// ---------------------------------------------------------------------------
+// pid-based fallbacks (kernels without pidfd)
+// ---------------------------------------------------------------------------
+
+/// `waitid(P_PID, ...)`, the fallback when there is no pidfd. Sound only on
+/// our own child that nobody else reaps.
+pub(crate) fn pid_try_wait(pid: u32, reap: bool) -> io::Result<Option<ExitStatus>> {
+    let mut opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+    if !reap {
+        opts |= WaitIdOptions::NOWAIT;
+    }
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        match rustix::process::waitid(WaitId::Pid(pid), opts) {
+            Ok(status) => return Ok(status.and_then(decode_waitid)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Blocks until our child `pid` exits, and reaps it. Only for a child just
+/// sent SIGKILL on an error path.
+pub(crate) fn pid_wait_blocking(pid: u32) -> io::Result<Option<ExitStatus>> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        match rustix::process::waitid(WaitId::Pid(pid), WaitIdOptions::EXITED) {
+            Ok(status) => return Ok(status.and_then(decode_waitid)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `kill(pid, sig)`; `pid` negative addresses a process group.
+pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, sig) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether any process other than `leader` is a member of process group
+/// `pgid`, read from `/proc`. Used only where the kernel cannot tell us
+/// through a pidfd (before Linux 6.9).
+pub(crate) fn group_has_members_besides(pgid: i32, leader: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != leader)
+        .any(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // Fields after the command name, which may itself hold ") ".
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                return false;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+        })
+}
+
+// ---------------------------------------------------------------------------
+// Pipes
+// ---------------------------------------------------------------------------
+
+/// A pipe with both ends close-on-exec: the child gets its ends by `dup2`,
+/// which clears the flag on the copy only.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// Grows a pipe's kernel buffer. Best effort: a refusal (the size is above
+/// `fs.pipe-max-size` for an unprivileged user) keeps the default 64 KiB.
+pub(crate) fn try_set_pipe_size(fd: BorrowedFd<'_>, size: usize) {
+    if let Err(e) = rustix::pipe::fcntl_setpipe_size(fd, size) {
+        tracing::trace!(error = %e, size, "F_SETPIPE_SZ refused; keeping the default pipe size");
+    }
+}
+
+/// A close-on-exec duplicate numbered at least `min`.
+pub(crate) fn dup_cloexec_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, min)?)
+}
+
+pub(crate) fn open_dev_null(write: bool) -> io::Result<OwnedFd> {
+    let mode = if write {
+        rustix::fs::OFlags::WRONLY
+    } else {
+        rustix::fs::OFlags::RDONLY
+    };
+    Ok(rustix::fs::open(
+        "/dev/null",
+        mode | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
+}
+
+// ---------------------------------------------------------------------------
+// Spawning through posix_spawn (vfork speed, no pre_exec)
+// ---------------------------------------------------------------------------
+
+/// What the child's fds 0, 1 and 2 and any extra fds become. `None` leaves
+/// the parent's own fd in place (inherit).
+pub(crate) struct ChildFds<'a> {
+    pub stdio: [Option<BorrowedFd<'a>>; 3],
+    /// `(source, target)`: the source must be numbered above every target so
+    /// no `dup2` clobbers a later source (the caller arranges that).
+    pub extra: Vec<(BorrowedFd<'a>, RawFd)>,
+}
+
+/// Everything `posix_spawn` needs, already NUL-checked.
+pub(crate) struct SpawnRequest<'a> {
+    pub path: &'a CStr,
+    pub argv: &'a [CString],
+    pub envp: &'a [CString],
+    pub cwd: Option<&'a CStr>,
+    pub new_process_group: bool,
+    pub fds: ChildFds<'a>,
+}
+
+struct FileActions(libc::posix_spawn_file_actions_t);
+
+impl FileActions {
+    fn new() -> io::Result<FileActions> {
+        let mut raw = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        // SAFETY: init writes a valid object into the uninitialised storage.
+        check_spawn(unsafe { libc::posix_spawn_file_actions_init(raw.as_mut_ptr()) })?;
+        // SAFETY: initialised by the successful call above.
+        Ok(FileActions(unsafe { raw.assume_init() }))
+    }
+
+    fn dup2(&mut self, from: RawFd, to: RawFd) -> io::Result<()> {
+        // SAFETY: self.0 is initialised; the fds are plain integers recorded
+        // for the child.
+        check_spawn(unsafe { libc::posix_spawn_file_actions_adddup2(&mut self.0, from, to) })
+    }
+
+    fn close(&mut self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: as above; glibc ignores EBADF for close actions in the child.
+        check_spawn(unsafe { libc::posix_spawn_file_actions_addclose(&mut self.0, fd) })
+    }
+
+    fn close_from(&mut self, from: RawFd) -> io::Result<()> {
+        // SAFETY: as above (glibc 2.34+: closes every fd >= from in the child).
+        check_spawn(unsafe { libc::posix_spawn_file_actions_addclosefrom_np(&mut self.0, from) })
+    }
+
+    fn chdir(&mut self, dir: &CStr) -> io::Result<()> {
+        // SAFETY: as above; glibc copies the path string.
+        check_spawn(unsafe {
+            libc::posix_spawn_file_actions_addchdir_np(&mut self.0, dir.as_ptr())
+        })
+    }
+}
+
+impl Drop for FileActions {
+    fn drop(&mut self) {
+        // SAFETY: initialised in new() and destroyed exactly once here.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+    }
+}
+
+struct SpawnAttr(libc::posix_spawnattr_t);
+
+impl SpawnAttr {
+    fn new() -> io::Result<SpawnAttr> {
+        let mut raw = MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+        // SAFETY: init writes a valid object into the uninitialised storage.
+        check_spawn(unsafe { libc::posix_spawnattr_init(raw.as_mut_ptr()) })?;
+        // SAFETY: initialised by the successful call above.
+        Ok(SpawnAttr(unsafe { raw.assume_init() }))
+    }
+}
+
+impl Drop for SpawnAttr {
+    fn drop(&mut self) {
+        // SAFETY: initialised in new() and destroyed exactly once here.
+        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+    }
+}
+
+fn empty_sigset() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    // SAFETY: initialised just above.
+    unsafe { set.assume_init() }
+}
+
+fn full_sigset() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises the set it is given.
+    unsafe { libc::sigfillset(set.as_mut_ptr()) };
+    // SAFETY: initialised just above.
+    unsafe { set.assume_init() }
+}
+
+fn check_spawn(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Spawns with `posix_spawn`, which glibc implements with
+/// `clone(CLONE_VM | CLONE_VFORK)`: no page-table copy, whatever the size of
+/// the parent. The child gets fds 0-2 (and the extras) and nothing else,
+/// a clean signal mask, default dispositions, and optionally a new group.
+pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
+    let mut actions = FileActions::new()?;
+    for (target, fd) in req.fds.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            actions.dup2(fd.as_raw_fd(), target as RawFd)?;
+        }
+    }
+    let mut max_target = 2;
+    for (fd, target) in &req.fds.extra {
+        actions.dup2(fd.as_raw_fd(), *target)?;
+        max_target = max_target.max(*target);
+    }
+    // Everything else goes, including fds this program inherited without
+    // CLOEXEC (what Python's close_fds does, but without leaving vfork).
+    for fd in 3..=max_target {
+        if !req.fds.extra.iter().any(|&(_, t)| t == fd) {
+            actions.close(fd)?;
+        }
+    }
+    actions.close_from(max_target + 1)?;
+    if let Some(cwd) = req.cwd {
+        actions.chdir(cwd)?;
+    }
+
+    let mut attr = SpawnAttr::new()?;
+    let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+    if req.new_process_group {
+        flags |= libc::POSIX_SPAWN_SETPGROUP;
+    }
+    let none = empty_sigset();
+    let all = full_sigset();
+    // SAFETY: attr is initialised; the sets are initialised values that
+    // glibc copies.
+    check_spawn(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &none) })?;
+    // SAFETY: as above. Resetting every signal undoes dispositions such as
+    // Rust's SIG_IGN for SIGPIPE, which exec would otherwise pass on.
+    check_spawn(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &all) })?;
+    // SAFETY: as above; 0 means "a new group whose id is the child's pid".
+    check_spawn(unsafe { libc::posix_spawnattr_setpgroup(&mut attr.0, 0) })?;
+    // SAFETY: as above; the flags are valid POSIX_SPAWN_* bits.
+    check_spawn(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as libc::c_short) })?;
+
+    let argv = null_terminated(req.argv);
+    let envp = null_terminated(req.envp);
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: path, argv and envp are NUL-terminated strings in
+    // NULL-terminated arrays that outlive the call; actions and attr are
+    // initialised; glibc reports exec failure (ENOENT, EACCES, ...) as the
+    // return value because it waits for the vfork child to exec or fail.
+    let rc = unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            req.path.as_ptr(),
+            &actions.0,
+            &attr.0,
+            argv.as_ptr(),
+            envp.as_ptr(),
+        )
+    };
+    check_spawn(rc)?;
+    Ok(pid as u32)
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr() as *mut libc::c_char)
+        .chain(std::iter::once(ptr::null_mut()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The fork path (only for kill_on_parent_death), run inside std's pre_exec
+// ---------------------------------------------------------------------------
+
+/// Spawns through std's fork path with `in_child_before_exec` as the
+/// `pre_exec` hook. Only `kill_on_parent_death` needs this path.
+pub(crate) fn spawn_forked(
+    mut cmd: std::process::Command,
+    extra: Vec<(RawFd, RawFd)>,
+    kill_on_parent_death: bool,
+) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let parent_pid = getpid();
+    // SAFETY: the hook runs in the forked child and only makes the
+    // async-signal-safe calls of `in_child_before_exec`; it allocates
+    // nothing (`extra` was built before the fork and is only read).
+    unsafe {
+        cmd.pre_exec(move || in_child_before_exec(&extra, parent_pid, kill_on_parent_death));
+    }
+    cmd.spawn()
+}
+
+/// Runs in the forked child before exec: place the extra fds, make every
+/// other fd above 2 close-on-exec, and ask for SIGKILL when the spawning
+/// thread dies. Close-on-exec rather than close, so std's own exec-error
+/// pipe keeps working. Only async-signal-safe calls; no allocation.
+fn in_child_before_exec(
+    extra: &[(RawFd, RawFd)],
+    parent_pid: libc::pid_t,
+    kill_on_parent_death: bool,
+) -> io::Result<()> {
+    let mut max_target = 2;
+    for &(from, to) in extra {
+        // SAFETY: dup2 on integers; we are the single-threaded forked child.
+        if unsafe { libc::dup2(from, to) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        max_target = max_target.max(to);
+    }
+    for fd in 3..=max_target {
+        if !extra.iter().any(|&(_, t)| t == fd) {
+            // SAFETY: fcntl on an fd number; EBADF for a closed one is harmless.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    // SAFETY: close_range takes integers and only changes fd flags here.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            max_target + 1,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if kill_on_parent_death {
+        // SAFETY: prctl with integer arguments affects only this process.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The parent may have died between fork and prctl; then no signal
+        // will ever come, so act on it now.
+        // SAFETY: getppid has no arguments and cannot fail.
+        if unsafe { libc::getppid() } != parent_pid {
+            return Err(io::Error::other(
+                "parent exited before the child could start",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn getpid() -> libc::pid_t {
+    // SAFETY: getpid has no arguments and cannot fail.
+    unsafe { libc::getpid() }
+}
