@@ -16,7 +16,7 @@ use crate::command::Command;
 use crate::coordinator::{Policy, supervise};
 use crate::error::Error;
 use crate::result::SupervisionResult;
-use crate::shared::{REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
+use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
 
@@ -222,6 +222,40 @@ impl Child {
         self.shared.request(REQ_SHUTDOWN);
         self.shared.finished.wait().await;
         self.shared.result.wait().await.clone()
+    }
+
+    /// Begins the escalation at its signal step now with `signal` (see
+    /// [`Process::terminate`](crate::Process::terminate)); returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use childminder::Signal;
+    /// let child = childminder::Command::new("sleep").arg("30").spawn().unwrap();
+    /// child.terminate(Signal::TERM);
+    /// assert_eq!(child.wait().await.exit.unwrap().signal(), Some(Signal::TERM));
+    /// # }
+    /// ```
+    pub fn terminate(&self, signal: Signal) {
+        self.shared.request_terminate(signal);
+    }
+
+    /// Sends SIGKILL to the child's group now; returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("sleep").arg("30").spawn().unwrap();
+    /// child.kill();
+    /// assert!(child.wait().await.exit.unwrap().signal().is_some());
+    /// # }
+    /// ```
+    pub fn kill(&self) {
+        self.shared.request(REQ_KILL);
     }
 
     /// Closes the child's stdin now, whether or not [`stdin`](Self::stdin)

@@ -13,7 +13,7 @@ use crate::coordinator::{OutputDrain, Policy, supervise};
 use crate::error::{Error, Stream};
 use crate::input::{Input, Source};
 use crate::result::SupervisionResult;
-use crate::shared::{REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
+use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
 use crate::workers::{self, BufferPool, CHANNEL_CHUNKS, ProducerMsg, ReaderSetup};
@@ -83,6 +83,21 @@ impl Process {
     /// ```
     pub fn wait(&self) -> SupervisionResult {
         self.shared.result.wait_blocking().clone()
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `limit`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command};
+    /// use std::time::Duration;
+    /// with_process(&Command::new("sleep").arg("5"), stdin::empty(), discard, discard, |p| {
+    ///     assert!(p.wait_timeout(Duration::from_millis(10)).is_none());
+    /// }).unwrap();
+    /// ```
+    pub fn wait_timeout(&self, limit: std::time::Duration) -> Option<SupervisionResult> {
+        self.shared.result.wait_blocking_timeout(limit).cloned()
     }
 
     /// The final result if it has been published; never blocks. The seed's
@@ -203,6 +218,46 @@ impl Process {
     pub fn shutdown(&self) -> SupervisionResult {
         self.begin_shutdown();
         self.wait()
+    }
+
+    /// Begins the escalation at its signal step, now: `signal` goes to the
+    /// child's group (the child alone without [`Command::process_group`])
+    /// as the escalation's first signal, and SIGKILL follows a grace period
+    /// later unless the child has exited. Stdin is left as it is. Returns at
+    /// once; a later call changes nothing. This is what `childminder run`
+    /// does when it receives SIGINT, SIGTERM, SIGHUP or SIGQUIT.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command, Signal};
+    /// let r = with_process(&Command::new("sleep").arg("30"), stdin::empty(), discard, discard, |p| {
+    ///     p.terminate(Signal::INT);
+    ///     p.wait()
+    /// }).unwrap();
+    /// assert_eq!(r.exit.unwrap().signal(), Some(Signal::INT));
+    /// assert_eq!(r.escalation_cause, Some(childminder::EscalationCause::Requested));
+    /// ```
+    pub fn terminate(&self, signal: Signal) {
+        self.shared.request_terminate(signal);
+    }
+
+    /// Sends SIGKILL to the child's group now, the escalation's last step,
+    /// whatever step it was at. Returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command, Signal, Termination};
+    /// let r = with_process(&Command::new("sleep").arg("30"), stdin::empty(), discard, discard, |p| {
+    ///     p.kill();
+    ///     p.wait()
+    /// }).unwrap();
+    /// assert_eq!(r.exit.unwrap().signal(), Some(Signal::KILL));
+    /// assert_eq!(r.termination, Termination::Escalated);
+    /// ```
+    pub fn kill(&self) {
+        self.shared.request(REQ_KILL);
     }
 
     /// Begins the escalation like [`shutdown`](Self::shutdown) but returns

@@ -13,7 +13,7 @@ use tokio::time::sleep_until;
 use crate::error::Error;
 use crate::escalation::{Escalation, Step};
 use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
-use crate::shared::{REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
+use crate::shared::{REQ_ANY_END, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared};
 use crate::signal::Signal;
 use crate::workers::ReaderEnd;
 
@@ -103,7 +103,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     shared.stdin.close();
 
     // The group is dealt with once something asked the child to end.
-    while esc.cause().is_none() && shared.take_requests() & (REQ_TEARDOWN | REQ_SHUTDOWN) == 0 {
+    while esc.cause().is_none() && shared.take_requests() & REQ_ANY_END == 0 {
         shared.requested().await;
     }
     sweep_group(&shared, policy).await;
@@ -137,6 +137,14 @@ async fn observe_exit(
         }
         if requests & REQ_TEARDOWN != 0 {
             let steps = esc.begin(now, EscalationCause::Teardown);
+            run_steps(shared, policy, esc, steps);
+        }
+        if requests & REQ_TERMINATE != 0 {
+            let steps = esc.begin(now, EscalationCause::Requested);
+            run_steps(shared, policy, esc, steps);
+        }
+        if requests & REQ_KILL != 0 {
+            let steps = esc.kill_now(now);
             run_steps(shared, policy, esc, steps);
         }
         if deadline_pending && deadline_at.is_some_and(|d| now >= d) {
@@ -206,7 +214,7 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
                 continue;
             }
             Step::Fallback => continue,
-            Step::SendTerm => (policy.term_signal, "term"),
+            Step::SendTerm => (shared.term_signal(policy.term_signal), "term"),
             Step::SendKill => (Signal::KILL, "kill"),
         };
         match shared.target.signal_escalation(signal) {

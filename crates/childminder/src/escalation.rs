@@ -78,15 +78,28 @@ impl Escalation {
                 };
                 vec![Step::CloseStdin]
             }
-            (Phase::Running, EscalationCause::Deadline) => {
-                self.cause = Some(cause);
-                self.send_term(now)
-            }
-            (Phase::AwaitNatural { .. }, EscalationCause::Deadline) => {
+            (
+                Phase::Running | Phase::AwaitNatural { .. },
+                EscalationCause::Deadline | EscalationCause::Requested,
+            ) => {
                 self.cause = Some(cause);
                 self.send_term(now)
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// Jumps to SIGKILL now, from any phase before it (`kill` on a handle).
+    pub(crate) fn kill_now(&mut self, now: Instant) -> Vec<Step> {
+        match self.phase {
+            Phase::Running | Phase::AwaitNatural { .. } | Phase::AwaitAfterTerm { .. } => {
+                self.cause.get_or_insert(EscalationCause::Requested);
+                self.phase = Phase::AwaitAfterKill {
+                    until: now + KILL_WAIT,
+                };
+                vec![Step::SendKill]
+            }
+            Phase::AwaitAfterKill { .. } | Phase::Done => Vec::new(),
         }
     }
 
@@ -250,6 +263,20 @@ mod tests {
         esc.begin(t0, Deadline);
         assert_eq!(esc.begin(t0 + ms(10), Deadline), vec![]);
         assert_eq!(esc.begin(t0 + ms(10), Teardown), vec![]);
+    }
+
+    #[test]
+    fn requested_terminate_is_like_the_deadline_and_kill_jumps_ahead() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        assert_eq!(esc.begin(t0, Requested), vec![Step::SendTerm]);
+        assert_eq!(esc.cause(), Some(Requested));
+        assert_eq!(esc.kill_now(t0 + ms(10)), vec![Step::SendKill]);
+        assert_eq!(esc.deadline(), Some(t0 + ms(10) + KILL_WAIT));
+        assert_eq!(esc.kill_now(t0 + ms(20)), vec![]);
+        let mut fresh = Escalation::new(GRACE);
+        assert_eq!(fresh.kill_now(t0), vec![Step::SendKill]);
+        assert_eq!(fresh.cause(), Some(Requested));
     }
 
     #[test]

@@ -183,6 +183,9 @@ pub enum EscalationCause {
     Shutdown,
     /// The [`deadline`](crate::Command::deadline) expired.
     Deadline,
+    /// `terminate` or `kill` was called on the handle (the CLI does so when
+    /// it receives SIGINT, SIGTERM, SIGHUP or SIGQUIT).
+    Requested,
 }
 
 /// The final outcome of one supervised child, published exactly once.

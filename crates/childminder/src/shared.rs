@@ -4,7 +4,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -64,6 +64,25 @@ impl<T> Published<T> {
         }
     }
 
+    pub(crate) fn wait_blocking_timeout(&self, limit: std::time::Duration) -> Option<&T> {
+        let end = Instant::now() + limit;
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = self.value.get() {
+                return Some(v);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            guard = self
+                .cond
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// # Cancel safety
     ///
     /// Cancel safe: it only observes.
@@ -83,6 +102,10 @@ impl<T> Published<T> {
 /// Requests from the handles to the coordinator.
 pub(crate) const REQ_SHUTDOWN: u8 = 1;
 pub(crate) const REQ_TEARDOWN: u8 = 2;
+pub(crate) const REQ_TERMINATE: u8 = 4;
+pub(crate) const REQ_KILL: u8 = 8;
+/// Any request that asks the child to end.
+pub(crate) const REQ_ANY_END: u8 = REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL;
 
 pub(crate) struct Shared {
     pub program: String,
@@ -93,6 +116,8 @@ pub(crate) struct Shared {
     pub finished: Published<()>,
     pub stdin: Arc<StdinSlot>,
     requests: AtomicU8,
+    /// The first signal asked for by `terminate`, or 0 for the policy's.
+    term_signal_override: AtomicI32,
     wake_coordinator: Notify,
     worker_errors: Mutex<Vec<WorkerError>>,
 }
@@ -112,6 +137,7 @@ impl Shared {
             finished: Published::default(),
             stdin: Arc::new(StdinSlot::new(stdin)),
             requests: AtomicU8::new(0),
+            term_signal_override: AtomicI32::new(0),
             wake_coordinator: Notify::new(),
             worker_errors: Mutex::new(Vec::new()),
         }
@@ -120,6 +146,20 @@ impl Shared {
     pub(crate) fn request(&self, what: u8) {
         self.requests.fetch_or(what, Ordering::SeqCst);
         self.wake_coordinator.notify_one();
+    }
+
+    /// Asks for the escalation to start at its signal step with `signal`.
+    pub(crate) fn request_terminate(&self, signal: crate::signal::Signal) {
+        self.term_signal_override
+            .store(signal.as_raw(), Ordering::SeqCst);
+        self.request(REQ_TERMINATE);
+    }
+
+    /// The first signal of the escalation: the one `terminate` asked for, or
+    /// the configured one.
+    pub(crate) fn term_signal(&self, configured: crate::signal::Signal) -> crate::signal::Signal {
+        crate::signal::Signal::from_raw(self.term_signal_override.load(Ordering::SeqCst))
+            .unwrap_or(configured)
     }
 
     pub(crate) fn take_requests(&self) -> u8 {
