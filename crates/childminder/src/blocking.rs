@@ -347,6 +347,43 @@ where
     O: FnMut(&[u8]) -> io::Result<()> + Send,
     E: FnMut(&[u8]) -> io::Result<()> + Send,
 {
+    with_process_result(cmd, stdin, on_stdout, on_stderr, action).map(|(value, _)| value)
+}
+
+/// [`with_process`], also returning the final [`SupervisionResult`], which
+/// is known only after the teardown when the action returned while the
+/// child still ran.
+///
+/// # Errors
+///
+/// As [`with_process`].
+///
+/// # Panics
+///
+/// As [`with_process`].
+///
+/// # Examples
+///
+/// ```
+/// use childminder::{discard, stdin, with_process_result, Command, Termination};
+///
+/// // The action returns at once; the teardown closes cat's stdin and cat
+/// // exits by itself.
+/// let ((), result) = with_process_result(
+///     &Command::new("cat"), stdin::empty(), discard, discard, |_| ()).unwrap();
+/// assert_eq!(result.termination, Termination::Clean);
+/// ```
+pub fn with_process_result<T, O, E>(
+    cmd: &Command,
+    stdin: impl Into<Input>,
+    on_stdout: O,
+    on_stderr: E,
+    action: impl FnOnce(&Process) -> T,
+) -> Result<(T, SupervisionResult), Error>
+where
+    O: FnMut(&[u8]) -> io::Result<()> + Send,
+    E: FnMut(&[u8]) -> io::Result<()> + Send,
+{
     let stdin = stdin.into();
     let engine = engine();
     let _context = engine.enter();
@@ -433,7 +470,7 @@ where
         outcome
     });
     match outcome {
-        Ok(value) => Ok(value),
+        Ok(value) => Ok((value, shared.final_result())),
         Err(panic) => resume_unwind(panic),
     }
 }

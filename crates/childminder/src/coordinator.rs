@@ -55,6 +55,7 @@ impl Drop for LastResort {
         // No runtime is left to await on: block (briefly) on the exit event.
         shared.target.wait_exit_blocking(Duration::from_secs(1));
         let _ = shared.target.reap();
+        shared.final_result();
         shared.finished.publish(());
     }
 }

@@ -70,6 +70,9 @@
 //! signals through the pidfd need Linux 6.9; before that they use
 //! `kill(-pgid)` while the leader's zombie still holds the group id. glibc
 //! 2.34 or later is needed for `posix_spawn_file_actions_addclosefrom_np`.
+//! The test suite forces each fallback on a new kernel with the environment
+//! variable `CHILDMINDER_FALLBACK=pid` (no pidfd) or `=kill-pgrp` (no pidfd
+//! group signals), read once per process.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
@@ -95,7 +98,7 @@ mod target;
 mod workers;
 
 pub use async_child::{Child, ChildStderr, ChildStdin, ChildStdout, with_child};
-pub use blocking::{Output, Process, discard, with_process};
+pub use blocking::{Output, Process, discard, with_process, with_process_result};
 pub use command::{
     Command, DEFAULT_BUFFER_SIZE, DEFAULT_GRACE_PERIOD, MAX_BUFFER_SIZE, MAX_DURATION, Stdio,
 };

@@ -178,6 +178,36 @@ impl Shared {
             .push(error);
     }
 
+    /// The published result, or, if the coordinator never published one (it
+    /// was dropped with its runtime), an `Indeterminate` one saying so.
+    pub(crate) fn final_result(&self) -> SupervisionResult {
+        if let Some(r) = self.result.get() {
+            return r.clone();
+        }
+        let lost = SupervisionResult {
+            program: self.program.clone(),
+            pid: self.target.pid(),
+            exit: None,
+            termination: crate::result::Termination::Indeterminate,
+            escalation_cause: None,
+            term_sent_after: None,
+            kill_sent_after: None,
+            runtime: self.started.elapsed(),
+            supervisor_error: Some(Arc::new(crate::error::Error::Io {
+                program: self.program.clone(),
+                context: "supervising",
+                source: io::Error::other(
+                    "the runtime driving the supervision shut down; the child was killed",
+                ),
+            })),
+            worker_errors: self.take_worker_errors(),
+            output_cut_off: false,
+            used_pidfd: self.target.uses_pidfd(),
+        };
+        self.result.publish(lost);
+        self.result.get().cloned().expect("published just above")
+    }
+
     pub(crate) fn take_worker_errors(&self) -> Vec<WorkerError> {
         std::mem::take(&mut *self.worker_errors.lock().unwrap_or_else(|e| e.into_inner()))
     }
