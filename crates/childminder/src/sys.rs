@@ -49,8 +49,9 @@ pub(crate) fn features() -> Features {
             }
             _ => {}
         }
-        // Probing on ourselves is harmless: signal 0 delivers nothing, and an
-        // unknown flag answers EINVAL before any permission or target check.
+        // Probing on ourselves is harmless: signal 0 delivers nothing. An
+        // unknown flag answers EINVAL before anything else is checked; a known
+        // one answers 0, or ESRCH when we do not lead a process group.
         let own = match pidfd_open(std::process::id()) {
             Ok(fd) => fd,
             Err(e) => {
@@ -61,7 +62,7 @@ pub(crate) fn features() -> Features {
                 };
             }
         };
-        let group = pidfd_send_signal_raw(own.as_fd(), 0, libc::PIDFD_SIGNAL_PROCESS_GROUP).is_ok();
+        let group = group_flag_supported(own.as_fd());
         if !group {
             tracing::debug!("PIDFD_SIGNAL_PROCESS_GROUP unavailable: group signals use kill(-pgid) while the leader is unreaped");
         }
@@ -70,6 +71,15 @@ pub(crate) fn features() -> Features {
             pidfd_group_signal: group,
         }
     })
+}
+
+/// Whether the kernel knows `PIDFD_SIGNAL_PROCESS_GROUP`, asked with signal
+/// 0 through any pidfd (ESRCH only says that process leads no group).
+fn group_flag_supported(pidfd: BorrowedFd<'_>) -> bool {
+    match pidfd_send_signal_raw(pidfd, 0, libc::PIDFD_SIGNAL_PROCESS_GROUP) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() != Some(libc::EINVAL),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -545,4 +555,33 @@ fn in_child_before_exec(
 pub(crate) fn getpid() -> libc::pid_t {
     // SAFETY: getpid has no arguments and cannot fail.
     unsafe { libc::getpid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_at_least(major: u32, minor: u32) -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut parts = release
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap(), parts.next().unwrap()) >= (major, minor)
+    }
+
+    /// Caught a probe that asked on our own pidfd and took ESRCH (we lead no
+    /// group under `cargo run`) for "unsupported", sending every teardown
+    /// through the slow /proc scan.
+    #[test]
+    fn group_signal_probe_accepts_esrch_from_a_non_leader() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fd = pidfd_open(child.id()).unwrap();
+        assert_eq!(group_flag_supported(fd.as_fd()), kernel_at_least(6, 9));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
