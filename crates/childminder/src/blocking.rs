@@ -537,9 +537,10 @@ pub struct Output {
 }
 
 impl Command {
-    /// Runs the command to its end with empty stdin and its output
-    /// discarded, under the full supervision (deadline, escalation, group
-    /// sweep), and returns the result.
+    /// Runs the command to its end under the full supervision (deadline,
+    /// escalation, group sweep) and returns the result. Streams left at
+    /// [`Stdio::Piped`] are connected to `/dev/null` instead: empty stdin,
+    /// output discarded, and no pipes or output thread to pay for.
     ///
     /// # Errors
     ///
@@ -552,7 +553,19 @@ impl Command {
     /// assert_eq!(r.exit.unwrap().code(), Some(7));
     /// ```
     pub fn run(&self) -> Result<SupervisionResult, Error> {
-        with_process(self, crate::stdin::empty(), discard, discard, Process::wait)
+        let mut quiet = self.clone();
+        for stdio in &mut quiet.stdio {
+            if *stdio == Stdio::Piped {
+                *stdio = Stdio::Null;
+            }
+        }
+        with_process(
+            &quiet,
+            crate::stdin::empty(),
+            discard,
+            discard,
+            Process::wait,
+        )
     }
 
     /// Runs the command to its end with empty stdin and collects its output.

@@ -553,27 +553,28 @@ impl Command {
                 )));
             }
         }
-        let mut vars: BTreeMap<OsString, OsString> = if self.env_clear {
-            BTreeMap::new()
-        } else {
-            std::env::vars_os().collect()
+        // Parent variables cannot hold NUL; ours were checked above.
+        let entry = |key: &OsStr, value: &OsStr| {
+            let mut bytes = Vec::with_capacity(key.len() + value.len() + 1);
+            bytes.extend_from_slice(key.as_bytes());
+            bytes.push(b'=');
+            bytes.extend_from_slice(value.as_bytes());
+            CString::new(bytes).expect("checked for NUL above")
         };
-        for (key, value) in &self.env {
-            match value {
-                Some(v) => vars.insert(key.clone(), v.clone()),
-                None => vars.remove(key),
-            };
+        let mut envp = Vec::new();
+        if !self.env_clear {
+            envp.extend(
+                std::env::vars_os()
+                    .filter(|(key, _)| !self.env.contains_key(key))
+                    .map(|(key, value)| entry(&key, &value)),
+            );
         }
-        Ok(vars
-            .into_iter()
-            .map(|(k, v)| {
-                let mut bytes = k.into_vec();
-                bytes.push(b'=');
-                bytes.extend_from_slice(v.as_bytes());
-                // Parent variables cannot hold NUL; ours were checked above.
-                CString::new(bytes).expect("checked for NUL above")
-            })
-            .collect())
+        envp.extend(
+            self.env
+                .iter()
+                .filter_map(|(key, value)| Some(entry(key, value.as_ref()?))),
+        );
+        Ok(envp)
     }
 
     /// `PATH` lookup as `execvp` does it, but against the child's `PATH`
