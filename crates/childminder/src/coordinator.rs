@@ -55,6 +55,7 @@ impl Drop for LastResort {
         // No runtime is left to await on: block (briefly) on the exit event.
         shared.target.wait_exit_blocking(Duration::from_secs(1));
         let _ = shared.target.reap();
+        shared.target.close();
         shared.final_result();
         shared.finished.publish(());
     }
@@ -117,6 +118,9 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     if let Err(e) = shared.target.reap() {
         tracing::warn!(program = %shared.program, error = %e, "reaping the child failed");
     }
+    // Closed here, not when the last handle goes: the caller may return
+    // before this task has dropped its references.
+    shared.target.close();
     shared.finished.publish(());
     drop(guard);
 }
@@ -224,6 +228,11 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
                 tracing::info!(program = %shared.program, pid = shared.target.pid(), %signal, "escalation: signal sent");
                 if name == "term" {
                     esc.record_term(now);
+                    // A stopped process (Ctrl-Z, SIGTTIN) would not act on
+                    // the signal until the KILL: wake it, as timeout(1) does.
+                    if signal != Signal::CONT && signal != Signal::KILL {
+                        let _ = shared.target.signal_escalation(Signal::CONT);
+                    }
                 } else {
                     esc.record_kill(now);
                 }

@@ -387,12 +387,11 @@ fn empty_sigset() -> libc::sigset_t {
     unsafe { set.assume_init() }
 }
 
-fn full_sigset() -> libc::sigset_t {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset initialises the set it is given.
-    unsafe { libc::sigfillset(set.as_mut_ptr()) };
-    // SAFETY: initialised just above.
-    unsafe { set.assume_init() }
+fn sigset_of(signal: libc::c_int) -> libc::sigset_t {
+    let mut set = empty_sigset();
+    // SAFETY: the set is initialised; sigaddset only sets one bit of it.
+    unsafe { libc::sigaddset(&mut set, signal) };
+    set
 }
 
 fn check_spawn(rc: libc::c_int) -> io::Result<()> {
@@ -437,13 +436,15 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
         flags |= libc::POSIX_SPAWN_SETPGROUP;
     }
     let none = empty_sigset();
-    let all = full_sigset();
+    let pipe_only = sigset_of(libc::SIGPIPE);
     // SAFETY: attr is initialised; the sets are initialised values that
     // glibc copies.
     check_spawn(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &none) })?;
-    // SAFETY: as above. Resetting every signal undoes dispositions such as
-    // Rust's SIG_IGN for SIGPIPE, which exec would otherwise pass on.
-    check_spawn(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &all) })?;
+    // SAFETY: as above. Only SIGPIPE is reset, as std does: Rust ignores it
+    // for its own sake, while any other ignored signal was the user's choice
+    // (`nohup` ignores SIGHUP) and exec passes it on. Handlers are reset by
+    // exec anyway.
+    check_spawn(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &pipe_only) })?;
     // SAFETY: as above; 0 means "a new group whose id is the child's pid".
     check_spawn(unsafe { libc::posix_spawnattr_setpgroup(&mut attr.0, 0) })?;
     // SAFETY: as above; the flags are valid POSIX_SPAWN_* bits.

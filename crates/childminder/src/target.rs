@@ -8,8 +8,8 @@
 //! zombie holds the group id and no signal can reach a recycled one.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Mutex;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -18,39 +18,54 @@ use crate::result::ExitStatus;
 use crate::signal::Signal;
 use crate::sys;
 
-/// How the child's exit becomes known.
-enum Exit {
-    /// The pidfd turns readable when the child exits.
-    Pidfd(AsyncFd<OwnedFd>),
-    /// No pidfd on this kernel: the pid, checked on a timer.
-    Pid,
-}
-
 /// Interval of the exit check on kernels without pidfd (no event exists).
 const PID_POLL: Duration = Duration::from_millis(10);
 
 pub(crate) struct Target {
     pid: u32,
-    exit: Exit,
+    uses_pidfd: bool,
     group: bool,
-    /// Whether the zombie has been reaped; guards every pid-based signal so
-    /// none can be sent after the reap.
-    reaped: Mutex<bool>,
+    state: Mutex<State>,
+}
+
+/// Every signal, wait and reap runs under this lock, so none can race the
+/// reap or the closing of the pidfd.
+struct State {
+    /// The pidfd, registered with the runtime (it turns readable when the
+    /// child exits); `None` without pidfd support, and once closed.
+    pidfd: Option<Arc<AsyncFd<OwnedFd>>>,
+    /// Whether the zombie has been reaped: no pid-based signal after that.
+    reaped: bool,
+}
+
+impl State {
+    fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_deref().map(|fd| fd.get_ref().as_fd())
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::from_raw_os_error(libc::ESRCH)
 }
 
 impl Target {
     /// Must be called inside a tokio runtime (registers the pidfd).
     pub(crate) fn new(pid: u32, pidfd: Option<OwnedFd>, group: bool) -> io::Result<Target> {
-        let exit = match pidfd {
-            Some(fd) => Exit::Pidfd(sys::register_pidfd(fd)?),
-            None => Exit::Pid,
-        };
+        let uses_pidfd = pidfd.is_some();
+        let pidfd = pidfd.map(sys::register_pidfd).transpose()?.map(Arc::new);
         Ok(Target {
             pid,
-            exit,
+            uses_pidfd,
             group,
-            reaped: Mutex::new(false),
+            state: Mutex::new(State {
+                pidfd,
+                reaped: false,
+            }),
         })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -58,33 +73,23 @@ impl Target {
     }
 
     pub(crate) fn uses_pidfd(&self) -> bool {
-        matches!(self.exit, Exit::Pidfd(_))
-    }
-
-    fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        match &self.exit {
-            Exit::Pidfd(fd) => Some(fd.get_ref().as_fd()),
-            Exit::Pid => None,
-        }
+        self.uses_pidfd
     }
 
     /// Signals the child alone. `Ok(false)` when it is already gone (a
     /// no-op, never a signal to whatever now has its pid).
     pub(crate) fn signal_child(&self, sig: Signal) -> io::Result<bool> {
-        // The seed's check, made race-free by the pidfd: a child that exits
-        // right after it gets the signal as a zombie, which ignores it.
-        if self.try_status()?.is_some() {
+        let state = self.state();
+        // The seed's check, made race-free by the pidfd (or, without one, by
+        // holding the lock the reap takes): a child that exits right after
+        // it gets the signal as a zombie, which ignores it.
+        if state.reaped || self.status_of(&state, false)?.is_some() {
             return Ok(false);
         }
-        let sent = match self.pidfd() {
-            Some(fd) => sys::pidfd_signal(fd, sig),
-            None => {
-                let reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
-                if *reaped {
-                    return Ok(false);
-                }
-                sys::kill(self.pid as i32, sig.as_raw())
-            }
+        let sent = match (self.uses_pidfd, state.pidfd()) {
+            (true, Some(fd)) => sys::pidfd_signal(fd, sig),
+            (true, None) => Err(gone()),
+            (false, _) => sys::kill(self.pid as i32, sig.as_raw()),
         };
         match sent {
             Ok(()) => Ok(true),
@@ -99,21 +104,23 @@ impl Target {
         if !self.group {
             return self.signal_child(sig);
         }
-        match self.signal_group(sig.as_raw()) {
+        match self.signal_group(&self.state(), sig.as_raw()) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    fn signal_group(&self, sig: i32) -> io::Result<()> {
-        if let (Some(fd), true) = (self.pidfd(), sys::features().pidfd_group_signal) {
-            return sys::pidfd_signal_group(fd, sig);
+    fn signal_group(&self, state: &State, sig: i32) -> io::Result<()> {
+        if self.uses_pidfd && sys::features().pidfd_group_signal {
+            return match state.pidfd() {
+                Some(fd) => sys::pidfd_signal_group(fd, sig),
+                None => Err(gone()),
+            };
         }
-        let reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
-        if *reaped {
+        if state.reaped {
             // The group id may belong to someone else now.
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            return Err(gone());
         }
         sys::kill(-(self.pid as i32), sig)
     }
@@ -124,12 +131,18 @@ impl Target {
         if !self.group {
             return Ok(false);
         }
-        if self.pidfd().is_some() && sys::features().pidfd_group_signal {
+        if self.uses_pidfd && sys::features().pidfd_group_signal {
             // The unreaped leader would count as a member: reap it first,
             // which is safe because the pidfd keeps naming this group.
             self.reap()?;
-            return match self.signal_group(0) {
-                Ok(()) => Ok(true),
+            return match self.signal_group(&self.state(), 0) {
+                // Dead members that init has not reaped yet still answer
+                // signal 0; only a live one counts. Reading /proc costs a
+                // scan, so it is done only when the fast probe says "some".
+                Ok(()) => Ok(sys::group_has_members_besides(
+                    self.pid as i32,
+                    self.pid as i32,
+                )),
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
                 Err(e) => Err(e),
             };
@@ -151,49 +164,60 @@ impl Target {
             if let Some(status) = self.try_status()? {
                 return Ok(status);
             }
-            match &self.exit {
-                Exit::Pidfd(fd) => {
+            let pidfd = self.state().pidfd.clone();
+            match pidfd {
+                Some(fd) => {
                     let mut guard = fd.readable().await?;
                     // The pidfd stays readable once the child has exited,
                     // so clearing cannot lose the edge: the loop re-checks.
                     guard.clear_ready();
                 }
-                Exit::Pid => tokio::time::sleep(PID_POLL).await,
+                None if self.uses_pidfd => return Err(gone()),
+                None => tokio::time::sleep(PID_POLL).await,
             }
         }
     }
 
     /// The exit status if the child has exited, without blocking or reaping.
     pub(crate) fn try_status(&self) -> io::Result<Option<ExitStatus>> {
-        if *self.reaped.lock().unwrap_or_else(|e| e.into_inner()) {
+        self.status_of(&self.state(), false)
+    }
+
+    fn status_of(&self, state: &State, reap: bool) -> io::Result<Option<ExitStatus>> {
+        if state.reaped {
             return Ok(None);
         }
-        match self.pidfd() {
-            Some(fd) => sys::pidfd_try_wait(fd, false),
-            None => sys::pid_try_wait(self.pid, false),
+        match (state.pidfd(), self.uses_pidfd) {
+            (Some(fd), _) => sys::pidfd_try_wait(fd, reap),
+            // Closed: nothing more can be learnt without risking the pid.
+            (None, true) => Ok(None),
+            (None, false) => sys::pid_try_wait(self.pid, reap),
         }
     }
 
     /// Reaps the child if it has exited. Returns whether it is reaped now.
     pub(crate) fn reap(&self) -> io::Result<bool> {
-        let mut reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
-        if *reaped {
-            return Ok(true);
+        let mut state = self.state();
+        if !state.reaped {
+            state.reaped = self.status_of(&state, true)?.is_some();
         }
-        let status = match self.pidfd() {
-            Some(fd) => sys::pidfd_try_wait(fd, true)?,
-            None => sys::pid_try_wait(self.pid, true)?,
-        };
-        *reaped = status.is_some();
-        Ok(*reaped)
+        Ok(state.reaped)
+    }
+
+    /// Closes the pidfd (after the reap), so no descriptor outlives the
+    /// supervision; the handles then treat the child as gone.
+    pub(crate) fn close(&self) {
+        let pidfd = self.state().pidfd.take();
+        drop(pidfd);
     }
 
     /// Blocks the thread until the child has exited or `limit` passed. For
     /// the last-resort path only, where no runtime is left to await on.
     pub(crate) fn wait_exit_blocking(&self, limit: Duration) {
-        match self.pidfd() {
+        let pidfd = self.state().pidfd.clone();
+        match pidfd {
             Some(fd) => {
-                let _ = sys::wait_readable(fd, limit);
+                let _ = sys::wait_readable(fd.get_ref().as_fd(), limit);
             }
             None => {
                 let end = std::time::Instant::now() + limit;
