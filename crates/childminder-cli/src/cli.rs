@@ -1,0 +1,289 @@
+//! The command line: `childminder run [OPTIONS] -- PROGRAM [ARGS]...`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use childminder::Signal;
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration;
+
+const ABOUT: &str = "Run a command under supervision: a deadline, a graceful escalation \
+(close stdin, SIGTERM, SIGKILL) that reaches the whole process group, and a JSON report.";
+
+const LONG_ABOUT: &str = "\
+Run a command under supervision: a deadline, a graceful escalation that reaches the \
+whole process group, and a JSON report. A better timeout(1) for scripts and CI.
+
+When the command must end (deadline, or a signal childminder receives) it gets its \
+first signal (SIGTERM unless -s says otherwise), a grace period, then SIGKILL. \
+Nothing the command started in its process group outlives it, and if childminder \
+itself is killed, even with SIGKILL, the command dies with it.";
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  # at most 10 s, then SIGTERM, then SIGKILL 5 s later
+  childminder run -t 10s -- make test
+  # timeout -k 2s 90s ./server, reaching the whole process group
+  childminder run -t 1m30s -g 2s -- ./server
+  # the JSON report on stderr when the job is done
+  childminder run --report - -- ./job
+
+See `childminder run --help` for every option and the exit statuses.";
+
+const RUN_AFTER_HELP: &str = "\
+Exit status (GNU timeout conventions):
+  N        the command exited with status N
+  128+N    a signal N ended the command (137 = SIGKILL, 143 = SIGTERM)
+  124      the deadline expired and the command was escalated
+           (with --preserve-status: the command's own status instead)
+  125      childminder itself failed (bad options, usage, report not writable)
+  126      the program was found but could not be run
+  127      the program was not found
+
+Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to childminder are forwarded to \
+the command's process group and start the escalation (grace period, then SIGKILL). \
+A second SIGINT or SIGTERM kills at once. Signals ignored when childminder \
+starts (nohup, background jobs) stay ignored.
+
+DURATION: a number of seconds (1.5) or parts, largest unit first: 500ms, 2s, 1m30s, \
+1h (units d, h, m, s, ms, us, ns).
+
+Examples:
+  # supervise, no deadline
+  childminder run -- ./build.sh
+  # deadline 10 s: SIGTERM, then SIGKILL 5 s later
+  childminder run -t 10s -- make test
+  # SIGINT at 2 minutes, SIGKILL 500 ms later
+  childminder run -t 2m -g 500ms -s INT -- ./server
+  # write the JSON report
+  childminder run --report report.json -- ./job
+  # stdin and stdout stream through, every byte
+  yes | childminder run -t 1 -- head -c 1M > out";
+
+/// `childminder`: the top-level command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "childminder",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = MAIN_EXAMPLES,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run PROGRAM under supervision and exit with its status.
+    #[command(
+        override_usage = "childminder run [OPTIONS] [--] PROGRAM [ARGS]...",
+        long_about = "Run PROGRAM with ARGS under supervision and exit with its status.\n\n\
+            PROGRAM is found on PATH unless it contains a '/'. Its stdin, stdout and \
+            stderr stream through childminder, every byte in order, even when it is \
+            escalated; with --inherit-stdio they are handed to it directly.",
+        after_help = RUN_AFTER_HELP
+    )]
+    Run(RunArgs),
+}
+
+/// The options of `childminder run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Begin the escalation this long after the start [example: -t 1m30s]
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        allow_hyphen_values = true,
+        long_help = "Deadline: this long after the start, send the first signal (-s), \
+            then SIGKILL a grace period (-g) later. 0 means no deadline, as in \
+            timeout(1). Exit status 124 when the deadline expired.\n\
+            Example: -t 10s, -t 1.5 (seconds), -t 1m30s"
+    )]
+    pub timeout: Option<Duration>,
+
+    /// Grace period of each escalation step [default: 5s; example: -g 500ms]
+    #[arg(
+        short = 'g',
+        long = "grace",
+        visible_short_alias = 'k',
+        visible_alias = "kill-after",
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        allow_hyphen_values = true,
+        long_help = "Grace period of each escalation step: how long the command has to \
+            exit after the first signal before SIGKILL, and to exit by itself after its \
+            stdin is closed. 0 sends SIGKILL right after the first signal. -k and \
+            --kill-after are aliases, as GNU `timeout -k` scripts spell it (but childminder \
+            always ends with SIGKILL: -k 0 does not disable it). [default: 5s]\n\
+            Example: -g 500ms, -k 2s"
+    )]
+    pub grace: Option<Duration>,
+
+    /// First signal of the escalation [default: TERM; example: -s INT]
+    #[arg(
+        short = 's',
+        long = "signal",
+        value_name = "SIGNAL",
+        value_parser = parse_signal,
+        long_help = "First signal of the escalation on the deadline: a name with or without \
+            SIG, or a number. [default: TERM]\n\
+            Example: -s INT, -s SIGHUP, -s 15"
+    )]
+    pub signal: Option<Signal>,
+
+    /// Keep the command in childminder's process group [example: --no-group]
+    #[arg(
+        long = "no-group",
+        long_help = "Keep the command in childminder's process group, and signal the \
+            command alone. By default it leads a process group of its own, so the \
+            escalation reaches everything it started (grandchildren). Use it for a \
+            program that reads the terminal (with --inherit-stdio), which a separate \
+            group would stop (SIGTTIN), like `timeout --foreground`.\n\
+            Example: childminder run --no-group --inherit-stdio -- vim notes.txt"
+    )]
+    pub no_group: bool,
+
+    /// Write the JSON report to PATH when the command has ended; - is stderr [example: --report run.json]
+    #[arg(
+        long = "report",
+        value_name = "PATH",
+        allow_hyphen_values = true,
+        long_help = "After the command has ended (and all its output is copied out), \
+            write a JSON report to PATH: program, args, pid, exit, termination, \
+            timed_out, term_sent_after_ms, kill_sent_after_ms, runtime_ms, stdout_bytes, \
+            stderr_bytes, worker_errors, supervisor_error and more. - means standard \
+            error. The file is created before the command starts.\n\
+            Example: --report run.json, --report -"
+    )]
+    pub report: Option<OsString>,
+
+    /// Hand stdin, stdout and stderr straight to the command [example: --inherit-stdio]
+    #[arg(
+        long = "inherit-stdio",
+        long_help = "Hand childminder's stdin, stdout and stderr straight to the command \
+            (a terminal program) instead of streaming them through childminder. \
+            stdout_bytes and stderr_bytes in the report are then null.\n\
+            Example: childminder run --inherit-stdio -t 1h -- ./interactive-tool"
+    )]
+    pub inherit_stdio: bool,
+
+    /// On the deadline, exit with the command's status rather than 124 [example: --preserve-status]
+    #[arg(
+        long = "preserve-status",
+        long_help = "When the deadline expired, exit with the command's own status \
+            (such as 143 for SIGTERM, 137 for SIGKILL) instead of 124, as \
+            `timeout --preserve-status` does.\n\
+            Example: childminder run --preserve-status -t 5s -- ./server"
+    )]
+    pub preserve_status: bool,
+
+    /// The program to run, and its arguments
+    #[arg(
+        value_name = "PROGRAM",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        long_help = "The program to run, found on PATH unless it contains a '/', and its \
+            arguments, passed as they are (no shell). Put -- before it when it or its \
+            arguments start with '-'.\n\
+            Example: -- sh -c 'make && make test'"
+    )]
+    pub command: Vec<OsString>,
+}
+
+impl RunArgs {
+    /// The grace period, with its default.
+    pub fn grace(&self) -> Duration {
+        self.grace.unwrap_or(childminder::DEFAULT_GRACE_PERIOD)
+    }
+
+    /// The first signal, with its default.
+    pub fn signal(&self) -> Signal {
+        self.signal.unwrap_or(Signal::TERM)
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_signal(s: &str) -> Result<Signal, String> {
+    s.parse::<Signal>().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let mut full = vec!["childminder", "run"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full).map(|cli| match cli.command {
+            Commands::Run(run) => run,
+        })
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let run = parse(&["--", "sleep", "1"]).unwrap();
+        assert_eq!(run.grace(), Duration::from_secs(5));
+        assert_eq!(run.signal(), Signal::TERM);
+        assert_eq!(run.timeout, None);
+        assert!(!run.no_group && !run.inherit_stdio && !run.preserve_status);
+        assert_eq!(run.command, ["sleep", "1"]);
+    }
+
+    #[test]
+    fn options_and_aliases() {
+        let run = parse(&[
+            "-t", "1m30s", "-k", "2", "-s", "SIGINT", "--report", "-", "--", "ls", "-l",
+        ])
+        .unwrap();
+        assert_eq!(run.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(run.grace(), Duration::from_secs(2));
+        assert_eq!(run.signal(), Signal::INT);
+        assert_eq!(run.report.as_deref(), Some("-".as_ref()));
+        assert_eq!(run.command, ["ls", "-l"]);
+        let run = parse(&["--kill-after=3s", "-s", "15", "true"]).unwrap();
+        assert_eq!(run.grace(), Duration::from_secs(3));
+        assert_eq!(run.signal(), Signal::TERM);
+    }
+
+    #[test]
+    fn arguments_after_the_program_belong_to_it() {
+        let run = parse(&["-t", "1", "ls", "-t", "--", "-g"]).unwrap();
+        assert_eq!(run.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(run.command, ["ls", "-t", "--", "-g"]);
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--"]).is_err());
+        let e = parse(&["-t", "1m30", "--", "true"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("30 has no unit"), "{e}");
+        let e = parse(&["-t", "-1s", "--", "true"]).unwrap_err().to_string();
+        assert!(e.contains("negative"), "{e}");
+        let e = parse(&["-s", "TERMX", "--", "true"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown signal"), "{e}");
+    }
+}

@@ -1,0 +1,265 @@
+//! The JSON report of `childminder run --report`.
+//!
+//! It is an interface: scripts parse it. Keys are only ever added, never
+//! renamed or removed, and a key's type never changes. One object:
+//!
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `program` | string | the program as given |
+//! | `args` | array of strings | its arguments (non-UTF-8 bytes replaced by U+FFFD) |
+//! | `pid` | number or null | the child's pid; null when it could not be started |
+//! | `exit` | object or null | `{"code": N}`, or `{"signal": N, "signal_name": "SIGTERM", "core_dumped": false}`, or null when no exit was observed |
+//! | `termination` | string | `"clean"` (nothing was sent to the child), `"escalated"` (childminder sent the first signal or SIGKILL), `"indeterminate"` (no exit observed) |
+//! | `timed_out` | bool | the deadline (`--timeout`) started the escalation |
+//! | `escalation_cause` | string or null | what started the escalation: `"deadline"`, `"signal"` (childminder received one), `"teardown"`, or null |
+//! | `term_sent_after_ms` | number or null | when the first signal was sent, in ms after the start |
+//! | `kill_sent_after_ms` | number or null | when SIGKILL was sent, in ms after the start |
+//! | `runtime_ms` | number | from the start to the child's exit |
+//! | `stdout_bytes`, `stderr_bytes` | number or null | bytes copied out; null with `--inherit-stdio` |
+//! | `output_cut_off` | bool | something (a grandchild) kept the output open past the grace period after the child exited, and was killed |
+//! | `signals_received` | array of strings | the signals childminder received and acted on, in order |
+//! | `worker_errors` | array of objects | `{"stream": "stdout", "op": "consume", "error": "..."}` for each failed stdio worker |
+//! | `supervisor_error` | string or null | childminder's own failure: the start error, or a supervision error |
+//! | `exit_status` | number | the status childminder itself exits with |
+
+use std::time::Duration;
+
+use childminder::{EscalationCause, ExitStatus, Signal, SupervisionResult};
+use serde::Serialize;
+
+/// The report object. Field order is the order of the keys in the output.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub program: String,
+    pub args: Vec<String>,
+    pub pid: Option<u32>,
+    pub exit: Option<Exit>,
+    pub termination: &'static str,
+    pub timed_out: bool,
+    pub escalation_cause: Option<&'static str>,
+    pub term_sent_after_ms: Option<u64>,
+    pub kill_sent_after_ms: Option<u64>,
+    pub runtime_ms: u64,
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    pub output_cut_off: bool,
+    pub signals_received: Vec<String>,
+    pub worker_errors: Vec<WorkerFailure>,
+    pub supervisor_error: Option<String>,
+    pub exit_status: i32,
+}
+
+/// How the child ended: `{"code": N}` or `{"signal": N, ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Exit {
+    Code {
+        code: i32,
+    },
+    Signal {
+        signal: i32,
+        signal_name: String,
+        core_dumped: bool,
+    },
+}
+
+/// One failed stdio worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerFailure {
+    pub stream: String,
+    pub op: String,
+    pub error: String,
+}
+
+/// What the run adds to the library's result.
+#[derive(Debug, Clone, Default)]
+pub struct RunFacts {
+    /// Bytes copied to our stdout and stderr; `None` when inherited.
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    /// Signals received and acted on, in order.
+    pub signals_received: Vec<Signal>,
+}
+
+impl Report {
+    /// The report of a child that ran.
+    pub fn from_result(
+        args: Vec<String>,
+        result: &SupervisionResult,
+        facts: &RunFacts,
+        exit_status: i32,
+    ) -> Report {
+        Report {
+            program: result.program.clone(),
+            args,
+            pid: Some(result.pid),
+            exit: result.exit.map(Exit::from),
+            termination: result.termination.as_str(),
+            timed_out: result.timed_out(),
+            escalation_cause: result.escalation_cause.map(cause_name),
+            term_sent_after_ms: result.term_sent_after.map(millis),
+            kill_sent_after_ms: result.kill_sent_after.map(millis),
+            runtime_ms: millis(result.runtime),
+            stdout_bytes: facts.stdout_bytes,
+            stderr_bytes: facts.stderr_bytes,
+            output_cut_off: result.output_cut_off,
+            signals_received: facts
+                .signals_received
+                .iter()
+                .map(|&s| signal_name(s))
+                .collect(),
+            worker_errors: result
+                .worker_errors
+                .iter()
+                .map(|e| WorkerFailure {
+                    stream: e.stream.to_string(),
+                    op: e.op.to_string(),
+                    error: e.source.to_string(),
+                })
+                .collect(),
+            supervisor_error: result.supervisor_error.as_ref().map(|e| e.to_string()),
+            exit_status,
+        }
+    }
+
+    /// The report of a child that could not be started.
+    pub fn not_started(
+        program: String,
+        args: Vec<String>,
+        error: &childminder::Error,
+        exit_status: i32,
+    ) -> Report {
+        Report {
+            program,
+            args,
+            pid: None,
+            exit: None,
+            termination: childminder::Termination::Indeterminate.as_str(),
+            timed_out: false,
+            escalation_cause: None,
+            term_sent_after_ms: None,
+            kill_sent_after_ms: None,
+            runtime_ms: 0,
+            stdout_bytes: Some(0),
+            stderr_bytes: Some(0),
+            output_cut_off: false,
+            signals_received: Vec::new(),
+            worker_errors: Vec::new(),
+            supervisor_error: Some(error.to_string()),
+            exit_status,
+        }
+    }
+
+    /// The report as one line of JSON, with a final newline.
+    pub fn to_json_line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("the report always serializes");
+        line.push('\n');
+        line
+    }
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(status: ExitStatus) -> Exit {
+        match status {
+            ExitStatus::Exited(code) => Exit::Code { code },
+            ExitStatus::Signaled {
+                signal,
+                core_dumped,
+            } => Exit::Signal {
+                signal: signal.as_raw(),
+                signal_name: signal_name(signal),
+                core_dumped,
+            },
+        }
+    }
+}
+
+/// `SIGTERM`, or `SIGRTMIN+N` for a real-time signal.
+pub fn signal_name(signal: Signal) -> String {
+    match signal.name() {
+        Some(name) => name.to_owned(),
+        None => {
+            let offset = signal.as_raw() - libc::SIGRTMIN();
+            if offset >= 0 {
+                format!("SIGRTMIN+{offset}")
+            } else {
+                format!("SIG{}", signal.as_raw())
+            }
+        }
+    }
+}
+
+fn cause_name(cause: EscalationCause) -> &'static str {
+    match cause {
+        EscalationCause::Deadline => "deadline",
+        EscalationCause::Requested => "signal",
+        EscalationCause::Teardown | EscalationCause::Shutdown => "teardown",
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_shapes() {
+        let code = serde_json::to_value(Exit::from(ExitStatus::Exited(3))).unwrap();
+        assert_eq!(code, serde_json::json!({"code": 3}));
+        let sig = serde_json::to_value(Exit::from(ExitStatus::Signaled {
+            signal: Signal::TERM,
+            core_dumped: false,
+        }))
+        .unwrap();
+        assert_eq!(
+            sig,
+            serde_json::json!({"signal": 15, "signal_name": "SIGTERM", "core_dumped": false})
+        );
+    }
+
+    #[test]
+    fn realtime_signal_names() {
+        let rt = Signal::from_raw(libc::SIGRTMIN() + 2).unwrap();
+        assert_eq!(signal_name(rt), "SIGRTMIN+2");
+        assert_eq!(signal_name(Signal::KILL), "SIGKILL");
+    }
+
+    #[test]
+    fn not_started_has_every_key() {
+        let err = childminder::Command::new("/no/such/program")
+            .run()
+            .unwrap_err();
+        let report = Report::not_started("/no/such/program".into(), vec!["a".into()], &err, 127);
+        let value: serde_json::Value = serde_json::from_str(&report.to_json_line()).unwrap();
+        let object = value.as_object().unwrap();
+        for key in [
+            "program",
+            "args",
+            "pid",
+            "exit",
+            "termination",
+            "timed_out",
+            "term_sent_after_ms",
+            "kill_sent_after_ms",
+            "runtime_ms",
+            "stdout_bytes",
+            "stderr_bytes",
+            "worker_errors",
+            "supervisor_error",
+            "exit_status",
+        ] {
+            assert!(object.contains_key(key), "{key} missing");
+        }
+        assert_eq!(value["pid"], serde_json::Value::Null);
+        assert_eq!(value["exit_status"], 127);
+        assert!(
+            value["supervisor_error"]
+                .as_str()
+                .unwrap()
+                .contains("failed to start")
+        );
+    }
+}
