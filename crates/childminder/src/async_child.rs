@@ -82,6 +82,11 @@ impl Command {
     /// # }
     /// ```
     pub fn spawn(&self) -> Result<Child, Error> {
+        // Checked before anything exists, so the documented panic leaves no
+        // child behind.
+        if tokio::runtime::Handle::try_current().is_err() {
+            panic!("childminder::Command::spawn must be called inside a tokio runtime");
+        }
         let Started {
             shared,
             stdout,
@@ -160,7 +165,7 @@ impl Child {
     /// # }
     /// ```
     pub fn signal_group(&self, signal: Signal) -> io::Result<bool> {
-        self.shared.target.signal_escalation(signal)
+        self.shared.target.signal_group_members(signal)
     }
 
     /// The result, if published; never blocks.

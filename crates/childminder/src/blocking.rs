@@ -176,7 +176,7 @@ impl Process {
     /// }).unwrap();
     /// ```
     pub fn signal_group(&self, signal: Signal) -> io::Result<bool> {
-        self.shared.target.signal_escalation(signal)
+        self.shared.target.signal_group_members(signal)
     }
 
     /// Closes the child's stdin once the chunk being written (if any) is

@@ -150,8 +150,13 @@ impl Shared {
 
     /// Asks for the escalation to start at its signal step with `signal`.
     pub(crate) fn request_terminate(&self, signal: crate::signal::Signal) {
-        self.term_signal_override
-            .store(signal.as_raw(), Ordering::SeqCst);
+        // The first request decides; a later one changes nothing.
+        let _ = self.term_signal_override.compare_exchange(
+            0,
+            signal.as_raw(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
         self.request(REQ_TERMINATE);
     }
 

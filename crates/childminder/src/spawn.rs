@@ -113,7 +113,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
     }
     .map_err(|source| Error::ProcessStartFailed {
         program: cmd.program_lossy(),
-        source,
+        source: explain_exec_error(source, &prepared),
     })?;
     drop(extra);
     // The child has its copies; ours must close so EOF can happen.
@@ -137,6 +137,24 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         stderr: stderr.parent,
         started,
     })
+}
+
+/// execve reports ENOENT both for a missing program and for a program
+/// whose interpreter (`#!` line) or dynamic loader is missing. The second is
+/// "found but cannot run", so it is reported as permission denied.
+fn explain_exec_error(err: std::io::Error, prepared: &Prepared) -> std::io::Error {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(prepared.path.to_bytes()));
+    if err.kind() == std::io::ErrorKind::NotFound && path.is_file() {
+        return std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} exists but cannot be executed: its interpreter (#! line) or dynamic loader is missing ({err})",
+                path.display()
+            ),
+        );
+    }
+    err
 }
 
 /// Opens the pidfd right after the spawn. The child is ours and unreaped,

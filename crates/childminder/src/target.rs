@@ -111,6 +111,18 @@ impl Target {
         }
     }
 
+    /// What the handles' `signal_group` does: like
+    /// [`signal_escalation`](Self::signal_escalation), but `Ok(false)` once
+    /// the child has exited and no live member of its group is left (its
+    /// own zombie would otherwise still count).
+    pub(crate) fn signal_group_members(&self, sig: Signal) -> io::Result<bool> {
+        let exited = self.state().reaped || self.try_status()?.is_some();
+        if self.group && exited && !self.group_has_others()? {
+            return Ok(false);
+        }
+        self.signal_escalation(sig)
+    }
+
     fn signal_group(&self, state: &State, sig: i32) -> io::Result<()> {
         if self.uses_pidfd && sys::features().pidfd_group_signal {
             return match state.pidfd() {
