@@ -92,6 +92,33 @@ impl Command {
             stdout,
             stderr,
         } = start(self)?;
+        let registered = (|| {
+            shared.stdin.register()?;
+            Ok((
+                stdout
+                    .map(pipe::Receiver::from_owned_fd_unchecked)
+                    .transpose()?,
+                stderr
+                    .map(pipe::Receiver::from_owned_fd_unchecked)
+                    .transpose()?,
+            ))
+        })();
+        let (stdout, stderr) = match registered {
+            Ok(pipes) => pipes,
+            Err(source) => {
+                // The reactor is out of room: end the child we just started.
+                let target = &shared.target;
+                let _ = target.signal_escalation(Signal::KILL);
+                target.wait_exit_blocking(std::time::Duration::from_secs(1));
+                let _ = target.reap();
+                target.close();
+                return Err(Error::Io {
+                    program: shared.program.clone(),
+                    context: "registering the stdio pipes",
+                    source,
+                });
+            }
+        };
         let policy = Policy {
             grace: self.grace_period,
             deadline: self.deadline,

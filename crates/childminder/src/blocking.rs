@@ -10,13 +10,13 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::command::{Command, Stdio};
 use crate::coordinator::{OutputDrain, Policy, supervise};
-use crate::error::{Error, Stream};
+use crate::error::Error;
 use crate::input::{Input, Source};
 use crate::result::SupervisionResult;
 use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
-use crate::workers::{self, BufferPool, CHANNEL_CHUNKS, ProducerMsg, ReaderSetup};
+use crate::workers::{self, ProducerMsg, ProducerThread, StdinFeed, StdioJob};
 
 /// The runtime that drives every blocking supervision: two worker threads,
 /// started on first use and shared by all calls, so a call starts no
@@ -389,56 +389,28 @@ where
     let _context = engine.enter();
     let Started {
         shared,
-        stdout: stdout_pipe,
-        stderr: stderr_pipe,
+        stdout,
+        stderr,
     } = start(cmd)?;
     let policy = Policy {
         grace: cmd.grace_period,
         deadline: cmd.deadline,
         term_signal: cmd.term_signal,
     };
-
-    let stdin_close = start_stdin(
-        &shared,
-        stdin,
-        cmd.flush_stdin && cmd.stdio[0] == Stdio::Piped,
-    );
-
-    // Readers on the engine; the delivery thread (below) runs the consumers.
+    let StdinSetup {
+        feed,
+        close_requested: stdin_close,
+        producer,
+    } = feed_stdin(&shared, stdin, cmd.flush_stdin);
+    let has_stdio_work = feed.is_some() || stdout.is_some() || stderr.is_some();
     let (exit_seen, exit_seen_rx) = watch::channel(None);
-    let (chunk_tx, chunk_rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let pool = Arc::new(BufferPool::default());
-    let mut readers = Vec::new();
-    let mut aborts = [None, None];
-    for (i, (stream, pipe)) in [(Stream::Stdout, stdout_pipe), (Stream::Stderr, stderr_pipe)]
-        .into_iter()
-        .enumerate()
-    {
-        if let Some(pipe) = pipe {
-            let reader = engine.spawn(workers::read_stream(ReaderSetup {
-                shared: shared.clone(),
-                stream,
-                pipe,
-                buffer_size: cmd.buffer_size,
-                grace: cmd.grace_period,
-                exit_seen: exit_seen_rx.clone(),
-                chunks: chunk_tx.clone(),
-                pool: pool.clone(),
-            }));
-            aborts[i] = Some(reader.abort_handle());
-            readers.push(reader);
-        }
-    }
-    drop(chunk_tx);
-    let has_readers = !readers.is_empty();
-    let (delivered_tx, delivered_rx) = oneshot::channel();
+    let (outputs_done_tx, outputs_done) = oneshot::channel();
     engine.spawn(supervise(
         shared.clone(),
         policy,
-        Some(OutputDrain {
+        has_stdio_work.then_some(OutputDrain {
             exit_seen,
-            readers,
-            delivered: has_readers.then_some(delivered_rx),
+            outputs_done,
         }),
     ));
 
@@ -447,81 +419,88 @@ where
         stdin_close,
     };
     let outcome = std::thread::scope(|scope| {
-        if has_readers {
-            let (shared, pool) = (&shared, &pool);
+        if has_stdio_work {
+            let job = StdioJob {
+                shared: shared.clone(),
+                stdout: stdout.map(|fd| (fd, on_stdout)),
+                stderr: stderr.map(|fd| (fd, on_stderr)),
+                stdin: feed,
+                buffer_size: cmd.buffer_size,
+                grace: cmd.grace_period,
+                exit_seen: exit_seen_rx,
+                outputs_done: outputs_done_tx,
+            };
             std::thread::Builder::new()
-                .name("childminder-output".into())
-                .spawn_scoped(scope, move || {
-                    workers::deliver(
-                        shared,
-                        chunk_rx,
-                        on_stdout,
-                        on_stderr,
-                        aborts,
-                        pool,
-                        delivered_tx,
-                    )
-                })
-                .expect("childminder: cannot start the output thread");
+                .name("childminder-stdio".into())
+                .spawn_scoped(scope, move || workers::run_stdio(job))
+                .expect("childminder: cannot start the stdio thread");
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| action(&process)));
         shared.request(REQ_TEARDOWN);
         shared.finished.wait_blocking();
         outcome
     });
+    // The stdio thread is joined, so the writer is gone.
+    if let Some(producer) = producer {
+        producer.finish();
+    }
     match outcome {
         Ok(value) => Ok((value, shared.final_result())),
         Err(panic) => resume_unwind(panic),
     }
 }
 
-/// Starts whatever feeds stdin; returns the writer's close-request handle.
-fn start_stdin(shared: &Arc<Shared>, stdin: Input, lockstep: bool) -> Option<Arc<Notify>> {
+/// Sets up what feeds stdin: the writer's input (run on the stdio thread),
+/// and the close-request handle of the writer, if there is one.
+fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
+    let mut setup = StdinSetup {
+        feed: None,
+        close_requested: None,
+        producer: None,
+    };
     if !shared.stdin.is_open() {
-        return None;
+        return setup;
     }
-    let (tx, rx) = mpsc::channel(1);
-    match stdin.0 {
+    let mut producer_thread = None;
+    let (tx, chunks) = mpsc::channel(1);
+    let close_requested = Arc::new(Notify::new());
+    let written = match stdin.0 {
         Source::Empty => {
             shared.stdin.close();
-            None
+            return setup;
         }
         Source::Bytes(data) => {
             tx.try_send(ProducerMsg::Data(data))
                 .unwrap_or_else(|_| unreachable!("a fresh channel has room for one"));
-            drop(tx);
-            let close = Arc::new(Notify::new());
-            engine().spawn(workers::write_stdin(
-                shared.clone(),
-                rx,
-                None,
-                close.clone(),
-            ));
-            Some(close)
+            None
         }
         Source::Producer(producer) => {
-            let (written_tx, written_rx) = if lockstep {
+            let (written_tx, written_rx) = if flush {
                 let (a, b) = std::sync::mpsc::channel();
                 (Some(a), Some(b))
             } else {
                 (None, None)
             };
-            let close = Arc::new(Notify::new());
-            engine().spawn(workers::write_stdin(
-                shared.clone(),
-                rx,
-                written_tx,
-                close.clone(),
-            ));
-            // Detached on purpose: a producer stuck in its own call must not
-            // hold up the teardown (see `Input`).
-            std::thread::Builder::new()
-                .name("childminder-input".into())
-                .spawn(move || workers::produce(producer, tx, written_rx))
-                .expect("childminder: cannot start the input thread");
-            Some(close)
+            producer_thread = Some(ProducerThread::start(producer, tx, written_rx));
+            written_tx
         }
-    }
+    };
+    setup.feed = Some(StdinFeed {
+        chunks,
+        written,
+        close_requested: close_requested.clone(),
+    });
+    setup.close_requested = Some(close_requested);
+    setup.producer = producer_thread;
+    setup
+}
+
+/// What feeds stdin: the writer's input (run on the stdio thread), the
+/// writer's close-request handle, and the producer thread, if any.
+struct StdinSetup {
+    feed: Option<StdinFeed>,
+    close_requested: Option<Arc<Notify>>,
+    producer: Option<ProducerThread>,
 }
 
 /// What [`Command::output`] collects.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 use tokio::time::sleep_until;
 
 use crate::error::Error;
@@ -15,7 +14,6 @@ use crate::escalation::{Escalation, Step};
 use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
 use crate::shared::{REQ_ANY_END, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared};
 use crate::signal::Signal;
-use crate::workers::ReaderEnd;
 
 /// The supervision settings the coordinator needs from the `Command`.
 #[derive(Debug, Clone, Copy)]
@@ -31,9 +29,9 @@ pub(crate) struct OutputDrain {
     /// Tells the readers when the child's exit was seen: from then on they
     /// wait at most a grace period for end-of-file.
     pub exit_seen: watch::Sender<Option<Instant>>,
-    pub readers: Vec<JoinHandle<ReaderEnd>>,
-    /// Resolves when the delivery thread has handed every chunk over.
-    pub delivered: Option<oneshot::Receiver<()>>,
+    /// Resolves when both readers have finished and every chunk was handed
+    /// to its consumer; carries whether the output had to be cut off.
+    pub outputs_done: oneshot::Receiver<bool>,
 }
 
 /// Longest pause between liveness checks of a process group whose leader
@@ -104,11 +102,15 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     // Whatever had the child's stdin open has no reader any more.
     shared.stdin.close();
 
-    // The group is dealt with once something asked the child to end.
-    while esc.cause().is_none() && shared.take_requests() & REQ_ANY_END == 0 {
-        shared.requested().await;
+    // Whatever is left of the group is dealt with once something asked the
+    // child to end; when nothing is left, the supervision is over now, and
+    // the teardown will find it done.
+    if exit.is_none() || !shared.target.nothing_left_of_group() {
+        while esc.cause().is_none() && shared.take_requests() & REQ_ANY_END == 0 {
+            shared.requested().await;
+        }
+        sweep_group(&shared, policy).await;
     }
-    sweep_group(&shared, policy).await;
     if exit.is_none() {
         // The fallback found no exit (a process stuck in the kernel): keep
         // waiting in the background, so it is reaped when it finally goes.
@@ -251,13 +253,8 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
 /// chunk. Returns whether the output had to be cut off.
 async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) -> bool {
     let _ = drain.exit_seen.send(Some(exited_at));
-    let mut cut_off = false;
-    for reader in drain.readers {
-        // An aborted reader (its consumer failed) ended as intended.
-        if let Ok(ReaderEnd::CutOff) = reader.await {
-            cut_off = true;
-        }
-    }
+    // A stdio thread that died without answering has nothing left to read.
+    let cut_off = drain.outputs_done.await.unwrap_or(false);
     if cut_off {
         tracing::warn!(
             program = %shared.program,
@@ -265,9 +262,6 @@ async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) 
             "output still open a grace period after the child's exit: closing the pipes and killing the group"
         );
         let _ = shared.target.signal_escalation(Signal::KILL);
-    }
-    if let Some(delivered) = drain.delivered {
-        let _ = delivered.await;
     }
     cut_off
 }

@@ -8,7 +8,9 @@
 //! A producer runs on a thread of its own, so a producer that blocks never
 //! blocks the supervision. It must be `'static` because a producer stuck in
 //! its own call cannot be interrupted: teardown closes stdin, and leaves the
-//! thread to end when the call returns (without calling it again).
+//! thread to end when the call returns (without calling it again). A
+//! producer that is not inside a call when the teardown ends has its thread
+//! joined before `with_process` returns.
 
 use std::io::{self, Read};
 

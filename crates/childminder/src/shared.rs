@@ -3,6 +3,7 @@
 //! stdin slot, and the worker-failure log.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -127,7 +128,7 @@ impl Shared {
         program: String,
         target: Target,
         started: Instant,
-        stdin: Option<pipe::Sender>,
+        stdin: Option<OwnedFd>,
     ) -> Shared {
         Shared {
             program,
@@ -220,45 +221,93 @@ impl Shared {
 
 /// The parent's end of the child's stdin, closable from the coordinator
 /// while a writer is blocked on it: closing wakes the writer, whose next
-/// poll then fails with `BrokenPipe`.
+/// poll then fails with `BrokenPipe`. The fd is registered with a runtime
+/// only by whoever writes to it ([`register`](Self::register)), so the
+/// readiness events arrive on the writer's own thread.
 pub(crate) struct StdinSlot {
     state: Mutex<SlotState>,
+    closed: Notify,
 }
 
 struct SlotState {
+    unregistered: Option<OwnedFd>,
     pipe: Option<pipe::Sender>,
     waker: Option<Waker>,
+    is_closed: bool,
 }
 
 impl StdinSlot {
-    fn new(pipe: Option<pipe::Sender>) -> StdinSlot {
+    fn new(fd: Option<OwnedFd>) -> StdinSlot {
         StdinSlot {
-            state: Mutex::new(SlotState { pipe, waker: None }),
+            state: Mutex::new(SlotState {
+                is_closed: fd.is_none(),
+                unregistered: fd,
+                pipe: None,
+                waker: None,
+            }),
+            closed: Notify::new(),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers the pipe with the current runtime.
+    ///
+    /// # Errors
+    ///
+    /// When the reactor cannot take it (out of fds or memory).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub(crate) fn register(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        if let Some(fd) = state.unregistered.take() {
+            state.pipe = Some(pipe::Sender::from_owned_fd_unchecked(fd)?);
+        }
+        Ok(())
     }
 
     /// Closes the pipe now (the child reads EOF once no other copy is open).
     pub(crate) fn close(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
+        state.is_closed = true;
         let pipe = state.pipe.take();
+        let fd = state.unregistered.take();
         let waker = state.waker.take();
         drop(state);
-        drop(pipe);
+        drop((pipe, fd));
         if let Some(w) = waker {
             w.wake();
         }
+        self.closed.notify_waiters();
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pipe
-            .is_some()
+        !self.lock().is_closed
+    }
+
+    /// Resolves once the pipe is closed, by anyone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_open() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         let Some(pipe) = state.pipe.as_mut() else {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,

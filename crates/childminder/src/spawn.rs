@@ -6,8 +6,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::unix::pipe;
-
 use crate::command::{Command, Prepared, Stdio};
 use crate::error::Error;
 use crate::shared::Shared;
@@ -226,17 +224,19 @@ fn spawn_with_fork(
     Ok(child.id())
 }
 
-/// A started child registered with the current tokio runtime: its shared
-/// state (pidfd, stdin) and the output pipes for whoever reads them.
+/// A started child with its pidfd registered with the current tokio
+/// runtime: its shared state (pidfd, stdin slot) and the parent's ends of
+/// its output pipes, for whoever reads them to register on their own
+/// runtime.
 pub(crate) struct Started {
     pub shared: Arc<Shared>,
-    pub stdout: Option<pipe::Receiver>,
-    pub stderr: Option<pipe::Receiver>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
 }
 
-/// Spawns and registers the pidfd and pipes with the current runtime. If
-/// registration fails (the reactor is out of room), the child is killed
-/// and reaped before the error returns: nothing is left behind.
+/// Spawns and registers the pidfd with the current runtime. If that fails
+/// (the reactor is out of room), the child is killed and reaped before the
+/// error returns: nothing is left behind.
 ///
 /// # Panics
 ///
@@ -245,21 +245,8 @@ pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
     let spawned = spawn(cmd)?;
     let program = cmd.program_lossy();
     let pid = spawned.pid;
-    let registered = (move || -> std::io::Result<_> {
-        let target = Target::new(spawned.pid, spawned.pidfd, cmd.process_group)?;
-        let stdin = spawned.stdin.map(pipe::Sender::from_owned_fd_unchecked);
-        let stdout = spawned.stdout.map(pipe::Receiver::from_owned_fd_unchecked);
-        let stderr = spawned.stderr.map(pipe::Receiver::from_owned_fd_unchecked);
-        Ok((
-            target,
-            stdin.transpose()?,
-            stdout.transpose()?,
-            stderr.transpose()?,
-            spawned.started,
-        ))
-    })();
-    let (target, stdin, stdout, stderr, started) = match registered {
-        Ok(registered) => registered,
+    let target = match Target::new(spawned.pid, spawned.pidfd, cmd.process_group) {
+        Ok(target) => target,
         Err(source) => {
             // Still our unreaped child, so its pid is still certainly its own.
             let _ = sys::kill(pid as i32, libc::SIGKILL);
@@ -272,8 +259,8 @@ pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
         }
     };
     Ok(Started {
-        shared: Arc::new(Shared::new(program, target, started, stdin)),
-        stdout,
-        stderr,
+        shared: Arc::new(Shared::new(program, target, spawned.started, spawned.stdin)),
+        stdout: spawned.stdout,
+        stderr: spawned.stderr,
     })
 }

@@ -165,6 +165,24 @@ impl Target {
         ))
     }
 
+    /// After the child's exit: true when its group certainly has no other
+    /// member, known without scanning /proc (always for no group; through
+    /// the pidfd on Linux 6.9+, which reaps the child first). False means
+    /// "maybe": the teardown's sweep finds out.
+    pub(crate) fn nothing_left_of_group(&self) -> bool {
+        if !self.group {
+            return true;
+        }
+        if !(self.uses_pidfd && sys::features().pidfd_group_signal) {
+            return false;
+        }
+        if !matches!(self.reap(), Ok(true)) {
+            return false;
+        }
+        let probe = self.signal_group(&self.state(), 0);
+        matches!(probe, Err(e) if e.raw_os_error() == Some(libc::ESRCH))
+    }
+
     /// Waits until the child has exited and returns its status, leaving the
     /// zombie in place.
     ///

@@ -1,98 +1,170 @@
 //! The stdio workers of the blocking API.
 //!
-//! - Readers are tasks on the engine runtime: they wait for pipe readiness,
-//!   read up to `buffer_size` bytes, and hand the chunk over a bounded
-//!   channel; when the channel is full they stop reading, so a slow consumer
-//!   slows the child (backpressure) instead of growing a buffer.
-//! - One delivery thread per call runs the consumers, in order, so a
-//!   consumer may block or be slow without stalling the timers of the
-//!   escalation.
-//! - The writer is a task; the producer, which may block, runs on a thread.
+//! All of a call's stdio runs on one thread of its own, the stdio thread,
+//! which drives a small current-thread tokio runtime: the pipes are
+//! readiness events there, and each chunk read is handed to its consumer
+//! right on that thread — no hand-off between threads per chunk. A slow or
+//! blocking consumer therefore pauses reading (the pipe fills and the child
+//! blocks: backpressure) but never the escalation, whose timers run on the
+//! engine runtime. The producer, which may block in its own code, runs on a
+//! thread of its own and hands chunks to the writer task here.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::unix::pipe;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio::task::AbortHandle;
 use tokio::time::sleep_until;
 
 use crate::error::{Stream, WorkerError, WorkerOp, panic_to_io};
 use crate::input::Producer;
 use crate::shared::{Shared, StdinSlot};
 
-/// Chunks in flight between the readers and the delivery thread.
-pub(crate) const CHANNEL_CHUNKS: usize = 4;
-
 /// How a reader ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReaderEnd {
-    /// End-of-file: every byte was read.
+    /// End-of-file: every byte was read and consumed.
     Eof,
     /// The child had exited and the pipe stayed open, silent, for a grace
     /// period (a grandchild holds it): the reader gave up and closed it.
     CutOff,
-    /// Reading failed, or the delivery side is gone.
+    /// Reading failed, or the consumer failed and the pipe was closed.
     Failed,
 }
 
-pub(crate) struct Chunk {
-    stream: Stream,
-    data: Vec<u8>,
-}
-
-/// Buffers returned by the delivery thread for the readers to reuse, so a
-/// long stream allocates a handful of buffers, not one per chunk.
-#[derive(Default)]
-pub(crate) struct BufferPool(Mutex<Vec<Vec<u8>>>);
-
-impl BufferPool {
-    fn take(&self, capacity: usize) -> Vec<u8> {
-        let recycled = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        recycled.unwrap_or_else(|| Vec::with_capacity(capacity))
-    }
-
-    fn give(&self, mut buf: Vec<u8>) {
-        buf.clear();
-        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < 2 * CHANNEL_CHUNKS + 2 {
-            pool.push(buf);
-        }
-    }
-}
-
-pub(crate) struct ReaderSetup {
+/// What the stdio thread does for one call.
+pub(crate) struct StdioJob<O, E> {
     pub shared: Arc<Shared>,
-    pub stream: Stream,
-    pub pipe: pipe::Receiver,
+    pub stdout: Option<(OwnedFd, O)>,
+    pub stderr: Option<(OwnedFd, E)>,
+    /// The writer's input, when stdin is fed from this call.
+    pub stdin: Option<StdinFeed>,
     pub buffer_size: usize,
     pub grace: Duration,
     pub exit_seen: watch::Receiver<Option<Instant>>,
-    pub chunks: mpsc::Sender<Chunk>,
-    pub pool: Arc<BufferPool>,
+    /// Told when both readers are done: whether the output was cut off.
+    pub outputs_done: oneshot::Sender<bool>,
 }
 
-/// Reads one stream to end-of-file, or until the cut-off: a grace period
-/// after the child's exit with the pipe still open and silent.
-///
-/// # Cancel safety
-///
-/// Dropping it (abort) closes the pipe; the child then gets EPIPE/SIGPIPE.
-pub(crate) async fn read_stream(setup: ReaderSetup) -> ReaderEnd {
-    let ReaderSetup {
+/// Where the writer task gets its chunks.
+pub(crate) struct StdinFeed {
+    pub chunks: mpsc::Receiver<ProducerMsg>,
+    pub written: Option<std::sync::mpsc::Sender<()>>,
+    pub close_requested: Arc<Notify>,
+}
+
+/// The body of the stdio thread.
+pub(crate) fn run_stdio<O, E>(job: StdioJob<O, E>)
+where
+    O: FnMut(&[u8]) -> io::Result<()>,
+    E: FnMut(&[u8]) -> io::Result<()>,
+{
+    let StdioJob {
         shared,
-        stream,
-        mut pipe,
+        stdout,
+        stderr,
+        stdin,
         buffer_size,
         grace,
-        mut exit_seen,
-        chunks,
-        pool,
-    } = setup;
+        exit_seen,
+        outputs_done,
+    } = job;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            // Without a runtime nothing can be read: close everything (the
+            // child sees EPIPE) and say why.
+            shared.record_worker_error(WorkerError::new(
+                &shared.program,
+                Stream::Stdout,
+                WorkerOp::Read,
+                e,
+            ));
+            shared.stdin.close();
+            let _ = outputs_done.send(false);
+            return;
+        }
+    };
+    runtime.block_on(async {
+        let writer = async {
+            match stdin {
+                Some(feed) => match shared.stdin.register() {
+                    Ok(()) => write_stdin(&shared, feed).await,
+                    Err(e) => {
+                        shared.record_worker_error(WorkerError::new(
+                            &shared.program,
+                            Stream::Stdin,
+                            WorkerOp::Write,
+                            e,
+                        ));
+                        shared.stdin.close();
+                    }
+                },
+                None => {}
+            }
+        };
+        let readers = async {
+            let out = read_stream(
+                &shared,
+                Stream::Stdout,
+                stdout,
+                buffer_size,
+                grace,
+                exit_seen.clone(),
+            );
+            let err = read_stream(
+                &shared,
+                Stream::Stderr,
+                stderr,
+                buffer_size,
+                grace,
+                exit_seen.clone(),
+            );
+            let (out, err) = tokio::join!(out, err);
+            let _ = outputs_done.send(out == ReaderEnd::CutOff || err == ReaderEnd::CutOff);
+        };
+        // The writer may wait on a producer stuck in its own call; it ends
+        // when stdin is closed, which the coordinator does once the child
+        // has exited, so this thread never outlives the supervision.
+        tokio::join!(writer, readers);
+    });
+}
+
+/// Reads one stream to end-of-file, handing each chunk to `consumer`, or
+/// until the cut-off: a grace period after the child's exit with the pipe
+/// still open and silent.
+async fn read_stream<C>(
+    shared: &Shared,
+    stream: Stream,
+    source: Option<(OwnedFd, C)>,
+    buffer_size: usize,
+    grace: Duration,
+    mut exit_seen: watch::Receiver<Option<Instant>>,
+) -> ReaderEnd
+where
+    C: FnMut(&[u8]) -> io::Result<()>,
+{
+    let Some((fd, mut consumer)) = source else {
+        return ReaderEnd::Eof;
+    };
+    let fail = |op, e| {
+        shared.record_worker_error(WorkerError::new(&shared.program, stream, op, e));
+        ReaderEnd::Failed
+    };
+    let mut pipe = match pipe::Receiver::from_owned_fd_unchecked(fd) {
+        Ok(pipe) => pipe,
+        Err(e) => return fail(WorkerOp::Read, e),
+    };
+    let mut buf = Vec::with_capacity(buffer_size);
     loop {
-        let mut buf = pool.take(buffer_size);
+        buf.clear();
         let cutoff = exit_seen.borrow().map(|at| at + grace);
         let read = tokio::select! {
             biased;
@@ -102,7 +174,6 @@ pub(crate) async fn read_stream(setup: ReaderSetup) -> ReaderEnd {
                     // The coordinator is gone without telling: read on.
                     std::future::pending::<()>().await;
                 }
-                pool.give(buf);
                 continue;
             }
             () = sleep_until(cutoff.unwrap_or_else(Instant::now).into()), if cutoff.is_some() => {
@@ -112,20 +183,18 @@ pub(crate) async fn read_stream(setup: ReaderSetup) -> ReaderEnd {
         match read {
             Ok(0) => return ReaderEnd::Eof,
             Ok(_) => {
-                if chunks.send(Chunk { stream, data: buf }).await.is_err() {
-                    return ReaderEnd::Failed;
+                let outcome = match catch_unwind(AssertUnwindSafe(|| consumer(&buf))) {
+                    Ok(r) => r,
+                    Err(panic) => Err(panic_to_io(panic)),
+                };
+                if let Err(e) = outcome {
+                    // Returning drops the pipe: the child sees EPIPE or
+                    // SIGPIPE on its next write, as with `| head`.
+                    return fail(WorkerOp::Consume, e);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => pool.give(buf),
-            Err(e) => {
-                shared.record_worker_error(WorkerError::new(
-                    &shared.program,
-                    stream,
-                    WorkerOp::Read,
-                    e,
-                ));
-                return ReaderEnd::Failed;
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return fail(WorkerOp::Read, e),
         }
     }
 }
@@ -148,52 +217,6 @@ async fn read_chunk(
     n
 }
 
-/// Runs the consumers on the delivery thread until both readers are done.
-pub(crate) fn deliver<O, E>(
-    shared: &Shared,
-    mut chunks: mpsc::Receiver<Chunk>,
-    mut on_stdout: O,
-    mut on_stderr: E,
-    readers: [Option<AbortHandle>; 2],
-    pool: &BufferPool,
-    done: oneshot::Sender<()>,
-) where
-    O: FnMut(&[u8]) -> io::Result<()>,
-    E: FnMut(&[u8]) -> io::Result<()>,
-{
-    let mut failed = [false, false];
-    while let Some(chunk) = chunks.blocking_recv() {
-        let i = usize::from(chunk.stream == Stream::Stderr);
-        if !failed[i] {
-            let consumer: &mut dyn FnMut(&[u8]) -> io::Result<()> = if i == 0 {
-                &mut on_stdout
-            } else {
-                &mut on_stderr
-            };
-            let outcome = match catch_unwind(AssertUnwindSafe(|| consumer(&chunk.data))) {
-                Ok(r) => r,
-                Err(panic) => Err(panic_to_io(panic)),
-            };
-            if let Err(e) = outcome {
-                // Stop reading this stream: its pipe closes and the child
-                // sees EPIPE/SIGPIPE, as with `| head`.
-                failed[i] = true;
-                if let Some(reader) = &readers[i] {
-                    reader.abort();
-                }
-                shared.record_worker_error(WorkerError::new(
-                    &shared.program,
-                    chunk.stream,
-                    WorkerOp::Consume,
-                    e,
-                ));
-            }
-        }
-        pool.give(chunk.data);
-    }
-    let _ = done.send(());
-}
-
 /// From the producer thread to the writer task.
 pub(crate) enum ProducerMsg {
     Data(Vec<u8>),
@@ -201,17 +224,19 @@ pub(crate) enum ProducerMsg {
 }
 
 /// Writes what the producer hands over into the child's stdin; ends on the
-/// producer's end, a close request (after the write in progress), or the
-/// child closing its stdin (EPIPE, which is not a failure).
-pub(crate) async fn write_stdin(
-    shared: Arc<Shared>,
-    mut chunks: mpsc::Receiver<ProducerMsg>,
-    written: Option<std::sync::mpsc::Sender<()>>,
-    close_requested: Arc<Notify>,
-) {
+/// producer's end, a close request (after the write in progress), stdin
+/// being closed by the coordinator, or the child closing its stdin (EPIPE,
+/// which is not a failure).
+async fn write_stdin(shared: &Shared, feed: StdinFeed) {
+    let StdinFeed {
+        mut chunks,
+        written,
+        close_requested,
+    } = feed;
     loop {
         let msg = tokio::select! {
             biased;
+            () = shared.stdin.closed() => break,
             () = close_requested.notified() => break,
             msg = chunks.recv() => msg,
         };
@@ -247,9 +272,21 @@ pub(crate) async fn write_stdin(
         }
     }
     shared.stdin.close();
+    // A producer failure already sent is still worth recording, even when
+    // stdin was closed before the writer got to it.
+    while let Ok(msg) = chunks.try_recv() {
+        if let ProducerMsg::Failed(e) = msg {
+            shared.record_worker_error(WorkerError::new(
+                &shared.program,
+                Stream::Stdin,
+                WorkerOp::Produce,
+                e,
+            ));
+        }
+    }
 }
 
-pub(crate) async fn write_all(slot: &StdinSlot, mut data: &[u8]) -> io::Result<()> {
+async fn write_all(slot: &StdinSlot, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         let n = std::future::poll_fn(|cx| slot.poll_write(cx, data)).await?;
         data = &data[n..];
@@ -257,18 +294,77 @@ pub(crate) async fn write_all(slot: &StdinSlot, mut data: &[u8]) -> io::Result<(
     Ok(())
 }
 
+/// The producer thread's handle: joined at the end of the call unless the
+/// thread is inside the producer's own code, where nothing can stop it.
+pub(crate) struct ProducerThread {
+    in_call: Arc<std::sync::Mutex<ProducerState>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProducerState {
+    in_call: bool,
+    over: bool,
+}
+
+impl ProducerThread {
+    /// Starts the producer thread.
+    ///
+    /// # Panics
+    ///
+    /// When the OS refuses a new thread.
+    pub(crate) fn start(
+        producer: Producer,
+        chunks: mpsc::Sender<ProducerMsg>,
+        written: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> ProducerThread {
+        let in_call = Arc::new(std::sync::Mutex::new(ProducerState::default()));
+        let state = in_call.clone();
+        let thread = std::thread::Builder::new()
+            .name("childminder-input".into())
+            .spawn(move || produce(producer, chunks, written, &state))
+            .expect("childminder: cannot start the input thread");
+        ProducerThread { in_call, thread }
+    }
+
+    /// Called once stdin's writer is gone: the thread then ends at once,
+    /// unless it is inside the producer, and is joined; otherwise it is left
+    /// to end when the producer returns (it will not be called again).
+    pub(crate) fn finish(self) {
+        let in_call = {
+            let mut state = self.in_call.lock().unwrap_or_else(|e| e.into_inner());
+            state.over = true;
+            state.in_call
+        };
+        if !in_call {
+            let _ = self.thread.join();
+        }
+    }
+}
+
 /// The producer thread: asks for a chunk, hands it to the writer, and (with
 /// `flush_stdin`) waits until it is written before asking again.
-pub(crate) fn produce(
+fn produce(
     mut producer: Producer,
     chunks: mpsc::Sender<ProducerMsg>,
     written: Option<std::sync::mpsc::Receiver<()>>,
+    state: &std::sync::Mutex<ProducerState>,
 ) {
+    let set_in_call = |value: bool| {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.over && value {
+            return false;
+        }
+        state.in_call = value;
+        true
+    };
     loop {
-        if chunks.is_closed() {
+        if chunks.is_closed() || !set_in_call(true) {
             return;
         }
-        let msg = match catch_unwind(AssertUnwindSafe(&mut producer)) {
+        let outcome = catch_unwind(AssertUnwindSafe(&mut producer));
+        set_in_call(false);
+        let msg = match outcome {
             Ok(Ok(Some(data))) => ProducerMsg::Data(data),
             Ok(Ok(None)) => return,
             Ok(Err(e)) => ProducerMsg::Failed(e),
