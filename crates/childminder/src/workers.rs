@@ -94,8 +94,8 @@ where
     };
     runtime.block_on(async {
         let writer = async {
-            match stdin {
-                Some(feed) => match shared.stdin.register() {
+            if let Some(feed) = stdin {
+                match shared.stdin.register() {
                     Ok(()) => write_stdin(&shared, feed).await,
                     Err(e) => {
                         shared.record_worker_error(WorkerError::new(
@@ -106,8 +106,7 @@ where
                         ));
                         shared.stdin.close();
                     }
-                },
-                None => {}
+                }
             }
         };
         let readers = async {
