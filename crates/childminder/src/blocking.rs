@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::command::{Command, Stdio};
 use crate::coordinator::{OutputDrain, Policy, supervise};
-use crate::error::Error;
+use crate::error::{Error, Stream, WorkerError, WorkerOp};
 use crate::input::{Input, Source};
 use crate::result::SupervisionResult;
 use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
@@ -402,7 +402,23 @@ where
         close_requested: stdin_close,
         producer,
     } = feed_stdin(&shared, stdin, cmd.flush_stdin);
-    let has_stdio_work = feed.is_some() || stdout.is_some() || stderr.is_some();
+    if let Some(feed) = feed {
+        match shared.stdin.register() {
+            Ok(()) => {
+                engine.spawn(workers::write_stdin(shared.clone(), feed));
+            }
+            Err(e) => {
+                shared.record_worker_error(WorkerError::new(
+                    &shared.program,
+                    Stream::Stdin,
+                    WorkerOp::Write,
+                    e,
+                ));
+                shared.stdin.close();
+            }
+        }
+    }
+    let has_stdio_work = stdout.is_some() || stderr.is_some();
     let (exit_seen, exit_seen_rx) = watch::channel(None);
     let (outputs_done_tx, outputs_done) = oneshot::channel();
     engine.spawn(supervise(
@@ -424,7 +440,6 @@ where
                 shared: shared.clone(),
                 stdout: stdout.map(|fd| (fd, on_stdout)),
                 stderr: stderr.map(|fd| (fd, on_stderr)),
-                stdin: feed,
                 buffer_size: cmd.buffer_size,
                 grace: cmd.grace_period,
                 exit_seen: exit_seen_rx,
@@ -440,7 +455,7 @@ where
         shared.finished.wait_blocking();
         outcome
     });
-    // The stdio thread is joined, so the writer is gone.
+    // The coordinator closed stdin before `finished`, so the writer is gone.
     if let Some(producer) = producer {
         producer.finish();
     }
@@ -450,7 +465,7 @@ where
     }
 }
 
-/// Sets up what feeds stdin: the writer's input (run on the stdio thread),
+/// Sets up what feeds stdin: the writer's input (a task on the engine),
 /// and the close-request handle of the writer, if there is one.
 fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
     let mut setup = StdinSetup {
@@ -495,7 +510,7 @@ fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
     setup
 }
 
-/// What feeds stdin: the writer's input (run on the stdio thread), the
+/// What feeds stdin: the writer's input (a task on the engine), the
 /// writer's close-request handle, and the producer thread, if any.
 struct StdinSetup {
     feed: Option<StdinFeed>,

@@ -1,13 +1,14 @@
 //! The stdio workers of the blocking API.
 //!
-//! All of a call's stdio runs on one thread of its own, the stdio thread,
-//! which drives a small current-thread tokio runtime: the pipes are
-//! readiness events there, and each chunk read is handed to its consumer
-//! right on that thread — no hand-off between threads per chunk. A slow or
-//! blocking consumer therefore pauses reading (the pipe fills and the child
-//! blocks: backpressure) but never the escalation, whose timers run on the
-//! engine runtime. The producer, which may block in its own code, runs on a
-//! thread of its own and hands chunks to the writer task here.
+//! A call's output runs on one thread of its own, the stdio thread, which
+//! drives a small current-thread tokio runtime: the pipes are readiness
+//! events there, and each chunk read is handed to its consumer right on
+//! that thread — no hand-off between threads per chunk. A slow or blocking
+//! consumer therefore pauses reading (the pipe fills and the child blocks:
+//! backpressure) but never the escalation, whose timers run on the engine
+//! runtime. Stdin is written by a task on the engine, in parallel with the
+//! reading (what `cat` round trips need); the producer, which may block in
+//! its own code, runs on a thread of its own and hands chunks to that task.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -40,8 +41,6 @@ pub(crate) struct StdioJob<O, E> {
     pub shared: Arc<Shared>,
     pub stdout: Option<(OwnedFd, O)>,
     pub stderr: Option<(OwnedFd, E)>,
-    /// The writer's input, when stdin is fed from this call.
-    pub stdin: Option<StdinFeed>,
     pub buffer_size: usize,
     pub grace: Duration,
     pub exit_seen: watch::Receiver<Option<Instant>>,
@@ -66,7 +65,6 @@ where
         shared,
         stdout,
         stderr,
-        stdin,
         buffer_size,
         grace,
         exit_seen,
@@ -79,60 +77,37 @@ where
     {
         Ok(rt) => rt,
         Err(e) => {
-            // Without a runtime nothing can be read: close everything (the
-            // child sees EPIPE) and say why.
+            // Without a runtime nothing can be read: the pipes close as this
+            // returns (the child sees EPIPE), and the failure is recorded.
             shared.record_worker_error(WorkerError::new(
                 &shared.program,
                 Stream::Stdout,
                 WorkerOp::Read,
                 e,
             ));
-            shared.stdin.close();
             let _ = outputs_done.send(false);
             return;
         }
     };
     runtime.block_on(async {
-        let writer = async {
-            if let Some(feed) = stdin {
-                match shared.stdin.register() {
-                    Ok(()) => write_stdin(&shared, feed).await,
-                    Err(e) => {
-                        shared.record_worker_error(WorkerError::new(
-                            &shared.program,
-                            Stream::Stdin,
-                            WorkerOp::Write,
-                            e,
-                        ));
-                        shared.stdin.close();
-                    }
-                }
-            }
-        };
-        let readers = async {
-            let out = read_stream(
-                &shared,
-                Stream::Stdout,
-                stdout,
-                buffer_size,
-                grace,
-                exit_seen.clone(),
-            );
-            let err = read_stream(
-                &shared,
-                Stream::Stderr,
-                stderr,
-                buffer_size,
-                grace,
-                exit_seen.clone(),
-            );
-            let (out, err) = tokio::join!(out, err);
-            let _ = outputs_done.send(out == ReaderEnd::CutOff || err == ReaderEnd::CutOff);
-        };
-        // The writer may wait on a producer stuck in its own call; it ends
-        // when stdin is closed, which the coordinator does once the child
-        // has exited, so this thread never outlives the supervision.
-        tokio::join!(writer, readers);
+        let out = read_stream(
+            &shared,
+            Stream::Stdout,
+            stdout,
+            buffer_size,
+            grace,
+            exit_seen.clone(),
+        );
+        let err = read_stream(
+            &shared,
+            Stream::Stderr,
+            stderr,
+            buffer_size,
+            grace,
+            exit_seen.clone(),
+        );
+        let (out, err) = tokio::join!(out, err);
+        let _ = outputs_done.send(out == ReaderEnd::CutOff || err == ReaderEnd::CutOff);
     });
 }
 
@@ -226,7 +201,7 @@ pub(crate) enum ProducerMsg {
 /// producer's end, a close request (after the write in progress), stdin
 /// being closed by the coordinator, or the child closing its stdin (EPIPE,
 /// which is not a failure).
-async fn write_stdin(shared: &Shared, feed: StdinFeed) {
+pub(crate) async fn write_stdin(shared: Arc<Shared>, feed: StdinFeed) {
     let StdinFeed {
         mut chunks,
         written,
