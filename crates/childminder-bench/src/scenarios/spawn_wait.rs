@@ -1,0 +1,166 @@
+//! spawn-wait: `/bin/true` to completion, all three streams piped, output
+//! drained, child reaped. Then the same with all three streams to
+//! /dev/null, which takes the pipes (and, in childminder's blocking API,
+//! the delivery thread) out of the picture and leaves spawn, exit
+//! detection and reaping.
+
+use std::process::Stdio as StdStdio;
+use std::time::Instant;
+
+use childminder::{Command, Stdio, discard, stdin, with_child, with_process};
+use tokio::io::AsyncReadExt;
+use tokio::runtime::Runtime;
+
+use super::{Config, TRUE};
+use crate::runner::{Contender, interleave, micros, on_runtime};
+use crate::table::{Better, Row};
+
+fn piped<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
+    vec![
+        Contender::new("childminder", || {
+            let t = Instant::now();
+            let (mut out, mut err) = (0usize, 0usize);
+            let result = with_process(
+                &Command::new(TRUE),
+                stdin::empty(),
+                |c: &[u8]| {
+                    out += c.len();
+                    Ok(())
+                },
+                |c: &[u8]| {
+                    err += c.len();
+                    Ok(())
+                },
+                |p| p.wait(),
+            )
+            .expect("spawning true");
+            let elapsed = t.elapsed();
+            assert!(result.success() && out == 0 && err == 0, "{result:?}");
+            micros(elapsed)
+        }),
+        Contender::new("childminder-async", || {
+            on_runtime(rt, async {
+                let t = Instant::now();
+                let result = with_child(&Command::new(TRUE), async |child| {
+                    child.close_stdin();
+                    let (mut out, mut err) = (Vec::new(), Vec::new());
+                    let (mut so, mut se) =
+                        (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+                    let (a, b) = tokio::join!(so.read_to_end(&mut out), se.read_to_end(&mut err));
+                    a.and(b).expect("draining true's output");
+                    child.wait().await
+                })
+                .await
+                .expect("spawning true");
+                let elapsed = t.elapsed();
+                assert!(result.success(), "{result:?}");
+                micros(elapsed)
+            })
+        }),
+        Contender::new("std", || {
+            let t = Instant::now();
+            let out = std::process::Command::new(TRUE)
+                .stdin(StdStdio::piped())
+                .stdout(StdStdio::piped())
+                .stderr(StdStdio::piped())
+                .output()
+                .expect("spawning true");
+            let elapsed = t.elapsed();
+            assert!(out.status.success());
+            micros(elapsed)
+        }),
+        Contender::new("tokio", || {
+            on_runtime(rt, async {
+                let t = Instant::now();
+                let out = tokio::process::Command::new(TRUE)
+                    .stdin(StdStdio::piped())
+                    .stdout(StdStdio::piped())
+                    .stderr(StdStdio::piped())
+                    .output()
+                    .await
+                    .expect("spawning true");
+                let elapsed = t.elapsed();
+                assert!(out.status.success());
+                micros(elapsed)
+            })
+        }),
+    ]
+}
+
+fn null_true() -> Command {
+    let mut cmd = Command::new(TRUE);
+    cmd.stdin(Stdio::Null)
+        .stdout(Stdio::Null)
+        .stderr(Stdio::Null);
+    cmd
+}
+
+fn std_null_true() -> std::process::Command {
+    let mut cmd = std::process::Command::new(TRUE);
+    cmd.stdin(StdStdio::null())
+        .stdout(StdStdio::null())
+        .stderr(StdStdio::null());
+    cmd
+}
+
+fn null<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
+    vec![
+        Contender::new("childminder", || {
+            let t = Instant::now();
+            let result = with_process(&null_true(), stdin::empty(), discard, discard, |p| p.wait())
+                .expect("spawning true");
+            let elapsed = t.elapsed();
+            assert!(result.success(), "{result:?}");
+            micros(elapsed)
+        }),
+        Contender::new("childminder-async", || {
+            on_runtime(rt, async {
+                let t = Instant::now();
+                let result = with_child(&null_true(), async |child| child.wait().await)
+                    .await
+                    .expect("spawning true");
+                let elapsed = t.elapsed();
+                assert!(result.success(), "{result:?}");
+                micros(elapsed)
+            })
+        }),
+        Contender::new("std", || {
+            let t = Instant::now();
+            let status = std_null_true().status().expect("spawning true");
+            let elapsed = t.elapsed();
+            assert!(status.success());
+            micros(elapsed)
+        }),
+        Contender::new("tokio", || {
+            on_runtime(rt, async {
+                let t = Instant::now();
+                let status = tokio::process::Command::from(std_null_true())
+                    .status()
+                    .await
+                    .expect("spawning true");
+                let elapsed = t.elapsed();
+                assert!(status.success());
+                micros(elapsed)
+            })
+        }),
+    ]
+}
+
+pub fn run(cfg: &Config, rt: &Runtime) -> Vec<Row> {
+    let runs = cfg.pick(2000, 200);
+    let warmup = cfg.pick(50, 10);
+    let mut rows = Vec::new();
+    for (scenario, mut contenders) in [
+        ("spawn-wait", piped(rt)),
+        ("spawn-wait null stdio", null(rt)),
+    ] {
+        let samples = interleave(&mut contenders, warmup, runs);
+        rows.extend(
+            contenders
+                .iter()
+                .zip(samples)
+                .map(|(c, s)| Row::new(scenario, c.name.clone(), "µs", Better::Lower, &s)),
+        );
+    }
+    rows
+}
