@@ -5,8 +5,9 @@
 //! process of this test binary with the variable set.
 
 mod common;
+#[path = "common/support.rs"]
+mod support;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use childminder::{
@@ -48,19 +49,6 @@ fn kill_pgrp_fallback_waits_escalates_and_sweeps_the_group() {
     run_scenarios_with("kill-pgrp");
 }
 
-/// Sends each line of the child's stdout to the test as it arrives.
-fn lines_to(tx: mpsc::Sender<String>) -> impl FnMut(&[u8]) -> std::io::Result<()> + Send {
-    let mut partial = Vec::new();
-    move |chunk| {
-        partial.extend_from_slice(chunk);
-        while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=nl).collect();
-            let _ = tx.send(String::from_utf8_lossy(&line).trim().to_owned());
-        }
-        Ok(())
-    }
-}
-
 #[test]
 #[ignore = "entry point run by the fallback tests in a child process with CHILDMINDER_FALLBACK set"]
 fn scenarios_in_forced_mode() {
@@ -82,9 +70,9 @@ fn scenarios_in_forced_mode() {
     cmd.args(["ignore-term", "300"])
         .env(MARKER_VAR, marker_value())
         .grace_period(Duration::from_millis(100));
-    let (tx, rx) = mpsc::channel();
-    let ((), r) = with_process_result(&cmd, stdin::empty(), lines_to(tx), discard, |_| {
-        assert_eq!(rx.recv().unwrap(), "ready");
+    let (lines, rx) = support::line_consumer();
+    let ((), r) = with_process_result(&cmd, stdin::empty(), lines, discard, |_| {
+        support::expect_ready(&rx);
     })
     .unwrap();
     assert_eq!(r.termination, Termination::Escalated);
@@ -95,14 +83,11 @@ fn scenarios_in_forced_mode() {
     cmd.args(["grandchildren", "3", "300", "exit"])
         .env(MARKER_VAR, marker_value())
         .grace_period(Duration::from_millis(100));
-    let (tx, rx) = mpsc::channel();
-    let pids: Vec<i32> = with_process(&cmd, stdin::empty(), lines_to(tx), discard, |p| {
-        let line = rx.recv().unwrap();
+    let (lines, rx) = support::line_consumer();
+    let pids: Vec<i32> = with_process(&cmd, stdin::empty(), lines, discard, |p| {
+        let pids = support::expect_ready(&rx);
         assert!(p.wait().exit.unwrap().success());
-        line.split_whitespace()
-            .skip(1)
-            .map(|s| s.parse().unwrap())
-            .collect()
+        pids
     })
     .unwrap();
     assert_eq!(pids.len(), 3);

@@ -1,25 +1,13 @@
 //! Regression tests, each named after what it caught.
 
 mod common;
+#[path = "common/support.rs"]
+mod support;
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use childminder::{Command, Signal, Termination, discard, stdin, with_process_result};
 use common::{LeakCheck, MARKER_VAR, fixture, marker_value, pid_alive};
-
-/// Sends each line of the child's stdout to the test as it arrives.
-fn lines_to(tx: mpsc::Sender<String>) -> impl FnMut(&[u8]) -> std::io::Result<()> + Send {
-    let mut partial = Vec::new();
-    move |chunk| {
-        partial.extend_from_slice(chunk);
-        while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=nl).collect();
-            let _ = tx.send(String::from_utf8_lossy(&line).trim().to_owned());
-        }
-        Ok(())
-    }
-}
 
 /// The group sweep took killed grandchildren, zombies until init reaped
 /// them, for live members: every such teardown waited a grace period and
@@ -32,16 +20,13 @@ fn group_sweep_does_not_wait_for_init_to_reap_dead_grandchildren() {
     cmd.args(["grandchildren", "5", "300", "exit"])
         .env(MARKER_VAR, marker_value())
         .grace_period(Duration::from_secs(3));
-    let (tx, rx) = mpsc::channel();
+    let (lines, rx) = support::line_consumer();
     let mut exited_at = None;
-    let (pids, result) = with_process_result(&cmd, stdin::empty(), lines_to(tx), discard, |p| {
-        let line = rx.recv().unwrap();
+    let (pids, result) = with_process_result(&cmd, stdin::empty(), lines, discard, |p| {
+        let pids = support::expect_ready(&rx);
         p.wait();
         exited_at = Some(Instant::now());
-        line.split_whitespace()
-            .skip(1)
-            .map(|s| s.parse::<i32>().unwrap())
-            .collect::<Vec<_>>()
+        pids
     })
     .unwrap();
     let teardown = exited_at.unwrap().elapsed();
@@ -68,9 +53,9 @@ fn escalation_wakes_a_stopped_child_so_it_acts_on_term() {
     cmd.args(["sleep", "300"])
         .env(MARKER_VAR, marker_value())
         .grace_period(Duration::from_secs(3));
-    let (tx, rx) = mpsc::channel();
-    let ((), result) = with_process_result(&cmd, stdin::empty(), lines_to(tx), discard, |p| {
-        assert_eq!(rx.recv().unwrap(), "ready");
+    let (lines, rx) = support::line_consumer();
+    let ((), result) = with_process_result(&cmd, stdin::empty(), lines, discard, |p| {
+        support::expect_ready(&rx);
         assert!(p.signal(Signal::STOP).unwrap());
         p.terminate(Signal::TERM);
     })
