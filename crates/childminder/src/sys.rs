@@ -534,7 +534,14 @@ fn in_child_before_exec(
         )
     };
     if rc != 0 {
-        return Err(io::Error::last_os_error());
+        // Before Linux 5.11 (no CLOSE_RANGE_CLOEXEC): one fcntl per
+        // possible fd number, still without allocating.
+        // SAFETY: sysconf takes an integer and touches no memory.
+        let limit = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(0, 1 << 20) as RawFd;
+        for fd in max_target + 1..limit {
+            // SAFETY: fcntl on an fd number; EBADF for a closed one is harmless.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
     }
     if kill_on_parent_death {
         // SAFETY: prctl with integer arguments affects only this process.
