@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, OnceLock};
 
 use tokio::runtime::Runtime;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{Command, Stdio};
 use crate::coordinator::{OutputDrain, Policy, supervise};
@@ -16,7 +16,7 @@ use crate::result::SupervisionResult;
 use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
-use crate::workers::{self, ProducerMsg, ProducerThread, StdinFeed, StdioJob};
+use crate::workers::{self, ProducerMsg, ProducerThread, StdinControl, StdinFeed, StdioJob};
 
 /// The runtime that drives every blocking supervision: two worker threads,
 /// started on first use and shared by all calls, so a call starts no
@@ -65,8 +65,8 @@ pub fn discard(_chunk: &[u8]) -> io::Result<()> {
 /// ```
 pub struct Process {
     shared: Arc<Shared>,
-    /// Present while a writer task feeds stdin from the producer.
-    stdin_close: Option<Arc<Notify>>,
+    /// Present while a writer task feeds stdin.
+    stdin_close: Option<Arc<StdinControl>>,
 }
 
 impl Process {
@@ -196,7 +196,7 @@ impl Process {
     /// ```
     pub fn close_stdin(&self) {
         match &self.stdin_close {
-            Some(writer) => writer.notify_one(),
+            Some(writer) => writer.request_close(),
             None => self.shared.stdin.close(),
         }
     }
@@ -386,6 +386,22 @@ where
 {
     let stdin = stdin.into();
     let engine = engine();
+    // Built before the spawn, so running out of fds is an error before
+    // anything runs rather than output lost after.
+    let stdio_runtime = if cmd.stdio[1..].contains(&Stdio::Piped) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|source| Error::Io {
+                program: cmd.program_lossy(),
+                context: "starting the stdio runtime",
+                source,
+            })?;
+        Some(runtime)
+    } else {
+        None
+    };
     let _context = engine.enter();
     let Started {
         shared,
@@ -435,8 +451,9 @@ where
         stdin_close,
     };
     let outcome = std::thread::scope(|scope| {
-        if has_stdio_work {
+        if let (true, Some(runtime)) = (has_stdio_work, stdio_runtime) {
             let job = StdioJob {
+                runtime,
                 shared: shared.clone(),
                 stdout: stdout.map(|fd| (fd, on_stdout)),
                 stderr: stderr.map(|fd| (fd, on_stderr)),
@@ -478,7 +495,7 @@ fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
     }
     let mut producer_thread = None;
     let (tx, chunks) = mpsc::channel(1);
-    let close_requested = Arc::new(Notify::new());
+    let control = Arc::new(StdinControl::default());
     let written = match stdin.0 {
         Source::Empty => {
             shared.stdin.close();
@@ -496,16 +513,21 @@ fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
             } else {
                 (None, None)
             };
-            producer_thread = Some(ProducerThread::start(producer, tx, written_rx));
+            producer_thread = Some(ProducerThread::start(
+                producer,
+                tx,
+                written_rx,
+                control.clone(),
+            ));
             written_tx
         }
     };
     setup.feed = Some(StdinFeed {
         chunks,
         written,
-        close_requested: close_requested.clone(),
+        control: control.clone(),
     });
-    setup.close_requested = Some(close_requested);
+    setup.close_requested = Some(control);
     setup.producer = producer_thread;
     setup
 }
@@ -514,7 +536,7 @@ fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
 /// writer's close-request handle, and the producer thread, if any.
 struct StdinSetup {
     feed: Option<StdinFeed>,
-    close_requested: Option<Arc<Notify>>,
+    close_requested: Option<Arc<StdinControl>>,
     producer: Option<ProducerThread>,
 }
 

@@ -450,6 +450,10 @@ impl Command {
     /// [`MAX_DURATION`]; a working directory that is not a directory; an
     /// extra fd target below 3.
     ///
+    /// It also looks a program without `/` up on `PATH` (the child's, if
+    /// set), as the spawn will: [`Error::ProcessStartFailed`] when it is not
+    /// found there. A path with `/` is checked only by the spawn.
+    ///
     /// # Examples
     ///
     /// ```

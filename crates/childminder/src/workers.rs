@@ -38,6 +38,8 @@ pub(crate) enum ReaderEnd {
 
 /// What the stdio thread does for one call.
 pub(crate) struct StdioJob<O, E> {
+    /// A current-thread runtime with IO and time, built by the caller.
+    pub runtime: tokio::runtime::Runtime,
     pub shared: Arc<Shared>,
     pub stdout: Option<(OwnedFd, O)>,
     pub stderr: Option<(OwnedFd, E)>,
@@ -52,7 +54,28 @@ pub(crate) struct StdioJob<O, E> {
 pub(crate) struct StdinFeed {
     pub chunks: mpsc::Receiver<ProducerMsg>,
     pub written: Option<std::sync::mpsc::Sender<()>>,
-    pub close_requested: Arc<Notify>,
+    pub control: Arc<StdinControl>,
+}
+
+/// How `close_stdin()` reaches the writer and the producer thread.
+#[derive(Default)]
+pub(crate) struct StdinControl {
+    close_requested: Notify,
+    producer: std::sync::Mutex<ProducerState>,
+}
+
+impl StdinControl {
+    /// Stops the producer from being called again (a call in progress
+    /// finishes, its chunk is dropped) and has the writer close stdin once
+    /// the chunk it is writing, if any, is written.
+    pub(crate) fn request_close(&self) {
+        self.producer().over = true;
+        self.close_requested.notify_one();
+    }
+
+    fn producer(&self) -> std::sync::MutexGuard<'_, ProducerState> {
+        self.producer.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The body of the stdio thread.
@@ -62,6 +85,7 @@ where
     E: FnMut(&[u8]) -> io::Result<()>,
 {
     let StdioJob {
+        runtime,
         shared,
         stdout,
         stderr,
@@ -70,25 +94,6 @@ where
         exit_seen,
         outputs_done,
     } = job;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            // Without a runtime nothing can be read: the pipes close as this
-            // returns (the child sees EPIPE), and the failure is recorded.
-            shared.record_worker_error(WorkerError::new(
-                &shared.program,
-                Stream::Stdout,
-                WorkerOp::Read,
-                e,
-            ));
-            let _ = outputs_done.send(false);
-            return;
-        }
-    };
     runtime.block_on(async {
         let out = read_stream(
             &shared,
@@ -205,13 +210,13 @@ pub(crate) async fn write_stdin(shared: Arc<Shared>, feed: StdinFeed) {
     let StdinFeed {
         mut chunks,
         written,
-        close_requested,
+        control,
     } = feed;
     loop {
         let msg = tokio::select! {
             biased;
             () = shared.stdin.closed() => break,
-            () = close_requested.notified() => break,
+            () = control.close_requested.notified() => break,
             msg = chunks.recv() => msg,
         };
         match msg {
@@ -271,13 +276,14 @@ async fn write_all(slot: &StdinSlot, mut data: &[u8]) -> io::Result<()> {
 /// The producer thread's handle: joined at the end of the call unless the
 /// thread is inside the producer's own code, where nothing can stop it.
 pub(crate) struct ProducerThread {
-    in_call: Arc<std::sync::Mutex<ProducerState>>,
+    control: Arc<StdinControl>,
     thread: std::thread::JoinHandle<()>,
 }
 
 #[derive(Default)]
 struct ProducerState {
     in_call: bool,
+    /// No further call: stdin is closing or the supervision is over.
     over: bool,
 }
 
@@ -291,14 +297,14 @@ impl ProducerThread {
         producer: Producer,
         chunks: mpsc::Sender<ProducerMsg>,
         written: Option<std::sync::mpsc::Receiver<()>>,
+        control: Arc<StdinControl>,
     ) -> ProducerThread {
-        let in_call = Arc::new(std::sync::Mutex::new(ProducerState::default()));
-        let state = in_call.clone();
+        let state = control.clone();
         let thread = std::thread::Builder::new()
             .name("childminder-input".into())
             .spawn(move || produce(producer, chunks, written, &state))
             .expect("childminder: cannot start the input thread");
-        ProducerThread { in_call, thread }
+        ProducerThread { control, thread }
     }
 
     /// Called once stdin's writer is gone: the thread then ends at once,
@@ -306,7 +312,7 @@ impl ProducerThread {
     /// to end when the producer returns (it will not be called again).
     pub(crate) fn finish(self) {
         let in_call = {
-            let mut state = self.in_call.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = self.control.producer();
             state.over = true;
             state.in_call
         };
@@ -322,10 +328,10 @@ fn produce(
     mut producer: Producer,
     chunks: mpsc::Sender<ProducerMsg>,
     written: Option<std::sync::mpsc::Receiver<()>>,
-    state: &std::sync::Mutex<ProducerState>,
+    control: &StdinControl,
 ) {
     let set_in_call = |value: bool| {
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = control.producer();
         if state.over && value {
             return false;
         }
