@@ -74,6 +74,7 @@ Examples:
     arg_required_else_help = true
 )]
 pub struct Cli {
+    /// The subcommand (`run`).
     #[command(subcommand)]
     pub command: Commands,
 }
@@ -216,7 +217,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_signal(s: &str) -> Result<Signal, String> {
+/// Parses a SIGNAL (`-s`): a name with or without `SIG`, in any case
+/// (`TERM`, `SIGTERM`, `sigterm`), or a number from 1 to `SIGRTMAX` (64 on
+/// Linux), as [`Signal`]'s `FromStr` takes it.
+///
+/// # Errors
+///
+/// The message for the user, naming the input.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::Signal;
+/// use childminder_cli::cli::parse_signal;
+///
+/// assert_eq!(parse_signal("sigint"), Ok(Signal::INT));
+/// assert_eq!(parse_signal("15"), Ok(Signal::TERM));
+/// assert!(parse_signal("TERMX").unwrap_err().contains("\"TERMX\""));
+/// ```
+pub fn parse_signal(s: &str) -> Result<Signal, String> {
     s.parse::<Signal>().map_err(|e| e.to_string())
 }
 

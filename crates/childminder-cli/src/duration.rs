@@ -45,8 +45,13 @@ pub const SYNTAX: &str = "a number of seconds (1.5) or parts such as 500ms, 2s, 
 ///
 /// # Examples
 ///
-/// ```ignore
+/// ```
+/// use std::time::Duration;
+/// use childminder_cli::duration::parse;
+///
 /// assert_eq!(parse("1m30s").unwrap(), Duration::from_secs(90));
+/// assert_eq!(parse("1.5").unwrap(), Duration::from_millis(1500));
+/// assert!(parse("1m30").unwrap_err().to_string().contains("\"1m30\""));
 /// ```
 pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     let fail = |reason: String| ParseDurationError {

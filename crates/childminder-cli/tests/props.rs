@@ -1,56 +1,51 @@
-//! Property tests of the CLI's DURATION parser (`src/duration.rs`, included
-//! here by path: the CLI is a binary crate, so there is no library to link).
+//! Property tests of the CLI's parsers: DURATION ([`duration::parse`], for
+//! `-t` and `-g`) and SIGNAL ([`parse_signal`], for `-s`).
 //!
-//! This crate has no `proptest` dev-dependency, so the inputs come from a
-//! fixed-seed xorshift generator (seed printed; `CHILDMINDER_PROP_SEED`
-//! replays, `CHILDMINDER_PROP_CASES` sets the count, default 20,000):
-//!
-//! - nothing panics, whatever the text; what parses is at most 100 years;
-//!   a rejection names the input;
+//! DURATION:
+//! - nothing panics, whatever the text; what parses is at most 100 years
+//!   ([`MAX_DURATION`]); a rejection names the input;
 //! - a duration written back as `SECS.NANOS`, as `SECSsNANOSns`, as `NANOSns`
 //!   and as whole `d h m s ms us ns` parts, largest first, parses to itself;
 //! - parts out of order, repeated units, a sign, or a unitless number after
 //!   a part are rejected; above 100 years is rejected.
-
-#[allow(dead_code)]
-#[path = "../src/duration.rs"]
-mod duration;
+//!
+//! SIGNAL:
+//! - every name, with and without `SIG`, in any case, and every number from
+//!   1 to 64 parses to that signal;
+//! - anything else is rejected with a message naming the input, never a
+//!   panic.
+//!
+//! Case counts are kept moderate so the file runs in well under 5 s in a
+//! debug build; `PROPTEST_CASES` overrides them, and `PROPTEST_RNG_SEED`
+//! picks the seed. A failing case is saved in `tests/props.proptest-regressions`
+//! and replayed first on the next run.
 
 use std::time::Duration;
 
-use childminder::MAX_DURATION;
-use duration::parse;
+use childminder::{MAX_DURATION, Signal};
+use childminder_cli::cli::parse_signal;
+use childminder_cli::duration::{self, parse};
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::FileFailurePersistence;
 
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Rng {
-        let seed = std::env::var("CHILDMINDER_PROP_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x00D0_2A71_0475);
-        println!("CHILDMINDER_PROP_SEED={seed}");
-        Rng(seed | 1)
+/// `cases` cases, unless `PROPTEST_CASES` says otherwise.
+fn config(cases: u32) -> ProptestConfig {
+    let mut config = ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
     }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+    config
 }
 
-fn cases() -> usize {
-    std::env::var("CHILDMINDER_PROP_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000)
-}
+// ---------------------------------------------------------------------------
+// DURATION
+// ---------------------------------------------------------------------------
 
 const UNITS: [(&str, u128); 7] = [
     ("d", 86_400_000_000_000),
@@ -62,72 +57,25 @@ const UNITS: [(&str, u128); 7] = [
     ("ns", 1),
 ];
 
+fn max_nanos() -> u64 {
+    u64::try_from(MAX_DURATION.as_nanos()).expect("100 years fit in u64 nanoseconds")
+}
+
 /// A duration up to 100 years, biased towards small ones and the edges.
-fn duration(rng: &mut Rng) -> Duration {
-    let max = MAX_DURATION.as_nanos() as u64;
-    let nanos = match rng.below(6) {
-        0 => rng.below(1_000),
-        1 => rng.below(1_000_000_000),
-        2 => rng.below(100_000_000_000),
-        3 => max - rng.below(1_000),
-        _ => rng.below(max + 1),
-    };
-    Duration::from_nanos(nanos)
+fn any_duration() -> impl Strategy<Value = Duration> {
+    let max = max_nanos();
+    prop_oneof![
+        0..1_000u64,
+        0..1_000_000_000u64,
+        0..100_000_000_000u64,
+        (max - 1_000)..=max,
+        0..=max,
+        0..=max,
+    ]
+    .prop_map(Duration::from_nanos)
 }
 
-#[test]
-fn random_text_never_panics_and_what_parses_is_bounded() {
-    let mut rng = Rng::from_env();
-    const ALPHABET: &[u8] = b"0123456789..smhdunx+- \t";
-    let mut parsed = 0;
-    for _ in 0..cases() {
-        let len = rng.below(14) as usize;
-        let text: String = (0..len)
-            .map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize] as char)
-            .collect();
-        match std::panic::catch_unwind(|| parse(&text)) {
-            Err(_) => panic!("parse({text:?}) panicked"),
-            Ok(Ok(d)) => {
-                parsed += 1;
-                assert!(d <= MAX_DURATION, "{text:?} -> {d:?}");
-                assert!(
-                    !text.starts_with(['-', '+']),
-                    "{text:?} accepted with a sign"
-                );
-            }
-            Ok(Err(e)) => assert!(e.to_string().contains(&format!("{text:?}")), "{e}"),
-        }
-    }
-    // Arbitrary Unicode too.
-    for _ in 0..cases() / 4 {
-        let len = rng.below(8) as usize;
-        let text: String = (0..len)
-            .filter_map(|_| char::from_u32(rng.below(0x11_0000) as u32))
-            .collect();
-        let _ = std::panic::catch_unwind(|| parse(&text))
-            .unwrap_or_else(|_| panic!("parse({text:?}) panicked"));
-    }
-    println!("{parsed} random texts parsed, all within 100 years");
-}
-
-#[test]
-fn durations_written_back_parse_to_themselves() {
-    let mut rng = Rng::from_env();
-    for _ in 0..cases() {
-        let d = duration(&mut rng);
-        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-        for text in [
-            format!("{secs}.{nanos:09}"),
-            format!("{secs}s{nanos}ns"),
-            format!("{}ns", d.as_nanos()),
-            parts(d.as_nanos()),
-        ] {
-            assert_eq!(parse(&text).ok(), Some(d), "{text:?}");
-        }
-    }
-}
-
-/// `d` as whole parts of every unit it needs, largest first.
+/// `nanos` as whole parts of every unit it needs, largest first.
 fn parts(mut nanos: u128) -> String {
     if nanos == 0 {
         return "0s".to_owned();
@@ -142,34 +90,78 @@ fn parts(mut nanos: u128) -> String {
     text
 }
 
-#[test]
-fn unit_sequences_follow_the_grammar() {
-    let mut rng = Rng::from_env();
-    for _ in 0..cases() {
-        // 1 to 4 parts with random units, in random order, maybe repeated.
-        let n = 1 + rng.below(4) as usize;
-        let picks: Vec<usize> = (0..n).map(|_| rng.below(7) as usize).collect();
-        let values: Vec<u128> = (0..n)
-            .map(|_| {
-                let limit = if rng.below(4) == 0 { u64::MAX } else { 1000 };
-                u128::from(rng.below(limit))
-            })
-            .collect();
+/// What `parse(text)` must satisfy whatever `text` is.
+fn check_any_text(text: &str) -> Result<(), TestCaseError> {
+    match parse(text) {
+        Ok(d) => {
+            prop_assert!(d <= MAX_DURATION, "{text:?} -> {d:?}");
+            prop_assert!(
+                !text.starts_with(['-', '+']),
+                "{text:?} accepted with a sign"
+            );
+        }
+        Err(e) => {
+            let message = e.to_string();
+            prop_assert!(message.contains(&format!("{text:?}")), "{message}");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(2_000))]
+
+    /// Text made of the characters of the syntax, and others close to it.
+    #[test]
+    fn duration_text_never_panics_and_what_parses_is_bounded(
+        text in "[0-9..smhdunx+\\- \t]{0,14}",
+    ) {
+        check_any_text(&text)?;
+    }
+
+    /// Arbitrary Unicode too.
+    #[test]
+    fn duration_unicode_never_panics(text in "\\PC{0,8}|.{0,8}") {
+        check_any_text(&text)?;
+    }
+
+    #[test]
+    fn durations_written_back_parse_to_themselves(d in any_duration()) {
+        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+        for text in [
+            format!("{secs}.{nanos:09}"),
+            format!("{secs}s{nanos}ns"),
+            format!("{}ns", d.as_nanos()),
+            parts(d.as_nanos()),
+        ] {
+            prop_assert_eq!(parse(&text).ok(), Some(d), "{:?}", text);
+        }
+    }
+
+    /// 1 to 4 parts with arbitrary units, in arbitrary order, maybe
+    /// repeated: accepted exactly when the units are strictly decreasing and
+    /// the total is within 100 years.
+    #[test]
+    fn unit_sequences_follow_the_grammar(
+        picks in prop::collection::vec(
+            (0..UNITS.len(), prop_oneof![3 => 0..1_000u64, 1 => any::<u64>()]),
+            1..=4,
+        ),
+    ) {
         let text: String = picks
             .iter()
-            .zip(&values)
-            .map(|(&u, v)| format!("{v}{}", UNITS[u].0))
+            .map(|&(u, v)| format!("{v}{}", UNITS[u].0))
             .collect();
-        let ordered = picks.windows(2).all(|w| w[0] < w[1]);
-        let total: Option<u128> = picks.iter().zip(&values).try_fold(0u128, |acc, (&u, &v)| {
-            acc.checked_add(v.checked_mul(UNITS[u].1)?)
+        let ordered = picks.windows(2).all(|w| w[0].0 < w[1].0);
+        let total: Option<u128> = picks.iter().try_fold(0u128, |acc, &(u, v)| {
+            acc.checked_add(u128::from(v).checked_mul(UNITS[u].1)?)
         });
         let expected = match total {
             Some(t) if ordered && t <= MAX_DURATION.as_nanos() => Some(t),
             _ => None,
         };
         let got = parse(&text).ok().map(|d| d.as_nanos());
-        assert_eq!(got, expected, "{text:?}");
+        prop_assert_eq!(got, expected, "{:?}", text);
 
         // Decorations that must always be rejected.
         for bad in [
@@ -179,8 +171,22 @@ fn unit_sequences_follow_the_grammar() {
             format!("{text} "),
             format!(" {text}"),
         ] {
-            assert!(parse(&bad).is_err(), "{bad:?} accepted");
+            prop_assert!(parse(&bad).is_err(), "{:?} accepted", bad);
         }
+    }
+
+    /// Anything over 100 years is rejected, in every unit.
+    #[test]
+    fn above_the_limit_is_rejected(unit in 0..UNITS.len(), extra in 1..=u64::MAX) {
+        let (name, scale) = UNITS[unit];
+        let text = format!("{}{name}", MAX_DURATION.as_nanos() / scale + u128::from(extra));
+        let message = parse(&text).map_err(|e| e.to_string());
+        prop_assert!(
+            message.as_ref().is_err_and(|m| m.contains("too large")),
+            "{:?} -> {:?}",
+            text,
+            message
+        );
     }
 }
 
@@ -201,4 +207,201 @@ fn just_above_the_limit_is_rejected_in_every_unit() {
     }
     assert_eq!(parse("3153600000").ok(), Some(MAX_DURATION));
     assert!(parse("3153600000.000000001").is_err());
+    assert!(parse(&format!("{}ns", max + 1)).is_err());
+    // The syntax named in error messages is the one documented.
+    assert!(duration::SYNTAX.contains("1m30s"));
+}
+
+// ---------------------------------------------------------------------------
+// SIGNAL
+// ---------------------------------------------------------------------------
+
+/// Every signal name `-s` knows (Linux), without `SIG`, and its number.
+const NAMES: [(&str, i32); 31] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+/// The highest signal number `-s` takes (`SIGRTMAX` on Linux).
+const MAX_SIGNAL: i32 = 64;
+
+/// The signal number `text` must parse to, or `None` when it must be
+/// rejected: after surrounding whitespace, a name from [`NAMES`] with or
+/// without `SIG` in any ASCII case, or a decimal number (an optional `+`,
+/// leading zeros allowed) from 1 to 64.
+fn expected_signal(text: &str) -> Option<i32> {
+    let text = text.trim();
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let significant = digits.trim_start_matches('0');
+        return (significant.len() <= 2)
+            .then(|| significant.parse::<i32>().unwrap_or(0))
+            .filter(|n| (1..=MAX_SIGNAL).contains(n));
+    }
+    let upper = text.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    NAMES
+        .iter()
+        .find(|&&(name, _)| name == bare)
+        .map(|&(_, raw)| raw)
+}
+
+/// What `parse_signal(text)` must satisfy whatever `text` is.
+fn check_signal_text(text: &str) -> Result<(), TestCaseError> {
+    let got = parse_signal(text);
+    match expected_signal(text) {
+        Some(raw) => prop_assert_eq!(got.map(Signal::as_raw), Ok(raw), "{:?}", text),
+        None => {
+            let message = got.expect_err(&format!("{text:?} accepted"));
+            prop_assert!(message.contains(&format!("{text:?}")), "{}", message);
+        }
+    }
+    Ok(())
+}
+
+/// `text` with the case of each letter picked by `upper` (cycled).
+fn with_case(text: &str, upper: &[bool]) -> String {
+    text.chars()
+        .zip(upper.iter().cycle())
+        .map(|(c, &up)| {
+            if up {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_name_and_number_parses() {
+    for (name, raw) in NAMES {
+        let expected = Signal::from_raw(raw).expect("a valid signal");
+        for text in [
+            name.to_owned(),
+            format!("SIG{name}"),
+            name.to_ascii_lowercase(),
+            format!("sig{}", name.to_ascii_lowercase()),
+        ] {
+            assert_eq!(parse_signal(&text), Ok(expected), "{text:?}");
+        }
+        assert_eq!(expected.name(), Some(format!("SIG{name}").as_str()));
+    }
+    for n in 1..=MAX_SIGNAL {
+        assert_eq!(parse_signal(&n.to_string()).map(Signal::as_raw), Ok(n));
+    }
+    for bad in [
+        "",
+        "0",
+        "-1",
+        "65",
+        "SIG",
+        "sig",
+        "TERMX",
+        "SIGSIGTERM",
+        "1.5",
+    ] {
+        assert!(parse_signal(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+/// A text close to a signal's name or number: the places where a parser
+/// goes wrong.
+fn near_signal_text() -> impl Strategy<Value = String> {
+    let name = (select(&NAMES[..]), any::<bool>()).prop_map(|((name, _), sig)| {
+        if sig {
+            format!("SIG{name}")
+        } else {
+            name.to_owned()
+        }
+    });
+    prop_oneof![
+        // A name with one character inserted or removed.
+        (name.clone(), any::<prop::sample::Index>(), any::<char>()).prop_map(|(n, at, c)| {
+            let mut n = n;
+            n.insert(at.index(n.len() + 1), c);
+            n
+        }),
+        (name.clone(), any::<prop::sample::Index>()).prop_map(|(n, at)| {
+            let mut n = n;
+            n.remove(at.index(n.len()));
+            n
+        }),
+        // A name with something around it.
+        ("[ \tSIGsig_+-]{0,3}", name, "[ \t0-9A-Za-z]{0,2}")
+            .prop_map(|(before, n, after)| format!("{before}{n}{after}")),
+        // Numbers, in and out of range, signed, padded.
+        any::<i64>().prop_map(|n| n.to_string()),
+        (-3i64..=70, "[+ ]?0{0,3}").prop_map(|(n, pad)| if n < 0 {
+            n.to_string()
+        } else {
+            format!("{pad}{n}")
+        }),
+        "[SIGsig]{0,3}[0-9]{1,3}",
+        // The characters of the syntax, at random.
+        "[A-Za-z0-9+\\- ]{0,8}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(1_000))]
+
+    /// Every name, with or without `SIG`, in any mix of cases.
+    #[test]
+    fn signal_names_parse_in_any_case(
+        (name, raw) in select(&NAMES[..]),
+        sig in any::<bool>(),
+        upper in prop::collection::vec(any::<bool>(), 1..=9),
+    ) {
+        let text = with_case(&if sig { format!("SIG{name}") } else { name.to_owned() }, &upper);
+        prop_assert_eq!(parse_signal(&text).map(Signal::as_raw), Ok(raw), "{:?}", text);
+    }
+
+    #[test]
+    fn signal_numbers_parse(n in 1..=MAX_SIGNAL) {
+        prop_assert_eq!(parse_signal(&n.to_string()).map(Signal::as_raw), Ok(n));
+    }
+
+    /// Near misses: exactly what [`expected_signal`] accepts parses, the
+    /// rest is rejected with a message naming the input.
+    #[test]
+    fn signal_near_misses_are_rejected(text in near_signal_text()) {
+        check_signal_text(&text)?;
+    }
+
+    /// Arbitrary Unicode: rejected (unless it happens to be a signal),
+    /// never a panic.
+    #[test]
+    fn signal_arbitrary_text_never_panics(text in any::<String>()) {
+        check_signal_text(&text)?;
+    }
 }

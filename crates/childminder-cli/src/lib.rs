@@ -1,0 +1,50 @@
+//! `childminder`: the command-line tool of the childminder library.
+//!
+//! `childminder run [OPTIONS] -- PROGRAM [ARGS]...` supervises one command
+//! with the library's blocking API: parse the command line, run, exit with
+//! the status decided by `run::exit_status` (GNU `timeout` conventions).
+//!
+//! The binary (`src/main.rs`) only calls [`main_entry`]. The code lives in
+//! this library so that tests can reach the parsers directly:
+//! [`duration::parse`] for DURATION and [`cli::parse_signal`] for SIGNAL.
+
+pub mod cli;
+pub mod duration;
+mod report;
+mod run;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Runs `childminder` with the process's arguments and returns the status
+/// to exit with.
+pub fn main_entry() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit_code(usage_error_status(&e)),
+    };
+    let status = match cli.command {
+        cli::Commands::Run(args) => run::run(args),
+    };
+    exit_code(status)
+}
+
+/// The status as `exit(3)` passes it on: its low 8 bits. Every status
+/// childminder decides is already in 0..=255.
+fn exit_code(status: i32) -> ExitCode {
+    ExitCode::from(status as u8)
+}
+
+/// Prints clap's message and picks the status: 0 for `--help` and
+/// `--version`, 125 (childminder's own failure) for every usage error,
+/// instead of clap's 2, which could be mistaken for the command's status.
+fn usage_error_status(error: &clap::Error) -> i32 {
+    let _ = error.print();
+    if error.use_stderr() {
+        run::EXIT_FAILURE
+    } else {
+        0
+    }
+}
