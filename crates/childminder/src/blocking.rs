@@ -16,7 +16,7 @@ use crate::result::SupervisionResult;
 use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
-use crate::workers::{self, ProducerMsg, ProducerThread, StdinControl, StdinFeed, StdioJob};
+use crate::workers::{self, ProducerThread, StdinControl, StdinFeed, StdioJob};
 
 /// The runtime that drives every blocking supervision: two worker threads,
 /// started on first use and shared by all calls, so a call starts no
@@ -413,11 +413,40 @@ where
         deadline: cmd.deadline,
         term_signal: cmd.term_signal,
     };
+    let has_stdio_work = stdout.is_some() || stderr.is_some();
+    let (exit_seen, exit_seen_rx) = watch::channel(None);
+    let (outputs_done_tx, outputs_done) = oneshot::channel();
+    // The coordinator runs from here on, so every failure below can still
+    // end and reap the child through it.
+    engine.spawn(supervise(
+        shared.clone(),
+        policy,
+        has_stdio_work.then_some(OutputDrain {
+            exit_seen,
+            outputs_done,
+        }),
+    ));
+    let thread_failed = |source: io::Error| {
+        shared.request(REQ_KILL | REQ_TEARDOWN);
+        shared.finished.wait_blocking();
+        Error::Io {
+            program: shared.program.clone(),
+            context: "starting a worker thread",
+            source,
+        }
+    };
     let StdinSetup {
         feed,
         close_requested: stdin_close,
         producer,
-    } = feed_stdin(&shared, stdin, cmd.flush_stdin);
+    } = match feed_stdin(&shared, stdin, cmd.flush_stdin) {
+        Ok(setup) => setup,
+        Err(e) => {
+            // Nothing will read the output: the coordinator must not wait.
+            drop(outputs_done_tx);
+            return Err(thread_failed(e));
+        }
+    };
     if let Some(feed) = feed {
         match shared.stdin.register() {
             Ok(()) => {
@@ -434,17 +463,6 @@ where
             }
         }
     }
-    let has_stdio_work = stdout.is_some() || stderr.is_some();
-    let (exit_seen, exit_seen_rx) = watch::channel(None);
-    let (outputs_done_tx, outputs_done) = oneshot::channel();
-    engine.spawn(supervise(
-        shared.clone(),
-        policy,
-        has_stdio_work.then_some(OutputDrain {
-            exit_seen,
-            outputs_done,
-        }),
-    ));
 
     let process = Process {
         shared: shared.clone(),
@@ -462,21 +480,23 @@ where
                 exit_seen: exit_seen_rx,
                 outputs_done: outputs_done_tx,
             };
-            std::thread::Builder::new()
+            let started = std::thread::Builder::new()
                 .name("childminder-stdio".into())
-                .spawn_scoped(scope, move || workers::run_stdio(job))
-                .expect("childminder: cannot start the stdio thread");
+                .spawn_scoped(scope, move || workers::run_stdio(job));
+            if let Err(e) = started {
+                return Err(thread_failed(e));
+            }
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| action(&process)));
         shared.request(REQ_TEARDOWN);
         shared.finished.wait_blocking();
-        outcome
+        Ok(outcome)
     });
     // The coordinator closed stdin before `finished`, so the writer is gone.
     if let Some(producer) = producer {
         producer.finish();
     }
-    match outcome {
+    match outcome? {
         Ok(value) => Ok((value, shared.final_result())),
         Err(panic) => resume_unwind(panic),
     }
@@ -484,14 +504,18 @@ where
 
 /// Sets up what feeds stdin: the writer's input (a task on the engine),
 /// and the close-request handle of the writer, if there is one.
-fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
+///
+/// # Errors
+///
+/// When the producer's thread cannot be started.
+fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> io::Result<StdinSetup> {
     let mut setup = StdinSetup {
         feed: None,
         close_requested: None,
         producer: None,
     };
     if !shared.stdin.is_open() {
-        return setup;
+        return Ok(setup);
     }
     let mut producer_thread = None;
     let (tx, chunks) = mpsc::channel(1);
@@ -499,10 +523,10 @@ fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
     let written = match stdin.0 {
         Source::Empty => {
             shared.stdin.close();
-            return setup;
+            return Ok(setup);
         }
         Source::Bytes(data) => {
-            tx.try_send(ProducerMsg::Data(data))
+            tx.try_send(data)
                 .unwrap_or_else(|_| unreachable!("a fresh channel has room for one"));
             None
         }
@@ -518,7 +542,8 @@ fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
                 tx,
                 written_rx,
                 control.clone(),
-            ));
+                shared.clone(),
+            )?);
             written_tx
         }
     };
@@ -529,7 +554,7 @@ fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> StdinSetup {
     });
     setup.close_requested = Some(control);
     setup.producer = producer_thread;
-    setup
+    Ok(setup)
 }
 
 /// What feeds stdin: the writer's input (a task on the engine), the

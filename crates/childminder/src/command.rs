@@ -316,7 +316,9 @@ impl Command {
     /// - it is per *thread*: the signal fires when the spawning thread ends,
     ///   not the process. The blocking API spawns on the calling thread,
     ///   which lives until the child is reaped; the async API spawns on the
-    ///   runtime's worker thread;
+    ///   thread that calls [`spawn`](Self::spawn) — a runtime worker in
+    ///   the usual case, but not a `spawn_blocking` thread, which tokio ends
+    ///   after a while idle (and with it, the child);
     /// - it needs code in the child before `exec`, which moves the spawn
     ///   from `posix_spawn` (vfork) to `fork`: measured 0.6 ms → 9.5 ms per
     ///   spawn in a 256 MiB parent, 31 ms in a 1 GiB one.
@@ -447,8 +449,9 @@ impl Command {
     /// program, an argument, an environment key or value, or the working
     /// directory; an environment key that is empty or holds `=`; a buffer
     /// size of 0 or over 16 MiB; a grace period or deadline over
-    /// [`MAX_DURATION`]; a working directory that is not a directory; an
-    /// extra fd target below 3.
+    /// [`MAX_DURATION`]; a working directory that is not a directory; a
+    /// `pass_fd` target below 3 or at or above the fd limit, or `pass_fd`
+    /// together with `kill_on_parent_death`.
     ///
     /// It also looks a program without `/` up on `PATH` (the child's, if
     /// set), as the spawn will: [`Error::ProcessStartFailed`] when it is not
@@ -511,12 +514,21 @@ impl Command {
                 }
             }
         }
+        let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(1 << 20)
+            .min(1 << 20) as RawFd;
         for (_, target) in &self.extra_fds {
-            if *target < 3 {
+            if *target < 3 || *target >= fd_limit {
                 return Err(self.invalid(format!(
-                    "pass_fd target {target} must be 3 or above (0-2 are stdio)"
+                    "pass_fd target {target} must be from 3 (0-2 are stdio) to {} (the fd limit)",
+                    fd_limit - 1
                 )));
             }
+        }
+        if self.kill_on_parent_death && !self.extra_fds.is_empty() {
+            // The fork path's dup2 could land on std's own exec-error pipe.
+            return Err(self.invalid("pass_fd cannot be combined with kill_on_parent_death"));
         }
         let envp = self.final_env()?;
         let cwd = match &self.cwd {

@@ -52,7 +52,9 @@ pub(crate) fn features() -> Features {
         // Probing on ourselves is harmless: signal 0 delivers nothing. An
         // unknown flag answers EINVAL before anything else is checked; a known
         // one answers 0, or ESRCH when we do not lead a process group.
-        let own = match pidfd_open(std::process::id()) {
+        let own = match pidfd_open(std::process::id())
+            .and_then(|fd| pidfd_send_signal_raw(fd.as_fd(), 0, 0).map(|()| fd))
+        {
             Ok(fd) => fd,
             Err(e) => {
                 tracing::warn!(error = %e, "pidfd_open unavailable: falling back to pid-based waits and signals");
@@ -78,7 +80,9 @@ pub(crate) fn features() -> Features {
 fn group_flag_supported(pidfd: BorrowedFd<'_>) -> bool {
     match pidfd_send_signal_raw(pidfd, 0, libc::PIDFD_SIGNAL_PROCESS_GROUP) {
         Ok(()) => true,
-        Err(e) => e.raw_os_error() != Some(libc::EINVAL),
+        // Anything else (EINVAL: unknown flag; ENOSYS/EPERM: a seccomp
+        // filter) means the group signal cannot be relied on.
+        Err(e) => e.raw_os_error() == Some(libc::ESRCH),
     }
 }
 
@@ -215,6 +219,13 @@ pub(crate) fn pid_wait_blocking(pid: u32) -> io::Result<Option<ExitStatus>> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The process group of our child `pid` (sound while it is unreaped).
+pub(crate) fn getpgid(pid: u32) -> io::Result<u32> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::getpgid(Some(pid))?.as_raw_nonzero().get() as u32)
 }
 
 /// `kill(pid, sig)`; `pid` negative addresses a process group.
@@ -552,9 +563,9 @@ fn in_child_before_exec(
         // will ever come, so act on it now.
         // SAFETY: getppid has no arguments and cannot fail.
         if unsafe { libc::getppid() } != parent_pid {
-            return Err(io::Error::other(
-                "parent exited before the child could start",
-            ));
+            // No allocation here (we are the forked child): std only
+            // passes the errno on anyway.
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
     }
     Ok(())

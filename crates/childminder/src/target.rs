@@ -36,6 +36,8 @@ struct State {
     pidfd: Option<Arc<AsyncFd<OwnedFd>>>,
     /// Whether the zombie has been reaped: no pid-based signal after that.
     reaped: bool,
+    /// The exit status, once seen: a reap (from any path) must not lose it.
+    exit: Option<ExitStatus>,
 }
 
 impl State {
@@ -60,6 +62,7 @@ impl Target {
             state: Mutex::new(State {
                 pidfd,
                 reaped: false,
+                exit: None,
             }),
         })
     }
@@ -79,11 +82,11 @@ impl Target {
     /// Signals the child alone. `Ok(false)` when it is already gone (a
     /// no-op, never a signal to whatever now has its pid).
     pub(crate) fn signal_child(&self, sig: Signal) -> io::Result<bool> {
-        let state = self.state();
+        let mut state = self.state();
         // The seed's check, made race-free by the pidfd (or, without one, by
         // holding the lock the reap takes): a child that exits right after
         // it gets the signal as a zombie, which ignores it.
-        if state.reaped || self.status_of(&state, false)?.is_some() {
+        if state.reaped || self.status_of(&mut state, false)?.is_some() {
             return Ok(false);
         }
         let sent = match (self.uses_pidfd, state.pidfd()) {
@@ -104,11 +107,31 @@ impl Target {
         if !self.group {
             return self.signal_child(sig);
         }
-        match self.signal_group(&self.state(), sig.as_raw()) {
+        let to_group = self.signal_group(&self.state(), sig.as_raw());
+        // A child that moved to another group (setpgid) is missed by the
+        // group signal: reach it through its pidfd. Only then, since a second
+        // copy of SIGINT means "force" to many programs.
+        let to_child = if self.child_left_group() {
+            self.signal_child(sig)
+        } else {
+            Ok(false)
+        };
+        match to_group {
             Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => to_child,
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether the running child is no longer in the group it was started
+    /// to lead. Asked by pid, which is safe while it is unreaped (checked
+    /// under the lock the reap takes).
+    fn child_left_group(&self) -> bool {
+        let mut state = self.state();
+        if state.reaped || !matches!(self.status_of(&mut state, false), Ok(None)) {
+            return false;
+        }
+        sys::getpgid(self.pid).is_ok_and(|pgid| pgid != self.pid)
     }
 
     /// What the handles' `signal_group` does: like
@@ -147,7 +170,8 @@ impl Target {
             // The unreaped leader would count as a member: reap it first,
             // which is safe because the pidfd keeps naming this group.
             self.reap()?;
-            return match self.signal_group(&self.state(), 0) {
+            let probe = self.signal_group(&self.state(), 0);
+            return match probe {
                 // Dead members that init has not reaped yet still answer
                 // signal 0; only a live one counts. Reading /proc costs a
                 // scan, so it is done only when the fast probe says "some".
@@ -210,26 +234,36 @@ impl Target {
 
     /// The exit status if the child has exited, without blocking or reaping.
     pub(crate) fn try_status(&self) -> io::Result<Option<ExitStatus>> {
-        self.status_of(&self.state(), false)
+        self.status_of(&mut self.state(), false)
     }
 
-    fn status_of(&self, state: &State, reap: bool) -> io::Result<Option<ExitStatus>> {
+    /// The exit status if known or now observable, reaping if asked. Once
+    /// seen, the status is kept, so whoever reaps first loses nothing.
+    fn status_of(&self, state: &mut State, reap: bool) -> io::Result<Option<ExitStatus>> {
+        if state.exit.is_some() && (state.reaped || !reap) {
+            return Ok(state.exit);
+        }
         if state.reaped {
             return Ok(None);
         }
-        match (state.pidfd(), self.uses_pidfd) {
-            (Some(fd), _) => sys::pidfd_try_wait(fd, reap),
+        let status = match (state.pidfd(), self.uses_pidfd) {
+            (Some(fd), _) => sys::pidfd_try_wait(fd, reap)?,
             // Closed: nothing more can be learnt without risking the pid.
-            (None, true) => Ok(None),
-            (None, false) => sys::pid_try_wait(self.pid, reap),
+            (None, true) => None,
+            (None, false) => sys::pid_try_wait(self.pid, reap)?,
+        };
+        if status.is_some() {
+            state.exit = status;
+            state.reaped |= reap;
         }
+        Ok(state.exit)
     }
 
     /// Reaps the child if it has exited. Returns whether it is reaped now.
     pub(crate) fn reap(&self) -> io::Result<bool> {
         let mut state = self.state();
         if !state.reaped {
-            state.reaped = self.status_of(&state, true)?.is_some();
+            self.status_of(&mut state, true)?;
         }
         Ok(state.reaped)
     }

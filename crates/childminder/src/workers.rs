@@ -29,8 +29,8 @@ use crate::shared::{Shared, StdinSlot};
 pub(crate) enum ReaderEnd {
     /// End-of-file: every byte was read and consumed.
     Eof,
-    /// The child had exited and the pipe stayed open, silent, for a grace
-    /// period (a grandchild holds it): the reader gave up and closed it.
+    /// The child had exited and the pipe was still open a grace period
+    /// later (a grandchild holds it): the reader gave up and closed it.
     CutOff,
     /// Reading failed, or the consumer failed and the pipe was closed.
     Failed,
@@ -52,7 +52,7 @@ pub(crate) struct StdioJob<O, E> {
 
 /// Where the writer task gets its chunks.
 pub(crate) struct StdinFeed {
-    pub chunks: mpsc::Receiver<ProducerMsg>,
+    pub chunks: mpsc::Receiver<Vec<u8>>,
     pub written: Option<std::sync::mpsc::Sender<()>>,
     pub control: Arc<StdinControl>,
 }
@@ -145,6 +145,11 @@ where
     loop {
         buf.clear();
         let cutoff = exit_seen.borrow().map(|at| at + grace);
+        // Checked on every turn, not only when the pipe is empty: a
+        // grandchild that keeps writing must not hold the teardown forever.
+        if cutoff.is_some_and(|at| Instant::now() >= at) {
+            return ReaderEnd::CutOff;
+        }
         let read = tokio::select! {
             biased;
             r = read_chunk(&mut pipe, &mut buf, buffer_size) => r,
@@ -196,14 +201,8 @@ async fn read_chunk(
     n
 }
 
-/// From the producer thread to the writer task.
-pub(crate) enum ProducerMsg {
-    Data(Vec<u8>),
-    Failed(io::Error),
-}
-
 /// Writes what the producer hands over into the child's stdin; ends on the
-/// producer's end, a close request (after the write in progress), stdin
+/// producer's end (or failure, which the producer thread records itself), a close request (after the write in progress), stdin
 /// being closed by the coordinator, or the child closing its stdin (EPIPE,
 /// which is not a failure).
 pub(crate) async fn write_stdin(shared: Arc<Shared>, feed: StdinFeed) {
@@ -219,50 +218,25 @@ pub(crate) async fn write_stdin(shared: Arc<Shared>, feed: StdinFeed) {
             () = control.close_requested.notified() => break,
             msg = chunks.recv() => msg,
         };
-        match msg {
-            None => break,
-            Some(ProducerMsg::Failed(e)) => {
+        let Some(data) = msg else { break };
+        match write_all(&shared.stdin, &data).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+            Err(e) => {
                 shared.record_worker_error(WorkerError::new(
                     &shared.program,
                     Stream::Stdin,
-                    WorkerOp::Produce,
+                    WorkerOp::Write,
                     e,
                 ));
                 break;
             }
-            Some(ProducerMsg::Data(data)) => {
-                match write_all(&shared.stdin, &data).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
-                    Err(e) => {
-                        shared.record_worker_error(WorkerError::new(
-                            &shared.program,
-                            Stream::Stdin,
-                            WorkerOp::Write,
-                            e,
-                        ));
-                        break;
-                    }
-                }
-                if let Some(written) = &written {
-                    let _ = written.send(());
-                }
-            }
+        }
+        if let Some(written) = &written {
+            let _ = written.send(());
         }
     }
     shared.stdin.close();
-    // A producer failure already sent is still worth recording, even when
-    // stdin was closed before the writer got to it.
-    while let Ok(msg) = chunks.try_recv() {
-        if let ProducerMsg::Failed(e) = msg {
-            shared.record_worker_error(WorkerError::new(
-                &shared.program,
-                Stream::Stdin,
-                WorkerOp::Produce,
-                e,
-            ));
-        }
-    }
 }
 
 async fn write_all(slot: &StdinSlot, mut data: &[u8]) -> io::Result<()> {
@@ -290,21 +264,21 @@ struct ProducerState {
 impl ProducerThread {
     /// Starts the producer thread.
     ///
-    /// # Panics
+    /// # Errors
     ///
     /// When the OS refuses a new thread.
     pub(crate) fn start(
         producer: Producer,
-        chunks: mpsc::Sender<ProducerMsg>,
+        chunks: mpsc::Sender<Vec<u8>>,
         written: Option<std::sync::mpsc::Receiver<()>>,
         control: Arc<StdinControl>,
-    ) -> ProducerThread {
+        shared: Arc<Shared>,
+    ) -> io::Result<ProducerThread> {
         let state = control.clone();
         let thread = std::thread::Builder::new()
             .name("childminder-input".into())
-            .spawn(move || produce(producer, chunks, written, &state))
-            .expect("childminder: cannot start the input thread");
-        ProducerThread { control, thread }
+            .spawn(move || produce(producer, chunks, written, &state, &shared))?;
+        Ok(ProducerThread { control, thread })
     }
 
     /// Called once stdin's writer is gone: the thread then ends at once,
@@ -326,9 +300,10 @@ impl ProducerThread {
 /// `flush_stdin`) waits until it is written before asking again.
 fn produce(
     mut producer: Producer,
-    chunks: mpsc::Sender<ProducerMsg>,
+    chunks: mpsc::Sender<Vec<u8>>,
     written: Option<std::sync::mpsc::Receiver<()>>,
     control: &StdinControl,
+    shared: &Shared,
 ) {
     let set_in_call = |value: bool| {
         let mut state = control.producer();
@@ -344,20 +319,31 @@ fn produce(
         }
         let outcome = catch_unwind(AssertUnwindSafe(&mut producer));
         set_in_call(false);
-        let msg = match outcome {
-            Ok(Ok(Some(data))) => ProducerMsg::Data(data),
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => ProducerMsg::Failed(e),
-            Err(panic) => ProducerMsg::Failed(panic_to_io(panic)),
-        };
-        let last = matches!(msg, ProducerMsg::Failed(_));
-        if chunks.blocking_send(msg).is_err() || last {
-            return;
-        }
-        if let Some(written) = &written {
-            if written.recv().is_err() {
-                return;
+        let failure = match outcome {
+            Ok(Ok(Some(data))) => {
+                if chunks.blocking_send(data).is_err() {
+                    return;
+                }
+                if let Some(written) = &written {
+                    if written.recv().is_err() {
+                        return;
+                    }
+                }
+                continue;
             }
-        }
+            // Dropping the sender tells the writer to close stdin.
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => e,
+            Err(panic) => panic_to_io(panic),
+        };
+        // Recorded here, not sent, so it counts even if stdin was closed
+        // before the writer could have read it.
+        shared.record_worker_error(WorkerError::new(
+            &shared.program,
+            Stream::Stdin,
+            WorkerOp::Produce,
+            failure,
+        ));
+        return;
     }
 }

@@ -303,7 +303,18 @@ fn pass_fd_gives_the_child_that_fd_at_the_target_number() {
     let scratch = Scratch::new("pass-fd");
     let _extra = inheritable_fds();
     let leak = LeakCheck::new();
-    for fork in [false, true] {
+    // The fork path (kill_on_parent_death) refuses pass_fd: its dup2 could
+    // land on std's own exec-error pipe.
+    let mut cmd = fixture_cmd(["list-fds"]);
+    cmd.kill_on_parent_death(true)
+        .pass_fd(file_with(&scratch, "a", "A"), 3);
+    assert!(matches!(
+        cmd.validate(),
+        Err(childminder::Error::InvalidOptions { .. })
+    ));
+    drop(cmd);
+    {
+        let fork = false;
         let mut cmd = fixture_cmd(["list-fds"]);
         cmd.kill_on_parent_death(fork)
             .pass_fd(file_with(&scratch, "a", "A"), 3);

@@ -116,3 +116,101 @@ mod libc_sig {
     pub const HUP: u32 = 1;
     pub const PIPE: u32 = 13;
 }
+
+/// `signal_group()` after the exit reaped the child from the handle; the
+/// coordinator then lost the status and spun on the pidfd forever.
+#[test]
+fn signal_group_after_the_exit_does_not_freeze_the_supervision() {
+    Command::new("true").run().unwrap();
+    let leak = LeakCheck::new();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "exit 3"]).env(MARKER_VAR, marker_value());
+    let ((), result) = with_process_result(&cmd, stdin::empty(), discard, discard, |p| {
+        while p.signal_group(Signal::CONT).unwrap() {}
+        let r = p
+            .wait_timeout(Duration::from_secs(10))
+            .expect("the result was published");
+        assert_eq!(r.exit.unwrap().code(), Some(3));
+    })
+    .unwrap();
+    assert_eq!(result.exit.unwrap().code(), Some(3));
+    leak.assert_clean();
+}
+
+/// The output cut-off was only checked while the pipe was empty, so a
+/// grandchild that kept writing held the teardown forever.
+#[test]
+fn output_cut_off_fires_while_a_grandchild_keeps_writing() {
+    Command::new("true").run().unwrap();
+    let leak = LeakCheck::new();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "yes & sleep 0.05; exit 0"])
+        .env(MARKER_VAR, marker_value())
+        .grace_period(Duration::from_millis(200));
+    let started = Instant::now();
+    let (r, result) = with_process_result(
+        &cmd,
+        stdin::empty(),
+        |_: &[u8]| {
+            // A slow consumer: the pipe is never empty when it is read.
+            std::thread::sleep(Duration::from_micros(200));
+            Ok(())
+        },
+        discard,
+        |p| p.wait(),
+    )
+    .unwrap();
+    assert!(r.output_cut_off && result.output_cut_off, "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    leak.assert_clean();
+}
+
+/// A child that moved itself to another process group was missed by every
+/// group signal, and the teardown gave up with the child still running.
+#[test]
+fn a_child_that_leaves_its_group_is_still_killed() {
+    Command::new("true").run().unwrap();
+    let leak = LeakCheck::new();
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import os, signal, time\n\
+         os.setpgid(0, os.getpgid(os.getppid()))\n\
+         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         print('ready', flush=True)\n\
+         time.sleep(300)",
+    ])
+    .env(MARKER_VAR, marker_value())
+    .grace_period(Duration::from_millis(100));
+    let (lines, rx) = support::line_consumer();
+    let ((), result) = with_process_result(&cmd, stdin::empty(), lines, discard, |_| {
+        support::expect_ready(&rx);
+    })
+    .unwrap();
+    assert_eq!(
+        result.exit.unwrap().signal(),
+        Some(Signal::KILL),
+        "{result:?}"
+    );
+    assert_eq!(result.termination, Termination::Escalated);
+    leak.assert_clean();
+}
+
+/// `pass_fd(fd, i32::MAX)` passed validation and overflowed in the spawn.
+#[test]
+fn pass_fd_targets_beyond_the_fd_limit_are_invalid_options() {
+    for (target, fork) in [(i32::MAX, false), (1 << 24, false), (3, true)] {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let mut cmd = Command::new("true");
+        cmd.pass_fd(file, target).kill_on_parent_death(fork);
+        let err = cmd.run().unwrap_err();
+        assert!(
+            matches!(err, childminder::Error::InvalidOptions { .. }),
+            "target {target}, fork path {fork}: {err}"
+        );
+    }
+}
