@@ -325,6 +325,9 @@ impl Command {
     ///
     /// It reaches the direct child only; grandchildren are reached through
     /// the process group by the supervisor, which is gone in that case.
+    /// On this path, as with std and `timeout(1)`, a file the kernel cannot
+    /// execute and that has no `#!` line is run by `/bin/sh` (`execvp`'s
+    /// rule); [`pass_fd`](Self::pass_fd) cannot be combined with it.
     ///
     /// # Examples
     ///
