@@ -24,6 +24,11 @@ use crate::spawn::{Started, start};
 ///
 /// Its streams are yours to read and write; reading slowly slows the child
 /// (the pipe fills and its writes block), nothing buffers without bound.
+/// Since you do the reading, the blocking API's output cut-off does not
+/// apply: if a grandchild keeps stdout open after the child's exit, your
+/// read sees end-of-file only when the group is swept (on drop or
+/// [`shutdown`](Self::shutdown)); bound it with `tokio::time::timeout` if
+/// that matters.
 /// Dropping the `Child` starts the teardown in the background (close stdin,
 /// grace, TERM, grace, KILL, then the group) and the child is reaped there:
 /// nothing leaks, as long as the runtime keeps running; if the runtime

@@ -196,7 +196,10 @@ impl Process {
     /// ```
     pub fn close_stdin(&self) {
         match &self.stdin_close {
-            Some(writer) => writer.request_close(),
+            Some(writer) => {
+                writer.stop_producer();
+                self.shared.stdin.request_close();
+            }
             None => self.shared.stdin.close(),
         }
     }
@@ -299,8 +302,11 @@ impl std::fmt::Debug for Process {
 ///   `with_process` waits for them.
 /// - `action` runs on the calling thread with the [`Process`] handle.
 ///
-/// When `action` returns **or panics**, the teardown runs: stdin is closed,
-/// the child gets up to a grace period to exit by itself, then SIGTERM, a
+/// When `action` returns **or panics**, the teardown runs: stdin is closed
+/// (once the input already handed over — a [`stdin::bytes`](crate::stdin::bytes)
+/// buffer, the producer's last chunk — is written, if the child reads it;
+/// the producer is not called again), the child gets up to a grace period
+/// to exit by itself, then SIGTERM, a
 /// grace period, SIGKILL, 1 s, a last status check. Then anything left in
 /// its process group gets the same sequence. Only then, with every byte of
 /// output delivered, every pipe and the pidfd closed and the child reaped,
@@ -450,6 +456,9 @@ where
     if let Some(feed) = feed {
         match shared.stdin.register() {
             Ok(()) => {
+                // Before the task runs, so a close requested meanwhile is
+                // already the graceful one.
+                shared.stdin.attach_writer();
                 engine.spawn(workers::write_stdin(shared.clone(), feed));
             }
             Err(e) => {
@@ -547,11 +556,7 @@ fn feed_stdin(shared: &Arc<Shared>, stdin: Input, flush: bool) -> io::Result<Std
             written_tx
         }
     };
-    setup.feed = Some(StdinFeed {
-        chunks,
-        written,
-        control: control.clone(),
-    });
+    setup.feed = Some(StdinFeed { chunks, written });
     setup.close_requested = Some(control);
     setup.producer = producer_thread;
     Ok(setup)

@@ -217,7 +217,7 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
         let (signal, name) = match step {
             Step::CloseStdin => {
                 tracing::debug!(program = %shared.program, pid = shared.target.pid(), "escalation: closing stdin");
-                shared.stdin.close();
+                shared.stdin.request_close();
                 continue;
             }
             Step::Fallback => continue,

@@ -227,6 +227,7 @@ impl Shared {
 pub(crate) struct StdinSlot {
     state: Mutex<SlotState>,
     closed: Notify,
+    close_requested: Notify,
 }
 
 struct SlotState {
@@ -234,6 +235,8 @@ struct SlotState {
     pipe: Option<pipe::Sender>,
     waker: Option<Waker>,
     is_closed: bool,
+    /// A writer task feeds this pipe and will close it gracefully on request.
+    writer_attached: bool,
 }
 
 impl StdinSlot {
@@ -244,9 +247,39 @@ impl StdinSlot {
                 unregistered: fd,
                 pipe: None,
                 waker: None,
+                writer_attached: false,
             }),
             closed: Notify::new(),
+            close_requested: Notify::new(),
         }
+    }
+
+    /// Marks that a writer task feeds the pipe: from now on
+    /// [`request_close`](Self::request_close) asks it to close after what it
+    /// was handed, instead of closing at once.
+    pub(crate) fn attach_writer(&self) {
+        self.lock().writer_attached = true;
+    }
+
+    /// Closes stdin gracefully: with a writer task, once what it was handed
+    /// is written (it may wait on a child that does not read; `close` is the
+    /// forced form); without one, now.
+    pub(crate) fn request_close(&self) {
+        if self.lock().writer_attached {
+            self.close_requested.notify_one();
+        } else {
+            self.close();
+        }
+    }
+
+    /// Resolves when [`request_close`](Self::request_close) was called (for
+    /// the writer task).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the request is kept until awaited.
+    pub(crate) async fn close_requested(&self) {
+        self.close_requested.notified().await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {

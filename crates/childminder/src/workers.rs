@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::unix::pipe;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 use crate::error::{Stream, WorkerError, WorkerOp, panic_to_io};
@@ -54,23 +54,19 @@ pub(crate) struct StdioJob<O, E> {
 pub(crate) struct StdinFeed {
     pub chunks: mpsc::Receiver<Vec<u8>>,
     pub written: Option<std::sync::mpsc::Sender<()>>,
-    pub control: Arc<StdinControl>,
 }
 
-/// How `close_stdin()` reaches the writer and the producer thread.
+/// How `close_stdin()` reaches the producer thread.
 #[derive(Default)]
 pub(crate) struct StdinControl {
-    close_requested: Notify,
     producer: std::sync::Mutex<ProducerState>,
 }
 
 impl StdinControl {
     /// Stops the producer from being called again (a call in progress
-    /// finishes, its chunk is dropped) and has the writer close stdin once
-    /// the chunk it is writing, if any, is written.
-    pub(crate) fn request_close(&self) {
+    /// finishes, its chunk is dropped).
+    pub(crate) fn stop_producer(&self) {
         self.producer().over = true;
-        self.close_requested.notify_one();
     }
 
     fn producer(&self) -> std::sync::MutexGuard<'_, ProducerState> {
@@ -209,13 +205,21 @@ pub(crate) async fn write_stdin(shared: Arc<Shared>, feed: StdinFeed) {
     let StdinFeed {
         mut chunks,
         written,
-        control,
     } = feed;
     loop {
         let msg = tokio::select! {
             biased;
             () = shared.stdin.closed() => break,
-            () = control.close_requested.notified() => break,
+            () = shared.stdin.close_requested() => {
+                // Graceful: what was handed over is written first.
+                chunks.close();
+                while let Some(data) = chunks.recv().await {
+                    if write_all(&shared.stdin, &data).await.is_err() {
+                        break;
+                    }
+                }
+                break;
+            }
             msg = chunks.recv() => msg,
         };
         let Some(data) = msg else { break };

@@ -214,3 +214,32 @@ fn pass_fd_targets_beyond_the_fd_limit_are_invalid_options() {
         );
     }
 }
+
+/// The teardown's close of stdin raced the writer: input handed over with
+/// `stdin::bytes` could be dropped unwritten when the action returned at
+/// once (`read line` then saw end-of-file).
+#[test]
+fn teardown_writes_the_input_already_handed_over_before_closing_stdin() {
+    Command::new("true").run().unwrap();
+    let leak = LeakCheck::new();
+    for _ in 0..20 {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "read line; echo got $line"])
+            .env(MARKER_VAR, marker_value());
+        let mut out = Vec::new();
+        let ((), result) = with_process_result(
+            &cmd,
+            stdin::bytes("hello\n"),
+            |c: &[u8]| {
+                out.extend_from_slice(c);
+                Ok(())
+            },
+            discard,
+            |_| (),
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out), "got hello\n");
+        assert_eq!(result.termination, Termination::Clean);
+    }
+    leak.assert_clean();
+}

@@ -285,12 +285,21 @@ fn producer_panic_is_recorded_and_stdin_is_closed() {
 fn worker_errors_do_not_change_an_escalated_classification() {
     warm_up();
     let leak = LeakCheck::new();
+    // The producer says when it has failed, so the shutdown (which stops
+    // the producer from being called) cannot come first.
+    let (failed_tx, failed_rx) = std::sync::mpsc::channel();
     let r = with_process(
         fixture_cmd(["ignore-term", "300"]).grace_period(Duration::from_millis(50)),
-        || Err(io::Error::other("no input today")),
+        move || {
+            let _ = failed_tx.send(());
+            Err(io::Error::other("no input today"))
+        },
         discard,
         discard,
-        |p| p.shutdown(),
+        |p| {
+            failed_rx.recv().unwrap();
+            p.shutdown()
+        },
     )
     .unwrap();
     assert!(has_worker_error(
