@@ -662,6 +662,7 @@ fn producer_blocked_forever_close_stdin_still_closes_and_it_is_never_called_agai
     // The same, ended by the teardown instead of close_stdin.
     let calls = Arc::new(AtomicUsize::new(0));
     let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (blocked_tx, blocked_rx) = mpsc::channel::<()>();
     let (gone_tx, gone_rx) = mpsc::channel();
     let producer = {
         let calls = calls.clone();
@@ -671,6 +672,7 @@ fn producer_blocked_forever_close_stdin_still_closes_and_it_is_never_called_agai
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 return Ok(Some(b"hi\n".to_vec()));
             }
+            let _ = blocked_tx.send(());
             let _ = release_rx.recv();
             Ok(None)
         }
@@ -678,6 +680,10 @@ fn producer_blocked_forever_close_stdin_still_closes_and_it_is_never_called_agai
     let (lines, rx) = line_consumer();
     let ((), r) = with_process_result(&cmd, stdin::from_fn(producer), lines, discard, |_| {
         assert_eq!(next_line(&rx), "hi");
+        // The teardown must meet the producer inside its second call.
+        blocked_rx
+            .recv_timeout(HANDSHAKE)
+            .expect("the producer's second call blocks");
     })
     .unwrap();
     assert!(r.success(), "teardown closed stdin and cat left: {r:?}");
