@@ -1081,3 +1081,38 @@ fn run_and_output_wait_for_the_end() {
     assert_eq!(out.result.termination, Termination::Clean);
     leak.assert_clean();
 }
+
+/// Many threads supervising at once share the engine: every call gets its
+/// own output, in order, and nothing is left behind.
+#[test]
+fn concurrent_blocking_supervisions_from_many_threads_share_the_engine() {
+    warm_up();
+    let leak = LeakCheck::new();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..32)
+            .map(|i| {
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    let want = format!("thread {i}\n");
+                    let r = with_process(
+                        &fixture_cmd(["cat"]),
+                        stdin::bytes(want.clone()),
+                        |c: &[u8]| {
+                            out.extend_from_slice(c);
+                            Ok(())
+                        },
+                        discard,
+                        |p| p.wait(),
+                    )
+                    .unwrap();
+                    assert!(r.success(), "{r:?}");
+                    assert_eq!(String::from_utf8_lossy(&out), want);
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+    leak.assert_clean();
+}
