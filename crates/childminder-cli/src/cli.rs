@@ -69,7 +69,6 @@ Examples:
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = MAIN_EXAMPLES,
-    propagate_version = true,
     subcommand_required = true,
     arg_required_else_help = true
 )]
