@@ -1,12 +1,13 @@
 //! The DURATION syntax of the command line.
 //!
 //! A duration is either
-//! - a bare number, in seconds, as `timeout(1)` takes it: `10`, `1.5`, `.5`;
+//! - a bare number, in seconds, as `timeout(1)` takes it: `10`, `1.5`, `.5`,
+//!   `1e-1`;
 //! - or one or more `NUMBER UNIT` parts, largest unit first, each unit at
 //!   most once: `500ms`, `2s`, `1m30s`, `1h`, `1.5m`, `2d`.
 //!
 //! Units: `d` (days), `h`, `m`, `s`, `ms`, `us`, `ns`. Numbers are decimal,
-//! with an optional fraction. Anything else is rejected with a message
+//! with an optional fraction (a bare number may also carry an exponent). Anything else is rejected with a message
 //! that says what was wrong: a sign, an empty string, a missing unit after
 //! a number that follows another part (`1m30`), an unknown unit, units out
 //! of order, or a value over [`childminder::MAX_DURATION`] (100 years).
@@ -66,6 +67,17 @@ pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     }
     if input.starts_with('+') {
         return Err(fail(format!("no sign is allowed; expected {SYNTAX}")));
+    }
+    let float_chars = |c: char| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-');
+    if input.contains(['e', 'E']) && input.chars().all(float_chars) {
+        // timeout(1) takes a floating-point number, exponent included.
+        return match input.parse::<f64>() {
+            Ok(secs) if secs.is_finite() => Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| *d <= childminder::MAX_DURATION)
+                .ok_or_else(|| fail("too large: the limit is 100 years".to_owned())),
+            _ => Err(fail(format!("expected {SYNTAX}"))),
+        };
     }
 
     let mut rest = input;
@@ -177,6 +189,15 @@ fn scaled(number: &str, scale: u128) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_numbers_may_carry_an_exponent_as_timeout_takes_them() {
+        assert_eq!(parse("1e-1").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse("2.5E1").unwrap(), Duration::from_secs(25));
+        for bad in ["1e", "e5", "1e99", "-1e1", "1e-1-1"] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
 
     fn ok(s: &str) -> Duration {
         parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
