@@ -13,21 +13,27 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::io;
 use std::sync::Once;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::time::Duration;
 
 use childminder::Command;
 
-use crate::common::{MARKER_VAR, fixture, marker_value, our_children, pid_alive};
+use crate::common::{fixture, our_children, pid_alive};
+
+// The helpers the core tests use too, shared rather than copied.
+#[path = "../common/support.rs"]
+mod support;
+// Each test file uses its own subset.
+#[allow(unused_imports)]
+pub use support::{
+    PERIOD, expect_ready, line_consumer, line_forwarder, marked, next_line, pattern,
+    pattern_producer, ready_pids, wait_until, warm_up,
+};
 
 /// How long any handshake may take before the test gives up: generous,
 /// the machine is shared with other builds.
 pub const HANDSHAKE: Duration = Duration::from_secs(20);
-
-/// The fixture's pattern: byte `i` of a stream is `(i % 251) as u8`.
-pub const PERIOD: u64 = 251;
 
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
@@ -35,13 +41,6 @@ pub const GIB: u64 = 1024 * MIB;
 
 /// A byte count the fixture's `write` never reaches: "write until stopped".
 pub const ENDLESS: u64 = 1 << 50;
-
-/// `Command::new(program)` carrying the leak marker.
-pub fn marked(program: impl AsRef<OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env(MARKER_VAR, marker_value());
-    cmd
-}
 
 /// The fixture with `args`, carrying the leak marker.
 pub fn fx<I, S>(args: I) -> Command
@@ -52,13 +51,6 @@ where
     let mut cmd = marked(fixture());
     cmd.args(args);
     cmd
-}
-
-/// Starts the library's engine so a `LeakCheck` taken afterwards does not
-/// count its threads' fds.
-pub fn warm_up() {
-    let r = Command::new("true").run().expect("warm-up run of `true`");
-    assert!(r.success(), "warm-up: {r:?}");
 }
 
 // ---------------------------------------------------------------- PRNG ---
@@ -160,13 +152,6 @@ impl Fnv {
     }
 }
 
-/// `len` bytes of the fixture's pattern starting at stream offset `offset`.
-pub fn pattern(offset: u64, len: usize) -> Vec<u8> {
-    (0..len as u64)
-        .map(|i| ((offset + i) % PERIOD) as u8)
-        .collect()
-}
-
 /// Checks a stream against the fixture's pattern, in order, without
 /// keeping it: every byte at its offset.
 #[derive(Debug)]
@@ -229,92 +214,9 @@ impl PatternCheck {
     }
 }
 
-/// A producer of `total` pattern bytes in `chunk`-byte chunks, then EOF.
-pub fn pattern_producer(
-    total: u64,
-    chunk: usize,
-) -> impl FnMut() -> io::Result<Option<Vec<u8>>> + Send + 'static {
-    let table = pattern(0, chunk + PERIOD as usize);
-    let mut sent = 0u64;
-    move || {
-        if sent >= total {
-            return Ok(None);
-        }
-        let n = (total - sent).min(chunk as u64) as usize;
-        let start = (sent % PERIOD) as usize;
-        sent += n as u64;
-        Ok(Some(table[start..start + n].to_vec()))
-    }
-}
-
 // ----------------------------------------------------------- handshakes ---
 
-/// A consumer that forwards every complete line (without `\n`) to `tx`.
-pub fn line_forwarder(tx: Sender<String>) -> impl FnMut(&[u8]) -> io::Result<()> + Send + 'static {
-    let mut partial = Vec::new();
-    move |chunk: &[u8]| {
-        partial.extend_from_slice(chunk);
-        while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=nl).collect();
-            let _ = tx.send(String::from_utf8_lossy(&line[..nl]).into_owned());
-        }
-        Ok(())
-    }
-}
-
-pub fn line_consumer() -> (
-    impl FnMut(&[u8]) -> io::Result<()> + Send + 'static,
-    Receiver<String>,
-) {
-    let (tx, rx) = channel();
-    (line_forwarder(tx), rx)
-}
-
-/// The next line, or a panic after [`HANDSHAKE`].
-pub fn next_line(rx: &Receiver<String>) -> String {
-    match rx.recv_timeout(HANDSHAKE) {
-        Ok(line) => line,
-        Err(RecvTimeoutError::Timeout) => panic!("no line from the child within {HANDSHAKE:?}"),
-        Err(RecvTimeoutError::Disconnected) => panic!("the child's output ended before a line"),
-    }
-}
-
-/// Parses `ready 12 34` into `[12, 34]`.
-pub fn ready_pids(line: &str) -> Vec<i32> {
-    let mut words = line.split_ascii_whitespace();
-    assert_eq!(
-        words.next(),
-        Some("ready"),
-        "expected a ready line, got {line:?}"
-    );
-    words
-        .map(|w| {
-            w.parse()
-                .unwrap_or_else(|_| panic!("bad pid {w:?} in {line:?}"))
-        })
-        .collect()
-}
-
-pub fn expect_ready(rx: &Receiver<String>) -> Vec<i32> {
-    ready_pids(&next_line(rx))
-}
-
 // ------------------------------------------------------- bounded polls ---
-
-/// Polls `cond` every 5 ms until it holds or `limit` passes. Only for facts
-/// with no event to wait on (a non-child reaped by init, an empty table).
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// Which of `pids` are still alive (not a zombie) after up to `limit`.
 pub fn survivors(pids: &[i32], limit: Duration) -> Vec<i32> {
