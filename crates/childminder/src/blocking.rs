@@ -12,6 +12,7 @@ use crate::command::{Command, Stdio};
 use crate::coordinator::{OutputDrain, Policy, supervise};
 use crate::error::{Error, Stream, WorkerError, WorkerOp};
 use crate::input::{Input, Source};
+use crate::pool;
 use crate::result::SupervisionResult;
 use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
@@ -296,7 +297,8 @@ impl std::fmt::Debug for Process {
 ///   returning `Ok(Some(chunk))`, `Ok(None)` (close stdin) or `Err`.
 /// - `on_stdout` and `on_stderr` receive the child's output in order, in
 ///   chunks of at most [`Command::buffer_size`] bytes, on a thread of their
-///   own. A consumer that returns `Err` or panics is recorded in
+///   own (a pooled one: thread-local state may outlive the call). A
+///   consumer that returns `Err` or panics is recorded in
 ///   [`SupervisionResult::worker_errors`] and its pipe is closed (the child
 ///   sees EPIPE, as with `| head`). Consumers must eventually return:
 ///   `with_process` waits for them.
@@ -477,8 +479,8 @@ where
         shared: shared.clone(),
         stdin_close,
     };
-    let outcome = std::thread::scope(|scope| {
-        if let (true, Some(runtime)) = (has_stdio_work, stdio_runtime) {
+    let stdio = match (has_stdio_work, stdio_runtime) {
+        (true, Some(runtime)) => {
             let job = StdioJob {
                 runtime,
                 shared: shared.clone(),
@@ -489,23 +491,24 @@ where
                 exit_seen: exit_seen_rx,
                 outputs_done: outputs_done_tx,
             };
-            let started = std::thread::Builder::new()
-                .name("childminder-stdio".into())
-                .spawn_scoped(scope, move || workers::run_stdio(job));
-            if let Err(e) = started {
-                return Err(thread_failed(e));
+            match pool::run(move || workers::run_stdio(job)) {
+                Ok(running) => Some(running),
+                Err(e) => return Err(thread_failed(e)),
             }
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| action(&process)));
-        shared.request(REQ_TEARDOWN);
-        shared.finished.wait_blocking();
-        Ok(outcome)
-    });
+        _ => None,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| action(&process)));
+    shared.request(REQ_TEARDOWN);
+    shared.finished.wait_blocking();
+    if let Some(stdio) = stdio {
+        stdio.join();
+    }
     // The coordinator closed stdin before `finished`, so the writer is gone.
     if let Some(producer) = producer {
         producer.finish();
     }
-    match outcome? {
+    match outcome {
         Ok(value) => Ok((value, shared.final_result())),
         Err(panic) => resume_unwind(panic),
     }

@@ -89,6 +89,7 @@ mod coordinator;
 mod error;
 mod escalation;
 mod input;
+mod pool;
 mod result;
 mod shared;
 mod signal;

@@ -571,6 +571,20 @@ fn in_child_before_exec(
     Ok(())
 }
 
+/// Lets a job that borrows for `'a` be sent to a pooled thread.
+///
+/// # Safety
+///
+/// The caller must not let `'a` end before the job has run and been
+/// dropped, or been dropped unrun (what `pool::Running` waits for).
+pub(crate) unsafe fn extend_job_lifetime<'a>(
+    job: Box<dyn FnOnce() + Send + 'a>,
+) -> Box<dyn FnOnce() + Send + 'static> {
+    // SAFETY: the two types differ only in the lifetime bound, so the layout
+    // is the same; the caller upholds that the borrow outlives every use.
+    unsafe { std::mem::transmute(job) }
+}
+
 pub(crate) fn getpid() -> libc::pid_t {
     // SAFETY: getpid has no arguments and cannot fail.
     unsafe { libc::getpid() }
