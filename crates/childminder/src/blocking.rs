@@ -297,8 +297,10 @@ impl std::fmt::Debug for Process {
 ///   returning `Ok(Some(chunk))`, `Ok(None)` (close stdin) or `Err`.
 /// - `on_stdout` and `on_stderr` receive the child's output in order, in
 ///   chunks of at most [`Command::buffer_size`] bytes, on a thread of their
-///   own (a pooled one: thread-local state may outlive the call). A
-///   consumer that returns `Err` or panics is recorded in
+///   own: a pooled one, which earlier calls (from any thread) may have
+///   used, so its thread-locals, signal mask and other per-thread settings
+///   are not the caller's. A consumer that returns `Err` or panics is
+///   recorded in
 ///   [`SupervisionResult::worker_errors`] and its pipe is closed (the child
 ///   sees EPIPE, as with `| head`). Consumers must eventually return:
 ///   `with_process` waits for them.
@@ -479,7 +481,13 @@ where
         shared: shared.clone(),
         stdin_close,
     };
-    let stdio = match (has_stdio_work, stdio_runtime) {
+    let run_action = || {
+        let outcome = catch_unwind(AssertUnwindSafe(|| action(&process)));
+        shared.request(REQ_TEARDOWN);
+        shared.finished.wait_blocking();
+        outcome
+    };
+    let outcome = match (has_stdio_work, stdio_runtime) {
         (true, Some(runtime)) => {
             let job = StdioJob {
                 runtime,
@@ -491,19 +499,24 @@ where
                 exit_seen: exit_seen_rx,
                 outputs_done: outputs_done_tx,
             };
-            match pool::run(move || workers::run_stdio(job)) {
-                Ok(running) => Some(running),
+            match pool::scope(move || workers::run_stdio(job), run_action) {
+                Ok((outcome, stdio)) => {
+                    if let Err(panic) = stdio {
+                        // Consumer calls are caught where they run; this is
+                        // a panic outside them (a consumer's Drop, say).
+                        tracing::warn!(
+                            program = %shared.program,
+                            error = %crate::error::panic_to_io(panic),
+                            "the stdio work panicked after the output was delivered"
+                        );
+                    }
+                    outcome
+                }
                 Err(e) => return Err(thread_failed(e)),
             }
         }
-        _ => None,
+        _ => run_action(),
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| action(&process)));
-    shared.request(REQ_TEARDOWN);
-    shared.finished.wait_blocking();
-    if let Some(stdio) = stdio {
-        stdio.join();
-    }
     // The coordinator closed stdin before `finished`, so the writer is gone.
     if let Some(producer) = producer {
         producer.finish();
