@@ -243,3 +243,33 @@ fn teardown_writes_the_input_already_handed_over_before_closing_stdin() {
     }
     leak.assert_clean();
 }
+
+/// A panic in the stdio work outside the consumer calls (here a consumer's
+/// `Drop`) escaped `with_process`, replacing the action's own outcome.
+#[test]
+fn a_consumer_that_panics_when_dropped_does_not_unwind_out_of_with_process() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("deliberate panic in a consumer's drop");
+        }
+    }
+    Command::new("true").run().unwrap();
+    let leak = LeakCheck::new();
+    let guard = PanicsOnDrop;
+    let consumer = move |_: &[u8]| {
+        let _keep = &guard;
+        Ok(())
+    };
+    let value = with_process_result(
+        Command::new("echo").arg("hi"),
+        stdin::empty(),
+        consumer,
+        discard,
+        |p| p.wait().success(),
+    )
+    .unwrap()
+    .0;
+    assert!(value);
+    leak.assert_clean();
+}
