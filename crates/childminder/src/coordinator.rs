@@ -214,21 +214,21 @@ fn io_error(shared: &Shared, context: &'static str, source: std::io::Error) -> E
 /// Carries out the escalation's steps against the child (or its group).
 fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<Step>) {
     for step in steps {
-        let (signal, name) = match step {
+        let signal = match step {
             Step::CloseStdin => {
                 tracing::debug!(program = %shared.program, pid = shared.target.pid(), "escalation: closing stdin");
                 shared.stdin.request_close();
                 continue;
             }
             Step::Fallback => continue,
-            Step::SendTerm => (shared.term_signal(policy.term_signal), "term"),
-            Step::SendKill => (Signal::KILL, "kill"),
+            Step::SendTerm => shared.term_signal(policy.term_signal),
+            Step::SendKill => Signal::KILL,
         };
         match shared.target.signal_escalation(signal) {
             Ok(true) => {
                 let now = Instant::now();
                 tracing::info!(program = %shared.program, pid = shared.target.pid(), %signal, "escalation: signal sent");
-                if name == "term" {
+                if step == Step::SendTerm {
                     esc.record_term(now);
                     // A stopped process (Ctrl-Z, SIGTTIN) would not act on
                     // the signal until the KILL: wake it, as timeout(1) does.

@@ -93,12 +93,38 @@ fn group_flag_supported(pidfd: BorrowedFd<'_>) -> bool {
 /// Opens a pidfd for `pid`. Only sound against recycling when `pid` is our
 /// own unreaped child, which is how the spawn path uses it.
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     Ok(rustix::process::pidfd_open(
-        pid,
+        to_pid(pid)?,
         rustix::process::PidfdFlags::NONBLOCK,
     )?)
+}
+
+fn to_pid(pid: u32) -> io::Result<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `WEXITED | WNOHANG`, plus `WNOWAIT` unless reaping.
+fn try_wait_options(reap: bool) -> WaitIdOptions {
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+    if reap {
+        opts
+    } else {
+        opts | WaitIdOptions::NOWAIT
+    }
+}
+
+/// `waitid`, retried on EINTR, decoded. With `WNOHANG` on a
+/// `PIDFD_NONBLOCK` pidfd, "not exited yet" is EAGAIN: that is `None` too.
+fn waitid<'a>(id: impl Fn() -> WaitId<'a>, opts: WaitIdOptions) -> io::Result<Option<ExitStatus>> {
+    loop {
+        match rustix::process::waitid(id(), opts) {
+            Ok(status) => return Ok(status.and_then(decode_waitid)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn pidfd_send_signal_raw(pidfd: BorrowedFd<'_>, sig: i32, flags: libc::c_uint) -> io::Result<()> {
@@ -147,19 +173,7 @@ pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd
 /// has exited, without blocking. With `reap == false` the zombie stays, so
 /// its pid and group id cannot be recycled yet.
 pub(crate) fn pidfd_try_wait(pidfd: BorrowedFd<'_>, reap: bool) -> io::Result<Option<ExitStatus>> {
-    let mut opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
-    if !reap {
-        opts |= WaitIdOptions::NOWAIT;
-    }
-    loop {
-        match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
-            Ok(status) => return Ok(status.and_then(decode_waitid)),
-            Err(rustix::io::Errno::INTR) => continue,
-            // With PIDFD_NONBLOCK, "not exited yet" is EAGAIN rather than None.
-            Err(rustix::io::Errno::AGAIN) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    waitid(|| WaitId::PidFd(pidfd), try_wait_options(reap))
 }
 
 fn decode_waitid(status: WaitIdStatus) -> Option<ExitStatus> {
@@ -192,40 +206,22 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, limit: std::time::Duration) -> i
 /// `waitid(P_PID, ...)`, the fallback when there is no pidfd. Sound only on
 /// our own child that nobody else reaps.
 pub(crate) fn pid_try_wait(pid: u32, reap: bool) -> io::Result<Option<ExitStatus>> {
-    let mut opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
-    if !reap {
-        opts |= WaitIdOptions::NOWAIT;
-    }
-    let pid = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    loop {
-        match rustix::process::waitid(WaitId::Pid(pid), opts) {
-            Ok(status) => return Ok(status.and_then(decode_waitid)),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let pid = to_pid(pid)?;
+    waitid(|| WaitId::Pid(pid), try_wait_options(reap))
 }
 
 /// Blocks until our child `pid` exits, and reaps it. Only for a child just
 /// sent SIGKILL on an error path.
 pub(crate) fn pid_wait_blocking(pid: u32) -> io::Result<Option<ExitStatus>> {
-    let pid = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    loop {
-        match rustix::process::waitid(WaitId::Pid(pid), WaitIdOptions::EXITED) {
-            Ok(status) => return Ok(status.and_then(decode_waitid)),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let pid = to_pid(pid)?;
+    waitid(|| WaitId::Pid(pid), WaitIdOptions::EXITED)
 }
 
 /// The process group of our child `pid` (sound while it is unreaped).
 pub(crate) fn getpgid(pid: u32) -> io::Result<u32> {
-    let pid = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    Ok(rustix::process::getpgid(Some(pid))?.as_raw_nonzero().get() as u32)
+    Ok(rustix::process::getpgid(Some(to_pid(pid)?))?
+        .as_raw_nonzero()
+        .get() as u32)
 }
 
 /// `kill(pid, sig)`; `pid` negative addresses a process group.

@@ -147,7 +147,7 @@ impl Target {
     }
 
     fn signal_group(&self, state: &State, sig: i32) -> io::Result<()> {
-        if self.uses_pidfd && sys::features().pidfd_group_signal {
+        if self.group_via_pidfd() {
             return match state.pidfd() {
                 Some(fd) => sys::pidfd_signal_group(fd, sig),
                 None => Err(gone()),
@@ -166,27 +166,17 @@ impl Target {
         if !self.group {
             return Ok(false);
         }
-        if self.uses_pidfd && sys::features().pidfd_group_signal {
-            // The unreaped leader would count as a member: reap it first,
-            // which is safe because the pidfd keeps naming this group.
-            self.reap()?;
-            let probe = self.signal_group(&self.state(), 0);
-            return match probe {
-                // Dead members that init has not reaped yet still answer
-                // signal 0; only a live one counts. Reading /proc costs a
-                // scan, so it is done only when the fast probe says "some".
-                Ok(()) => Ok(sys::group_has_members_besides(
-                    self.pid as i32,
-                    self.pid as i32,
-                )),
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
-                Err(e) => Err(e),
-            };
+        match self.probe_group_through_pidfd() {
+            Some(Ok(false)) => Ok(false),
+            Some(Err(e)) => Err(e),
+            // Dead members that init has not reaped yet still answer signal
+            // 0; only a live one counts. Reading /proc costs a scan, so it is
+            // done only when the fast probe says "some" (or cannot be made).
+            Some(Ok(true)) | None => Ok(sys::group_has_members_besides(
+                self.pid as i32,
+                self.pid as i32,
+            )),
         }
-        Ok(sys::group_has_members_besides(
-            self.pid as i32,
-            self.pid as i32,
-        ))
     }
 
     /// After the child's exit: true when its group certainly has no other
@@ -194,17 +184,33 @@ impl Target {
     /// the pidfd on Linux 6.9+, which reaps the child first). False means
     /// "maybe": the teardown's sweep finds out.
     pub(crate) fn nothing_left_of_group(&self) -> bool {
-        if !self.group {
-            return true;
+        !self.group || matches!(self.probe_group_through_pidfd(), Some(Ok(false)))
+    }
+
+    /// Whether group signals go through the pidfd (Linux 6.9+).
+    fn group_via_pidfd(&self) -> bool {
+        self.uses_pidfd && sys::features().pidfd_group_signal
+    }
+
+    /// Once the child has exited: does anything in its group, dead or
+    /// alive, still answer signal 0? `None` where the pidfd cannot ask.
+    /// Reaps the child first (its zombie would answer), which is safe in
+    /// this mode because the pidfd keeps naming the group.
+    fn probe_group_through_pidfd(&self) -> Option<io::Result<bool>> {
+        if !self.group_via_pidfd() {
+            return None;
         }
-        if !(self.uses_pidfd && sys::features().pidfd_group_signal) {
-            return false;
-        }
-        if !matches!(self.reap(), Ok(true)) {
-            return false;
+        match self.reap() {
+            Ok(true) => {}
+            Ok(false) => return Some(Ok(true)),
+            Err(e) => return Some(Err(e)),
         }
         let probe = self.signal_group(&self.state(), 0);
-        matches!(probe, Err(e) if e.raw_os_error() == Some(libc::ESRCH))
+        Some(match probe {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+            Err(e) => Err(e),
+        })
     }
 
     /// Waits until the child has exited and returns its status, leaving the
