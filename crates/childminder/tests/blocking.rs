@@ -17,8 +17,8 @@ use childminder::{
 };
 use common::{LeakCheck, our_children, pid_alive};
 use support::{
-    HANDSHAKE, PatternCheck, expect_ready, fixture_cmd, line_consumer, marked, next_line, pattern,
-    pattern_producer, wait_until, warm_up,
+    HANDSHAKE, PatternCheck, expect_ready, fixture_cmd, line_consumer, marked, next_line,
+    one_chunk_then_hold, pattern, pattern_producer, wait_until, warm_up,
 };
 
 // ---------------------------------------------------------------------------
@@ -155,15 +155,7 @@ fn action_returning_while_cat_runs_closes_stdin_and_cat_exits_by_itself() {
     let leak = LeakCheck::new();
     // The producer gives one line, then blocks until the test ends: only the
     // teardown's closing of stdin can end `cat`.
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    let mut first = true;
-    let producer = move || {
-        if std::mem::take(&mut first) {
-            return Ok(Some(b"hello\n".to_vec()));
-        }
-        let _ = hold_rx.recv();
-        Ok(None)
-    };
+    let (producer, hold_tx) = one_chunk_then_hold(b"hello\n");
     let (on_out, lines) = line_consumer();
     // A grace long enough that an escalation would show in the timing.
     let grace = Duration::from_secs(4);
@@ -527,15 +519,7 @@ fn from_reader_copies_a_file_into_stdin() {
 fn try_result_is_none_before_exit_and_some_after_and_wait_agrees() {
     warm_up();
     let leak = LeakCheck::new();
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    let mut first = true;
-    let producer = move || {
-        if std::mem::take(&mut first) {
-            return Ok(Some(b"ping\n".to_vec()));
-        }
-        let _ = hold_rx.recv();
-        Ok(None)
-    };
+    let (producer, hold_tx) = one_chunk_then_hold(b"ping\n");
     let (on_out, lines) = line_consumer();
     with_process(&fixture_cmd(["cat"]), producer, on_out, discard, |p| {
         assert_eq!(next_line(&lines), "ping");
@@ -787,15 +771,7 @@ fn shutdown_of_a_running_cat_closes_stdin_and_is_clean() {
     let leak = LeakCheck::new();
     // cat runs with stdin open (the producer is blocked): shutdown's closing
     // of stdin is what ends it, well before the grace period.
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    let mut first = true;
-    let producer = move || {
-        if std::mem::take(&mut first) {
-            return Ok(Some(b"x\n".to_vec()));
-        }
-        let _ = hold_rx.recv();
-        Ok(None)
-    };
+    let (producer, hold_tx) = one_chunk_then_hold(b"x\n");
     let (on_out, lines) = line_consumer();
     let (r, took) = with_process(
         fixture_cmd(["cat"]).grace_period(Duration::from_secs(4)),

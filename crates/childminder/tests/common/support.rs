@@ -72,6 +72,28 @@ pub fn line_forwarder(tx: Sender<String>) -> impl FnMut(&[u8]) -> io::Result<()>
     }
 }
 
+/// A producer that gives `chunk`, then blocks in its next call until the
+/// returned sender is dropped (or sent to), and then ends stdin: stdin stays
+/// open, with the producer stuck in its own code, for as long as the test
+/// wants.
+pub fn one_chunk_then_hold(
+    chunk: &'static [u8],
+) -> (
+    impl FnMut() -> io::Result<Option<Vec<u8>>> + Send + 'static,
+    Sender<()>,
+) {
+    let (hold_tx, hold_rx) = channel::<()>();
+    let mut first = true;
+    let producer = move || {
+        if std::mem::take(&mut first) {
+            return Ok(Some(chunk.to_vec()));
+        }
+        let _ = hold_rx.recv();
+        Ok(None)
+    };
+    (producer, hold_tx)
+}
+
 /// The next line from a [`line_consumer`], or a panic after [`HANDSHAKE`].
 pub fn next_line(rx: &Receiver<String>) -> String {
     match rx.recv_timeout(HANDSHAKE) {
