@@ -37,7 +37,8 @@ Exit status (GNU timeout conventions):
   128+N    a signal N ended the command (137 = SIGKILL, 143 = SIGTERM)
   124      the deadline expired and the command was escalated
            (with --preserve-status: the command's own status instead)
-  125      childminder itself failed (bad options, usage, report not writable)
+  125      childminder itself failed (bad options, usage, report not writable,
+           out of processes, threads, memory or file descriptors)
   126      the program was found but could not be run
   127      the program was not found
 

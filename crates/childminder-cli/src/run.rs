@@ -48,7 +48,9 @@ pub fn exit_status(result: &SupervisionResult, preserve_status: bool) -> i32 {
 
 /// The exit status when the child could not be started: 127 when the
 /// program was not found, 126 when it was found but could not be executed,
-/// 125 for anything else (invalid options, out of fds).
+/// 125 for anything else: invalid options, and every OS resource that ran
+/// out ([`Error::is_resource_exhausted`]: a refused `fork` or thread, out of
+/// memory or fds), which says nothing about the program.
 pub fn start_failure_status(error: &Error) -> i32 {
     if error.is_not_found() {
         EXIT_NOT_FOUND
@@ -107,10 +109,11 @@ pub fn run(args: RunArgs) -> i32 {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
 
+    let term_signal = args.signal();
     let mut cmd = Command::new(program);
     cmd.args(program_args)
         .grace_period(args.grace())
-        .term_signal(args.signal())
+        .term_signal(term_signal)
         .process_group(!args.no_group)
         .kill_on_parent_death(true);
     if let Some(deadline) = args.timeout.filter(|d| !d.is_zero()) {
@@ -125,39 +128,50 @@ pub fn run(args: RunArgs) -> i32 {
     // Catch the signals before the child exists: one arriving during the
     // start is then acted on as soon as the child runs.
     let (events_tx, events) = mpsc::channel();
-    let receiver = match signals::Receiver::start(events_tx.clone()) {
-        Ok(receiver) => receiver,
-        Err(e) => {
-            diagnose(&format!("cannot set up the signal handlers: {e}"));
-            return EXIT_FAILURE;
+    let (mut stdout_bytes, mut stderr_bytes) = (0u64, 0u64);
+    let outcome = match signals::Receiver::start(events_tx.clone()) {
+        // Out of threads (`ulimit -u`): a start failure like any other,
+        // reported, before anything ran.
+        Err(source) => Err(Error::Io {
+            program: program.to_string_lossy().into_owned(),
+            context: "setting up the signal handlers",
+            source,
+        }),
+        Ok(receiver) => {
+            let outcome = if args.inherit_stdio {
+                with_process(
+                    &cmd,
+                    stdin::empty(),
+                    childminder::discard,
+                    childminder::discard,
+                    |p| supervise(p, &events, &events_tx, term_signal),
+                )
+            } else {
+                let stdout = io::stdout();
+                let stderr = io::stderr();
+                with_process(
+                    &cmd,
+                    forwarded_stdin(),
+                    |chunk: &[u8]| copy_out(&mut stdout.lock(), chunk, &mut stdout_bytes),
+                    |chunk: &[u8]| copy_out(&mut stderr.lock(), chunk, &mut stderr_bytes),
+                    |p| supervise(p, &events, &events_tx, term_signal),
+                )
+            };
+            receiver.close();
+            outcome
         }
     };
 
-    let (mut stdout_bytes, mut stderr_bytes) = (0u64, 0u64);
-    let outcome = if args.inherit_stdio {
-        with_process(
-            &cmd,
-            stdin::empty(),
-            childminder::discard,
-            childminder::discard,
-            |p| supervise(p, &events, &events_tx),
-        )
-    } else {
-        let stdout = io::stdout();
-        let stderr = io::stderr();
-        with_process(
-            &cmd,
-            forwarded_stdin(),
-            |chunk: &[u8]| copy_out(&mut stdout.lock(), chunk, &mut stdout_bytes),
-            |chunk: &[u8]| copy_out(&mut stderr.lock(), chunk, &mut stderr_bytes),
-            |p| supervise(p, &events, &events_tx),
-        )
-    };
-    receiver.close();
-
     let (status, report) = match outcome {
-        Ok((result, received)) => {
-            let status = exit_status(&result, args.preserve_status);
+        Ok(Supervised {
+            result,
+            received,
+            failure,
+        }) => {
+            let status = match &failure {
+                Some(_) => EXIT_FAILURE,
+                None => exit_status(&result, args.preserve_status),
+            };
             for failure in &result.worker_errors {
                 if failure.source.kind() != io::ErrorKind::BrokenPipe {
                     diagnose(&format!("warning: {failure}"));
@@ -171,10 +185,12 @@ pub fn run(args: RunArgs) -> i32 {
                 stderr_bytes: (!args.inherit_stdio).then_some(stderr_bytes),
                 signals_received: received,
             };
-            (
-                status,
-                Report::from_result(lossy_args, &result, &facts, status),
-            )
+            let mut report = Report::from_result(lossy_args, &result, &facts, status);
+            if let Some(failure) = failure {
+                diagnose(&failure);
+                report.supervisor_error = Some(failure);
+            }
+            (status, report)
         }
         Err(error) => {
             diagnose(&error.to_string());
@@ -199,29 +215,96 @@ pub fn run(args: RunArgs) -> i32 {
     }
 }
 
+/// What the action of `with_process` found out.
+struct Supervised {
+    result: SupervisionResult,
+    /// The signals childminder received and acted on, in order.
+    received: Vec<childminder::Signal>,
+    /// childminder's own failure during the run: the child was then ended
+    /// early, and the run exits [`EXIT_FAILURE`].
+    failure: Option<String>,
+}
+
 /// The action of `with_process`: waits for the result while acting on the
-/// signals childminder receives. Returns the result and the signals.
+/// signals childminder receives.
+///
+/// The result is awaited on a thread of its own, so this thread can take
+/// the signals as they come. If the OS refuses that thread (`ulimit -u`),
+/// the child is ended by the escalation (its signal, then SIGKILL a grace
+/// period later) and the failure is returned beside its result: the run
+/// cannot keep its promise about signals without the thread, and must not
+/// panic or leave the child behind.
 fn supervise(
     process: &Process,
     events: &mpsc::Receiver<Event>,
     events_tx: &mpsc::Sender<Event>,
-) -> (SupervisionResult, Vec<childminder::Signal>) {
+    term_signal: childminder::Signal,
+) -> Supervised {
     let mut forwarding = Forwarding::default();
-    let result = std::thread::scope(|scope| {
-        let done = events_tx.clone();
-        scope.spawn(move || {
-            let _ = done.send(Event::Done(Box::new(process.wait())));
-        });
+    let waited = std::thread::scope(|scope| -> io::Result<SupervisionResult> {
+        let mut done = WaiterGoneOnDrop(Some(events_tx.clone()));
+        std::thread::Builder::new()
+            .name("childminder-wait".into())
+            .spawn_scoped(scope, move || {
+                let result = Event::Done(Box::new(process.wait()));
+                if let Some(done) = done.0.take() {
+                    let _ = done.send(result);
+                }
+            })?;
         loop {
             match events.recv() {
                 Ok(Event::Signal(signal)) => forwarding.on_signal(process, signal),
-                Ok(Event::Done(result)) => return *result,
+                Ok(Event::Done(result)) => break Ok(*result),
+                Ok(Event::WaiterGone) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        "it died as it started",
+                    ));
+                }
                 // Unreachable: `events_tx` is alive. Wait without the channel.
-                Err(mpsc::RecvError) => return process.wait(),
+                Err(mpsc::RecvError) => break Ok(process.wait()),
             }
         }
     });
-    (result, forwarding.into_received())
+    match waited {
+        Ok(result) => Supervised {
+            result,
+            received: forwarding.into_received(),
+            failure: None,
+        },
+        Err(e) => {
+            process.terminate(term_signal);
+            let result = process.wait();
+            // Nothing could be sent when the child had already exited by
+            // itself: its own status then stands, and this is only a warning.
+            let ended_early = result.termination != Termination::Clean;
+            let message = if ended_early {
+                format!("cannot start a thread to wait for the command, so it was ended: {e}")
+            } else {
+                format!("warning: cannot start a thread to wait for the command: {e}")
+            };
+            if !ended_early {
+                diagnose(&message);
+            }
+            Supervised {
+                result,
+                received: forwarding.into_received(),
+                failure: ended_early.then_some(message),
+            }
+        }
+    }
+}
+
+/// Sends [`Event::WaiterGone`] when dropped still holding its sender: the
+/// waiting thread's closure was dropped without running.
+struct WaiterGoneOnDrop(Option<mpsc::Sender<Event>>);
+
+impl Drop for WaiterGoneOnDrop {
+    fn drop(&mut self) {
+        if let Some(events) = self.0.take() {
+            let _ = events.send(Event::WaiterGone);
+        }
+    }
 }
 
 /// childminder's stdin as the child's, in chunks of up to 64 KiB, as
@@ -234,11 +317,18 @@ fn forwarded_stdin() -> stdin::Input {
     // SAFETY: isatty only inspects fd 0.
     let terminal = unsafe { libc::isatty(0) } == 1;
     let mut input = io::stdin();
-    let mut buf = vec![0; 64 * 1024];
+    let mut buf = Vec::new();
     let mut first = true;
     stdin::from_fn(move || {
-        if std::mem::take(&mut first) && terminal {
-            block_sigttin_in_this_thread();
+        if std::mem::take(&mut first) {
+            if terminal {
+                block_sigttin_in_this_thread();
+            }
+            // Allocated here, fallibly: out of memory (`ulimit -v`) is then
+            // a recorded stdin failure rather than an abort.
+            buf.try_reserve_exact(STDIN_CHUNK)
+                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+            buf.resize(STDIN_CHUNK, 0);
         }
         loop {
             return match input.read(&mut buf) {
@@ -251,6 +341,9 @@ fn forwarded_stdin() -> stdin::Input {
         }
     })
 }
+
+/// The most childminder's stdin forwarding reads at once.
+const STDIN_CHUNK: usize = 64 * 1024;
 
 /// Blocks SIGTTIN for the calling thread (the library's input thread).
 fn block_sigttin_in_this_thread() {

@@ -21,6 +21,10 @@ pub enum Event {
     /// The run's result was published: the child has ended and its output
     /// has been copied out.
     Done(Box<SupervisionResult>),
+    /// The thread that waits for the result died as it started (std
+    /// panics when it cannot map a new thread's signal stack): no result
+    /// will come from it.
+    WaiterGone,
 }
 
 /// The signals that are forwarded to the child.
