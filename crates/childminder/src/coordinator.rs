@@ -20,7 +20,8 @@ use crate::signal::Signal;
 pub(crate) struct Policy {
     pub grace: Duration,
     pub deadline: Option<Duration>,
-    pub term_signal: Signal,
+    /// `None`: the first step sends nothing (`timeout -s 0`).
+    pub term_signal: Option<Signal>,
 }
 
 /// The stdout/stderr readers of the blocking API, which the coordinator
@@ -221,7 +222,16 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
                 continue;
             }
             Step::Fallback => continue,
-            Step::SendTerm => shared.term_signal(policy.term_signal),
+            Step::SendTerm => match shared.term_signal(policy.term_signal) {
+                Some(signal) => signal,
+                None => {
+                    // `timeout -s 0`: the step is taken, nothing is sent,
+                    // and SIGKILL follows a grace period later.
+                    tracing::info!(program = %shared.program, pid = shared.target.pid(), "escalation: first step, no signal configured");
+                    esc.record_term(Instant::now());
+                    continue;
+                }
+            },
             Step::SendKill => Signal::KILL,
         };
         match shared.target.signal_escalation(signal) {
