@@ -239,25 +239,69 @@ pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
 /// `pgid`, read from `/proc`. Used only where the kernel cannot tell us
 /// through a pidfd (before Linux 6.9).
 pub(crate) fn group_has_members_besides(pgid: i32, leader: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != leader)
-        .any(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command name, which may itself hold ") ".
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                return false;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
-        })
+    proc_pids()
+        .filter(|&pid| pid as i32 != leader)
+        .any(|pid| proc_stat(pid).is_some_and(|st| st.pgrp == pgid && st.is_alive()))
+}
+
+/// The fields of `/proc/PID/stat` childminder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// `R`, `S`, `D`, `T`, `Z` (zombie), `X` (dead) ...
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: i32,
+}
+
+impl ProcStat {
+    pub(crate) fn is_alive(self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
+/// Every process (thread-group leader) `/proc` lists now.
+pub(crate) fn proc_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+}
+
+/// `/proc/PID/stat`, or `None` when the process is gone.
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself hold ") ".
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(ProcStat { state, ppid, pgrp })
+}
+
+/// The processes whose parent is this process, read from `/proc` (this
+/// kernel has no `/proc/self/task/*/children`). Zombies included.
+pub(crate) fn own_children() -> Vec<u32> {
+    let me = getpid() as u32;
+    proc_pids()
+        .filter(|&pid| proc_stat(pid).is_some_and(|st| st.ppid == me))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Subreaper
+// ---------------------------------------------------------------------------
+
+/// `PR_SET_CHILD_SUBREAPER`: orphaned descendants re-parent to this process
+/// instead of to init. Process-wide and inherited by no one.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    let on = rustix::process::Pid::from_raw(1).expect("1 is a valid pid");
+    Ok(rustix::process::set_child_subreaper(Some(on))?)
+}
+
+pub(crate) fn is_child_subreaper() -> io::Result<bool> {
+    Ok(rustix::process::child_subreaper()?.is_some())
 }
 
 // ---------------------------------------------------------------------------

@@ -260,7 +260,11 @@ impl Target {
         };
         if status.is_some() {
             state.exit = status;
-            state.reaped |= reap;
+            if reap {
+                state.reaped = true;
+                // Its pid may be anyone's now, an escapee's included.
+                crate::contain::subreaper::unregister(self.pid);
+            }
         }
         Ok(state.exit)
     }
