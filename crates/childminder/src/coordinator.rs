@@ -91,6 +91,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
         output_cut_off,
         used_pidfd: shared.target.uses_pidfd(),
         containment: shared.containment(),
+        resource_usage: exit.and(shared.target.resource_usage()),
     };
     tracing::debug!(
         program = %result.program,

@@ -259,6 +259,7 @@ impl Shared {
             output_cut_off: false,
             used_pidfd: self.target.uses_pidfd(),
             containment: self.containment(),
+            resource_usage: None,
         };
         self.result.publish(lost);
         self.result.get().cloned().expect("published just above")
