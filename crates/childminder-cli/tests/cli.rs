@@ -622,6 +622,9 @@ fn the_report_has_every_key_with_its_type() {
         ("term_sent_after_ms", "null"),
         ("kill_sent_after_ms", "null"),
         ("runtime_ms", "number"),
+        ("user_cpu_ms", "number"),
+        ("system_cpu_ms", "number"),
+        ("max_rss_bytes", "number"),
         ("stdout_bytes", "number"),
         ("stderr_bytes", "number"),
         ("output_cut_off", "bool"),
@@ -659,11 +662,34 @@ fn the_report_has_every_key_with_its_type() {
 }
 
 #[test]
+fn the_report_gives_the_cpu_time_and_peak_memory_of_the_command() {
+    // A shell loop burns user CPU; `head -c` of 32 MiB into a variable
+    // would depend on the shell, so the memory is checked as "some".
+    let (out, report) = run_with_report(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+    ]);
+    assert_eq!(out.code(), 0);
+    let user = report["user_cpu_ms"].as_u64().unwrap();
+    let system = report["system_cpu_ms"].as_u64().unwrap();
+    let runtime = report["runtime_ms"].as_u64().unwrap();
+    assert!(user + system >= 20, "{report}");
+    assert!(user + system <= runtime + 5, "{report}");
+    let rss = report["max_rss_bytes"].as_u64().unwrap();
+    assert!(rss > 100 * 1024 && rss < 64 << 20, "{report}");
+}
+
+#[test]
 fn a_report_is_written_when_the_program_cannot_start() {
     let (out, report) = run_with_report(&["run", "--", "no-such-program-childminder-test"]);
     assert_eq!(out.code(), 127);
     assert_eq!(report["pid"], Value::Null);
     assert_eq!(report["exit"], Value::Null);
+    assert_eq!(report["max_rss_bytes"], Value::Null);
+    assert_eq!(report["user_cpu_ms"], Value::Null);
     assert_eq!(report["exit_status"], 127);
     assert!(
         report["supervisor_error"]
