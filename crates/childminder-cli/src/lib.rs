@@ -10,9 +10,10 @@
 
 pub mod cli;
 pub mod duration;
+mod os;
 mod report;
 mod run;
-mod signals;
+pub mod signals;
 
 use std::process::ExitCode;
 
@@ -25,10 +26,22 @@ pub fn main_entry() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return exit_code(usage_error_status(&e)),
     };
-    let status = match cli.command {
+    let ending = match cli.command {
         cli::Commands::Run(args) => run::run(args),
     };
-    exit_code(status)
+    if let Some(signal) = ending.die_by {
+        // The report is written: end the way the command ended, so a shell
+        // loop stops on Ctrl-C as it would without childminder.
+        os::die_by_signal(signal);
+    }
+    exit_code(ending.status)
+}
+
+/// Records the signal state childminder inherited, before the Rust runtime
+/// changes it (SIGPIPE). The binary calls it from an `.init_array`
+/// constructor, before `main`; see `src/main.rs`.
+pub fn record_inherited_signal_state() {
+    os::record_inherited_sigpipe();
 }
 
 /// The status as `exit(3)` passes it on: its low 8 bits. Every status

@@ -19,10 +19,10 @@
 //! | `max_rss_bytes` | number or null | the child's peak resident memory (the largest of it and its waited-for descendants), likewise |
 //! | `stdout_bytes`, `stderr_bytes` | number or null | bytes copied out; null with `--inherit-stdio` |
 //! | `output_cut_off` | bool | something (a grandchild) kept the output open past the grace period after the child exited, and was killed |
-//! | `signals_received` | array of strings | the signals childminder received and acted on, in order |
+//! | `signals_received` | array of strings | every signal childminder received, in order |
 //! | `worker_errors` | array of objects | `{"stream": "stdout", "op": "consume", "error": "..."}` for each failed stdio worker |
 //! | `supervisor_error` | string or null | childminder's own failure: the start error, or a supervision error |
-//! | `exit_status` | number | the status childminder itself exits with |
+//! | `exit_status` | number | the status childminder itself exits with; 128+N when it ends itself by the command's signal N |
 
 use std::time::Duration;
 

@@ -7,10 +7,12 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc;
 
 use childminder::{
-    Command, Error, Process, Stdio, SupervisionResult, Termination, stdin, with_process,
+    Command, Error, ExitStatus, Process, Signal, Stdio, SupervisionResult, Termination, stdin,
+    with_process,
 };
 
 use crate::cli::RunArgs;
+use crate::os;
 use crate::report::{Report, RunFacts};
 use crate::signals::{self, Event, Forwarding};
 
@@ -30,7 +32,7 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// |---|---|
 /// | the deadline expired and childminder escalated (sent the first signal or SIGKILL), without `--preserve-status` | 124 |
 /// | the child exited with code N | N |
-/// | a signal N ended the child (a forwarded one, the escalation's, or any other) | 128 + N |
+/// | a signal N ended the child (a forwarded one, the escalation's, or any other) | 128 + N, and childminder then ends itself by N ([`dies_by`]) |
 /// | no exit was observed (the child survived SIGKILL, stuck in the kernel) | 125 |
 ///
 /// A deadline that expired as the child was exiting by itself (nothing
@@ -43,6 +45,37 @@ pub fn exit_status(result: &SupervisionResult, preserve_status: bool) -> i32 {
     match result.exit {
         Some(status) => status.shell_code(),
         None => EXIT_FAILURE,
+    }
+}
+
+/// The signal childminder ends itself with, after writing the report, as
+/// GNU `timeout` does: the one that ended the command, unless the deadline
+/// expired (then the status is 124, or the command's with
+/// `--preserve-status`). A shell loop around `childminder run` then stops
+/// on Ctrl-C, as it would around the command itself.
+pub fn dies_by(result: &SupervisionResult) -> Option<Signal> {
+    match result.exit {
+        Some(ExitStatus::Signaled { signal, .. }) if !result.timed_out() => Some(signal),
+        _ => None,
+    }
+}
+
+/// How `childminder run` ends: with `status`, or first by `die_by` (the
+/// command's signal), falling back to `status` (128+N) if that fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    /// The exit status (also the report's `exit_status`).
+    pub status: i32,
+    /// The signal to end childminder with, after the report is written.
+    pub die_by: Option<Signal>,
+}
+
+impl From<i32> for Ending {
+    fn from(status: i32) -> Ending {
+        Ending {
+            status,
+            die_by: None,
+        }
     }
 }
 
@@ -92,13 +125,19 @@ impl ReportSink {
     }
 }
 
-/// Runs the command of `args` and returns the exit status.
-pub fn run(args: RunArgs) -> i32 {
+/// Runs the command of `args` and returns how childminder ends.
+pub fn run(args: RunArgs) -> Ending {
+    // Started with SIGCHLD ignored, the kernel would reap the command and
+    // its status would be lost: back to the default, as GNU timeout does.
+    if let Err(e) = os::reset_sigchld() {
+        diagnose(&format!("cannot reset SIGCHLD to its default: {e}"));
+        return EXIT_FAILURE.into();
+    }
     let sink = match args.report.as_ref().map(ReportSink::open).transpose() {
         Ok(sink) => sink,
         Err(message) => {
             diagnose(&message);
-            return EXIT_FAILURE;
+            return EXIT_FAILURE.into();
         }
     };
     let (program, program_args) = args.command.split_first().expect("clap requires PROGRAM");
@@ -112,7 +151,10 @@ pub fn run(args: RunArgs) -> i32 {
         .grace_period(args.grace())
         .term_signal(args.signal())
         .process_group(!args.no_group)
-        .kill_on_parent_death(true);
+        .kill_on_parent_death(true)
+        // SIGPIPE as our parent gave it (recorded before the Rust runtime
+        // ignored it): `trap '' PIPE` reaches the command, as with timeout.
+        .inherit_sigpipe(os::sigpipe_was_ignored_at_start());
     // 0 and "forever" (100 years or more, `inf`) both mean no deadline.
     if let Some(deadline) = args
         .timeout
@@ -133,7 +175,7 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(receiver) => receiver,
         Err(e) => {
             diagnose(&format!("cannot set up the signal handlers: {e}"));
-            return EXIT_FAILURE;
+            return EXIT_FAILURE.into();
         }
     };
 
@@ -159,9 +201,13 @@ pub fn run(args: RunArgs) -> i32 {
     };
     receiver.close();
 
-    let (status, report) = match outcome {
+    let (ending, report) = match outcome {
         Ok((result, received)) => {
             let status = exit_status(&result, args.preserve_status);
+            let ending = Ending {
+                status,
+                die_by: dies_by(&result),
+            };
             for failure in &result.worker_errors {
                 if failure.source.kind() != io::ErrorKind::BrokenPipe {
                     diagnose(&format!("warning: {failure}"));
@@ -176,7 +222,7 @@ pub fn run(args: RunArgs) -> i32 {
                 signals_received: received,
             };
             (
-                status,
+                ending,
                 Report::from_result(lossy_args, &result, &facts, status),
             )
         }
@@ -184,7 +230,7 @@ pub fn run(args: RunArgs) -> i32 {
             diagnose(&error.to_string());
             let status = start_failure_status(&error);
             (
-                status,
+                Ending::from(status),
                 Report::not_started(
                     program.to_string_lossy().into_owned(),
                     lossy_args,
@@ -197,9 +243,9 @@ pub fn run(args: RunArgs) -> i32 {
     match sink.map(|sink| sink.write(&report)) {
         Some(Err(message)) => {
             diagnose(&message);
-            EXIT_FAILURE
+            EXIT_FAILURE.into()
         }
-        _ => status,
+        _ => ending,
     }
 }
 

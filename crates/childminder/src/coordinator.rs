@@ -13,7 +13,9 @@ use crate::contain::subreaper;
 use crate::error::Error;
 use crate::escalation::{Escalation, Step};
 use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
-use crate::shared::{REQ_ANY_END, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared};
+use crate::shared::{
+    REQ_ANY_END, REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared,
+};
 use crate::signal::Signal;
 
 /// The supervision settings the coordinator needs from the `Command`.
@@ -178,7 +180,8 @@ async fn observe_exit(
             let steps = esc.kill_now(now);
             run_steps(shared, policy, esc, steps);
         }
-        if deadline_pending && deadline_at.is_some_and(|d| now >= d) {
+        let deadline_due = deadline_pending && deadline_at.is_some_and(|d| now >= d);
+        if deadline_due || requests & REQ_DEADLINE != 0 {
             deadline_pending = false;
             tracing::info!(program = %shared.program, pid = shared.target.pid(), "deadline expired");
             let steps = esc.begin(now, EscalationCause::Deadline);

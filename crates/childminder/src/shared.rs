@@ -107,8 +107,11 @@ pub(crate) const REQ_SHUTDOWN: u8 = 1;
 pub(crate) const REQ_TEARDOWN: u8 = 2;
 pub(crate) const REQ_TERMINATE: u8 = 4;
 pub(crate) const REQ_KILL: u8 = 8;
+/// The deadline, now (`expire_deadline`).
+pub(crate) const REQ_DEADLINE: u8 = 16;
 /// Any request that asks the child to end.
-pub(crate) const REQ_ANY_END: u8 = REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL;
+pub(crate) const REQ_ANY_END: u8 =
+    REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL | REQ_DEADLINE;
 
 pub(crate) struct Shared {
     pub program: String,
