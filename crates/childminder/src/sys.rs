@@ -220,7 +220,8 @@ pub(crate) fn pidfd_signal_group(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<
 }
 
 /// Registers a pidfd with the current tokio reactor; it turns readable
-/// when the process exits.
+/// when the process exits. (Any fd watched for readability, like an
+/// inotify fd, is registered the same way.)
 pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd is open, owned by the AsyncFd for its whole life,
     // and always reports the same raw fd.
@@ -346,6 +347,34 @@ pub(crate) fn own_children() -> Vec<u32> {
     proc_pids()
         .filter(|&pid| proc_stat(pid).is_some_and(|st| st.ppid == me))
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// inotify (the cgroup's "populated" changes)
+// ---------------------------------------------------------------------------
+
+/// A non-blocking inotify fd watching `path` for modification: kernfs
+/// reports a change of `cgroup.events` this way.
+pub(crate) fn watch_modify(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+    inotify::add_watch(&fd, path, inotify::WatchFlags::MODIFY)?;
+    Ok(fd)
+}
+
+/// Reads (and drops) every pending inotify event, so the fd is not
+/// readable again until a new one comes.
+pub(crate) fn drain_inotify(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut buf = [0u8; 1024];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(rustix::io::Errno::AGAIN) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -590,15 +619,32 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
 }
 
 // ---------------------------------------------------------------------------
-// The fork path (only for kill_on_parent_death), run inside std's pre_exec
+// The fork path (kill_on_parent_death, cgroup), run inside std's pre_exec
 // ---------------------------------------------------------------------------
 
+/// Where the forked child moves itself before exec: a cgroup's
+/// `cgroup.procs`, opened for writing, and the write end of a pipe on
+/// which it reports a failure to move (its errno), so the parent can tell
+/// that failure from one of exec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JoinCgroup {
+    pub procs: RawFd,
+    pub report: RawFd,
+}
+
+/// What the forked child does before exec besides placing its fds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BeforeExec {
+    pub kill_on_parent_death: bool,
+    pub join_cgroup: Option<JoinCgroup>,
+}
+
 /// Spawns through std's fork path with `in_child_before_exec` as the
-/// `pre_exec` hook. Only `kill_on_parent_death` needs this path.
+/// `pre_exec` hook: for what needs code in the child before exec.
 pub(crate) fn spawn_forked(
     mut cmd: std::process::Command,
     extra: Vec<(RawFd, RawFd)>,
-    kill_on_parent_death: bool,
+    before_exec: BeforeExec,
 ) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let parent_pid = getpid();
@@ -606,9 +652,24 @@ pub(crate) fn spawn_forked(
     // async-signal-safe calls of `in_child_before_exec`; it allocates
     // nothing (`extra` was built before the fork and is only read).
     unsafe {
-        cmd.pre_exec(move || in_child_before_exec(&extra, parent_pid, kill_on_parent_death));
+        cmd.pre_exec(move || in_child_before_exec(&extra, parent_pid, before_exec));
     }
     cmd.spawn()
+}
+
+/// In the forked child: joins the cgroup (writing `0` to its
+/// `cgroup.procs` moves the writer), before the program's first
+/// instruction, so nothing it forks can start outside. Async-signal-safe.
+fn join_cgroup_in_child(join: JoinCgroup) -> io::Result<()> {
+    // SAFETY: write from a static byte string to an fd number.
+    if unsafe { libc::write(join.procs, b"0".as_ptr().cast(), 1) } == 1 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    let errno = err.raw_os_error().unwrap_or(libc::EIO).to_ne_bytes();
+    // SAFETY: write from a local array to the report pipe.
+    unsafe { libc::write(join.report, errno.as_ptr().cast(), errno.len()) };
+    Err(err)
 }
 
 /// Runs in the forked child before exec: place the extra fds, make every
@@ -618,8 +679,11 @@ pub(crate) fn spawn_forked(
 fn in_child_before_exec(
     extra: &[(RawFd, RawFd)],
     parent_pid: libc::pid_t,
-    kill_on_parent_death: bool,
+    before_exec: BeforeExec,
 ) -> io::Result<()> {
+    if let Some(join) = before_exec.join_cgroup {
+        join_cgroup_in_child(join)?;
+    }
     let mut max_target = 2;
     for &(from, to) in extra {
         // SAFETY: dup2 on integers; we are the single-threaded forked child.
@@ -653,7 +717,7 @@ fn in_child_before_exec(
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
-    if kill_on_parent_death {
+    if before_exec.kill_on_parent_death {
         // SAFETY: prctl with integer arguments affects only this process.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
             return Err(io::Error::last_os_error());
