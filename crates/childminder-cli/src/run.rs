@@ -124,11 +124,7 @@ pub fn run(args: RunArgs) -> i32 {
     // the child's supervision, the copy of its output, the deadline and the
     // signals. The fork path of `kill_on_parent_death` ties the child to
     // the thread that spawns it, and this one lives until the end.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-    {
+    let runtime = match event_loop() {
         Ok(runtime) => runtime,
         Err(e) => {
             diagnose(&format!("cannot start the event loop: {e}"));
@@ -198,6 +194,29 @@ pub fn run(args: RunArgs) -> i32 {
         }
         _ => status,
     }
+}
+
+/// The current-thread runtime. Building it can panic rather than fail:
+/// tokio's signal driver creates its self-pipe with an `expect` (out of
+/// fds at `ulimit -n 6`). That panic is caught (silently: the message is
+/// ours) and becomes the error it is, so childminder exits 125 with one
+/// line instead of 101 with a backtrace.
+fn event_loop() -> io::Result<tokio::runtime::Runtime> {
+    let build = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+    };
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let built = std::panic::catch_unwind(build);
+    std::panic::set_hook(hook);
+    built.unwrap_or_else(|_| {
+        Err(io::Error::other(
+            "out of file descriptors for its signal handling",
+        ))
+    })
 }
 
 fn stdio_mode(args: &RunArgs) -> stdio::Mode {

@@ -1140,3 +1140,51 @@ fn stream_stdio_streams_terminals_too() {
     assert_eq!(report["inherited_streams"], serde_json::json!(["stdin"]));
     assert_eq!(report["stdout_bytes"], 13);
 }
+
+#[test]
+fn running_out_of_fds_at_any_step_of_the_start_is_a_clean_125() {
+    // tokio's signal driver panicked (101, a backtrace) at `ulimit -n 6`.
+    for limit in 5..=16 {
+        let out = childminder()
+            .args(["run", "--", "true"])
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .output_with_fd_limit(limit);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code();
+        if stderr.contains("failed to start") {
+            // From here on the limit hits the library's spawn, whose
+            // errors the library's tests cover.
+            break;
+        }
+        assert!(
+            code == Some(0) || (code == Some(125) && stderr.starts_with("childminder: ")),
+            "ulimit -n {limit}: {code:?} {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "ulimit -n {limit}: {stderr}");
+    }
+}
+
+trait WithFdLimit {
+    fn output_with_fd_limit(&mut self, limit: u64) -> std::process::Output;
+}
+
+impl WithFdLimit for Command {
+    /// Runs to the end with `RLIMIT_NOFILE` set to `limit` in the child.
+    fn output_with_fd_limit(&mut self, limit: u64) -> std::process::Output {
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            self.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.output().unwrap()
+    }
+}
