@@ -115,7 +115,10 @@ pub fn run(args: RunArgs) -> i32 {
         .term_signal(args.signal())
         .process_group(!args.no_group)
         .kill_on_parent_death(true);
-    let deadline = args.timeout.filter(|d| !d.is_zero());
+    // 0 and "forever" (100 years or more, `inf`) both mean no deadline.
+    let deadline = args
+        .timeout
+        .filter(|d| !d.is_zero() && !crate::duration::is_forever(*d));
     if let Some(deadline) = deadline {
         cmd.deadline(deadline);
     }
@@ -248,7 +251,7 @@ fn run_status(result: &SupervisionResult, facts: &RunFacts, preserve_status: boo
 /// How a run went.
 enum Outcome {
     /// The command ran: the library's result, and what the run adds.
-    Ran(SupervisionResult, RunFacts),
+    Ran(Box<SupervisionResult>, RunFacts),
     /// It could not be started.
     NotStarted(Error),
     /// childminder could not set itself up (signals, streams): nothing ran.
@@ -387,7 +390,7 @@ async fn supervise(
         }
     }
     facts.signals_received = forwarding.into_received();
-    Outcome::Ran(result, facts)
+    Outcome::Ran(Box::new(result), facts)
 }
 
 /// Copies one output pipe to its sink, then closes the pipe: at its end,

@@ -5,225 +5,16 @@
 //! the machines are noisy. Grace periods are ~200 ms to keep the file fast.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Longest any single childminder run may take before the test gives up.
-const WATCHDOG: Duration = Duration::from_secs(60);
+mod common;
 
-/// The binary, with INT, TERM, HUP and QUIT at their defaults whatever the
-/// test runner left them at (childminder keeps ignored signals ignored),
-/// and no core files (a child ended by SIGQUIT would write one).
-fn childminder() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_childminder"));
-    // SAFETY: signal() and setrlimit() are async-signal-safe; nothing else
-    // runs in the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-            let no_core = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-            Ok(())
-        });
-    }
-    cmd
-}
-
-/// What a finished run left.
-#[derive(Debug)]
-struct Finished {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Finished {
-    fn code(&self) -> i32 {
-        self.code.unwrap_or_else(|| {
-            panic!(
-                "childminder died of signal {:?}; stderr: {}",
-                self.signal, self.stderr
-            )
-        })
-    }
-
-    fn stdout_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-/// A childminder process the test talks to.
-struct Running {
-    child: Child,
-    stdout: Option<BufReader<ChildStdout>>,
-    stdout_reader: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-    started: Instant,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        Running::start_with(childminder().args(args).stdin(Stdio::null()))
-    }
-
-    fn start_with(cmd: &mut Command) -> Running {
-        let started = Instant::now();
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start childminder");
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf);
-            buf
-        });
-        Running {
-            child,
-            stdout: Some(stdout),
-            stdout_reader: None,
-            stderr: Some(stderr),
-            started,
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// The next line of childminder's stdout (the child's), without `\n`.
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        let n = self.stdout.as_mut().unwrap().read_line(&mut line).unwrap();
-        assert!(n > 0, "childminder's stdout ended before a line came");
-        line.trim_end_matches('\n').to_owned()
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill with integers; the pid is our unreaped child.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
-    }
-
-    /// Copies childminder's stdout in the background from now on, so a
-    /// large stream cannot fill the pipe while the test does something else.
-    fn drain_stdout(&mut self) {
-        let mut stdout = self.stdout.take().unwrap();
-        self.stdout_reader = Some(std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf);
-            buf
-        }));
-    }
-
-    /// Waits for childminder to end (killing it after [`WATCHDOG`]) and
-    /// collects the rest of its output.
-    fn finish(mut self) -> Finished {
-        if self.stdout.is_some() {
-            self.drain_stdout();
-        }
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if self.started.elapsed() > WATCHDOG {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("childminder still running after {WATCHDOG:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let elapsed = self.started.elapsed();
-        Finished {
-            code: status.code(),
-            signal: status.signal(),
-            stdout: self.stdout_reader.take().unwrap().join().unwrap(),
-            stderr: String::from_utf8_lossy(&self.stderr.take().unwrap().join().unwrap())
-                .into_owned(),
-            elapsed,
-        }
-    }
-}
-
-/// Runs childminder to its end with empty stdin.
-fn run(args: &[&str]) -> Finished {
-    Running::start(args).finish()
-}
-
-/// A fresh path under the target's temporary directory.
-fn temp_path(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    dir.join(format!(
-        "cli-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-/// Runs childminder with `--report FILE` added in front and returns the
-/// run and the parsed report.
-fn run_with_report(args: &[&str]) -> (Finished, Value) {
-    let path = temp_path("report.json");
-    let mut full = vec!["run", "--report", path.to_str().unwrap()];
-    full.extend_from_slice(&args[1..]);
-    assert_eq!(args[0], "run");
-    let finished = run(&full);
-    let text = fs::read_to_string(&path).expect("report written");
-    let _ = fs::remove_file(&path);
-    let report =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("report is not JSON ({e}): {text}"));
-    (finished, report)
-}
-
-/// The report written with `--report -`: the last line of stderr (the
-/// child's own stderr comes before it).
-fn last_line_json(stderr: &str) -> Value {
-    let line = stderr.trim_end().lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("no report ({e}) in {stderr}"))
-}
-
-/// The state letter of /proc/PID/stat, or `None` when there is no such
-/// process.
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.trim_start().chars().next()
-}
-
-/// Waits up to 2 s for `pid` to be gone (a zombie counts as gone: an
-/// orphan may take a moment to be reaped by init). Kills it if not.
-fn assert_dies(pid: u32, what: &str) {
-    let start = Instant::now();
-    loop {
-        match proc_state(pid) {
-            None | Some('Z') | Some('X') => return,
-            Some(_) if start.elapsed() < Duration::from_secs(2) => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Some(state) => {
-                // SAFETY: kill with integers; best-effort cleanup.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                panic!("{what} (pid {pid}) is still alive (state {state})");
-            }
-        }
-    }
-}
+use common::*;
 
 // ---------------------------------------------------------------------------
 // Exit statuses
@@ -352,7 +143,7 @@ fn usage_errors_are_125_with_a_clear_message() {
         (&["run", "-t", "-1s", "--", "true"], "negative"),
         (&["run", "-t", "", "--", "true"], "empty"),
         (&["run", "-g", "5 minutes", "--", "true"], "unknown unit"),
-        (&["run", "-t", "99999999999d", "--", "true"], "too large"),
+        (&["run", "-t", "nan", "--", "true"], "NaN"),
         (&["run", "-s", "TERMINATE", "--", "true"], "unknown signal"),
         (&["run", "-s", "0", "--", "true"], "unknown signal"),
         (&["run"], "PROGRAM"),
@@ -831,6 +622,9 @@ fn the_report_has_every_key_with_its_type() {
         ("term_sent_after_ms", "null"),
         ("kill_sent_after_ms", "null"),
         ("runtime_ms", "number"),
+        ("user_cpu_ms", "number"),
+        ("system_cpu_ms", "number"),
+        ("max_rss_bytes", "number"),
         ("stdout_bytes", "number"),
         ("stderr_bytes", "number"),
         ("output_cut_off", "bool"),
@@ -870,11 +664,34 @@ fn the_report_has_every_key_with_its_type() {
 }
 
 #[test]
+fn the_report_gives_the_cpu_time_and_peak_memory_of_the_command() {
+    // A shell loop burns user CPU; `head -c` of 32 MiB into a variable
+    // would depend on the shell, so the memory is checked as "some".
+    let (out, report) = run_with_report(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+    ]);
+    assert_eq!(out.code(), 0);
+    let user = report["user_cpu_ms"].as_u64().unwrap();
+    let system = report["system_cpu_ms"].as_u64().unwrap();
+    let runtime = report["runtime_ms"].as_u64().unwrap();
+    assert!(user + system >= 20, "{report}");
+    assert!(user + system <= runtime + 5, "{report}");
+    let rss = report["max_rss_bytes"].as_u64().unwrap();
+    assert!(rss > 100 * 1024 && rss < 64 << 20, "{report}");
+}
+
+#[test]
 fn a_report_is_written_when_the_program_cannot_start() {
     let (out, report) = run_with_report(&["run", "--", "no-such-program-childminder-test"]);
     assert_eq!(out.code(), 127);
     assert_eq!(report["pid"], Value::Null);
     assert_eq!(report["exit"], Value::Null);
+    assert_eq!(report["max_rss_bytes"], Value::Null);
+    assert_eq!(report["user_cpu_ms"], Value::Null);
     assert_eq!(report["exit_status"], 127);
     assert!(
         report["supervisor_error"]
@@ -882,309 +699,4 @@ fn a_report_is_written_when_the_program_cannot_start() {
             .unwrap()
             .contains("not found")
     );
-}
-
-// ---------------------------------------------------------------------------
-// Where the bytes go: the deadline bounds the copy-out; terminals are
-// handed over
-// ---------------------------------------------------------------------------
-
-/// Waits for `child` to exit, killing it after [`WATCHDOG`].
-fn wait_or_kill(child: &mut Child, what: &str) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > WATCHDOG {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-#[test]
-fn a_reader_that_never_reads_cannot_keep_childminder_past_the_deadline() {
-    // `(childminder run -t 1s -g 1s -- yes) | sleep 5` used to end only
-    // when `sleep` did; a reader that never reads kept it alive forever.
-    // Here the reader never reads at all: childminder must still end.
-    let path = temp_path("report.json");
-    let mut run = Running::start(&[
-        "run",
-        "-t",
-        "300ms",
-        "-g",
-        "300ms",
-        "--report",
-        path.to_str().unwrap(),
-        "--",
-        "yes",
-    ]);
-    let status = wait_or_kill(&mut run.child, "childminder with a stalled reader");
-    assert_eq!(status.code(), Some(124));
-    let report: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    let _ = fs::remove_file(&path);
-    assert_eq!(report["delivery_cut_off"], true, "{report}");
-    assert_eq!(report["timed_out"], true, "{report}");
-    assert_eq!(report["exit_status"], 124, "{report}");
-    // What was counted was delivered: at most what the pipe to us holds.
-    let delivered = report["stdout_bytes"].as_u64().unwrap();
-    drop(run.stdout.take());
-    assert!(delivered <= 1 << 20, "{report}");
-}
-
-#[test]
-fn a_slow_reader_without_a_deadline_still_gets_every_byte() {
-    // The bound is the deadline's: without one, childminder waits for its
-    // reader as long as `cat` would, and nothing is cut off.
-    let run = Running::start(&[
-        "run",
-        "--report",
-        "-",
-        "--",
-        "head",
-        "-c",
-        "300000",
-        "/dev/zero",
-    ]);
-    std::thread::sleep(Duration::from_millis(300)); // a reader that is late, not absent
-    let out = run.finish();
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    assert_eq!(out.stdout.len(), 300_000);
-    let report = last_line_json(&out.stderr);
-    assert_eq!(report["delivery_cut_off"], false);
-    assert_eq!(report["output_cut_off"], false);
-    assert_eq!(report["stdout_bytes"], 300_000);
-}
-
-/// childminder with stdout on `/dev/full`: every write fails with ENOSPC.
-fn run_into_dev_full(args: &[&str]) -> (i32, String) {
-    let full = fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let out = childminder()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(full)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn output_that_cannot_be_delivered_is_not_a_success() {
-    // `childminder run -- echo hello > /dev/full` exited 0.
-    let (code, stderr) = run_into_dev_full(&["run", "--report", "-", "--", "echo", "hello"]);
-    assert_eq!(code, 125, "{stderr}");
-    assert!(stderr.contains("No space left on device"), "{stderr}");
-    let report = last_line_json(&stderr);
-    assert_eq!(report["worker_errors"][0]["stream"], "stdout");
-    assert_eq!(report["worker_errors"][0]["op"], "consume");
-    assert_eq!(report["exit_status"], 125);
-    // A failure status of the command says more, and stays.
-    let (code, stderr) = run_into_dev_full(&["run", "--", "sh", "-c", "echo hello; exit 3"]);
-    assert_eq!(code, 3, "{stderr}");
-}
-
-#[test]
-fn output_appended_to_a_file_arrives() {
-    // splice(2) refuses O_APPEND files (`>>`): the copy falls back to
-    // read/write instead of failing.
-    let path = temp_path("append.txt");
-    fs::write(&path, "before\n").unwrap();
-    let file = fs::OpenOptions::new().append(true).open(&path).unwrap();
-    let status = childminder()
-        .args(["run", "--", "seq", "3"])
-        .stdin(Stdio::null())
-        .stdout(file)
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    assert_eq!(fs::read_to_string(&path).unwrap(), "before\n1\n2\n3\n");
-    let _ = fs::remove_file(&path);
-}
-
-/// A pseudo-terminal: the master (the test's side) and the slave (what
-/// childminder is given as its terminal).
-struct Pty {
-    master: fs::File,
-    slave: fs::File,
-}
-
-fn openpty() -> Pty {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty writes two fds into the integers it is given; the
-    // name, termios and window size are optional (null).
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both fds were just opened and are owned by nobody else.
-    unsafe {
-        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
-        Pty {
-            master: fs::File::from_raw_fd(master),
-            slave: fs::File::from_raw_fd(slave),
-        }
-    }
-}
-
-impl Pty {
-    /// Everything the terminal shows until every slave fd is closed.
-    fn read_all(mut self) -> String {
-        drop(self.slave);
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.master.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                // EIO: the last slave fd was closed.
-                Err(_) => break,
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-const WHAT_IS_A_TERMINAL: &str = "for fd in 0 1 2; do if [ -t $fd ]; then printf 'tty%s ' $fd; else printf 'no%s ' $fd; fi; done; echo";
-
-/// Runs childminder with `args` (the report goes to a file) and the
-/// streams `stdio` makes of a fresh terminal; returns what the command
-/// printed there (or on the stdout pipe), its status and the report.
-fn run_at_terminal(args: &[&str], stdio: impl FnOnce(&mut Command, &Pty)) -> (String, i32, Value) {
-    let pty = openpty();
-    let path = temp_path("report.json");
-    let mut cmd = childminder();
-    cmd.arg("run")
-        .args(["--report", path.to_str().unwrap()])
-        .args(args)
-        .args(["--", "sh", "-c", WHAT_IS_A_TERMINAL])
-        .stdout(Stdio::piped());
-    stdio(&mut cmd, &pty);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let mut piped = String::new();
-    child
-        .stdout
-        .take()
-        .map(|mut out| out.read_to_string(&mut piped));
-    let shown = pty.read_all();
-    let code = wait_or_kill(&mut child, "childminder").code().unwrap();
-    let report: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    let _ = fs::remove_file(&path);
-    (shown + &piped, code, report)
-}
-
-fn terminal(pty: &Pty) -> fs::File {
-    pty.slave.try_clone().unwrap()
-}
-
-#[test]
-fn streams_that_are_terminals_are_handed_to_the_command() {
-    // `childminder run -- cargo test` at a terminal gave the command pipes:
-    // no colours, no progress bars, no line editing.
-    let (shown, code, report) = run_at_terminal(&[], |cmd, pty| {
-        cmd.stdin(terminal(pty))
-            .stdout(terminal(pty))
-            .stderr(terminal(pty));
-    });
-    assert_eq!(code, 0);
-    assert!(shown.contains("tty0 tty1 tty2"), "{shown:?}");
-    assert_eq!(
-        report["inherited_streams"],
-        serde_json::json!(["stdin", "stdout", "stderr"])
-    );
-    assert_eq!(report["stdout_bytes"], Value::Null);
-}
-
-#[test]
-fn a_pipe_next_to_a_terminal_is_still_streamed_and_counted() {
-    let (shown, code, report) = run_at_terminal(&[], |cmd, pty| {
-        cmd.stdin(terminal(pty)).stderr(terminal(pty));
-    });
-    assert_eq!(code, 0);
-    assert!(shown.contains("tty0 no1 tty2 \n"), "{shown:?}");
-    assert_eq!(
-        report["inherited_streams"],
-        serde_json::json!(["stdin", "stderr"])
-    );
-    assert_eq!(report["stdout_bytes"], 15);
-}
-
-#[test]
-fn stream_stdio_streams_terminals_too() {
-    let (shown, code, report) = run_at_terminal(&["--stream-stdio"], |cmd, pty| {
-        cmd.stdin(Stdio::null())
-            .stdout(terminal(pty))
-            .stderr(terminal(pty));
-    });
-    assert_eq!(code, 0);
-    assert!(shown.contains("no0 no1 no2"), "{shown:?}");
-    // stdin is /dev/null, a file: nothing to stream, so it is handed over.
-    assert_eq!(report["inherited_streams"], serde_json::json!(["stdin"]));
-    assert_eq!(report["stdout_bytes"], 13);
-}
-
-#[test]
-fn running_out_of_fds_at_any_step_of_the_start_is_a_clean_125() {
-    // tokio's signal driver panicked (101, a backtrace) at `ulimit -n 6`.
-    for limit in 5..=16 {
-        let out = childminder()
-            .args(["run", "--", "true"])
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .output_with_fd_limit(limit);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let code = out.status.code();
-        if stderr.contains("failed to start") {
-            // From here on the limit hits the library's spawn, whose
-            // errors the library's tests cover.
-            break;
-        }
-        assert!(
-            code == Some(0) || (code == Some(125) && stderr.starts_with("childminder: ")),
-            "ulimit -n {limit}: {code:?} {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "ulimit -n {limit}: {stderr}");
-    }
-}
-
-trait WithFdLimit {
-    fn output_with_fd_limit(&mut self, limit: u64) -> std::process::Output;
-}
-
-impl WithFdLimit for Command {
-    /// Runs to the end with `RLIMIT_NOFILE` set to `limit` in the child.
-    fn output_with_fd_limit(&mut self, limit: u64) -> std::process::Output {
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
-        unsafe {
-            self.pre_exec(move || {
-                let rlimit = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        self.output().unwrap()
-    }
 }
