@@ -146,12 +146,14 @@ pub struct RunArgs {
         short = 's',
         long = "signal",
         value_name = "SIGNAL",
-        value_parser = parse_signal,
+        value_parser = parse_first_signal,
         long_help = "First signal of the escalation on the deadline: a name with or without \
-            SIG, or a number. [default: TERM]\n\
-            Example: -s INT, -s SIGHUP, -s 15"
+            SIG (RTMIN+N and RTMAX-N for real-time signals), or a number. 0 sends \
+            nothing: SIGKILL follows the grace period, as GNU `timeout -s 0`. \
+            [default: TERM]\n\
+            Example: -s INT, -s SIGHUP, -s 15, -s RTMIN+1, -s 0"
     )]
-    pub signal: Option<Signal>,
+    pub signal: Option<FirstSignal>,
 
     /// Keep the command in childminder's process group [example: --no-group]
     #[arg(
@@ -232,19 +234,46 @@ impl RunArgs {
         self.grace.unwrap_or(childminder::DEFAULT_GRACE_PERIOD)
     }
 
-    /// The first signal, with its default.
-    pub fn signal(&self) -> Signal {
-        self.signal.unwrap_or(Signal::TERM)
+    /// The first signal, with its default; `None` for `-s 0` (send nothing).
+    pub fn signal(&self) -> Option<Signal> {
+        self.signal.map_or(Some(Signal::TERM), |s| s.0)
     }
+}
+
+/// The value of `-s`: a signal, or `None` for `0` (send nothing first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstSignal(pub Option<Signal>);
+
+/// Parses `-s`: `0` (nothing) or a SIGNAL as [`parse_signal`] takes it.
+///
+/// # Errors
+///
+/// The message for the user, naming the input.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::Signal;
+/// use childminder_cli::cli::{FirstSignal, parse_first_signal};
+///
+/// assert_eq!(parse_first_signal("0"), Ok(FirstSignal(None)));
+/// assert_eq!(parse_first_signal("INT"), Ok(FirstSignal(Some(Signal::INT))));
+/// ```
+pub fn parse_first_signal(s: &str) -> Result<FirstSignal, String> {
+    if s.trim() == "0" {
+        return Ok(FirstSignal(None));
+    }
+    parse_signal(s).map(|signal| FirstSignal(Some(signal)))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s).map_err(|e| e.to_string())
 }
 
-/// Parses a SIGNAL (`-s`): a name with or without `SIG`, in any case
-/// (`TERM`, `SIGTERM`, `sigterm`), or a number from 1 to `SIGRTMAX` (64 on
-/// Linux), as [`Signal`]'s `FromStr` takes it.
+/// Parses a SIGNAL: a name with or without `SIG`, in any case
+/// (`TERM`, `SIGTERM`, `sigterm`), a real-time signal (`RTMIN+1`,
+/// `RTMAX-2`), or a number from 1 to `SIGRTMAX` (64 on Linux), as
+/// [`Signal`]'s `FromStr` takes it.
 ///
 /// # Errors
 ///
@@ -286,7 +315,7 @@ mod tests {
     fn defaults() {
         let run = parse(&["--", "sleep", "1"]).unwrap();
         assert_eq!(run.grace(), Duration::from_secs(5));
-        assert_eq!(run.signal(), Signal::TERM);
+        assert_eq!(run.signal(), Some(Signal::TERM));
         assert_eq!(run.timeout, None);
         assert!(!run.no_group && !run.inherit_stdio && !run.preserve_status);
         assert_eq!(run.command, ["sleep", "1"]);
@@ -300,12 +329,16 @@ mod tests {
         .unwrap();
         assert_eq!(run.timeout, Some(Duration::from_secs(90)));
         assert_eq!(run.grace(), Duration::from_secs(2));
-        assert_eq!(run.signal(), Signal::INT);
+        assert_eq!(run.signal(), Some(Signal::INT));
         assert_eq!(run.report.as_deref(), Some("-".as_ref()));
         assert_eq!(run.command, ["ls", "-l"]);
         let run = parse(&["--kill-after=3s", "-s", "15", "true"]).unwrap();
         assert_eq!(run.grace(), Duration::from_secs(3));
-        assert_eq!(run.signal(), Signal::TERM);
+        assert_eq!(run.signal(), Some(Signal::TERM));
+        let run = parse(&["-s", "0", "true"]).unwrap();
+        assert_eq!(run.signal(), None);
+        let run = parse(&["-s", "rtmin+1", "true"]).unwrap();
+        assert_eq!(run.signal().unwrap().as_raw(), libc::SIGRTMIN() + 1);
     }
 
     #[test]

@@ -246,19 +246,10 @@ impl From<ExitStatus> for Exit {
     }
 }
 
-/// `SIGTERM`, or `SIGRTMIN+N` for a real-time signal.
+/// `SIGTERM`, or `SIGRTMIN+N` for a real-time signal ([`Signal`]'s
+/// `Display`).
 pub fn signal_name(signal: Signal) -> String {
-    match signal.name() {
-        Some(name) => name.to_owned(),
-        None => {
-            let offset = signal.as_raw() - libc::SIGRTMIN();
-            if offset >= 0 {
-                format!("SIGRTMIN+{offset}")
-            } else {
-                format!("SIG{}", signal.as_raw())
-            }
-        }
-    }
+    signal.to_string()
 }
 
 fn cause_name(cause: EscalationCause) -> &'static str {

@@ -145,7 +145,7 @@ fn usage_errors_are_125_with_a_clear_message() {
         (&["run", "-g", "5 minutes", "--", "true"], "unknown unit"),
         (&["run", "-t", "nan", "--", "true"], "NaN"),
         (&["run", "-s", "TERMINATE", "--", "true"], "unknown signal"),
-        (&["run", "-s", "0", "--", "true"], "unknown signal"),
+        (&["run", "-s", "99", "--", "true"], "unknown signal"),
         (&["run"], "PROGRAM"),
         (&["run", "--"], "PROGRAM"),
         (&["run", "--bogus", "--", "true"], "--bogus"),
