@@ -84,9 +84,10 @@ pub struct Command {
     pub(crate) deadline: Option<Duration>,
     pub(crate) process_group: bool,
     pub(crate) kill_on_parent_death: bool,
+    pub(crate) inherit_sigpipe: bool,
     pub(crate) subreaper: bool,
     pub(crate) cgroup: Option<Cgroup>,
-    pub(crate) term_signal: Signal,
+    pub(crate) term_signal: Option<Signal>,
     pub(crate) stdio: [Stdio; 3],
     pub(crate) pipe_capacity: Option<usize>,
     pub(crate) extra_fds: Vec<(Arc<OwnedFd>, RawFd)>,
@@ -116,9 +117,10 @@ impl Command {
             deadline: None,
             process_group: true,
             kill_on_parent_death: false,
+            inherit_sigpipe: false,
             subreaper: false,
             cgroup: None,
-            term_signal: Signal::TERM,
+            term_signal: Some(Signal::TERM),
             stdio: [Stdio::Piped; 3],
             pipe_capacity: None,
             extra_fds: Vec::new(),
@@ -344,6 +346,36 @@ impl Command {
         self
     }
 
+    /// Gives the child SIGPIPE as this process has it when spawning, instead
+    /// of at its default (terminate).
+    ///
+    /// By default (`false`) the child starts with SIGPIPE at its default,
+    /// as std does: the Rust runtime ignores SIGPIPE for itself before
+    /// `main`, and a program that inherited that would see `EPIPE` errors
+    /// where a shell pipeline's `yes | head` expects it to die quietly. With
+    /// `true`, the child inherits this process's disposition: ignored stays
+    /// ignored (a handler becomes the default, as `exec` makes it). Use it
+    /// to pass on what your own parent gave you: a program that records
+    /// SIGPIPE's disposition before the Rust runtime changes it (as the
+    /// `childminder` command does with an `.init_array` constructor) and
+    /// finds it was ignored sets this to `true`, so `trap '' PIPE` in a
+    /// shell reaches the command as it would without the supervisor.
+    ///
+    /// Every other signal starts the same on both spawn paths: an empty
+    /// signal mask, and the dispositions `exec` passes on (ignored stays
+    /// ignored, so `nohup` works; handlers become the default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // The child gets SIGPIPE ignored, as a Rust program has it.
+    /// childminder::Command::new("yes").inherit_sigpipe(true);
+    /// ```
+    pub fn inherit_sigpipe(&mut self, inherit: bool) -> &mut Command {
+        self.inherit_sigpipe = inherit;
+        self
+    }
+
     /// Ends the escapees too: descendants that left the child's process
     /// group (`setsid`, `setpgid`: every daemon that double-forks) and were
     /// orphaned. Default off.
@@ -428,13 +460,27 @@ impl Command {
 
     /// The first signal of the escalation. Default [`Signal::TERM`].
     ///
+    /// `None` sends nothing at that step (GNU `timeout -s 0`): when the
+    /// escalation reaches it (the deadline, for one), the step is recorded
+    /// as taken (`term_sent_after` in the result, and the run counts as
+    /// escalated) but no signal is sent, and SIGKILL follows a grace period
+    /// later. A signal asked for with [`Process::terminate`](crate::Process::terminate)
+    /// is still sent.
+    ///
     /// # Examples
     ///
     /// ```
-    /// childminder::Command::new("server").term_signal(childminder::Signal::INT);
+    /// use childminder::{Command, Signal};
+    ///
+    /// Command::new("server").term_signal(Signal::INT);
+    /// // Nothing at the deadline; SIGKILL 2 s later.
+    /// Command::new("job")
+    ///     .deadline(std::time::Duration::from_secs(60))
+    ///     .grace_period(std::time::Duration::from_secs(2))
+    ///     .term_signal(None);
     /// ```
-    pub fn term_signal(&mut self, signal: Signal) -> &mut Command {
-        self.term_signal = signal;
+    pub fn term_signal(&mut self, signal: impl Into<Option<Signal>>) -> &mut Command {
+        self.term_signal = signal.into();
         self
     }
 

@@ -22,7 +22,8 @@ use crate::signal::Signal;
 pub(crate) struct Policy {
     pub grace: Duration,
     pub deadline: Option<Duration>,
-    pub term_signal: Signal,
+    /// `None`: the first step sends nothing (`timeout -s 0`).
+    pub term_signal: Option<Signal>,
 }
 
 /// The stdout/stderr readers of the blocking API, which the coordinator
@@ -129,7 +130,11 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     if shared.leave_subreaper_sweep() == Some(true) {
         let tally = subreaper::end_escapees(
             &shared.program,
-            shared.term_signal(policy.term_signal),
+            // With no first signal (`timeout -s 0`) escapees get SIGKILL
+            // at once: they are strays, not the command being stopped.
+            shared
+                .term_signal(policy.term_signal)
+                .unwrap_or(Signal::KILL),
             policy.grace,
         )
         .await;
@@ -248,7 +253,16 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
                 continue;
             }
             Step::Fallback => continue,
-            Step::SendTerm => shared.term_signal(policy.term_signal),
+            Step::SendTerm => match shared.term_signal(policy.term_signal) {
+                Some(signal) => signal,
+                None => {
+                    // `timeout -s 0`: the step is taken, nothing is sent,
+                    // and SIGKILL follows a grace period later.
+                    tracing::info!(program = %shared.program, pid = shared.target.pid(), "escalation: first step, no signal configured");
+                    esc.record_term(Instant::now());
+                    continue;
+                }
+            },
             Step::SendKill => Signal::KILL,
         };
         match shared.target.signal_escalation(signal) {

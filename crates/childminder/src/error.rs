@@ -94,6 +94,22 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Nothing was spawned: this process ignores SIGCHLD (`SIG_IGN`, or a
+    /// handler with `SA_NOCLDWAIT`), so the kernel would reap the child by
+    /// itself the moment it exits and its exit status would be lost (every
+    /// wait would fail with ECHILD). Restore SIGCHLD's default disposition
+    /// (`signal(SIGCHLD, SIG_DFL)`, as GNU `timeout` does at its start)
+    /// before spawning. A shell's `trap '' CHLD` passes the ignored
+    /// SIGCHLD on to the programs it runs.
+    #[error(
+        "cannot supervise {program:?}: this process ignores SIGCHLD, so the kernel would \
+         reap the child and lose its exit status; restore SIGCHLD's default disposition \
+         before spawning"
+    )]
+    ChildrenReapedByTheKernel {
+        /// The program as given.
+        program: String,
+    },
 }
 
 impl Error {

@@ -76,12 +76,18 @@ fn stream_ends(mode: Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, E
 ///
 /// # Errors
 ///
-/// `InvalidOptions` before anything is created; `PipeCreationFailed` when
+/// `InvalidOptions` before anything is created; `ChildrenReapedByTheKernel`
+/// when this process ignores SIGCHLD; `PipeCreationFailed` when
 /// the fd limit is reached; `ProcessStartFailed` when the program cannot be
 /// executed; `Io` when the pidfd cannot be opened on a kernel that has them
 /// (the child is then killed and reaped before returning).
 pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
     let prepared = cmd.prepare()?;
+    if sys::children_are_reaped_by_the_kernel() {
+        return Err(Error::ChildrenReapedByTheKernel {
+            program: cmd.program_lossy(),
+        });
+    }
     let [stdin, stdout, stderr] = [0, 1, 2].map(|i| stream_ends(cmd.stdio[i], i, cmd));
     let (mut stdin, mut stdout, mut stderr) = (stdin?, stdout?, stderr?);
 
@@ -131,6 +137,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             envp: &prepared.envp,
             cwd: prepared.cwd.as_deref(),
             new_process_group: cmd.process_group,
+            reset_sigpipe: !cmd.inherit_sigpipe,
             fds: child_fds,
         })
         .map_err(start_failed)?
@@ -257,6 +264,7 @@ fn spawn_with_fork(
     };
     let before_exec = sys::BeforeExec {
         kill_on_parent_death: cmd.kill_on_parent_death,
+        reset_sigpipe: !cmd.inherit_sigpipe,
         join_cgroup: join.as_ref().map(|(procs, (_, write))| sys::JoinCgroup {
             procs: procs.as_raw_fd(),
             report: write.as_raw_fd(),
