@@ -38,8 +38,11 @@ Exit status (GNU timeout conventions):
 childminder ends itself by the same signal, as GNU timeout does, after writing the \
 report (a shell shows 128+N: 130 for Ctrl-C), so a shell loop stops on Ctrl-C
   124      the deadline expired (or SIGALRM came) and the command was escalated
-           (with --preserve-status: the command's own status, 128+N for a signal)
-  125      childminder itself failed (bad options, usage, report not creatable)
+           (with --preserve-status: the command's own status, 128+N for a signal),
+           or the deadline's bound cut off output a reader did not take
+  125      childminder itself failed (bad options, usage, report not
+           creatable), or output could not be delivered (ENOSPC, EIO) by a
+           command that exited 0
   126      the program was found but could not be run
   127      the program was not found
 
@@ -56,6 +59,13 @@ TRAP, SYS (a fault of childminder's own)
 Every signal received is listed in the report (signals_received). A signal ignored \
 when childminder starts (nohup, background jobs) stays ignored; SIGCHLD is reset to \
 its default, and SIGPIPE reaches the command as childminder got it.
+
+Streams: each of stdin, stdout and stderr that is a terminal is handed to the \
+command as it is (so is a stdin that is a file); pipes and files are streamed \
+through childminder, counted in the report and copied to the last byte. With a \
+deadline, childminder ends at most a grace period after the later of the \
+deadline and the command's exit, even if its reader stops reading \
+(delivery_cut_off, status 124).
 
 DURATION: a number of seconds as timeout(1) takes it (1.5, 1e-3, inf) or parts, \
 largest unit first: 500ms, 2s, 1m30s, 1e1s (units d, h, m, s, ms, us, ns). It is \
@@ -98,9 +108,10 @@ pub enum Commands {
     #[command(
         override_usage = "childminder run [OPTIONS] [--] PROGRAM [ARGS]...",
         long_about = "Run PROGRAM with ARGS under supervision and exit with its status.\n\n\
-            PROGRAM is found on PATH unless it contains a '/'. Its stdin, stdout and \
-            stderr stream through childminder, every byte in order, even when it is \
-            escalated; with --inherit-stdio they are handed to it directly.",
+            PROGRAM is found on PATH unless it contains a '/'. A terminal on stdin, \
+            stdout or stderr is handed to it as it is; pipes and files stream through \
+            childminder, every byte in order, even when it is escalated. \
+            --inherit-stdio hands all three over, --stream-stdio streams them all.",
         after_help = RUN_AFTER_HELP
     )]
     Run(RunArgs),
@@ -184,12 +195,25 @@ pub struct RunArgs {
     /// Hand stdin, stdout and stderr straight to the command [example: --inherit-stdio]
     #[arg(
         long = "inherit-stdio",
-        long_help = "Hand childminder's stdin, stdout and stderr straight to the command \
-            (a terminal program) instead of streaming them through childminder. \
-            stdout_bytes and stderr_bytes in the report are then null.\n\
+        long_help = "Hand childminder's stdin, stdout and stderr straight to the command, \
+            whatever they are, instead of streaming pipes and files through childminder \
+            (terminals are handed over without it). stdout_bytes and stderr_bytes in the \
+            report are then null.\n\
             Example: childminder run --inherit-stdio -t 1h -- ./interactive-tool"
     )]
     pub inherit_stdio: bool,
+
+    /// Stream stdout and stderr through childminder even when they are terminals [example: --stream-stdio]
+    #[arg(
+        long = "stream-stdio",
+        conflicts_with = "inherit_stdio",
+        long_help = "Stream stdout and stderr through childminder whatever they are, \
+            terminals included, so the report counts every byte (stdout_bytes, \
+            stderr_bytes); stdin too, unless it is a file. The command then sees pipes, \
+            not the terminal. The opposite of --inherit-stdio.\n\
+            Example: childminder run --stream-stdio --report - -- make"
+    )]
+    pub stream_stdio: bool,
 
     /// On the deadline, exit with the command's status rather than 124 [example: --preserve-status]
     #[arg(

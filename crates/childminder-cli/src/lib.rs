@@ -10,10 +10,11 @@
 
 pub mod cli;
 pub mod duration;
-mod os;
 mod report;
 mod run;
 pub mod signals;
+mod stdio;
+mod sys;
 
 use std::process::ExitCode;
 
@@ -32,7 +33,7 @@ pub fn main_entry() -> ExitCode {
     if let Some(signal) = ending.die_by {
         // The report is written: end the way the command ended, so a shell
         // loop stops on Ctrl-C as it would without childminder.
-        os::die_by_signal(signal);
+        sys::die_by_signal(signal);
     }
     exit_code(ending.status)
 }
@@ -41,7 +42,7 @@ pub fn main_entry() -> ExitCode {
 /// changes it (SIGPIPE). The binary calls it from an `.init_array`
 /// constructor, before `main`; see `src/main.rs`.
 pub fn record_inherited_signal_state() {
-    os::record_inherited_sigpipe();
+    sys::record_inherited_sigpipe();
 }
 
 /// The status as `exit(3)` passes it on: its low 8 bits. Every status

@@ -25,27 +25,19 @@
 //!
 //! Each received signal is recorded (`signals_received` in the report).
 //! The policy ([`Forwarding::decide`], [`caught_signals`]) does not care
-//! how signals arrive; [`Receiver`] turns each into an [`Event`] on a
-//! channel from a signal-hook thread.
+//! how signals arrive. They arrive on a signalfd: the caught signals are
+//! blocked (one `pthread_sigmask`, before any other thread exists) and read
+//! by the event loop on childminder's one thread, with no handler and no
+//! thread of their own. [`Receiver::recv`] yields each received signal,
+//! and the run loop applies [`Forwarding`].
 
 use std::io;
-use std::sync::mpsc::Sender;
-use std::thread::JoinHandle;
+use std::os::fd::{AsFd, OwnedFd};
 
-use childminder::{Process, Signal, SupervisionResult};
-use signal_hook::iterator::{Handle, Signals};
+use childminder::{Child, Signal};
+use tokio::io::unix::AsyncFd;
 
-use crate::os;
-
-/// What the action waits for.
-#[derive(Debug)]
-pub enum Event {
-    /// childminder received this signal.
-    Signal(Signal),
-    /// The run's result was published: the child has ended and its output
-    /// has been copied out.
-    Done(Box<SupervisionResult>),
-}
+use crate::sys;
 
 /// The signals childminder never catches: they keep their default meaning
 /// for childminder itself (see the module documentation for why).
@@ -78,54 +70,67 @@ pub fn caught_signals(ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
         .collect()
 }
 
-/// The handler thread; [`close`](Self::close) it when the run is over.
+/// The caught signals, blocked and read from a signalfd. They stay
+/// blocked when this is dropped, so a late signal stays pending and cannot
+/// end childminder before it has written the report.
 pub struct Receiver {
-    handle: Handle,
-    thread: JoinHandle<()>,
+    fd: AsyncFd<OwnedFd>,
 }
 
 impl Receiver {
-    /// Catches [`caught_signals`] from now on and sends each to `events`.
+    /// Catches [`caught_signals`] from now on; a signal ignored now stays
+    /// ignored. Call it before any other thread exists: a thread started
+    /// earlier would still take the signals with their default action.
     ///
     /// # Errors
     ///
-    /// When the handlers or the thread cannot be set up.
-    pub fn start(events: Sender<Event>) -> io::Result<Receiver> {
-        let mut signals = Signals::new(caught_signals(os::is_ignored))?;
-        let handle = signals.handle();
-        let thread = std::thread::Builder::new()
-            .name("childminder-signals".into())
-            .spawn(move || {
-                for raw in signals.forever() {
-                    let Some(signal) = Signal::from_raw(raw) else {
-                        continue;
-                    };
-                    if events.send(Event::Signal(signal)).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        Ok(Receiver { handle, thread })
+    /// When the signalfd cannot be created or registered (out of fds).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with IO enabled.
+    pub fn start() -> io::Result<Receiver> {
+        let fd = sys::signalfd_for(&caught_signals(sys::is_ignored))?;
+        Ok(Receiver {
+            fd: sys::register(fd)?,
+        })
     }
 
-    /// Stops the thread. The handlers stay installed, doing nothing, so a
-    /// late signal cannot kill childminder before it has written the report.
-    pub fn close(self) {
-        self.handle.close();
-        let _ = self.thread.join();
+    /// The next signal received.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a signal is taken from the kernel only in the poll that
+    /// returns it.
+    pub async fn recv(&mut self) -> Signal {
+        loop {
+            let Ok(mut ready) = self.fd.readable().await else {
+                return std::future::pending().await;
+            };
+            match sys::read_signal(ready.get_inner().as_fd()) {
+                Ok(Some(raw)) => {
+                    if let Some(signal) = Signal::from_raw(raw) {
+                        return signal;
+                    }
+                }
+                Ok(None) => ready.clear_ready(),
+                // Unreadable: no signal will come from it.
+                Err(_) => return std::future::pending().await,
+            }
+        }
     }
 }
 
 /// What to do with one received signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Start the escalation as the deadline would ([`Process::expire_deadline`]).
+    /// Start the escalation as the deadline would ([`Child::expire_deadline`]).
     ExpireDeadline,
-    /// Start the escalation with this signal ([`Process::terminate`]).
+    /// Start the escalation with this signal ([`Child::terminate`]).
     Terminate(Signal),
-    /// SIGKILL now ([`Process::kill`]).
+    /// SIGKILL now ([`Child::kill`]).
     Kill,
-    /// Pass the signal on to the group ([`Process::signal_group`]).
+    /// Pass the signal on to the group ([`Child::signal_group`]).
     Forward(Signal),
 }
 
@@ -158,7 +163,7 @@ impl Forwarding {
     }
 
     /// Decides what `signal` means and does it to `process`.
-    pub fn on_signal(&mut self, process: &Process, signal: Signal) {
+    pub fn on_signal(&mut self, process: &Child, signal: Signal) {
         match self.decide(signal) {
             Action::ExpireDeadline => process.expire_deadline(),
             Action::Terminate(signal) => process.terminate(signal),

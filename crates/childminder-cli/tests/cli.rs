@@ -637,6 +637,8 @@ fn the_report_has_every_key_with_its_type() {
         ("worker_errors", "array"),
         ("supervisor_error", "null"),
         ("exit_status", "number"),
+        ("inherited_streams", "array"),
+        ("delivery_cut_off", "bool"),
     ];
     for (key, kind) in expected {
         let value = object
