@@ -114,7 +114,11 @@ pub fn run(args: RunArgs) -> i32 {
         .grace_period(args.grace())
         .term_signal(args.signal())
         .process_group(!args.no_group)
+        .subreaper(!args.no_subreaper)
         .kill_on_parent_death(true);
+    if let Some(cgroup) = args.cgroup() {
+        cmd.cgroup(cgroup);
+    }
     // 0 and "forever" (100 years or more, `inf`) both mean no deadline.
     let deadline = args
         .timeout
@@ -152,6 +156,11 @@ pub fn run(args: RunArgs) -> i32 {
             }
             if let Some(e) = &result.supervisor_error {
                 diagnose(&format!("warning: {e}"));
+            }
+            if let Some(why) = &result.containment.cgroup_fallback {
+                diagnose(&format!(
+                    "warning: no cgroup ({why}): the process group and the subreaper contained the command instead"
+                ));
             }
             (
                 status,
@@ -380,15 +389,18 @@ async fn supervise(
     facts.stdout_bytes = facts.stdout_bytes.map(|_| counts.0.get());
     facts.stderr_bytes = facts.stderr_bytes.map(|_| counts.1.get());
 
-    // Last, nothing of the command's group may stay: the same escalation
-    // against what is left, then the child is reaped.
-    loop {
+    // Last, nothing of the command's group (or cgroup) may stay, nor any
+    // escapee: the same escalation against what is left, then the child is
+    // reaped. The final result says what the sweeps found.
+    let swept = loop {
         tokio::select! {
             biased;
             signal = signals.recv() => forwarding.on_signal(&child, signal),
-            _ = child.shutdown() => break,
+            swept = child.shutdown() => break swept,
         }
-    }
+    };
+    let mut result = result;
+    result.containment = swept.containment;
     facts.signals_received = forwarding.into_received();
     Outcome::Ran(Box::new(result), facts)
 }
