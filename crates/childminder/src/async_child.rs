@@ -500,3 +500,28 @@ impl AsyncRead for ChildStderr {
         Pin::new(&mut self.pipe).poll_read(cx, buf)
     }
 }
+
+/// What the supervision tree needs beyond the public API.
+impl Child {
+    /// Resolves once the coordinator has finished: the child reaped and its
+    /// group swept.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub(crate) async fn finished(&self) {
+        self.shared.finished.wait().await;
+    }
+}
+
+impl ChildStdout {
+    pub(crate) fn into_pipe(self) -> pipe::Receiver {
+        self.pipe
+    }
+}
+
+impl ChildStderr {
+    pub(crate) fn into_pipe(self) -> pipe::Receiver {
+        self.pipe
+    }
+}
