@@ -258,7 +258,8 @@ impl Child {
     pub async fn shutdown(&self) -> SupervisionResult {
         self.shared.request(REQ_SHUTDOWN);
         self.shared.finished.wait().await;
-        self.shared.result.wait().await.clone()
+        self.shared.result.wait().await;
+        self.shared.final_result()
     }
 
     /// Begins the escalation at its signal step now with `signal` (see

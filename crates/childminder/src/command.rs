@@ -83,6 +83,7 @@ pub struct Command {
     pub(crate) deadline: Option<Duration>,
     pub(crate) process_group: bool,
     pub(crate) kill_on_parent_death: bool,
+    pub(crate) subreaper: bool,
     pub(crate) term_signal: Signal,
     pub(crate) stdio: [Stdio; 3],
     pub(crate) pipe_capacity: Option<usize>,
@@ -113,6 +114,7 @@ impl Command {
             deadline: None,
             process_group: true,
             kill_on_parent_death: false,
+            subreaper: false,
             term_signal: Signal::TERM,
             stdio: [Stdio::Piped; 3],
             pipe_capacity: None,
@@ -336,6 +338,44 @@ impl Command {
     /// ```
     pub fn kill_on_parent_death(&mut self, enable: bool) -> &mut Command {
         self.kill_on_parent_death = enable;
+        self
+    }
+
+    /// Ends the escapees too: descendants that left the child's process
+    /// group (`setsid`, `setpgid`: every daemon that double-forks) and were
+    /// orphaned. Default off.
+    ///
+    /// The first spawn with it on makes this whole program a child
+    /// subreaper for the rest of its life ([`subreaper::enable`](crate::subreaper::enable),
+    /// which says what that changes): orphaned descendants re-parent to it
+    /// instead of to init. When the child has ended and its group has been
+    /// swept (in the teardown), every child of this program that
+    /// childminder did not start is an escapee: it gets the first signal
+    /// (and SIGCONT) at once, SIGKILL a grace period later, and is reaped,
+    /// through a pidfd opened while it is our child, so no signal can reach
+    /// a recycled pid; its own children re-parent in turn and get the same,
+    /// until none is left. [`SupervisionResult::containment`](crate::SupervisionResult::containment)
+    /// counts them.
+    ///
+    /// Turn it on only in a program whose children all come from
+    /// childminder (a dedicated supervisor, like `childminder run`): a
+    /// child started some other way cannot be told from an escapee and
+    /// would be ended too. When several supervisions with it on overlap,
+    /// the sweep runs at the end of the last one, so none ends another's
+    /// processes while it still runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = childminder::Command::new("sh")
+    ///     .args(["-c", "setsid sleep 30 & exit 0"])
+    ///     .subreaper(true)
+    ///     .run()
+    ///     .unwrap();
+    /// assert!(r.containment.subreaper);
+    /// ```
+    pub fn subreaper(&mut self, enable: bool) -> &mut Command {
+        self.subreaper = enable;
         self
     }
 

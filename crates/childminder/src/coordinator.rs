@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio::time::sleep_until;
 
+use crate::contain::subreaper;
 use crate::error::Error;
 use crate::escalation::{Escalation, Step};
 use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
@@ -89,6 +90,8 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
         worker_errors: shared.take_worker_errors(),
         output_cut_off,
         used_pidfd: shared.target.uses_pidfd(),
+        containment: shared.containment(),
+        resource_usage: exit.and(shared.target.resource_usage()),
     };
     tracing::debug!(
         program = %result.program,
@@ -102,14 +105,30 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     // Whatever had the child's stdin open has no reader any more.
     shared.stdin.close();
 
-    // Whatever is left of the group is dealt with once something asked the
-    // child to end; when nothing is left, the supervision is over now, and
-    // the teardown will find it done.
-    if exit.is_none() || !shared.target.nothing_left_of_group() {
+    // Whatever is left of the group (and, with the subreaper, outside it)
+    // is dealt with once something asked the child to end; when nothing is
+    // left, the supervision is over now, and the teardown will find it done.
+    let subreaper = shared.containment().subreaper;
+    if exit.is_none()
+        || !shared.target.nothing_left_of_group()
+        || (subreaper && subreaper::has_escapees())
+    {
         while esc.cause().is_none() && shared.take_requests() & REQ_ANY_END == 0 {
             shared.requested().await;
         }
         sweep_group(&shared, policy).await;
+    }
+    if shared.leave_subreaper_sweep() == Some(true) {
+        let tally = subreaper::end_escapees(
+            &shared.program,
+            shared.term_signal(policy.term_signal),
+            policy.grace,
+        )
+        .await;
+        shared.update_containment(|c| {
+            c.escapees_ended = tally.ended;
+            c.escapees_killed = tally.killed;
+        });
     }
     if exit.is_none() {
         // The fallback found no exit (a process stuck in the kernel): keep

@@ -85,6 +85,7 @@ compile_error!(
 mod async_child;
 mod blocking;
 mod command;
+mod contain;
 mod coordinator;
 mod error;
 mod escalation;
@@ -104,9 +105,10 @@ pub use blocking::{Output, Process, discard, with_process, with_process_result};
 pub use command::{
     Command, DEFAULT_BUFFER_SIZE, DEFAULT_GRACE_PERIOD, MAX_BUFFER_SIZE, MAX_DURATION, Stdio,
 };
+pub use contain::{Containment, subreaper};
 pub use error::{Error, Stream, WorkerError, WorkerOp};
 pub use input::Input;
-pub use result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
+pub use result::{EscalationCause, ExitStatus, ResourceUsage, SupervisionResult, Termination};
 pub use signal::{ParseSignalError, Signal};
 
 /// Sources for the child's stdin in [`with_process`].

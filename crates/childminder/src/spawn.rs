@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::command::{Command, Prepared, Stdio};
+use crate::contain::subreaper;
 use crate::error::Error;
 use crate::shared::Shared;
 use crate::sys;
@@ -96,6 +97,15 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             .map(|fd| fd.as_ref().map(OwnedFd::as_fd)),
         extra: extra.iter().map(|(fd, t)| (fd.as_fd(), *t)).collect(),
     };
+    if cmd.subreaper {
+        subreaper::enable().map_err(|source| Error::Io {
+            program: cmd.program_lossy(),
+            context: "becoming a child subreaper",
+            source,
+        })?;
+    }
+    // No subreaper sweep may see the child before it is registered as ours.
+    let gate = subreaper::spawn_gate();
     let started = Instant::now();
     let pid = if cmd.kill_on_parent_death {
         spawn_with_fork(cmd, &prepared, &child_fds)
@@ -120,6 +130,8 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
     }
 
     let pidfd = open_pidfd(cmd, pid)?;
+    subreaper::register(pid);
+    drop(gate);
     tracing::debug!(
         program = %cmd.program_lossy(),
         pid,
@@ -251,6 +263,7 @@ pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
             // Still our unreaped child, so its pid is still certainly its own.
             let _ = sys::kill(pid as i32, libc::SIGKILL);
             let _ = sys::pid_wait_blocking(pid);
+            subreaper::unregister(pid);
             return Err(Error::Io {
                 program,
                 context: "registering the child with the runtime",
@@ -258,8 +271,12 @@ pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
             });
         }
     };
+    let mut shared = Shared::new(program, target, spawned.started, spawned.stdin);
+    if cmd.subreaper {
+        shared.join_subreaper_sweep();
+    }
     Ok(Started {
-        shared: Arc::new(Shared::new(program, target, spawned.started, spawned.stdin)),
+        shared: Arc::new(shared),
         stdout: spawned.stdout,
         stderr: spawned.stderr,
     })
