@@ -309,7 +309,7 @@ impl Level {
             }
             Msg::Ended { child, run, exit } => {
                 let rt = &mut self.children[child];
-                if rt.run_id != run || rt.run.is_none() {
+                if rt.run_id != run {
                     return;
                 }
                 rt.run = None;

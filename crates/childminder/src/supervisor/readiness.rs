@@ -88,10 +88,13 @@ impl Check {
                 return;
             }
         };
-        if let Err(e) = outcome {
-            tracing::debug!(error = %e, "readiness check failed; waiting for the start timeout");
+        match outcome {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "readiness check failed; waiting for the start timeout");
+                std::future::pending::<()>().await;
+            }
         }
-        std::future::pending::<()>().await;
     }
 }
 
