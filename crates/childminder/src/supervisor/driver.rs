@@ -21,7 +21,7 @@ use super::decision::{Action, End, Finish, Input, Machine, Params};
 use super::events::{ChildExit, Event, EventKind, LastRun, Outcome, OutputChunk, Verdict};
 use super::handle::{ChildState, ChildStatus, Tree, TreeOptions};
 use super::readiness::Check;
-use super::spec::{ChildKind, ChildSpec, Shutdown, SupervisorSpec};
+use super::spec::{ChildKind, ChildSpec, Readiness, Shutdown, SupervisorSpec};
 use crate::async_child::Child;
 use crate::command::{Command, Stdio};
 use crate::error::Stream;
@@ -584,8 +584,10 @@ impl Level {
                 }
             }
         }
-        if self.shared.kill_on_parent_death {
-            cmd.kill_on_parent_death(true);
+        // The engine's fork path cannot place passed fds (the notification
+        // fd): such a child goes without PR_SET_PDEATHSIG.
+        if self.shared.kill_on_parent_death && !matches!(spec.readiness, Readiness::Fd(_)) {
+            cmd.kill_on_parent_death(cmd.extra_fds.is_empty());
         }
         let spawned = Check::prepare(&spec.readiness, &mut cmd)
             .map_err(|source| crate::error::Error::Io {

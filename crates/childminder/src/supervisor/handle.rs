@@ -88,7 +88,10 @@ impl TreeOptions {
     /// takes them along (their groups are reached by the tree's own stop
     /// otherwise). Default off: it moves each spawn to the slower fork
     /// path. Each spawn happens on a runtime worker thread, which lives as
-    /// long as the runtime does.
+    /// long as the runtime does. A process that is passed fds (a
+    /// [`Readiness::Fd`](super::Readiness::Fd) check, or
+    /// [`Command::pass_fd`](crate::Command::pass_fd)) cannot take the fork
+    /// path and is spawned without it.
     ///
     /// # Examples
     ///
