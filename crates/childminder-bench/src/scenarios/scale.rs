@@ -138,10 +138,9 @@ pub fn worker(contender: &str, children: usize, window: Duration) {
                 // Restarts are failures here (the children sleep 600 s).
                 while let Some(event) = events.recv().await {
                     use childminder::supervisor::{EventKind, Verdict};
-                    if let EventKind::Exited { verdict, .. } = event.kind {
-                        if verdict != Verdict::Requested {
-                            exited.fetch_add(1, Ordering::SeqCst);
-                        }
+                    if matches!(event.kind, EventKind::Exited { verdict, .. } if verdict != Verdict::Requested)
+                    {
+                        exited.fetch_add(1, Ordering::SeqCst);
                     }
                 }
             });
