@@ -207,10 +207,13 @@ impl Shared {
     }
 
     /// The first signal of the escalation: the one `terminate` asked for, or
-    /// the configured one.
-    pub(crate) fn term_signal(&self, configured: crate::signal::Signal) -> crate::signal::Signal {
+    /// the configured one (`None`: send nothing).
+    pub(crate) fn term_signal(
+        &self,
+        configured: Option<crate::signal::Signal>,
+    ) -> Option<crate::signal::Signal> {
         crate::signal::Signal::from_raw(self.term_signal_override.load(Ordering::SeqCst))
-            .unwrap_or(configured)
+            .or(configured)
     }
 
     pub(crate) fn take_requests(&self) -> u8 {

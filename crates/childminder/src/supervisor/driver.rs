@@ -638,9 +638,6 @@ impl Level {
                 run: run_id,
             });
         }
-        let term_signal = self.spec.children[i]
-            .process_command()
-            .map_or(Signal::TERM, |c| c.term_signal);
         tokio::spawn(async move {
             if !immediate {
                 tokio::select! {
@@ -654,7 +651,7 @@ impl Level {
             let result = child.wait().await;
             // Whatever is left of its group goes before the end is
             // reported, so a restart never overlaps the previous run.
-            child.terminate(term_signal);
+            child.stop_now();
             child.finished().await;
             let _ = tx.send(Msg::Ended {
                 child: i,
@@ -676,10 +673,7 @@ impl Level {
                 if brutal {
                     child.kill();
                 } else {
-                    let signal = self.spec.children[i]
-                        .process_command()
-                        .map_or(Signal::TERM, |c| c.term_signal);
-                    child.terminate(signal);
+                    child.stop_now();
                 }
             }
             Some(Run::Supervisor { control }) => {

@@ -512,13 +512,6 @@ impl ChildSpec {
     pub fn get_shutdown(&self) -> Shutdown {
         self.shutdown
     }
-
-    pub(crate) fn process_command(&self) -> Option<&Command> {
-        match &self.kind {
-            ChildKind::Process(cmd) => Some(cmd),
-            ChildKind::Supervisor(_) => None,
-        }
-    }
 }
 
 /// A supervisor: its strategy, its give-up rule, its auto-shutdown, and its
