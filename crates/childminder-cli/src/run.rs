@@ -13,7 +13,7 @@ use childminder::{Command, Error, ExitStatus, Signal, Stdio, SupervisionResult, 
 
 use crate::cli::RunArgs;
 use crate::report::{Report, RunFacts};
-use crate::signals::{self, Forwarding};
+use crate::signals::{self, Forwarding, Role};
 use crate::stdio;
 use crate::sys;
 
@@ -33,7 +33,7 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// |---|---|
 /// | the deadline expired and childminder escalated (sent the first signal or SIGKILL), without `--preserve-status` | 124 |
 /// | the child exited with code N | N |
-/// | a signal N ended the child (a forwarded one, the escalation's, or any other) | 128 + N, and childminder then ends itself by N ([`dies_by`]) |
+/// | a signal N ended the child (a forwarded one, the escalation's, or any other) | 128 + N, and `run` then ends itself by N ([`dies_by`]) |
 /// | no exit was observed (the child survived SIGKILL, stuck in the kernel) | 125 |
 ///
 /// A deadline that expired as the child was exiting by itself (nothing
@@ -49,9 +49,9 @@ pub fn exit_status(result: &SupervisionResult, preserve_status: bool) -> i32 {
     }
 }
 
-/// The signal childminder ends itself with, after writing the report, as
-/// GNU `timeout` does: the one that ended the command, unless the deadline
-/// expired (then the status is 124, or the command's with
+/// The signal `childminder run` ends itself with, after writing the
+/// report, as GNU `timeout` does: the one that ended the command, unless
+/// the deadline expired (then the status is 124, or the command's with
 /// `--preserve-status`). A shell loop around `childminder run` then stops
 /// on Ctrl-C, as it would around the command itself.
 pub fn dies_by(result: &SupervisionResult) -> Option<Signal> {
@@ -61,7 +61,7 @@ pub fn dies_by(result: &SupervisionResult) -> Option<Signal> {
     }
 }
 
-/// How `childminder run` ends: with `status`, or first by `die_by` (the
+/// How childminder ends: with `status`, or first by `die_by` (the
 /// command's signal), falling back to `status` (128+N) if that fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ending {
@@ -128,6 +128,14 @@ impl ReportSink {
 
 /// Runs the command of `args` and returns how childminder ends.
 pub fn run(args: RunArgs) -> Ending {
+    run_as(args, Role::Run)
+}
+
+/// `run` or `init` (which forwards every signal as it is, reaps orphans as
+/// they exit, and is always a subreaper): returns how childminder ends
+/// (`init` exits with 128+N rather than ending itself by the command's
+/// signal, as tini does).
+pub fn run_as(args: RunArgs, role: Role) -> Ending {
     // Started with SIGCHLD ignored, the kernel would reap the command and
     // its status would be lost: back to the default, as GNU timeout does.
     if let Err(e) = sys::reset_sigchld() {
@@ -152,10 +160,14 @@ pub fn run(args: RunArgs) -> Ending {
         .grace_period(args.grace())
         .term_signal(args.signal())
         .process_group(!args.no_group)
+        .subreaper(role == Role::Init || !args.no_subreaper)
         .kill_on_parent_death(true)
         // SIGPIPE as our parent gave it (recorded before the Rust runtime
         // ignored it): `trap '' PIPE` reaches the command, as with timeout.
         .inherit_sigpipe(sys::sigpipe_was_ignored_at_start());
+    if let Some(cgroup) = args.cgroup() {
+        cmd.cgroup(cgroup);
+    }
     // 0 and "forever" (100 years or more, `inf`) both mean no deadline.
     let deadline = args
         .timeout
@@ -179,8 +191,9 @@ pub fn run(args: RunArgs) -> Ending {
         Outcome::Ran(result, facts) => {
             let status = run_status(&result, &facts, args.preserve_status);
             // Only when the status is the command's signal (not a time-out,
-            // not a delivery failure).
-            let die_by = dies_by(&result).filter(|s| status == 128 + s.as_raw());
+            // not a delivery failure), and not as init.
+            let die_by =
+                dies_by(&result).filter(|s| role == Role::Run && status == 128 + s.as_raw());
             for failure in &facts.worker_errors {
                 if failure.error_kind != Some(io::ErrorKind::BrokenPipe) {
                     diagnose(&format!(
@@ -196,6 +209,11 @@ pub fn run(args: RunArgs) -> Ending {
             }
             if let Some(e) = &result.supervisor_error {
                 diagnose(&format!("warning: {e}"));
+            }
+            if let Some(why) = &result.containment.cgroup_fallback {
+                diagnose(&format!(
+                    "warning: no cgroup ({why}): the process group and the subreaper contained the command instead"
+                ));
             }
             (
                 Ending { status, die_by },
@@ -229,6 +247,7 @@ pub fn run(args: RunArgs) -> Ending {
         }
     };
     let (ending, report) = report(runtime.block_on(supervise(
+        role,
         &mut cmd,
         stdio_mode(&args),
         deadline,
@@ -305,6 +324,7 @@ enum Outcome {
 /// Starts the command and supervises it to the end: forwards signals,
 /// copies its output, bounds the copy-out, sweeps its group.
 async fn supervise(
+    role: Role,
     cmd: &mut Command,
     mode: stdio::Mode,
     deadline: Option<Duration>,
@@ -312,7 +332,7 @@ async fn supervise(
 ) -> Outcome {
     // Catch the signals before the child exists: one arriving during the
     // start is then acted on as soon as the child runs.
-    let mut signals = match signals::Receiver::start() {
+    let mut signals = match signals::Receiver::start(role) {
         Ok(receiver) => receiver,
         Err(e) => return Outcome::Failed(format!("cannot set up the signal handlers: {e}")),
     };
@@ -365,7 +385,7 @@ async fn supervise(
         }
     });
     let (mut outputs_done, mut input_done) = (false, false);
-    let mut forwarding = Forwarding::default();
+    let mut forwarding = Forwarding::new(role);
 
     // Until the command's exit.
     let result = loop {
@@ -424,16 +444,19 @@ async fn supervise(
     facts.stdout_bytes = facts.stdout_bytes.map(|_| counts.0.get());
     facts.stderr_bytes = facts.stderr_bytes.map(|_| counts.1.get());
 
-    // Last, nothing of the command's group may stay: the same escalation
-    // against what is left, then the child is reaped.
-    loop {
+    // Last, nothing of the command's group (or cgroup) may stay, nor any
+    // escapee: the same escalation against what is left, then the child is
+    // reaped. The final result says what the sweeps found.
+    let swept = loop {
         tokio::select! {
             biased;
             signal = signals.recv() => forwarding.on_signal(&child, signal),
-            _ = child.shutdown() => break,
+            swept = child.shutdown() => break swept,
         }
-    }
-    facts.signals_received = forwarding.into_received();
+    };
+    let mut result = result;
+    result.containment = swept.containment;
+    (facts.signals_received, facts.orphans_reaped) = forwarding.into_received();
     Outcome::Ran(Box::new(result), facts)
 }
 

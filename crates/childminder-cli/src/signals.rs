@@ -1,6 +1,12 @@
 //! The signals childminder receives, and what each one means.
 //!
-//! Every catchable signal has a defined meaning (the README's table):
+//! As `childminder init` ([`Role::Init`]) every signal in [`INIT_FORWARDED`]
+//! is forwarded to the command's group as it is (the command decides what
+//! it means, as under tini), and SIGCHLD reaps every orphan that has
+//! exited, so no zombie accumulates.
+//!
+//! As `childminder run` ([`Role::Run`]) every catchable signal has a
+//! defined meaning (the README's table):
 //!
 //! - SIGALRM is "the deadline, now", as GNU `timeout` takes it: the
 //!   escalation starts with the first signal (`-s`) and the exit status is
@@ -59,7 +65,57 @@ pub const NOT_CAUGHT: [i32; 14] = [
     32,
 ];
 
-/// The signals childminder catches: every signal up to `SIGRTMAX` except
+/// What `init` forwards to the command's group as it is, as tini does:
+/// every catchable signal but SIGCHLD (which means "reap"), the ones a
+/// fault raises in the process itself (ILL, TRAP, ABRT, BUS, FPE, SEGV,
+/// SYS), SIGPIPE (about childminder's own writes) and the terminal's
+/// stop signals for background reads and writes (TTIN, TTOU).
+pub const INIT_FORWARDED: [i32; 18] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGSTKFLT,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGURG,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGWINCH,
+    libc::SIGIO,
+    libc::SIGPWR,
+];
+
+/// Which face of childminder receives the signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `childminder run`: every signal has the meaning of the module
+    /// documentation.
+    Run,
+    /// `childminder init`: every signal of [`INIT_FORWARDED`] is forwarded
+    /// as it is, and SIGCHLD reaps the orphans.
+    Init,
+}
+
+/// The signals `role` catches, leaving out those for which
+/// `ignored_at_start` is true (SIGCHLD, init's "reap", is always caught).
+pub fn caught_by(role: Role, ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
+    match role {
+        Role::Run => caught_signals(ignored_at_start),
+        Role::Init => INIT_FORWARDED
+            .into_iter()
+            .filter(|&s| !ignored_at_start(s))
+            .chain([libc::SIGCHLD])
+            .collect(),
+    }
+}
+
+/// The signals `run` catches: every signal up to `SIGRTMAX` except
 /// [`NOT_CAUGHT`], glibc's own (32 up to `SIGRTMIN`), and those for which
 /// `ignored_at_start` is true.
 pub fn caught_signals(ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
@@ -78,9 +134,10 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Catches [`caught_signals`] from now on; a signal ignored now stays
-    /// ignored. Call it before any other thread exists: a thread started
-    /// earlier would still take the signals with their default action.
+    /// Catches the signals of `role` ([`caught_by`]) from now on; a signal
+    /// ignored now stays ignored. Call it before any other thread exists: a
+    /// thread started earlier would still take the signals with their
+    /// default action.
     ///
     /// # Errors
     ///
@@ -89,8 +146,8 @@ impl Receiver {
     /// # Panics
     ///
     /// Outside a tokio runtime with IO enabled.
-    pub fn start() -> io::Result<Receiver> {
-        let fd = sys::signalfd_for(&caught_signals(sys::is_ignored))?;
+    pub fn start(role: Role) -> io::Result<Receiver> {
+        let fd = sys::signalfd_for(&caught_by(role, sys::is_ignored))?;
         Ok(Receiver {
             fd: sys::register(fd)?,
         })
@@ -132,21 +189,42 @@ pub enum Action {
     Kill,
     /// Pass the signal on to the group ([`Child::signal_group`]).
     Forward(Signal),
+    /// Reap every orphan that has exited (`init`'s SIGCHLD).
+    ReapOrphans,
 }
 
 /// The forwarding policy, applied to each received signal in order (see
 /// the module documentation). If the deadline has already started the
 /// escalation, a first INT/TERM/HUP/QUIT changes nothing: the command has
 /// had its signal and SIGKILL is on its way.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Forwarding {
+    role: Role,
     received: Vec<Signal>,
     end_requested: bool,
+    orphans_reaped: u64,
 }
 
 impl Forwarding {
-    /// Records `signal` and decides what it means.
+    /// The policy of `role`, before any signal.
+    pub fn new(role: Role) -> Forwarding {
+        Forwarding {
+            role,
+            received: Vec::new(),
+            end_requested: false,
+            orphans_reaped: 0,
+        }
+    }
+
+    /// Records `signal` (but init's SIGCHLD) and decides what it means.
     pub fn decide(&mut self, signal: Signal) -> Action {
+        if self.role == Role::Init {
+            if signal.as_raw() == libc::SIGCHLD {
+                return Action::ReapOrphans;
+            }
+            self.received.push(signal);
+            return Action::Forward(signal);
+        }
         self.received.push(signal);
         let ends = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
         if signal.as_raw() == libc::SIGALRM {
@@ -171,12 +249,17 @@ impl Forwarding {
             Action::Forward(signal) => {
                 let _ = process.signal_group(signal);
             }
+            Action::ReapOrphans => match childminder::subreaper::reap_orphans() {
+                Ok(n) => self.orphans_reaped += n as u64,
+                Err(e) => crate::run::diagnose(&format!("warning: reaping orphans: {e}")),
+            },
         }
     }
 
-    /// Every signal received, in order.
-    pub fn into_received(self) -> Vec<Signal> {
-        self.received
+    /// Every signal received (but init's SIGCHLD), in order, and how many
+    /// orphans were reaped.
+    pub fn into_received(self) -> (Vec<Signal>, u64) {
+        (self.received, self.orphans_reaped)
     }
 }
 
@@ -190,7 +273,7 @@ mod tests {
 
     #[test]
     fn alarm_is_the_deadline_now_every_time() {
-        let mut f = Forwarding::default();
+        let mut f = Forwarding::new(Role::Run);
         assert_eq!(f.decide(sig(libc::SIGALRM)), Action::ExpireDeadline);
         assert_eq!(f.decide(Signal::TERM), Action::Terminate(Signal::TERM));
         assert_eq!(f.decide(sig(libc::SIGALRM)), Action::ExpireDeadline);
@@ -199,14 +282,14 @@ mod tests {
     #[test]
     fn the_first_ending_signal_terminates_with_itself() {
         for first in [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT] {
-            let mut f = Forwarding::default();
+            let mut f = Forwarding::new(Role::Run);
             assert_eq!(f.decide(first), Action::Terminate(first));
         }
     }
 
     #[test]
     fn a_second_int_or_term_kills_and_a_second_hup_or_quit_is_forwarded() {
-        let mut f = Forwarding::default();
+        let mut f = Forwarding::new(Role::Run);
         f.decide(Signal::HUP);
         assert_eq!(f.decide(Signal::HUP), Action::Forward(Signal::HUP));
         assert_eq!(f.decide(Signal::QUIT), Action::Forward(Signal::QUIT));
@@ -216,7 +299,7 @@ mod tests {
 
     #[test]
     fn other_signals_are_forwarded_and_do_not_count_as_a_first_end() {
-        let mut f = Forwarding::default();
+        let mut f = Forwarding::new(Role::Run);
         for other in [
             Signal::USR1,
             Signal::USR2,
@@ -229,7 +312,7 @@ mod tests {
         assert_eq!(f.decide(rt), Action::Forward(rt));
         assert_eq!(f.decide(Signal::TERM), Action::Terminate(Signal::TERM));
         assert_eq!(
-            f.into_received(),
+            f.into_received().0,
             [
                 Signal::USR1,
                 Signal::USR2,
@@ -239,6 +322,19 @@ mod tests {
                 Signal::TERM
             ]
         );
+    }
+
+    #[test]
+    fn init_forwards_every_signal_as_it_is_and_reaps_on_sigchld() {
+        let mut f = Forwarding::new(Role::Init);
+        for raw in INIT_FORWARDED {
+            assert_eq!(f.decide(sig(raw)), Action::Forward(sig(raw)));
+        }
+        assert_eq!(f.decide(sig(libc::SIGCHLD)), Action::ReapOrphans);
+        assert_eq!(f.into_received().0.len(), INIT_FORWARDED.len());
+        let caught = caught_by(Role::Init, |s| s == libc::SIGHUP);
+        assert!(caught.contains(&libc::SIGCHLD) && !caught.contains(&libc::SIGHUP));
+        assert_eq!(caught_by(Role::Run, |_| false), caught_signals(|_| false));
     }
 
     #[test]
