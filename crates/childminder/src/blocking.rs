@@ -398,7 +398,7 @@ where
     let engine = engine();
     // Built before the spawn, so running out of fds is an error before
     // anything runs rather than output lost after.
-    let stdio_runtime = if cmd.stdio[1..].contains(&Stdio::Piped) {
+    let stdio_runtime = if cmd.stdio[1..].iter().any(Stdio::is_piped) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -617,7 +617,7 @@ impl Command {
     pub fn run(&self) -> Result<SupervisionResult, Error> {
         let mut quiet = self.clone();
         for stdio in &mut quiet.stdio {
-            if *stdio == Stdio::Piped {
+            if stdio.is_piped() {
                 *stdio = Stdio::Null;
             }
         }

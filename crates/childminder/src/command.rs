@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,15 +30,23 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Where one of the child's standard streams goes.
 ///
+/// The variants, and std's names for them as functions
+/// ([`piped`](Self::piped), [`inherit`](Self::inherit),
+/// [`null`](Self::null)); a [`File`](std::fs::File) or any
+/// [`OwnedFd`] (a pipe end, a socket) converts into one, as with
+/// `std::process::Stdio`.
+///
 /// # Examples
 ///
 /// ```
 /// use childminder::{Command, Stdio};
 ///
+/// let log = std::fs::File::create(std::env::temp_dir().join("childminder-doc.log")).unwrap();
 /// let mut cmd = Command::new("true");
-/// cmd.stdin(Stdio::Null).stdout(Stdio::Inherit);
+/// cmd.stdin(Stdio::Null).stdout(log).stderr(Stdio::ToStdout);
+/// assert!(cmd.run().unwrap().success());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Stdio {
     /// A pipe to the supervisor (the default): the producer or consumer, or
     /// the async child's stream.
@@ -48,6 +56,84 @@ pub enum Stdio {
     Inherit,
     /// `/dev/null`.
     Null,
+    /// For stderr only: wherever stdout goes, as the shell's `2>&1`. With
+    /// stdout piped, both streams share one pipe, so the stdout consumer
+    /// (or the async child's `stdout`) gets everything the child wrote to
+    /// either, in the order it wrote it; there is no stderr stream.
+    ToStdout,
+    /// An open file, pipe or socket the child gets a copy of (build it with
+    /// `From<File>` or `From<OwnedFd>`). Ours stays open until the
+    /// [`Command`] is dropped.
+    Fd(Arc<OwnedFd>),
+}
+
+impl Stdio {
+    /// [`Stdio::Piped`], by std's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(childminder::Stdio::piped(), childminder::Stdio::Piped);
+    /// ```
+    pub fn piped() -> Stdio {
+        Stdio::Piped
+    }
+
+    /// [`Stdio::Inherit`], by std's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(childminder::Stdio::inherit(), childminder::Stdio::Inherit);
+    /// ```
+    pub fn inherit() -> Stdio {
+        Stdio::Inherit
+    }
+
+    /// [`Stdio::Null`], by std's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(childminder::Stdio::null(), childminder::Stdio::Null);
+    /// ```
+    pub fn null() -> Stdio {
+        Stdio::Null
+    }
+
+    pub(crate) fn is_piped(&self) -> bool {
+        matches!(self, Stdio::Piped)
+    }
+}
+
+/// Equal when the same kind, and for [`Stdio::Fd`] the same descriptor.
+impl PartialEq for Stdio {
+    fn eq(&self, other: &Stdio) -> bool {
+        match (self, other) {
+            (Stdio::Fd(a), Stdio::Fd(b)) => a.as_raw_fd() == b.as_raw_fd(),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl Eq for Stdio {}
+
+impl From<OwnedFd> for Stdio {
+    fn from(fd: OwnedFd) -> Stdio {
+        Stdio::Fd(Arc::new(fd))
+    }
+}
+
+impl From<std::fs::File> for Stdio {
+    fn from(file: std::fs::File) -> Stdio {
+        Stdio::from(OwnedFd::from(file))
+    }
+}
+
+impl From<std::process::ChildStdout> for Stdio {
+    fn from(out: std::process::ChildStdout) -> Stdio {
+        Stdio::from(OwnedFd::from(out))
+    }
 }
 
 /// What to run, and how to supervise it: the builder of `std::process::Command`
@@ -114,7 +200,7 @@ impl Command {
             process_group: true,
             kill_on_parent_death: false,
             term_signal: Signal::TERM,
-            stdio: [Stdio::Piped; 3],
+            stdio: [Stdio::Piped, Stdio::Piped, Stdio::Piped],
             pipe_capacity: None,
             extra_fds: Vec::new(),
         }
@@ -358,8 +444,8 @@ impl Command {
     /// ```
     /// childminder::Command::new("true").stdin(childminder::Stdio::Null);
     /// ```
-    pub fn stdin(&mut self, stdio: Stdio) -> &mut Command {
-        self.stdio[0] = stdio;
+    pub fn stdin(&mut self, stdio: impl Into<Stdio>) -> &mut Command {
+        self.stdio[0] = stdio.into();
         self
     }
 
@@ -370,20 +456,25 @@ impl Command {
     /// ```
     /// childminder::Command::new("true").stdout(childminder::Stdio::Inherit);
     /// ```
-    pub fn stdout(&mut self, stdio: Stdio) -> &mut Command {
-        self.stdio[1] = stdio;
+    pub fn stdout(&mut self, stdio: impl Into<Stdio>) -> &mut Command {
+        self.stdio[1] = stdio.into();
         self
     }
 
-    /// Where the child's stderr goes. Default [`Stdio::Piped`].
+    /// Where the child's stderr goes. Default [`Stdio::Piped`];
+    /// [`Stdio::ToStdout`] merges it into stdout (`2>&1`).
     ///
     /// # Examples
     ///
     /// ```
-    /// childminder::Command::new("true").stderr(childminder::Stdio::Null);
+    /// use childminder::{Command, Stdio};
+    /// let out = Command::new("sh").args(["-c", "echo a; echo b >&2; echo c"])
+    ///     .stderr(Stdio::ToStdout).output().unwrap();
+    /// assert_eq!(out.stdout, b"a\nb\nc\n");
+    /// assert!(out.stderr.is_empty());
     /// ```
-    pub fn stderr(&mut self, stdio: Stdio) -> &mut Command {
-        self.stdio[2] = stdio;
+    pub fn stderr(&mut self, stdio: impl Into<Stdio>) -> &mut Command {
+        self.stdio[2] = stdio.into();
         self
     }
 
@@ -527,6 +618,11 @@ impl Command {
                     "pass_fd target {target} must be from 3 (0-2 are stdio) to {} (the fd limit)",
                     fd_limit - 1
                 )));
+            }
+        }
+        for (name, stdio) in ["stdin", "stdout"].iter().zip(&self.stdio) {
+            if *stdio == Stdio::ToStdout {
+                return Err(self.invalid(format!("Stdio::ToStdout is for stderr only, not {name}")));
             }
         }
         if self.kill_on_parent_death && !self.extra_fds.is_empty() {

@@ -85,6 +85,7 @@ compile_error!(
 mod async_child;
 mod blocking;
 mod command;
+pub mod consume;
 mod coordinator;
 mod error;
 mod escalation;

@@ -29,20 +29,34 @@ struct StreamEnds {
     child: Option<OwnedFd>,
 }
 
-fn stream_ends(mode: Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, Error> {
+fn stream_ends(
+    mode: &Stdio,
+    index: usize,
+    stdout: Option<&StreamEnds>,
+    cmd: &Command,
+) -> Result<StreamEnds, Error> {
     let pipe_err = |source| Error::PipeCreationFailed {
         program: cmd.program_lossy(),
         source,
+    };
+    let child_only = |fd: std::io::Result<OwnedFd>| {
+        Ok(StreamEnds {
+            parent: None,
+            child: Some(fd.map_err(pipe_err)?),
+        })
     };
     match mode {
         Stdio::Inherit => Ok(StreamEnds {
             parent: None,
             child: None,
         }),
-        Stdio::Null => Ok(StreamEnds {
-            parent: None,
-            child: Some(sys::open_dev_null(index != 0).map_err(pipe_err)?),
-        }),
+        Stdio::Null => child_only(sys::open_dev_null(index != 0)),
+        Stdio::Fd(fd) => child_only(fd.try_clone()),
+        // Validation allows it for stderr only, which comes after stdout.
+        Stdio::ToStdout => match stdout.and_then(|ends| ends.child.as_ref()) {
+            Some(fd) => child_only(fd.try_clone()),
+            None => child_only(std::io::stdout().as_fd().try_clone_to_owned()),
+        },
         Stdio::Piped => {
             let (read, write) = sys::pipe().map_err(pipe_err)?;
             let (parent, child) = if index == 0 {
@@ -72,8 +86,9 @@ fn stream_ends(mode: Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, E
 /// (the child is then killed and reaped before returning).
 pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
     let prepared = cmd.prepare()?;
-    let [stdin, stdout, stderr] = [0, 1, 2].map(|i| stream_ends(cmd.stdio[i], i, cmd));
-    let (mut stdin, mut stdout, mut stderr) = (stdin?, stdout?, stderr?);
+    let mut stdin = stream_ends(&cmd.stdio[0], 0, None, cmd)?;
+    let mut stdout = stream_ends(&cmd.stdio[1], 1, None, cmd)?;
+    let mut stderr = stream_ends(&cmd.stdio[2], 2, Some(&stdout), cmd)?;
 
     // Extra fds are first copied above every target, so no dup2 in the
     // child can overwrite a source that a later dup2 still needs.
