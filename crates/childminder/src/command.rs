@@ -169,6 +169,10 @@ pub struct Command {
     pub(crate) deadline: Option<Duration>,
     pub(crate) process_group: bool,
     pub(crate) kill_on_parent_death: bool,
+    arg0: Option<OsString>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
+    pub(crate) groups: Option<Vec<u32>>,
     pub(crate) term_signal: Signal,
     pub(crate) stdio: [Stdio; 3],
     pub(crate) pipe_capacity: Option<usize>,
@@ -199,6 +203,10 @@ impl Command {
             deadline: None,
             process_group: true,
             kill_on_parent_death: false,
+            arg0: None,
+            uid: None,
+            gid: None,
+            groups: None,
             term_signal: Signal::TERM,
             stdio: [Stdio::Piped, Stdio::Piped, Stdio::Piped],
             pipe_capacity: None,
@@ -425,6 +433,83 @@ impl Command {
         self
     }
 
+    /// Sets the child's `argv[0]`, what it sees as its own name (std's
+    /// `CommandExt::arg0`); the program run is still the one given to
+    /// [`new`](Self::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = childminder::Command::new("sh").arg0("my-shell").args(["-c", "echo $0"])
+    ///     .output().unwrap();
+    /// assert_eq!(out.stdout, b"my-shell\n");
+    /// ```
+    pub fn arg0(&mut self, arg0: impl AsRef<OsStr>) -> &mut Command {
+        self.arg0 = Some(arg0.as_ref().to_owned());
+        self
+    }
+
+    /// Runs the child as user `uid` (`setuid` in the child; std's
+    /// `CommandExt::uid`). Without [`groups`](Self::groups), the
+    /// supplementary groups are dropped when permitted, as std does.
+    /// Changing user needs privilege (root or `CAP_SETUID`); a refusal is a
+    /// [`Error::ProcessStartFailed`] with `EPERM`.
+    ///
+    /// **Cost:** the credentials are set by code in the child before
+    /// `exec`, which moves the spawn from `posix_spawn` (vfork) to `fork`,
+    /// as [`kill_on_parent_death`](Self::kill_on_parent_death) does: measured
+    /// 0.6 ms → 9.5 ms per spawn in a 256 MiB parent, 31 ms in a 1 GiB one
+    /// (the page tables are copied). It cannot be combined with
+    /// [`pass_fd`](Self::pass_fd).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// // As root: run a job as `nobody`.
+    /// let out = childminder::Command::new("id").arg("-u").uid(65534).gid(65534)
+    ///     .output().unwrap();
+    /// assert_eq!(out.stdout, b"65534\n");
+    /// ```
+    pub fn uid(&mut self, uid: u32) -> &mut Command {
+        self.uid = Some(uid);
+        self
+    }
+
+    /// Runs the child with group `gid` (`setgid` in the child; std's
+    /// `CommandExt::gid`). Same cost and privilege as [`uid`](Self::uid).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// childminder::Command::new("id").gid(65534);
+    /// ```
+    pub fn gid(&mut self, gid: u32) -> &mut Command {
+        self.gid = Some(gid);
+        self
+    }
+
+    /// Sets the child's supplementary groups (`setgroups` in the child;
+    /// std's unstable `CommandExt::groups`); an empty list drops them all.
+    /// Same cost and privilege as [`uid`](Self::uid).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// childminder::Command::new("id").uid(1000).gid(1000).groups(&[1000, 27]);
+    /// ```
+    pub fn groups(&mut self, groups: &[u32]) -> &mut Command {
+        self.groups = Some(groups.to_vec());
+        self
+    }
+
+    /// Whether the spawn needs code in the child before `exec` (fork).
+    pub(crate) fn uses_fork(&self) -> bool {
+        self.kill_on_parent_death
+            || self.uid.is_some()
+            || self.gid.is_some()
+            || self.groups.is_some()
+    }
+
     /// The first signal of the escalation. Default [`Signal::TERM`].
     ///
     /// # Examples
@@ -583,7 +668,10 @@ impl Command {
         };
         let program = cstring("the program", &self.program)?;
         let mut argv = Vec::with_capacity(self.args.len() + 1);
-        argv.push(program.clone());
+        argv.push(match &self.arg0 {
+            Some(arg0) => cstring("arg0", arg0)?,
+            None => program.clone(),
+        });
         for arg in &self.args {
             argv.push(cstring("the argument", arg)?);
         }
@@ -625,9 +713,11 @@ impl Command {
                 return Err(self.invalid(format!("Stdio::ToStdout is for stderr only, not {name}")));
             }
         }
-        if self.kill_on_parent_death && !self.extra_fds.is_empty() {
+        if self.uses_fork() && !self.extra_fds.is_empty() {
             // The fork path's dup2 could land on std's own exec-error pipe.
-            return Err(self.invalid("pass_fd cannot be combined with kill_on_parent_death"));
+            return Err(self.invalid(
+                "pass_fd cannot be combined with kill_on_parent_death, uid, gid or groups",
+            ));
         }
         let envp = self.final_env()?;
         let cwd = match &self.cwd {

@@ -112,7 +112,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         extra: extra.iter().map(|(fd, t)| (fd.as_fd(), *t)).collect(),
     };
     let started = Instant::now();
-    let pid = if cmd.kill_on_parent_death {
+    let pid = if cmd.uses_fork() {
         spawn_with_fork(cmd, &prepared, &child_fds)
     } else {
         sys::posix_spawn(&sys::SpawnRequest {
@@ -192,7 +192,7 @@ fn open_pidfd(cmd: &Command, pid: u32) -> Result<Option<OwnedFd>, Error> {
     }
 }
 
-/// The slow path, only for `kill_on_parent_death`: std's fork-based spawn
+/// The slow path, for `kill_on_parent_death` and `uid`/`gid`/`groups`: std's fork-based spawn
 /// with our code before `exec`.
 fn spawn_with_fork(
     cmd: &Command,
@@ -235,7 +235,13 @@ fn spawn_with_fork(
         .iter()
         .map(|(fd, t)| (fd.as_raw_fd(), *t))
         .collect();
-    let child = sys::spawn_forked(std_cmd, extra, cmd.kill_on_parent_death)?;
+    let setup = sys::ChildSetup {
+        kill_on_parent_death: cmd.kill_on_parent_death,
+        uid: cmd.uid,
+        gid: cmd.gid,
+        groups: cmd.groups.clone(),
+    };
+    let child = sys::spawn_forked(std_cmd, extra, setup)?;
     Ok(child.id())
 }
 

@@ -335,6 +335,12 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
 /// Grows a pipe's kernel buffer. Best effort: a refusal (the size is above
 /// `fs.pipe-max-size` for an unprivileged user) keeps the default 64 KiB.
 pub(crate) fn try_set_pipe_size(fd: BorrowedFd<'_>, size: usize) {
@@ -546,35 +552,46 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
 }
 
 // ---------------------------------------------------------------------------
-// The fork path (only for kill_on_parent_death), run inside std's pre_exec
+// The fork path (kill_on_parent_death, uid/gid/groups), run inside std's pre_exec
 // ---------------------------------------------------------------------------
 
+/// What the forked child does to itself before exec, besides the fds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChildSetup {
+    pub kill_on_parent_death: bool,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub groups: Option<Vec<libc::gid_t>>,
+}
+
 /// Spawns through std's fork path with `in_child_before_exec` as the
-/// `pre_exec` hook. Only `kill_on_parent_death` needs this path.
+/// `pre_exec` hook. Only code that must run in the child needs this path.
 pub(crate) fn spawn_forked(
     mut cmd: std::process::Command,
     extra: Vec<(RawFd, RawFd)>,
-    kill_on_parent_death: bool,
+    setup: ChildSetup,
 ) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let parent_pid = getpid();
     // SAFETY: the hook runs in the forked child and only makes the
     // async-signal-safe calls of `in_child_before_exec`; it allocates
-    // nothing (`extra` was built before the fork and is only read).
+    // nothing (`extra` and `setup` were built before the fork and are only
+    // read).
     unsafe {
-        cmd.pre_exec(move || in_child_before_exec(&extra, parent_pid, kill_on_parent_death));
+        cmd.pre_exec(move || in_child_before_exec(&extra, parent_pid, &setup));
     }
     cmd.spawn()
 }
 
 /// Runs in the forked child before exec: place the extra fds, make every
-/// other fd above 2 close-on-exec, and ask for SIGKILL when the spawning
-/// thread dies. Close-on-exec rather than close, so std's own exec-error
-/// pipe keeps working. Only async-signal-safe calls; no allocation.
+/// other fd above 2 close-on-exec, take on the requested credentials, and
+/// ask for SIGKILL when the spawning thread dies. Close-on-exec rather than
+/// close, so std's own exec-error pipe keeps working. Only
+/// async-signal-safe calls; no allocation.
 fn in_child_before_exec(
     extra: &[(RawFd, RawFd)],
     parent_pid: libc::pid_t,
-    kill_on_parent_death: bool,
+    setup: &ChildSetup,
 ) -> io::Result<()> {
     let mut max_target = 2;
     for &(from, to) in extra {
@@ -609,7 +626,9 @@ fn in_child_before_exec(
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
-    if kill_on_parent_death {
+    // Credentials before the death signal: changing them clears it.
+    set_credentials(setup)?;
+    if setup.kill_on_parent_death {
         // SAFETY: prctl with integer arguments affects only this process.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
             return Err(io::Error::last_os_error());
@@ -621,6 +640,40 @@ fn in_child_before_exec(
             // No allocation here (we are the forked child): std only
             // passes the errno on anyway.
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    Ok(())
+}
+
+/// In the forked child: supplementary groups, then the group, then the
+/// user (after `setuid` the others are no longer allowed). As std does, a
+/// new user without explicit groups drops the inherited supplementary
+/// groups when permitted.
+fn set_credentials(setup: &ChildSetup) -> io::Result<()> {
+    let groups = match (&setup.groups, setup.uid) {
+        (Some(groups), _) => Some(groups.as_slice()),
+        (None, Some(_)) => Some(&[][..]),
+        (None, None) => None,
+    };
+    if let Some(groups) = groups {
+        // SAFETY: setgroups reads `len` gids from a live slice.
+        let rc = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
+        // Dropping them is best effort (EPERM when unprivileged); setting
+        // them is what was asked for.
+        if rc != 0 && setup.groups.is_some() {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(gid) = setup.gid {
+        // SAFETY: setgid takes an integer.
+        if unsafe { libc::setgid(gid) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(uid) = setup.uid {
+        // SAFETY: setuid takes an integer.
+        if unsafe { libc::setuid(uid) } != 0 {
+            return Err(io::Error::last_os_error());
         }
     }
     Ok(())
