@@ -707,7 +707,11 @@ impl Command {
 
     /// Runs a command without pipes to its end.
     fn run_to_end(&self) -> Result<SupervisionResult, Error> {
-        with_process(self, crate::stdin::empty(), discard, discard, Process::wait)
+        // The result after the teardown, with what its sweeps did.
+        with_process_result(self, crate::stdin::empty(), discard, discard, |p| {
+            drop(p.wait())
+        })
+        .map(|((), result)| result)
     }
 
     /// Runs the command to its end with empty stdin and collects its output.
@@ -725,7 +729,7 @@ impl Command {
     /// ```
     pub fn output(&self) -> Result<Output, Error> {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let result = with_process(
+        let ((), result) = with_process_result(
             self,
             crate::stdin::empty(),
             |c: &[u8]| {
@@ -736,7 +740,7 @@ impl Command {
                 stderr.extend_from_slice(c);
                 Ok(())
             },
-            Process::wait,
+            |p| drop(p.wait()),
         )?;
         Ok(Output {
             stdout,

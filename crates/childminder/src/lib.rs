@@ -87,6 +87,7 @@ mod blocking;
 mod blocking_child;
 mod command;
 pub mod consume;
+mod contain;
 mod coordinator;
 mod error;
 mod escalation;
@@ -106,6 +107,7 @@ pub use blocking_child::BlockingChild;
 pub use command::{
     Command, DEFAULT_BUFFER_SIZE, DEFAULT_GRACE_PERIOD, MAX_BUFFER_SIZE, MAX_DURATION, Stdio,
 };
+pub use contain::{Cgroup, CgroupUsage, Containment, subreaper};
 pub use error::{Error, Stream, WorkerError, WorkerOp};
 pub use input::Input;
 pub use result::{EscalationCause, ExitStatus, ResourceUsage, SupervisionResult, Termination};
