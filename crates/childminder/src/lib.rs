@@ -97,6 +97,7 @@ mod result;
 mod shared;
 mod signal;
 mod spawn;
+pub mod supervisor;
 mod sys;
 mod target;
 mod workers;
