@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio::time::sleep_until;
 
+use crate::contain::cgroup::EventsWatch;
+use crate::contain::subreaper;
 use crate::error::Error;
 use crate::escalation::{Escalation, Step};
 use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
-use crate::shared::{REQ_ANY_END, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared};
+use crate::shared::{
+    REQ_ANY_END, REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared,
+};
 use crate::signal::Signal;
 
 /// The supervision settings the coordinator needs from the `Command`.
@@ -20,7 +24,8 @@ use crate::signal::Signal;
 pub(crate) struct Policy {
     pub grace: Duration,
     pub deadline: Option<Duration>,
-    pub term_signal: Signal,
+    /// `None`: the first step sends nothing (`timeout -s 0`).
+    pub term_signal: Option<Signal>,
 }
 
 /// The stdout/stderr readers of the blocking API, which the coordinator
@@ -55,12 +60,23 @@ impl Drop for LastResort {
         let _ = shared.target.reap();
         shared.target.close();
         shared.final_result();
-        shared.finished.publish(());
+        shared.publish_finished();
     }
 }
 
-pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>) {
+/// The coordinator's future. Its last-resort guard exists from the call
+/// on, not from the first poll: a runtime that shuts down before it ever
+/// ran the task still kills and reaps the child.
+pub(crate) fn supervise(
+    shared: Arc<Shared>,
+    policy: Policy,
+    drain: Option<OutputDrain>,
+) -> impl std::future::Future<Output = ()> + Send {
     let guard = LastResort(shared.clone());
+    run(shared, policy, drain, guard)
+}
+
+async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, guard: LastResort) {
     let mut esc = Escalation::new(policy.grace);
     let deadline_at = policy.deadline.map(|d| shared.started + d);
     let (exit, supervisor_error) = observe_exit(&shared, policy, &mut esc, deadline_at).await;
@@ -89,6 +105,8 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
         worker_errors: shared.take_worker_errors(),
         output_cut_off,
         used_pidfd: shared.target.uses_pidfd(),
+        containment: shared.containment(),
+        resource_usage: exit.and(shared.target.resource_usage()),
     };
     tracing::debug!(
         program = %result.program,
@@ -99,22 +117,51 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
         "result published"
     );
     shared.result.publish(result);
+    shared.kill_handled.publish(());
     // Whatever had the child's stdin open has no reader any more.
     shared.stdin.close();
 
-    // Whatever is left of the group is dealt with once something asked the
-    // child to end; when nothing is left, the supervision is over now, and
-    // the teardown will find it done.
-    if exit.is_none() || !shared.target.nothing_left_of_group() {
+    // Whatever is left of the group (and, with the subreaper, outside it)
+    // is dealt with once something asked the child to end; when nothing is
+    // left, the supervision is over now, and the teardown will find it done.
+    let subreaper = shared.containment().subreaper;
+    if exit.is_none()
+        || !shared.target.nothing_left_of_group()
+        || (subreaper && subreaper::has_escapees())
+    {
+        shared.settled.publish(());
         while esc.cause().is_none() && shared.take_requests() & REQ_ANY_END == 0 {
             shared.requested().await;
         }
-        sweep_group(&shared, policy).await;
+        sweep_remaining(&shared, policy).await;
+    }
+    if let Some(cgroup) = shared.target.cgroup() {
+        let usage = cgroup.usage();
+        if let Err(e) = cgroup.remove() {
+            tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
+        }
+        shared.update_containment(|c| c.cgroup = Some(usage));
+    }
+    if shared.leave_subreaper_sweep() == Some(true) {
+        let tally = subreaper::end_escapees(
+            &shared.program,
+            // With no first signal (`timeout -s 0`) escapees get SIGKILL
+            // at once: they are strays, not the command being stopped.
+            shared
+                .term_signal(policy.term_signal)
+                .unwrap_or(Signal::KILL),
+            policy.grace,
+        )
+        .await;
+        shared.update_containment(|c| {
+            c.escapees_ended = tally.ended;
+            c.escapees_killed = tally.killed;
+        });
     }
     if exit.is_none() {
         // The fallback found no exit (a process stuck in the kernel): keep
         // waiting in the background, so it is reaped when it finally goes.
-        shared.finished.publish(());
+        shared.publish_finished();
         let _ = shared.target.exited().await;
     }
     if let Err(e) = shared.target.reap() {
@@ -123,7 +170,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     // Closed here, not when the last handle goes: the caller may return
     // before this task has dropped its references.
     shared.target.close();
-    shared.finished.publish(());
+    shared.publish_finished();
     drop(guard);
 }
 
@@ -153,8 +200,10 @@ async fn observe_exit(
         if requests & REQ_KILL != 0 {
             let steps = esc.kill_now(now);
             run_steps(shared, policy, esc, steps);
+            shared.kill_handled.publish(());
         }
-        if deadline_pending && deadline_at.is_some_and(|d| now >= d) {
+        let deadline_due = deadline_pending && deadline_at.is_some_and(|d| now >= d);
+        if deadline_due || requests & REQ_DEADLINE != 0 {
             deadline_pending = false;
             tracing::info!(program = %shared.program, pid = shared.target.pid(), "deadline expired");
             let steps = esc.begin(now, EscalationCause::Deadline);
@@ -221,7 +270,16 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
                 continue;
             }
             Step::Fallback => continue,
-            Step::SendTerm => shared.term_signal(policy.term_signal),
+            Step::SendTerm => match shared.term_signal(policy.term_signal) {
+                Some(signal) => signal,
+                None => {
+                    // `timeout -s 0`: the step is taken, nothing is sent,
+                    // and SIGKILL follows a grace period later.
+                    tracing::info!(program = %shared.program, pid = shared.target.pid(), "escalation: first step, no signal configured");
+                    esc.record_term(Instant::now());
+                    continue;
+                }
+            },
             Step::SendKill => Signal::KILL,
         };
         match shared.target.signal_escalation(signal) {
@@ -266,37 +324,87 @@ async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) 
     cut_off
 }
 
-/// Phase 3: once the child has exited, nothing of its group may stay. The
-/// same escalation runs against the remaining members, starting at TERM
-/// (the leader is gone: there is no natural exit to wait for).
-async fn sweep_group(shared: &Shared, policy: Policy) {
+/// Phase 3: once the child has exited, nothing of its group (or of its
+/// cgroup) may stay. The same escalation runs against the remaining
+/// members, starting at TERM (the leader is gone: there is no natural exit
+/// to wait for).
+async fn sweep_remaining(shared: &Shared, policy: Policy) {
     let mut esc = Escalation::new(policy.grace);
-    let mut pause = Duration::from_millis(1);
+    let mut wake = Wakeup::new(shared);
     loop {
         match shared.target.group_has_others() {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
-                tracing::warn!(program = %shared.program, error = %e, "checking the process group failed");
+                tracing::warn!(program = %shared.program, error = %e, "checking what is left of the child failed");
                 return;
             }
         }
         let now = Instant::now();
         if esc.is_running() {
-            tracing::info!(program = %shared.program, pgid = shared.target.pid(), "child exited but its group lives on: escalating against the group");
+            tracing::info!(program = %shared.program, pgid = shared.target.pid(), cgroup = shared.target.cgroup().is_some(), "child exited but its group or cgroup lives on: escalating against the rest");
             let steps = esc.begin_at_term(now);
             run_steps(shared, policy, &mut esc, steps);
         }
         let steps = esc.tick(now);
         if steps.contains(&Step::Fallback) {
-            tracing::warn!(program = %shared.program, pgid = shared.target.pid(), "process group survived SIGKILL");
+            tracing::warn!(program = %shared.program, pgid = shared.target.pid(), "the rest of the group or cgroup survived SIGKILL");
             return;
         }
         run_steps(shared, policy, &mut esc, steps);
-        let next = esc
-            .deadline()
-            .map_or(pause, |d| d.saturating_duration_since(now).min(pause));
-        tokio::time::sleep(next).await;
-        pause = (pause * 2).min(GROUP_POLL_MAX);
+        wake.next(shared, esc.deadline()).await;
+    }
+}
+
+/// How the sweep learns that members have gone.
+enum Wakeup {
+    /// A process group whose leader has exited cannot be waited on by any
+    /// event: check its liveness every 1 -> 50 ms (backing off).
+    Poll { pause: Duration },
+    /// A cgroup's `populated 0` is an inotify event on `cgroup.events`.
+    Event(EventsWatch),
+}
+
+impl Wakeup {
+    fn new(shared: &Shared) -> Wakeup {
+        let Some(cgroup) = shared.target.cgroup() else {
+            return Wakeup::Poll {
+                pause: Duration::from_millis(1),
+            };
+        };
+        match cgroup.watch() {
+            Ok(watch) => Wakeup::Event(watch),
+            Err(e) => {
+                // Out of fds or inotify watches: check on the poll interval.
+                tracing::warn!(program = %shared.program, error = %e, "cannot watch cgroup.events: checking it periodically");
+                Wakeup::Poll {
+                    pause: GROUP_POLL_MAX,
+                }
+            }
+        }
+    }
+
+    /// Returns when members may have gone, or at the escalation's next step.
+    async fn next(&mut self, shared: &Shared, step_at: Option<Instant>) {
+        match self {
+            Wakeup::Poll { pause } => {
+                let now = Instant::now();
+                let next = step_at.map_or(*pause, |d| d.saturating_duration_since(now).min(*pause));
+                tokio::time::sleep(next).await;
+                *pause = (*pause * 2).min(GROUP_POLL_MAX);
+            }
+            Wakeup::Event(watch) => {
+                let cgroup = shared.target.cgroup().expect("an event only with a cgroup");
+                tokio::select! {
+                    emptied = cgroup.emptied(watch) => {
+                        if let Err(e) = emptied {
+                            tracing::warn!(program = %shared.program, error = %e, "watching cgroup.events failed");
+                            *self = Wakeup::Poll { pause: GROUP_POLL_MAX };
+                        }
+                    }
+                    () = sleep_until_opt(step_at) => {}
+                }
+            }
+        }
     }
 }

@@ -67,6 +67,22 @@ pub enum Error {
     /// travels as an `Error` (see [`WorkerError::into_error`]).
     #[error("{0}")]
     WorkerDied(WorkerError),
+    /// [`Command::cgroup`](crate::Command::cgroup) was asked for, and no
+    /// cgroup could be made for the child: no cgroup v2 hierarchy (v1
+    /// only), a read-only one, no write access to the parent directory (no
+    /// delegation), or a kernel without `cgroup.kill` (before 5.14).
+    /// Nothing was started. [`Cgroup::fallback`](crate::Cgroup::fallback)
+    /// runs the child without a cgroup instead.
+    #[error("no cgroup for {program:?}: {reason}: {source}")]
+    CgroupUnavailable {
+        /// The program as given.
+        program: String,
+        /// What was tried.
+        reason: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// An OS call of the supervisor itself failed, or a required kernel
     /// feature is missing.
     #[error("supervising {program:?}: {context}: {source}")]
@@ -78,6 +94,22 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: io::Error,
+    },
+    /// Nothing was spawned: this process ignores SIGCHLD (`SIG_IGN`, or a
+    /// handler with `SA_NOCLDWAIT`), so the kernel would reap the child by
+    /// itself the moment it exits and its exit status would be lost (every
+    /// wait would fail with ECHILD). Restore SIGCHLD's default disposition
+    /// (`signal(SIGCHLD, SIG_DFL)`, as GNU `timeout` does at its start)
+    /// before spawning. A shell's `trap '' CHLD` passes the ignored
+    /// SIGCHLD on to the programs it runs.
+    #[error(
+        "cannot supervise {program:?}: this process ignores SIGCHLD, so the kernel would \
+         reap the child and lose its exit status; restore SIGCHLD's default disposition \
+         before spawning"
+    )]
+    ChildrenReapedByTheKernel {
+        /// The program as given.
+        program: String,
     },
 }
 
@@ -148,8 +180,11 @@ impl Error {
         match self {
             Error::ProcessStartFailed { source, .. }
             | Error::PipeCreationFailed { source, .. }
-            | Error::Io { source, .. } => is_resource_errno(source),
-            Error::InvalidOptions { .. } | Error::WorkerDied(_) => false,
+            | Error::Io { source, .. }
+            | Error::CgroupUnavailable { source, .. } => is_resource_errno(source),
+            Error::InvalidOptions { .. }
+            | Error::WorkerDied(_)
+            | Error::ChildrenReapedByTheKernel { .. } => false,
         }
     }
 }
@@ -160,6 +195,49 @@ fn is_resource_errno(error: &io::Error) -> bool {
         error.raw_os_error(),
         Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::ENOBUFS)
     ) || error.kind() == io::ErrorKind::OutOfMemory
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] std would give for this failure:
+    /// `InvalidInput` for rejected options (std's kind for a NUL byte), the
+    /// OS error's kind otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// let err = childminder::Command::new("true").arg("a\0b").run().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::InvalidOptions { .. } => io::ErrorKind::InvalidInput,
+            Error::ProcessStartFailed { source, .. }
+            | Error::PipeCreationFailed { source, .. }
+            | Error::Io { source, .. }
+            | Error::CgroupUnavailable { source, .. } => source.kind(),
+            Error::WorkerDied(worker) => worker.source.kind(),
+            Error::ChildrenReapedByTheKernel { .. } => io::ErrorKind::Unsupported,
+        }
+    }
+}
+
+/// So `?` works in a function returning `io::Result`, as with std's
+/// process calls: the kind is [`Error::kind`], the message the whole
+/// error's, and the `Error` is the source.
+///
+/// # Examples
+///
+/// ```
+/// fn run() -> std::io::Result<bool> {
+///     Ok(childminder::Command::new("true").run()?.success())
+/// }
+/// assert!(run().unwrap());
+/// ```
+impl From<Error> for io::Error {
+    fn from(error: Error) -> io::Error {
+        io::Error::new(error.kind(), error)
+    }
 }
 
 /// Which standard stream a worker served.

@@ -84,7 +84,10 @@ compile_error!(
 
 mod async_child;
 mod blocking;
+mod blocking_child;
 mod command;
+pub mod consume;
+mod contain;
 mod coordinator;
 mod error;
 mod escalation;
@@ -94,18 +97,21 @@ mod result;
 mod shared;
 mod signal;
 mod spawn;
+pub mod supervisor;
 mod sys;
 mod target;
 mod workers;
 
 pub use async_child::{Child, ChildStderr, ChildStdin, ChildStdout, with_child};
 pub use blocking::{Output, Process, discard, with_process, with_process_result};
+pub use blocking_child::BlockingChild;
 pub use command::{
     Command, DEFAULT_BUFFER_SIZE, DEFAULT_GRACE_PERIOD, MAX_BUFFER_SIZE, MAX_DURATION, Stdio,
 };
+pub use contain::{Cgroup, CgroupUsage, Containment, subreaper};
 pub use error::{Error, Stream, WorkerError, WorkerOp};
 pub use input::Input;
-pub use result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
+pub use result::{EscalationCause, ExitStatus, ResourceUsage, SupervisionResult, Termination};
 pub use signal::{ParseSignalError, Signal};
 
 /// Sources for the child's stdin in [`with_process`].

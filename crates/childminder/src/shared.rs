@@ -14,6 +14,8 @@ use tokio::io::AsyncWrite;
 use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 
+use crate::contain::Containment;
+use crate::contain::subreaper::Participation;
 use crate::error::WorkerError;
 use crate::result::SupervisionResult;
 use crate::target::Target;
@@ -105,8 +107,11 @@ pub(crate) const REQ_SHUTDOWN: u8 = 1;
 pub(crate) const REQ_TEARDOWN: u8 = 2;
 pub(crate) const REQ_TERMINATE: u8 = 4;
 pub(crate) const REQ_KILL: u8 = 8;
+/// The deadline, now (`expire_deadline`).
+pub(crate) const REQ_DEADLINE: u8 = 16;
 /// Any request that asks the child to end.
-pub(crate) const REQ_ANY_END: u8 = REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL;
+pub(crate) const REQ_ANY_END: u8 =
+    REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL | REQ_DEADLINE;
 
 pub(crate) struct Shared {
     pub program: String,
@@ -115,12 +120,26 @@ pub(crate) struct Shared {
     pub result: Published<SupervisionResult>,
     /// Set when the coordinator has finished: group swept, child reaped.
     pub finished: Published<()>,
+    /// Set once the supervision has settled after the result: finished, or
+    /// waiting for a request to sweep what is left of the group. What the
+    /// handles' `wait` waits for, so that once it returns the child is
+    /// reaped in the usual case (as with std and tokio).
+    pub settled: Published<()>,
+    /// Set once a kill request has been carried out (SIGKILL sent), or the
+    /// child's end was seen: what a synchronous `kill` waits for.
+    pub kill_handled: Published<()>,
     pub stdin: Arc<StdinSlot>,
     requests: AtomicU8,
     /// The first signal asked for by `terminate`, or 0 for the policy's.
     term_signal_override: AtomicI32,
     wake_coordinator: Notify,
     worker_errors: Mutex<Vec<WorkerError>>,
+    /// Present from the spawn to the end of a supervision with
+    /// `Command::subreaper` on.
+    subreaper_sweep: Mutex<Option<Participation>>,
+    /// What the end of the supervision did beyond the group; complete once
+    /// `finished` is published.
+    containment: Mutex<Containment>,
 }
 
 impl Shared {
@@ -136,12 +155,74 @@ impl Shared {
             started,
             result: Published::default(),
             finished: Published::default(),
+            settled: Published::default(),
+            kill_handled: Published::default(),
             stdin: Arc::new(StdinSlot::new(stdin)),
             requests: AtomicU8::new(0),
             term_signal_override: AtomicI32::new(0),
             wake_coordinator: Notify::new(),
             worker_errors: Mutex::new(Vec::new()),
+            subreaper_sweep: Mutex::new(None),
+            containment: Mutex::new(Containment::default()),
         }
+    }
+
+    /// Marks the supervision finished (and so settled).
+    pub(crate) fn publish_finished(&self) {
+        self.kill_handled.publish(());
+        self.settled.publish(());
+        self.finished.publish(());
+    }
+
+    /// Blocks until the result is published and the supervision settled.
+    pub(crate) fn wait_settled_blocking(&self) -> SupervisionResult {
+        self.settled.wait_blocking();
+        self.final_result()
+    }
+
+    /// Waits until the result is published and the supervision settled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub(crate) async fn wait_settled(&self) -> SupervisionResult {
+        self.settled.wait().await;
+        self.final_result()
+    }
+
+    /// Counts this supervision among those whose end sweeps the escapees.
+    pub(crate) fn join_subreaper_sweep(&mut self) {
+        *self
+            .subreaper_sweep
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Participation::join());
+        self.containment
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .subreaper = true;
+    }
+
+    /// Leaves the subreaper supervisions: `Some(true)` when this one must
+    /// sweep (no other is still running), `None` without subreaper.
+    pub(crate) fn leave_subreaper_sweep(&self) -> Option<bool> {
+        let participation = self
+            .subreaper_sweep
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(participation.finish())
+    }
+
+    pub(crate) fn containment(&self) -> Containment {
+        self.containment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records what the sweeps did, before `finished` is published.
+    pub(crate) fn update_containment(&self, update: impl FnOnce(&mut Containment)) {
+        update(&mut self.containment.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     pub(crate) fn request(&self, what: u8) {
@@ -162,10 +243,13 @@ impl Shared {
     }
 
     /// The first signal of the escalation: the one `terminate` asked for, or
-    /// the configured one.
-    pub(crate) fn term_signal(&self, configured: crate::signal::Signal) -> crate::signal::Signal {
+    /// the configured one (`None`: send nothing).
+    pub(crate) fn term_signal(
+        &self,
+        configured: Option<crate::signal::Signal>,
+    ) -> Option<crate::signal::Signal> {
         crate::signal::Signal::from_raw(self.term_signal_override.load(Ordering::SeqCst))
-            .unwrap_or(configured)
+            .or(configured)
     }
 
     pub(crate) fn take_requests(&self) -> u8 {
@@ -188,7 +272,11 @@ impl Shared {
     /// was dropped with its runtime), an `Indeterminate` one saying so.
     pub(crate) fn final_result(&self) -> SupervisionResult {
         if let Some(r) = self.result.get() {
-            return r.clone();
+            let mut r = r.clone();
+            if self.finished.get().is_some() {
+                r.containment = self.containment();
+            }
+            return r;
         }
         let lost = SupervisionResult {
             program: self.program.clone(),
@@ -209,6 +297,8 @@ impl Shared {
             worker_errors: self.take_worker_errors(),
             output_cut_off: false,
             used_pidfd: self.target.uses_pidfd(),
+            containment: self.containment(),
+            resource_usage: None,
         };
         self.result.publish(lost);
         self.result.get().cloned().expect("published just above")
@@ -301,6 +391,15 @@ impl StdinSlot {
             state.pipe = Some(pipe::Sender::from_owned_fd_unchecked(fd)?);
         }
         Ok(())
+    }
+
+    /// Hands the unregistered pipe over to a caller who writes it directly
+    /// (the blocking handle), leaving the slot closed: from then on the
+    /// pipe is the caller's to close.
+    pub(crate) fn take_fd(&self) -> Option<OwnedFd> {
+        let mut state = self.lock();
+        state.is_closed = true;
+        state.unregistered.take()
     }
 
     /// Closes the pipe now (the child reads EOF once no other copy is open).

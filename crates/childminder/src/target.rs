@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
-use crate::result::ExitStatus;
+use crate::contain::cgroup::Leaf;
+use crate::result::{ExitStatus, ResourceUsage};
 use crate::signal::Signal;
 use crate::sys;
 
@@ -25,6 +26,9 @@ pub(crate) struct Target {
     pid: u32,
     uses_pidfd: bool,
     group: bool,
+    /// The child's own cgroup: then the escalation reaches its members
+    /// instead of the group.
+    cgroup: Option<Arc<Leaf>>,
     state: Mutex<State>,
 }
 
@@ -38,6 +42,8 @@ struct State {
     reaped: bool,
     /// The exit status, once seen: a reap (from any path) must not lose it.
     exit: Option<ExitStatus>,
+    /// What the kernel accounted to the child, read with the exit status.
+    usage: Option<ResourceUsage>,
 }
 
 impl State {
@@ -52,17 +58,24 @@ fn gone() -> io::Error {
 
 impl Target {
     /// Must be called inside a tokio runtime (registers the pidfd).
-    pub(crate) fn new(pid: u32, pidfd: Option<OwnedFd>, group: bool) -> io::Result<Target> {
+    pub(crate) fn new(
+        pid: u32,
+        pidfd: Option<OwnedFd>,
+        group: bool,
+        cgroup: Option<Arc<Leaf>>,
+    ) -> io::Result<Target> {
         let uses_pidfd = pidfd.is_some();
         let pidfd = pidfd.map(sys::register_pidfd).transpose()?.map(Arc::new);
         Ok(Target {
             pid,
             uses_pidfd,
             group,
+            cgroup,
             state: Mutex::new(State {
                 pidfd,
                 reaped: false,
                 exit: None,
+                usage: None,
             }),
         })
     }
@@ -77,6 +90,11 @@ impl Target {
 
     pub(crate) fn uses_pidfd(&self) -> bool {
         self.uses_pidfd
+    }
+
+    /// The child's own cgroup, with `Command::cgroup`.
+    pub(crate) fn cgroup(&self) -> Option<&Leaf> {
+        self.cgroup.as_deref()
     }
 
     /// Signals the child alone. `Ok(false)` when it is already gone (a
@@ -104,6 +122,11 @@ impl Target {
     /// Signals what the escalation targets: the whole group when the child
     /// leads one, else the child.
     pub(crate) fn signal_escalation(&self, sig: Signal) -> io::Result<bool> {
+        if let Some(cgroup) = &self.cgroup {
+            // Every member, the child and anything that left its group
+            // alike; SIGKILL as cgroup.kill.
+            return cgroup.signal_members(sig);
+        }
         if !self.group {
             return self.signal_child(sig);
         }
@@ -139,6 +162,9 @@ impl Target {
     /// the child has exited and no live member of its group is left (its
     /// own zombie would otherwise still count).
     pub(crate) fn signal_group_members(&self, sig: Signal) -> io::Result<bool> {
+        if let Some(cgroup) = &self.cgroup {
+            return cgroup.signal_members(sig);
+        }
         let exited = self.state().reaped || self.try_status()?.is_some();
         if self.group && exited && !self.group_has_others()? {
             return Ok(false);
@@ -163,6 +189,11 @@ impl Target {
     /// Whether any member of the child's group other than the child itself
     /// is still alive. Only meaningful once the child has exited.
     pub(crate) fn group_has_others(&self) -> io::Result<bool> {
+        if let Some(cgroup) = &self.cgroup {
+            // Zombies are not members: once the child has exited, any
+            // member is another process.
+            return cgroup.populated();
+        }
         if !self.group {
             return Ok(false);
         }
@@ -184,6 +215,9 @@ impl Target {
     /// the pidfd on Linux 6.9+, which reaps the child first). False means
     /// "maybe": the teardown's sweep finds out.
     pub(crate) fn nothing_left_of_group(&self) -> bool {
+        if let Some(cgroup) = &self.cgroup {
+            return matches!(cgroup.populated(), Ok(false));
+        }
         !self.group || matches!(self.probe_group_through_pidfd(), Some(Ok(false)))
     }
 
@@ -258,11 +292,28 @@ impl Target {
             (None, true) => None,
             (None, false) => sys::pid_try_wait(self.pid, reap)?,
         };
-        if status.is_some() {
-            state.exit = status;
-            state.reaped |= reap;
+        if let Some((status, usage)) = status {
+            state.exit = Some(status);
+            // The reap's figures are the final ones (a zombie's can still
+            // grow by its last time slice).
+            state.usage = Some(usage);
+            if reap {
+                state.reaped = true;
+                // Its pid may be anyone's now, an escapee's included.
+                crate::contain::subreaper::unregister(self.pid);
+            }
         }
         Ok(state.exit)
+    }
+
+    /// Whether the child has been reaped (its pid may be reused since).
+    pub(crate) fn is_reaped(&self) -> bool {
+        self.state().reaped
+    }
+
+    /// What the kernel accounted to the child, once its exit was seen.
+    pub(crate) fn resource_usage(&self) -> Option<ResourceUsage> {
+        self.state().usage
     }
 
     /// Reaps the child if it has exited. Returns whether it is reaped now.
@@ -296,5 +347,29 @@ impl Target {
                 }
             }
         }
+    }
+}
+
+/// A handle's own reference to the pidfd, lent out through `AsFd`: it
+/// keeps the descriptor open for the handle's life, even after the
+/// coordinator has closed its copy, so a borrowed fd never dangles.
+pub(crate) struct PidfdLease(Option<Arc<AsyncFd<OwnedFd>>>);
+
+impl PidfdLease {
+    pub(crate) fn of(target: &Target) -> PidfdLease {
+        PidfdLease(target.state().pidfd.clone())
+    }
+
+    pub(crate) fn borrow(&self) -> Option<BorrowedFd<'_>> {
+        self.0.as_deref().map(|fd| fd.get_ref().as_fd())
+    }
+
+    /// # Panics
+    ///
+    /// Without pidfd support.
+    pub(crate) fn expect_fd(&self) -> BorrowedFd<'_> {
+        self.borrow().expect(
+            "childminder: this kernel has no pidfd (Linux 5.4+); use pidfd() instead of as_fd()",
+        )
     }
 }

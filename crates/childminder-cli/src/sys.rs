@@ -1,0 +1,397 @@
+//! The command's own OS calls, in one place: what kind of file each of our
+//! stdio fds is, a private non-blocking copy of one, `splice(2)`, the
+//! terminal's foreground group, and childminder's own signal state at its
+//! start and end (what it inherited: SIGPIPE, SIGCHLD; ending itself by the
+//! command's signal). Every `unsafe` block wraps one call.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use childminder::Signal;
+
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::pipe::SpliceFlags;
+
+/// What one of childminder's stdio fds is, which decides how its bytes move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+    /// Not open.
+    Closed,
+    /// A terminal: handed to the command unless `--stream-stdio`.
+    Terminal,
+    /// A pipe or FIFO: `splice(2)` moves the bytes.
+    Pipe,
+    /// A socket.
+    Socket,
+    /// A regular file or a block device: never blocks for long.
+    File,
+    /// Anything else (`/dev/null`, another character device).
+    Other,
+}
+
+/// One of our own stdio fds (0, 1 or 2), or `None` when it is not open.
+pub fn stdio_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
+    debug_assert!((0..=2).contains(&fd));
+    // SAFETY: fcntl(F_GETFD) only inspects the fd number.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the fd is open (checked above), and childminder never closes
+    // its fds 0-2, so it stays open for the life of the process.
+    Some(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// The kind of our stdio fd `fd`.
+pub fn kind(fd: RawFd) -> FdKind {
+    let Some(borrowed) = stdio_fd(fd) else {
+        return FdKind::Closed;
+    };
+    let Ok(stat) = rustix::fs::fstat(borrowed) else {
+        return FdKind::Closed;
+    };
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Fifo => FdKind::Pipe,
+        FileType::Socket => FdKind::Socket,
+        FileType::RegularFile | FileType::BlockDevice => FdKind::File,
+        FileType::CharacterDevice if rustix::termios::isatty(borrowed) => FdKind::Terminal,
+        _ => FdKind::Other,
+    }
+}
+
+/// Registers `fd` with the current runtime's event loop.
+///
+/// # Errors
+///
+/// `EPERM` for a file that cannot be polled (a regular file, `/dev/null`);
+/// the reactor's error when it is out of room.
+pub fn register(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd is open, owned by the AsyncFd for its whole life,
+    // and always reports the same raw fd.
+    Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
+}
+
+/// Checks that `count` more fds can be opened now, by opening that many
+/// (pipes) and closing them again: `EMFILE` or `ENFILE` when they cannot.
+pub fn check_free_fds(count: usize) -> io::Result<()> {
+    let held = (0..count.div_ceil(2))
+        .map(|_| rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(held);
+    Ok(())
+}
+
+/// A close-on-exec copy of `fd` (same open file description).
+pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
+}
+
+/// A new open file description of the same pipe, FIFO or terminal, made
+/// non-blocking. Setting `O_NONBLOCK` on the fd we inherited would change
+/// it for every process that shares it (the shell, the other side of a
+/// pipeline); a description of our own changes nothing for them.
+///
+/// # Errors
+///
+/// `ENXIO` for a socket (or a FIFO whose reader has gone), `EACCES`, or
+/// `ENOENT` without `/proc`.
+pub fn reopen_nonblocking(fd: RawFd, write: bool) -> io::Result<OwnedFd> {
+    let access = if write {
+        OFlags::WRONLY
+    } else {
+        OFlags::RDONLY
+    };
+    Ok(rustix::fs::open(
+        format!("/proc/self/fd/{fd}"),
+        access | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Moves up to `len` bytes from the pipe `from` to `to` inside the kernel.
+/// Non-blocking on the pipe side(s): `WouldBlock` when `from` is empty or
+/// the pipe `to` is full.
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    Ok(rustix::pipe::splice(
+        from,
+        None,
+        to,
+        None,
+        len,
+        SpliceFlags::NONBLOCK | SpliceFlags::MOVE,
+    )?)
+}
+
+/// `read(2)` into `buf`.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::io::read(fd, buf)?)
+}
+
+/// `write(2)` of `buf`; on a socket `send(2)` with `MSG_DONTWAIT`, which
+/// does not wait even though the socket we share is blocking.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<usize> {
+    if socket {
+        // SAFETY: buf is a valid slice for its length; send only reads it.
+        let n = unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        return if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        };
+    }
+    Ok(rustix::io::write(fd, buf)?)
+}
+
+/// `recv(2)` with `MSG_DONTWAIT`: a non-blocking read of a socket we
+/// share with others (its description stays blocking).
+pub fn recv_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid, writable slice for its length.
+    let n = unsafe {
+        libc::recv(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// What a zero-timeout `poll(2)` says about `fd` right now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PollNow {
+    pub readable: bool,
+    pub writable: bool,
+    /// No writer is left (a pipe's read end): what is in it is all there
+    /// will ever be.
+    pub hung_up: bool,
+}
+
+/// Polls `fd` without waiting.
+pub fn poll_now(fd: BorrowedFd<'_>) -> io::Result<PollNow> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN | PollFlags::OUT)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&zero))?;
+    let revents = fds[0].revents();
+    Ok(PollNow {
+        readable: revents.contains(PollFlags::IN),
+        writable: revents.contains(PollFlags::OUT),
+        hung_up: revents.contains(PollFlags::HUP),
+    })
+}
+
+/// Runs `f` with `signal` blocked in the calling thread: a terminal
+/// operation from a background process group then fails with `EIO` (a
+/// read) or proceeds (`tcsetpgrp`) instead of stopping all of childminder.
+pub fn with_signal_blocked<R>(signal: libc::c_int, f: impl FnOnce() -> R) -> R {
+    // SAFETY: sigemptyset initialises the set it is given.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: the set is initialised; sigaddset sets one bit of it.
+    unsafe { libc::sigaddset(&mut set, signal) };
+    // SAFETY: as above, a plain C struct we own.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both sets are valid; only the calling thread's mask changes.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    let result = f();
+    // SAFETY: restores the mask saved above, for this thread only.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    result
+}
+
+// ---------------------------------------------------------------------------
+// childminder's own signal state
+// ---------------------------------------------------------------------------
+
+/// SIGPIPE's disposition when the process started, before the Rust runtime
+/// set it to ignored for itself: unknown (never recorded), default, or
+/// ignored.
+static SIGPIPE_AT_START: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const DEFAULT: u8 = 1;
+const IGNORED: u8 = 2;
+
+/// The current disposition of `signal`, or `None` if it cannot be read.
+fn disposition(signal: i32) -> Option<libc::sigaction> {
+    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`, a
+    // plain C struct we own.
+    let rc = unsafe { libc::sigaction(signal, ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zero-initialised, and filled in by sigaction on success.
+    (rc == 0).then(|| unsafe { old.assume_init() })
+}
+
+/// True when `signal`'s disposition is `SIG_IGN`.
+pub fn is_ignored(signal: i32) -> bool {
+    disposition(signal).is_some_and(|a| a.sa_sigaction == libc::SIG_IGN)
+}
+
+/// Records SIGPIPE's disposition as the parent gave it. The binary calls
+/// this from an `.init_array` constructor, which glibc runs before `main`
+/// and so before the Rust runtime ignores SIGPIPE (std captures `argv` on
+/// Linux the same way). It only reads the disposition and stores a byte.
+pub fn record_inherited_sigpipe() {
+    let state = if is_ignored(libc::SIGPIPE) {
+        IGNORED
+    } else {
+        DEFAULT
+    };
+    SIGPIPE_AT_START.store(state, Ordering::Relaxed);
+}
+
+/// True when the parent started childminder with SIGPIPE ignored (`trap ''
+/// PIPE`): the command then gets it ignored too, as GNU `timeout` passes
+/// it on. False when it was at its default, or never recorded.
+pub fn sigpipe_was_ignored_at_start() -> bool {
+    SIGPIPE_AT_START.load(Ordering::Relaxed) == IGNORED
+}
+
+/// Puts SIGCHLD back to its default (no `SA_NOCLDWAIT`), as GNU `timeout`
+/// does at its start: started with SIGCHLD ignored (`trap '' CHLD`), the
+/// kernel would reap the command by itself and its status would be lost.
+/// The command inherits the default too.
+///
+/// # Errors
+///
+/// The OS error of `sigaction`.
+pub fn reset_sigchld() -> std::io::Result<()> {
+    // SAFETY: zeroed is a valid sigaction: SIG_DFL, no flags, empty mask.
+    let default: libc::sigaction = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: installs the default disposition; no handler code is involved.
+    let rc = unsafe { libc::sigaction(libc::SIGCHLD, &default, ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Ends childminder by `signal`, as GNU `timeout` does when the command
+/// died by a signal: core dumps off (so a SIGQUIT or SIGSEGV of the command
+/// does not also dump childminder's core), the signal's default action
+/// back, the signal unblocked, then raised. Returns only if that did not
+/// end the process (core dumps could not be turned off, or the signal's
+/// default is not to terminate); the caller then exits with 128+N.
+pub fn die_by_signal(signal: Signal) {
+    if !disable_core_dumps() {
+        return;
+    }
+    let raw = signal.as_raw();
+    // SAFETY: zeroed is a valid sigaction: SIG_DFL, no flags, empty mask.
+    let default: libc::sigaction = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: installs the default disposition; no handler code is involved.
+    unsafe { libc::sigaction(raw, &default, ptr::null_mut()) };
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    // SAFETY: initialised just above; sigaddset sets one bit of it.
+    unsafe { libc::sigaddset(set.as_mut_ptr(), raw) };
+    // SAFETY: unblocks the signal for this thread only; the set is initialised.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), ptr::null_mut()) };
+    // SAFETY: raise sends the signal to this thread; its default action
+    // ends the process.
+    unsafe { libc::raise(raw) };
+}
+
+/// Turns core dumps off for this process: not dumpable (which also keeps
+/// a piped `core_pattern` helper away), and a core size limit of 0.
+fn disable_core_dumps() -> bool {
+    // SAFETY: prctl with integer arguments changes only this process.
+    let not_dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0;
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    let no_size = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } == 0;
+    not_dumpable || no_size
+}
+
+/// The set of `signals`.
+fn sigset(signals: &[i32]) -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    for &signal in signals {
+        // SAFETY: initialised above; sigaddset sets one bit of it.
+        unsafe { libc::sigaddset(set.as_mut_ptr(), signal) };
+    }
+    // SAFETY: initialised above.
+    unsafe { set.assume_init() }
+}
+
+/// Blocks `signals` in the calling thread (and so in every thread it
+/// starts later) and returns a non-blocking signalfd that receives them.
+/// A blocked signal stays pending until the signalfd reads it: no handler
+/// runs, nothing is lost between the block and the first read, and a
+/// signal that arrives after the last read cannot end childminder before
+/// it has written its report. The command gets an empty mask (the library
+/// resets it on both spawn paths).
+///
+/// # Errors
+///
+/// The OS error of `pthread_sigmask` or `signalfd` (out of fds).
+pub fn signalfd_for(signals: &[i32]) -> io::Result<OwnedFd> {
+    let set = sigset(signals);
+    // SAFETY: the set is initialised; only the calling thread's mask changes.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: -1 asks for a new fd; the set is initialised; the flags are
+    // valid SFD_* bits.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// The next signal pending on a signalfd, or `None` when none is (EAGAIN).
+///
+/// # Errors
+///
+/// The OS error of `read`.
+pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: reads at most `size` bytes into `info`, which we own.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                info.as_mut_ptr().cast(),
+                size,
+            )
+        };
+        if n == size as isize {
+            // SAFETY: the kernel filled the whole struct.
+            return Ok(Some(unsafe { info.assume_init() }.ssi_signo as i32));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
