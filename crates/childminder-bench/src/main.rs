@@ -31,6 +31,7 @@ enum Scenario {
     Teardown,
     Escalation,
     Scale,
+    Restart,
 }
 
 /// Benchmarks childminder against std::process and tokio::process.
@@ -133,6 +134,11 @@ fn main() {
             Scenario::Escalation,
             "escalation",
             Box::new(|| scenarios::escalation::run(&cfg, &rt)),
+        ),
+        (
+            Scenario::Restart,
+            "restart",
+            Box::new(|| scenarios::restart::run(&cfg, &rt)),
         ),
         (
             Scenario::Scale,
