@@ -114,7 +114,8 @@ pub fn run(args: RunArgs) -> i32 {
         .grace_period(args.grace())
         .term_signal(args.signal())
         .process_group(!args.no_group)
-        .kill_on_parent_death(true);
+        .kill_on_parent_death(true)
+        .pipe_capacity(1 << 20);
     // 0 and "forever" (100 years or more, `inf`) both mean no deadline.
     let deadline = args
         .timeout
