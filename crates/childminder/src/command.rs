@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::contain::Cgroup;
 use crate::error::Error;
 use crate::signal::Signal;
 
@@ -85,6 +86,7 @@ pub struct Command {
     pub(crate) kill_on_parent_death: bool,
     pub(crate) inherit_sigpipe: bool,
     pub(crate) subreaper: bool,
+    pub(crate) cgroup: Option<Cgroup>,
     pub(crate) term_signal: Option<Signal>,
     pub(crate) stdio: [Stdio; 3],
     pub(crate) pipe_capacity: Option<usize>,
@@ -117,6 +119,7 @@ impl Command {
             kill_on_parent_death: false,
             inherit_sigpipe: false,
             subreaper: false,
+            cgroup: None,
             term_signal: Some(Signal::TERM),
             stdio: [Stdio::Piped; 3],
             pipe_capacity: None,
@@ -411,6 +414,50 @@ impl Command {
         self
     }
 
+    /// Runs the child in a new cgroup v2 of its own (see [`Cgroup`] for
+    /// where), entered before the program's first instruction, so nothing
+    /// it starts can be outside it, `setsid` or not. Default: none.
+    ///
+    /// With it, the escalation's first signal goes to every process in the
+    /// cgroup (each through a pidfd) and its SIGKILL is `cgroup.kill`; once
+    /// the child has exited, "everything has ended" is the cgroup's
+    /// `populated 0` event, which replaces the periodic check of the
+    /// process group. The cgroup is removed afterwards, and
+    /// [`Containment::cgroup`](crate::Containment::cgroup) reports its CPU
+    /// time and memory peak.
+    ///
+    /// Costs: the child must join the cgroup between fork and exec, so the
+    /// spawn takes the fork path instead of `posix_spawn`'s vfork (see
+    /// [`kill_on_parent_death`](Self::kill_on_parent_death) for what that
+    /// costs a large parent); [`pass_fd`](Self::pass_fd) cannot be combined
+    /// with it. If childminder itself is SIGKILLed, the cgroup is left
+    /// behind (it is named `childminder-<pid>-<n>`).
+    ///
+    /// # Errors
+    ///
+    /// The spawn fails with [`Error::CgroupUnavailable`] when no cgroup can
+    /// be made (no cgroup v2, no write access or delegation), unless
+    /// [`Cgroup::fallback`] is set.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use childminder::{Cgroup, Command};
+    ///
+    /// let r = Command::new("sh")
+    ///     .args(["-c", "setsid sleep 30 & exit 0"])
+    ///     .cgroup(Cgroup::new())
+    ///     .run()
+    ///     .unwrap();
+    /// let cgroup = r.containment.cgroup.unwrap();
+    /// assert!(!cgroup.path.exists()); // removed, the daemon with it
+    /// println!("CPU: {:?}", cgroup.cpu_usage);
+    /// ```
+    pub fn cgroup(&mut self, cgroup: Cgroup) -> &mut Command {
+        self.cgroup = Some(cgroup);
+        self
+    }
+
     /// The first signal of the escalation. Default [`Signal::TERM`].
     ///
     /// `None` sends nothing at that step (GNU `timeout -s 0`): when the
@@ -540,7 +587,7 @@ impl Command {
     /// size of 0 or over 16 MiB; a grace period or deadline over
     /// [`MAX_DURATION`]; a working directory that is not a directory; a
     /// `pass_fd` target below 3 or at or above the fd limit, or `pass_fd`
-    /// together with `kill_on_parent_death`.
+    /// together with `kill_on_parent_death` or `cgroup`.
     ///
     /// It also looks a program without `/` up on `PATH` (the child's, if
     /// set), as the spawn will: [`Error::ProcessStartFailed`] when it is not
@@ -618,6 +665,10 @@ impl Command {
         if self.kill_on_parent_death && !self.extra_fds.is_empty() {
             // The fork path's dup2 could land on std's own exec-error pipe.
             return Err(self.invalid("pass_fd cannot be combined with kill_on_parent_death"));
+        }
+        if self.cgroup.is_some() && !self.extra_fds.is_empty() {
+            // The same fork path.
+            return Err(self.invalid("pass_fd cannot be combined with cgroup"));
         }
         let envp = self.final_env()?;
         let cwd = match &self.cwd {

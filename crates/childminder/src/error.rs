@@ -66,6 +66,22 @@ pub enum Error {
     /// travels as an `Error` (see [`WorkerError::into_error`]).
     #[error("{0}")]
     WorkerDied(WorkerError),
+    /// [`Command::cgroup`](crate::Command::cgroup) was asked for, and no
+    /// cgroup could be made for the child: no cgroup v2 hierarchy (v1
+    /// only), a read-only one, no write access to the parent directory (no
+    /// delegation), or a kernel without `cgroup.kill` (before 5.14).
+    /// Nothing was started. [`Cgroup::fallback`](crate::Cgroup::fallback)
+    /// runs the child without a cgroup instead.
+    #[error("no cgroup for {program:?}: {reason}: {source}")]
+    CgroupUnavailable {
+        /// The program as given.
+        program: String,
+        /// What was tried.
+        reason: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// An OS call of the supervisor itself failed, or a required kernel
     /// feature is missing.
     #[error("supervising {program:?}: {context}: {source}")]

@@ -104,7 +104,7 @@ pub use blocking::{Output, Process, discard, with_process, with_process_result};
 pub use command::{
     Command, DEFAULT_BUFFER_SIZE, DEFAULT_GRACE_PERIOD, MAX_BUFFER_SIZE, MAX_DURATION, Stdio,
 };
-pub use contain::{Containment, subreaper};
+pub use contain::{Cgroup, CgroupUsage, Containment, subreaper};
 pub use error::{Error, Stream, WorkerError, WorkerOp};
 pub use input::Input;
 pub use result::{EscalationCause, ExitStatus, ResourceUsage, SupervisionResult, Termination};

@@ -220,7 +220,8 @@ pub(crate) fn pidfd_signal_group(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<
 }
 
 /// Registers a pidfd with the current tokio reactor; it turns readable
-/// when the process exits.
+/// when the process exits. (Any fd watched for readability, like an
+/// inotify fd, is registered the same way.)
 pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd is open, owned by the AsyncFd for its whole life,
     // and always reports the same raw fd.
@@ -346,6 +347,34 @@ pub(crate) fn own_children() -> Vec<u32> {
     proc_pids()
         .filter(|&pid| proc_stat(pid).is_some_and(|st| st.ppid == me))
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// inotify (the cgroup's "populated" changes)
+// ---------------------------------------------------------------------------
+
+/// A non-blocking inotify fd watching `path` for modification: kernfs
+/// reports a change of `cgroup.events` this way.
+pub(crate) fn watch_modify(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+    inotify::add_watch(&fd, path, inotify::WatchFlags::MODIFY)?;
+    Ok(fd)
+}
+
+/// Reads (and drops) every pending inotify event, so the fd is not
+/// readable again until a new one comes.
+pub(crate) fn drain_inotify(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut buf = [0u8; 1024];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(rustix::io::Errno::AGAIN) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -597,23 +626,42 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
 }
 
 // ---------------------------------------------------------------------------
-// The fork path (only for kill_on_parent_death), run inside std's pre_exec
+// The fork path (kill_on_parent_death, cgroup), run inside std's pre_exec
 // ---------------------------------------------------------------------------
 
+/// Where the forked child moves itself before exec: a cgroup's
+/// `cgroup.procs`, opened for writing, and the write end of a pipe on
+/// which it reports a failure to move (its errno), so the parent can tell
+/// that failure from one of exec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JoinCgroup {
+    pub procs: RawFd,
+    pub report: RawFd,
+}
+
+/// What the forked child does before exec besides placing its fds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BeforeExec {
+    pub kill_on_parent_death: bool,
+    pub join_cgroup: Option<JoinCgroup>,
+    /// SIGPIPE back to its default (else it stays as this process has it).
+    pub reset_sigpipe: bool,
+}
+
 /// Spawns through std's fork path with `in_child_before_exec` as the
-/// `pre_exec` hook. Only `kill_on_parent_death` needs this path.
+/// `pre_exec` hook: for what needs code in the child before exec.
 pub(crate) fn spawn_forked(
     mut cmd: std::process::Command,
     extra: Vec<(RawFd, RawFd)>,
-    kill_on_parent_death: bool,
-    reset_sigpipe: bool,
+    before_exec: BeforeExec,
 ) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let state = ForkedChildState {
         parent_pid: getpid(),
-        kill_on_parent_death,
+        kill_on_parent_death: before_exec.kill_on_parent_death,
+        join_cgroup: before_exec.join_cgroup,
         empty_mask: empty_sigset(),
-        sigpipe: if reset_sigpipe || !signal_is_ignored(libc::SIGPIPE) {
+        sigpipe: if before_exec.reset_sigpipe || !signal_is_ignored(libc::SIGPIPE) {
             libc::SIG_DFL
         } else {
             libc::SIG_IGN
@@ -629,10 +677,26 @@ pub(crate) fn spawn_forked(
     cmd.spawn()
 }
 
+/// In the forked child: joins the cgroup (writing `0` to its
+/// `cgroup.procs` moves the writer), before the program's first
+/// instruction, so nothing it forks can start outside. Async-signal-safe.
+fn join_cgroup_in_child(join: JoinCgroup) -> io::Result<()> {
+    // SAFETY: write from a static byte string to an fd number.
+    if unsafe { libc::write(join.procs, b"0".as_ptr().cast(), 1) } == 1 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    let errno = err.raw_os_error().unwrap_or(libc::EIO).to_ne_bytes();
+    // SAFETY: write from a local array to the report pipe.
+    unsafe { libc::write(join.report, errno.as_ptr().cast(), errno.len()) };
+    Err(err)
+}
+
 /// What the forked child sets before exec, computed before the fork.
 struct ForkedChildState {
     parent_pid: libc::pid_t,
     kill_on_parent_death: bool,
+    join_cgroup: Option<JoinCgroup>,
     /// The child's signal mask: empty. std's fork path leaves the spawning
     /// thread's mask in place, so a caller that blocks SIGTERM (for
     /// `sigwait` or a signalfd) would hand the child a mask in which the
@@ -647,6 +711,9 @@ struct ForkedChildState {
 /// thread dies. Close-on-exec rather than close, so std's own exec-error
 /// pipe keeps working. Only async-signal-safe calls; no allocation.
 fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> io::Result<()> {
+    if let Some(join) = state.join_cgroup {
+        join_cgroup_in_child(join)?;
+    }
     // SAFETY: sets this (single-threaded, forked) process's mask from an
     // initialised set; async-signal-safe.
     let rc =

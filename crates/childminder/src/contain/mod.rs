@@ -3,8 +3,13 @@
 //!
 //! - [`subreaper`]: orphaned descendants re-parent to this process; at the
 //!   end of a supervision they are ended and reaped.
+//! - [`cgroup`]: the child runs in a cgroup v2 of its own, which nothing it
+//!   starts can leave; ended with `cgroup.kill`, removed afterwards.
 
+pub(crate) mod cgroup;
 pub mod subreaper;
+
+pub use cgroup::{Cgroup, CgroupUsage};
 
 /// What the end of a supervision found and did outside the child's
 /// process group: part of [`SupervisionResult`](crate::SupervisionResult).
@@ -41,4 +46,11 @@ pub struct Containment {
     pub escapees_ended: u32,
     /// Of those, how many needed SIGKILL.
     pub escapees_killed: u32,
+    /// The child's own cgroup, with [`Command::cgroup`](crate::Command::cgroup):
+    /// its path, and in the final result the CPU and memory figures of
+    /// everything that ran in it.
+    pub cgroup: Option<CgroupUsage>,
+    /// With [`Cgroup::fallback`]: why no cgroup could be used, so the
+    /// process group and the subreaper contained the child instead.
+    pub cgroup_fallback: Option<String>,
 }

@@ -325,9 +325,13 @@ pub(crate) async fn end_escapees(
         let killing = now >= kill_at;
         for escapee in &mut tracked {
             match (escapee.sent, killing) {
+                (None, false) if term_signal == Signal::KILL => {
+                    escapee.send(program, Signal::KILL);
+                    tally.killed += 1;
+                }
                 (None, false) => {
                     escapee.send(program, term_signal);
-                    if term_signal != Signal::CONT && term_signal != Signal::KILL {
+                    if term_signal != Signal::CONT {
                         escapee.send(program, Signal::CONT);
                     }
                     escapee.sent = Some(term_signal);
