@@ -15,6 +15,7 @@ mod run;
 mod signals;
 mod stdio;
 mod sys;
+mod terminal;
 
 use std::process::ExitCode;
 

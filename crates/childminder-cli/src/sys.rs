@@ -199,3 +199,60 @@ pub fn with_signal_blocked<R>(signal: libc::c_int, f: impl FnOnce() -> R) -> R {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     result
 }
+
+/// The foreground process group of the terminal `fd`, if it is one.
+pub fn foreground_group(fd: BorrowedFd<'_>) -> Option<libc::pid_t> {
+    rustix::termios::tcgetpgrp(fd)
+        .ok()
+        .map(|pgrp| pgrp.as_raw_nonzero().get())
+}
+
+/// childminder's own process group.
+pub fn own_group() -> libc::pid_t {
+    rustix::process::getpgrp().as_raw_nonzero().get()
+}
+
+/// Makes `to` the foreground group of the terminal `tty` if `holder` holds
+/// it now, with SIGTTOU blocked (from a background group `tcsetpgrp` would
+/// stop childminder).
+pub fn give_terminal(tty: BorrowedFd<'_>, holder: Option<libc::pid_t>, to: libc::pid_t) {
+    let now = foreground_group(tty);
+    if now.is_none() || now == Some(to) || holder.is_some_and(|h| Some(h) != now) {
+        return;
+    }
+    with_signal_blocked(libc::SIGTTOU, || {
+        let _ = rustix::termios::tcsetpgrp(
+            tty,
+            rustix::process::Pid::from_raw(to).expect("a group id is positive"),
+        );
+    });
+}
+
+/// Consumes the report of the child `pid` having stopped, if there is one
+/// (`waitid(WSTOPPED | WNOHANG)`: never reaps, never sees an exit).
+pub fn take_stop_report(pid: libc::pid_t) -> bool {
+    // SAFETY: a plain C struct we own, zeroed as waitid expects for "none".
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes into `info` only; WSTOPPED without WEXITED
+    // leaves an exited child for the library to reap.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG,
+        )
+    };
+    // SAFETY: waitid filled `info` (or left it zeroed); si_pid is valid
+    // for SIGCHLD reports.
+    rc == 0 && unsafe { info.si_pid() } == pid && info.si_code == libc::CLD_STOPPED
+}
+
+/// Stops childminder's own process group with SIGTSTP, as Ctrl-Z would
+/// have, and returns once it is continued (SIGCONT). If SIGTSTP is
+/// ignored (no job control), nothing stops.
+pub fn stop_own_group(group: libc::pid_t) {
+    // SAFETY: kill with integers; a signal to our own group is delivered to
+    // us before kill returns, so we stop inside this call.
+    unsafe { libc::kill(-group, libc::SIGTSTP) };
+}

@@ -51,6 +51,7 @@ impl Drop for LastResort {
         if shared.finished.get().is_some() {
             return;
         }
+        shared.give_terminal_back();
         let _ = shared.target.signal_escalation(Signal::KILL);
         let _ = shared.target.signal_child(Signal::KILL);
         // No runtime is left to await on: block (briefly) on the exit event.
@@ -68,6 +69,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     let deadline_at = policy.deadline.map(|d| shared.started + d);
     let (exit, supervisor_error) = observe_exit(&shared, policy, &mut esc, deadline_at).await;
     let exited_at = Instant::now();
+    shared.give_terminal_back();
 
     let output_cut_off = match drain {
         Some(drain) => finish_output(&shared, drain, exited_at).await,
