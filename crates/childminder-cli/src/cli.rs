@@ -104,6 +104,23 @@ pub enum Commands {
         after_help = RUN_AFTER_HELP
     )]
     Run(RunArgs),
+    /// Be the init (PID 1) of a container: run PROGRAM, forward signals, reap orphans.
+    #[command(
+        override_usage = "childminder init [OPTIONS] [--] PROGRAM [ARGS]...",
+        long_about = "Run PROGRAM as the one job of a container or PID namespace, as its \
+            init (PID 1): PROGRAM leads its own process group; every catchable signal \
+            childminder receives is forwarded to that group as it is (SIGTERM from \
+            `docker stop` included); every orphan that lands on childminder is reaped \
+            as it exits, so no zombie accumulates; and when PROGRAM exits, whatever is \
+            left gets SIGTERM, SIGKILL a grace period later, and is reaped. childminder \
+            exits with PROGRAM's status (128+N when a signal N ended it). Not PID 1, \
+            it is a subreaper and does the same with the orphans of PROGRAM's tree.\n\n\
+            It takes run's options (deadline, grace, report, --cgroup ...) but not \
+            --no-subreaper: an init always reaps.\n\n\
+            Dockerfile: ENTRYPOINT [\"childminder\", \"init\", \"--\"]",
+        after_help = RUN_AFTER_HELP
+    )]
+    Init(RunArgs),
 }
 
 /// The options of `childminder run`.
@@ -181,6 +198,51 @@ pub struct RunArgs {
     )]
     pub report: Option<OsString>,
 
+    /// Let processes that leave the command's group outlive it [example: --no-subreaper]
+    #[arg(
+        long = "no-subreaper",
+        long_help = "Leave alone the processes that left the command's process group \
+            (setsid, a daemon that double-forks). By default childminder is a child \
+            subreaper: such processes re-parent to it when orphaned, and once the command \
+            has ended and its group is swept, each gets the first signal, SIGKILL a grace \
+            period later, and is reaped (escapees_ended in the report). For the rare job \
+            that must leave a daemon running.\n\
+            Example: childminder run --no-subreaper -- ./start-daemon.sh"
+    )]
+    pub no_subreaper: bool,
+
+    /// Run the command in a cgroup v2 of its own; =auto falls back to the group and subreaper [example: --cgroup]
+    #[arg(
+        long = "cgroup",
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "on",
+        value_enum,
+        long_help = "Run the command in a new cgroup v2 of its own under childminder's \
+            (or --cgroup-parent), entered before its first instruction: nothing it starts \
+            can leave it, setsid or not. The escalation's first signal goes to every \
+            process in it, SIGKILL is cgroup.kill, and the cgroup is removed afterwards; \
+            the report adds its CPU time and memory peak. Without a writable cgroup v2 \
+            (no delegation, read-only, v1 only) childminder exits 125 and nothing runs; \
+            with --cgroup=auto it falls back to the process group and the subreaper, and \
+            says so (cgroup_fallback in the report, a warning on stderr).\n\
+            Example: childminder run --cgroup -t 10m -- make -j8"
+    )]
+    pub cgroup: Option<CgroupMode>,
+
+    /// Create the command's cgroup under DIR instead of childminder's own [example: --cgroup-parent /sys/fs/cgroup/jobs]
+    #[arg(
+        long = "cgroup-parent",
+        value_name = "DIR",
+        requires = "cgroup",
+        long_help = "The cgroup v2 directory under which the command's cgroup is made \
+            (a delegated subtree, say), instead of childminder's own cgroup. Missing \
+            directories are created and removed again afterwards.\n\
+            Example: --cgroup --cgroup-parent /sys/fs/cgroup/unified/ci"
+    )]
+    pub cgroup_parent: Option<std::path::PathBuf>,
+
     /// Hand stdin, stdout and stderr straight to the command [example: --inherit-stdio]
     #[arg(
         long = "inherit-stdio",
@@ -228,7 +290,27 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+/// The value of `--cgroup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CgroupMode {
+    /// A cgroup, or exit 125.
+    On,
+    /// A cgroup, or the process group and the subreaper.
+    Auto,
+}
+
 impl RunArgs {
+    /// The cgroup option of the library, from `--cgroup[=auto]` and
+    /// `--cgroup-parent`.
+    pub fn cgroup(&self) -> Option<childminder::Cgroup> {
+        let mode = self.cgroup?;
+        let mut cgroup = childminder::Cgroup::new().fallback(mode == CgroupMode::Auto);
+        if let Some(parent) = &self.cgroup_parent {
+            cgroup = cgroup.parent(parent);
+        }
+        Some(cgroup)
+    }
+
     /// The grace period, with its default.
     pub fn grace(&self) -> Duration {
         self.grace.unwrap_or(childminder::DEFAULT_GRACE_PERIOD)
@@ -302,7 +384,7 @@ mod tests {
         let mut full = vec!["childminder", "run"];
         full.extend_from_slice(args);
         Cli::try_parse_from(full).map(|cli| match cli.command {
-            Commands::Run(run) => run,
+            Commands::Run(run) | Commands::Init(run) => run,
         })
     }
 
@@ -318,6 +400,7 @@ mod tests {
         assert_eq!(run.signal(), Some(Signal::TERM));
         assert_eq!(run.timeout, None);
         assert!(!run.no_group && !run.inherit_stdio && !run.preserve_status);
+        assert!(!run.no_subreaper && run.cgroup.is_none());
         assert_eq!(run.command, ["sleep", "1"]);
     }
 
@@ -339,6 +422,27 @@ mod tests {
         assert_eq!(run.signal(), None);
         let run = parse(&["-s", "rtmin+1", "true"]).unwrap();
         assert_eq!(run.signal().unwrap().as_raw(), libc::SIGRTMIN() + 1);
+    }
+
+    #[test]
+    fn containment_options() {
+        let run = parse(&["--cgroup", "--no-subreaper", "true"]).unwrap();
+        assert_eq!(run.cgroup, Some(CgroupMode::On));
+        assert!(run.no_subreaper);
+        assert_eq!(run.cgroup(), Some(childminder::Cgroup::new()));
+        let run = parse(&["--cgroup=auto", "--cgroup-parent", "/x", "true"]).unwrap();
+        assert_eq!(
+            run.cgroup(),
+            Some(childminder::Cgroup::new().fallback(true).parent("/x"))
+        );
+        // `--cgroup auto` would run a program named auto: the value needs `=`.
+        let run = parse(&["--cgroup", "auto"]).unwrap();
+        assert_eq!(
+            (run.cgroup, run.command.as_slice()),
+            (Some(CgroupMode::On), &["auto".into()][..])
+        );
+        assert!(parse(&["--cgroup=maybe", "true"]).is_err());
+        assert!(parse(&["--cgroup-parent", "/x", "true"]).is_err());
     }
 
     #[test]

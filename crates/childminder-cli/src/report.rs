@@ -25,6 +25,14 @@
 //! | `exit_status` | number | the status childminder itself exits with |
 //! | `inherited_streams` | array of strings | the streams handed to the command as they are (`"stdin"`, `"stdout"`, `"stderr"`): not copied, not counted |
 //! | `delivery_cut_off` | bool | the deadline's bound (a grace period after the later of the deadline and the exit) passed before all output was delivered: childminder stopped copying and exited 124 |
+//! | `subreaper` | bool | childminder was a subreaper for the command (the default; `--no-subreaper` turns it off) |
+//! | `escapees_ended` | number | processes that left the command's group, were orphaned to childminder and were ended and reaped at the end |
+//! | `escapees_killed` | number | of those, how many needed SIGKILL |
+//! | `cgroup` | string or null | the command's own cgroup (`--cgroup`), removed by the time of the report |
+//! | `cgroup_cpu_ms` | number or null | CPU time of everything that ran in the cgroup |
+//! | `cgroup_memory_peak_bytes` | number or null | its memory peak (`memory.peak`), where the memory controller is enabled for it |
+//! | `orphans_reaped` | number | as `init`: orphans (processes re-parented to childminder) reaped as they exited, while the command ran; 0 for `run` |
+//! | `cgroup_fallback` | string or null | with `--cgroup=auto`: why no cgroup could be used (the group and the subreaper contained the command instead) |
 
 use std::time::Duration;
 
@@ -60,6 +68,14 @@ pub struct Report {
     pub exit_status: i32,
     pub inherited_streams: Vec<&'static str>,
     pub delivery_cut_off: bool,
+    pub subreaper: bool,
+    pub escapees_ended: u32,
+    pub escapees_killed: u32,
+    pub cgroup: Option<String>,
+    pub cgroup_cpu_ms: Option<u64>,
+    pub cgroup_memory_peak_bytes: Option<u64>,
+    pub cgroup_fallback: Option<String>,
+    pub orphans_reaped: u64,
 }
 
 /// How the child ended: `{"code": N}` or `{"signal": N, ...}`.
@@ -103,6 +119,8 @@ pub struct RunFacts {
     pub delivery_cut_off: bool,
     /// The streams handed over.
     pub inherited_streams: Vec<&'static str>,
+    /// As `init`: orphans reaped as they exited.
+    pub orphans_reaped: u64,
 }
 
 impl RunFacts {
@@ -144,6 +162,7 @@ impl Report {
         facts: &RunFacts,
         exit_status: i32,
     ) -> Report {
+        let cgroup = result.containment.cgroup.as_ref();
         Report {
             program: result.program.clone(),
             args,
@@ -181,6 +200,14 @@ impl Report {
             exit_status,
             inherited_streams: facts.inherited_streams.clone(),
             delivery_cut_off: facts.delivery_cut_off,
+            subreaper: result.containment.subreaper,
+            escapees_ended: result.containment.escapees_ended,
+            escapees_killed: result.containment.escapees_killed,
+            cgroup: cgroup.map(|c| c.path.to_string_lossy().into_owned()),
+            cgroup_cpu_ms: cgroup.and_then(|c| c.cpu_usage).map(millis),
+            cgroup_memory_peak_bytes: cgroup.and_then(|c| c.memory_peak),
+            cgroup_fallback: result.containment.cgroup_fallback.clone(),
+            orphans_reaped: facts.orphans_reaped,
         }
     }
 
@@ -219,6 +246,14 @@ impl Report {
             exit_status,
             inherited_streams: Vec::new(),
             delivery_cut_off: false,
+            subreaper: false,
+            escapees_ended: 0,
+            escapees_killed: 0,
+            cgroup: None,
+            cgroup_cpu_ms: None,
+            cgroup_memory_peak_bytes: None,
+            cgroup_fallback: None,
+            orphans_reaped: 0,
         }
     }
 

@@ -13,7 +13,7 @@ use childminder::{Command, Error, Signal, Stdio, SupervisionResult, Termination}
 
 use crate::cli::RunArgs;
 use crate::report::{Report, RunFacts};
-use crate::signals::{self, Forwarding};
+use crate::signals::{self, Forwarding, Role};
 use crate::stdio;
 use crate::terminal;
 
@@ -97,6 +97,12 @@ impl ReportSink {
 
 /// Runs the command of `args` and returns the exit status.
 pub fn run(args: RunArgs) -> i32 {
+    run_as(args, Role::Run)
+}
+
+/// `run` or `init` (which forwards every signal as it is, reaps orphans as
+/// they exit, and is always a subreaper): returns the exit status.
+pub fn run_as(args: RunArgs, role: Role) -> i32 {
     let sink = match args.report.as_ref().map(ReportSink::open).transpose() {
         Ok(sink) => sink,
         Err(message) => {
@@ -115,9 +121,13 @@ pub fn run(args: RunArgs) -> i32 {
         .grace_period(args.grace())
         .term_signal(args.signal())
         .process_group(!args.no_group)
+        .subreaper(role == Role::Init || !args.no_subreaper)
         .kill_on_parent_death(true)
         .pipe_capacity(1 << 20)
         .terminal_foreground(true);
+    if let Some(cgroup) = args.cgroup() {
+        cmd.cgroup(cgroup);
+    }
     // 0 and "forever" (100 years or more, `inf`) both mean no deadline.
     let deadline = args
         .timeout
@@ -156,6 +166,11 @@ pub fn run(args: RunArgs) -> i32 {
             if let Some(e) = &result.supervisor_error {
                 diagnose(&format!("warning: {e}"));
             }
+            if let Some(why) = &result.containment.cgroup_fallback {
+                diagnose(&format!(
+                    "warning: no cgroup ({why}): the process group and the subreaper contained the command instead"
+                ));
+            }
             (
                 status,
                 Report::from_result(lossy_args.clone(), &result, &facts, status),
@@ -188,6 +203,7 @@ pub fn run(args: RunArgs) -> i32 {
         }
     };
     let (status, report) = report(runtime.block_on(supervise(
+        role,
         &mut cmd,
         stdio_mode(&args),
         deadline,
@@ -264,6 +280,7 @@ enum Outcome {
 /// Starts the command and supervises it to the end: forwards signals,
 /// copies its output, bounds the copy-out, sweeps its group.
 async fn supervise(
+    role: Role,
     cmd: &mut Command,
     mode: stdio::Mode,
     deadline: Option<Duration>,
@@ -271,7 +288,7 @@ async fn supervise(
 ) -> Outcome {
     // Catch the signals before the child exists: one arriving during the
     // start is then acted on as soon as the child runs.
-    let mut signals = match signals::Receiver::start() {
+    let mut signals = match signals::Receiver::start(role) {
         Ok(receiver) => receiver,
         Err(e) => return Outcome::Failed(format!("cannot set up the signal handlers: {e}")),
     };
@@ -330,7 +347,7 @@ async fn supervise(
         }
     });
     let (mut outputs_done, mut input_done) = (false, false);
-    let mut forwarding = Forwarding::default();
+    let mut forwarding = Forwarding::new(role);
 
     // Until the command's exit.
     let result = loop {
@@ -394,16 +411,19 @@ async fn supervise(
     facts.stdout_bytes = facts.stdout_bytes.map(|_| counts.0.get());
     facts.stderr_bytes = facts.stderr_bytes.map(|_| counts.1.get());
 
-    // Last, nothing of the command's group may stay: the same escalation
-    // against what is left, then the child is reaped.
-    loop {
+    // Last, nothing of the command's group (or cgroup) may stay, nor any
+    // escapee: the same escalation against what is left, then the child is
+    // reaped. The final result says what the sweeps found.
+    let swept = loop {
         tokio::select! {
             biased;
             signal = signals.recv() => forwarding.on_signal(&child, signal),
-            _ = child.shutdown() => break,
+            swept = child.shutdown() => break swept,
         }
-    }
-    facts.signals_received = forwarding.into_received();
+    };
+    let mut result = result;
+    result.containment = swept.containment;
+    (facts.signals_received, facts.orphans_reaped) = forwarding.into_received();
     Outcome::Ran(Box::new(result), facts)
 }
 

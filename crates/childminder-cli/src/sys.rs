@@ -3,7 +3,7 @@
 //! terminal's foreground group. Every `unsafe` block wraps one call.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::pipe::SpliceFlags;
@@ -119,7 +119,7 @@ pub fn write(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<usize> 
         // SAFETY: buf is a valid slice for its length; send only reads it.
         let n = unsafe {
             libc::send(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                fd.as_raw_fd(),
                 buf.as_ptr().cast(),
                 buf.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
@@ -140,7 +140,7 @@ pub fn recv_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid, writable slice for its length.
     let n = unsafe {
         libc::recv(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
             libc::MSG_DONTWAIT,
@@ -202,14 +202,17 @@ pub fn with_signal_blocked<R>(signal: libc::c_int, f: impl FnOnce() -> R) -> R {
 
 /// The foreground process group of the terminal `fd`, if it is one.
 pub fn foreground_group(fd: BorrowedFd<'_>) -> Option<libc::pid_t> {
-    rustix::termios::tcgetpgrp(fd)
-        .ok()
-        .map(|pgrp| pgrp.as_raw_nonzero().get())
+    // SAFETY: tcgetpgrp on an open fd; touches no memory. 0 (a group
+    // outside our PID namespace) and errors are "none".
+    let group = unsafe { libc::tcgetpgrp(fd.as_raw_fd()) };
+    (group > 0).then_some(group)
 }
 
 /// childminder's own process group.
 pub fn own_group() -> libc::pid_t {
-    rustix::process::getpgrp().as_raw_nonzero().get()
+    // SAFETY: getpgrp has no arguments and cannot fail (0 when the group
+    // lies outside our PID namespace).
+    unsafe { libc::getpgrp() }
 }
 
 /// Makes `to` the foreground group of the terminal `tty` if `holder` holds
@@ -217,14 +220,12 @@ pub fn own_group() -> libc::pid_t {
 /// stop childminder).
 pub fn give_terminal(tty: BorrowedFd<'_>, holder: Option<libc::pid_t>, to: libc::pid_t) {
     let now = foreground_group(tty);
-    if now.is_none() || now == Some(to) || holder.is_some_and(|h| Some(h) != now) {
+    if to <= 0 || now.is_none() || now == Some(to) || holder.is_some_and(|h| Some(h) != now) {
         return;
     }
     with_signal_blocked(libc::SIGTTOU, || {
-        let _ = rustix::termios::tcsetpgrp(
-            tty,
-            rustix::process::Pid::from_raw(to).expect("a group id is positive"),
-        );
+        // SAFETY: tcsetpgrp on an open fd with a group id; touches no memory.
+        unsafe { libc::tcsetpgrp(tty.as_raw_fd(), to) };
     });
 }
 

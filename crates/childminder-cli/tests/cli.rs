@@ -634,6 +634,14 @@ fn the_report_has_every_key_with_its_type() {
         ("exit_status", "number"),
         ("inherited_streams", "array"),
         ("delivery_cut_off", "bool"),
+        ("subreaper", "bool"),
+        ("escapees_ended", "number"),
+        ("escapees_killed", "number"),
+        ("cgroup", "null"),
+        ("cgroup_cpu_ms", "null"),
+        ("cgroup_memory_peak_bytes", "null"),
+        ("cgroup_fallback", "null"),
+        ("orphans_reaped", "number"),
     ];
     for (key, kind) in expected {
         let value = object

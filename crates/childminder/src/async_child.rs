@@ -569,3 +569,35 @@ macro_rules! output_pipe_impls {
 
 output_pipe_impls!(ChildStdout, stdout, "echo hi");
 output_pipe_impls!(ChildStderr, stderr, "echo hi >&2");
+
+/// What the supervision tree needs beyond the public API.
+impl Child {
+    /// Resolves once the coordinator has finished: the child reaped and its
+    /// group swept.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub(crate) async fn finished(&self) {
+        self.shared.finished.wait().await;
+    }
+
+    /// Begins the escalation at its signal step with the command's own
+    /// first signal (or none, if it has none): what a supervisor's stop
+    /// does.
+    pub(crate) fn stop_now(&self) {
+        self.shared.request(crate::shared::REQ_TERMINATE);
+    }
+}
+
+impl ChildStdout {
+    pub(crate) fn into_pipe(self) -> pipe::Receiver {
+        self.pipe
+    }
+}
+
+impl ChildStderr {
+    pub(crate) fn into_pipe(self) -> pipe::Receiver {
+        self.pipe
+    }
+}

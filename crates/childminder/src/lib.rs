@@ -95,6 +95,7 @@ mod result;
 mod shared;
 mod signal;
 mod spawn;
+pub mod supervisor;
 mod sys;
 mod target;
 mod workers;

@@ -857,25 +857,28 @@ pub(crate) fn getpid() -> libc::pid_t {
 /// is a terminal whose foreground group is ours: the terminal the child's
 /// group may be given.
 pub(crate) fn foreground_terminal(inherited: [bool; 3]) -> Option<RawFd> {
-    let ours = rustix::process::getpgrp();
-    (0..3).find(|&fd| {
-        if !inherited[fd as usize] {
-            return false;
-        }
-        // SAFETY: fcntl(F_GETFD) only checks that the fd number is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return false;
-        }
-        // SAFETY: the fd is open (checked above) and stays open for the
-        // duration of this borrow: nothing closes fds 0-2 here.
-        let tty = unsafe { BorrowedFd::borrow_raw(fd) };
-        rustix::termios::tcgetpgrp(tty).is_ok_and(|pgrp| pgrp == ours)
-    })
+    let ours = own_process_group();
+    // 0: our group lies outside our PID namespace (PID 1 of a container).
+    if ours <= 0 {
+        return None;
+    }
+    (0..3).find(|&fd| inherited[fd as usize] && terminal_foreground_group(fd) == Some(ours))
 }
 
-/// Our own process group, which the terminal is given back to.
+/// The foreground group of the terminal `fd`; `None` when `fd` is not a
+/// terminal, or the group lies outside our PID namespace.
+fn terminal_foreground_group(fd: RawFd) -> Option<libc::pid_t> {
+    // SAFETY: tcgetpgrp on an fd number: EBADF or ENOTTY when it is not an
+    // open terminal; touches no memory.
+    let group = unsafe { libc::tcgetpgrp(fd) };
+    (group > 0).then_some(group)
+}
+
+/// Our own process group, which the terminal is given back to (0 when it
+/// lies outside our PID namespace).
 pub(crate) fn own_process_group() -> libc::pid_t {
-    rustix::process::getpgrp().as_raw_nonzero().get()
+    // SAFETY: getpgrp has no arguments and cannot fail.
+    unsafe { libc::getpgrp() }
 }
 
 /// Makes `to` the foreground group of the terminal `tty` if `holder`
@@ -883,11 +886,10 @@ pub(crate) fn own_process_group() -> libc::pid_t {
 /// calling thread meanwhile: from a background group, `tcsetpgrp` would
 /// otherwise stop this whole process.
 pub(crate) fn give_terminal(tty: BorrowedFd<'_>, holder: Option<libc::pid_t>, to: libc::pid_t) {
-    let Ok(now) = rustix::termios::tcgetpgrp(tty) else {
+    let Some(now) = terminal_foreground_group(tty.as_raw_fd()) else {
         return;
     };
-    let now = now.as_raw_nonzero().get();
-    if now == to || holder.is_some_and(|h| h != now) {
+    if to <= 0 || now == to || holder.is_some_and(|h| h != now) {
         return;
     }
     let ttou = sigset_of(libc::SIGTTOU);

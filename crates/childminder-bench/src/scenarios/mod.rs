@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod escalation;
 pub mod latency;
+pub mod restart;
 pub mod scale;
 pub mod spawn_wait;
 pub mod throughput;
