@@ -44,12 +44,7 @@ pub(crate) fn engine() -> io::Result<&'static Handle> {
     if let Some(handle) = ENGINE.get() {
         return Ok(handle);
     }
-    // tokio sets up process-wide state on the first runtime with IO, and
-    // panics rather than fails when that runs out of fds: with its `signal`
-    // feature (which the program may enable for itself), a socket pair made
-    // with `.expect`. So check first that the runtime's fds are there.
-    sys::check_free_fds(ENGINE_FDS)?;
-    let runtime = current_thread_runtime()?;
+    let runtime = first_runtime()?;
     let handle = runtime.handle().clone();
     let (running_tx, running) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
@@ -80,9 +75,25 @@ pub(crate) fn engine_for(cmd: &Command) -> Result<&'static Handle, Error> {
     })
 }
 
-/// The most fds building the engine's runtime takes: epoll, its waker,
-/// and with tokio's `signal` feature a socket pair and a copy of one end.
-const ENGINE_FDS: usize = 6;
+/// The most fds building a runtime takes: epoll, its waker, and with
+/// tokio's `signal` feature a socket pair and a copy of one end.
+const RUNTIME_FDS: usize = 6;
+
+/// [`current_thread_runtime`] for a runtime that may be the process's
+/// first: tokio sets up process-wide state on the first runtime with IO,
+/// and panics rather than fails when that runs out of fds (with its
+/// `signal` feature, which the program may enable for itself, a socket pair
+/// made with `.expect`). So the fds are checked first, and the error is
+/// the OS's own.
+///
+/// # Errors
+///
+/// As [`current_thread_runtime`]; `EMFILE` or `ENFILE` when the fds are
+/// not there.
+pub(crate) fn first_runtime() -> io::Result<tokio::runtime::Runtime> {
+    sys::check_free_fds(RUNTIME_FDS)?;
+    current_thread_runtime()
+}
 
 /// A current-thread runtime with IO and time.
 ///

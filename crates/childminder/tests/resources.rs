@@ -13,7 +13,7 @@ mod support;
 
 use std::io;
 
-use childminder::{Command, Error, stdin, with_process};
+use childminder::{Command, Error, Stdio, stdin, with_process};
 use common::{LeakCheck, marker_processes, our_children, own_process};
 use support::{fixture_cmd, warm_up};
 
@@ -98,13 +98,42 @@ fn assert_engine_refused_then_started(
     enough: u64,
 ) {
     set_soft_limit(resource, refused);
-    let err = Command::new("true").run().unwrap_err();
+    let err = true_on_the_engine().unwrap_err();
     set_soft_limit(resource, enough);
     assert_resource_error(&err, "starting the engine runtime");
     assert!(our_children().is_empty(), "{:?}", our_children());
-    let result = Command::new("true")
-        .run()
-        .expect("the engine starts on the next call");
+    let result = true_on_the_engine().expect("the engine starts on the next call");
+    assert!(result.success(), "{result:?}");
+}
+
+/// `true` through `with_process`, which runs on the engine, with its
+/// output on `/dev/null`: no stdio thread either.
+fn true_on_the_engine() -> Result<childminder::SupervisionResult, Error> {
+    let mut cmd = Command::new("true");
+    cmd.stdout(Stdio::Null).stderr(Stdio::Null);
+    with_process(
+        &cmd,
+        stdin::empty(),
+        childminder::discard,
+        childminder::discard,
+        |p| p.wait(),
+    )
+}
+
+/// As the engine above, for the runtime that the one-line calls (`run`,
+/// `output`, `status`) build on the caller's thread: out of fds, an error
+/// with the OS's words, and the next call builds it.
+#[test]
+fn a_one_line_call_out_of_fds_is_a_resource_error_not_a_panic() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd());
+    let err = Command::new("true").run().unwrap_err();
+    set_soft_limit(libc::RLIMIT_NOFILE, 1024);
+    assert_resource_error(&err, "Too many open files");
+    assert!(our_children().is_empty(), "{:?}", our_children());
+    let result = Command::new("true").run().expect("built on the next call");
     assert!(result.success(), "{result:?}");
 }
 
@@ -137,7 +166,10 @@ fn engine_start_out_of_threads_is_a_resource_error_not_a_hang() {
 /// refusal: an error, returned only after the child was ended and reaped,
 /// with no fd left behind, and the action never run.
 fn assert_a_refused_thread_ends_the_child(input: childminder::Input) {
-    warm_up();
+    // The engine only: a warm-up with piped output would leave an idle
+    // stdio thread in the pool, and no thread would be refused.
+    let started = true_on_the_engine().expect("start the engine");
+    assert!(started.success(), "{started:?}");
     if !become_unprivileged() {
         return;
     }
