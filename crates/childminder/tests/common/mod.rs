@@ -4,6 +4,8 @@
 //! and "our open fds" are per-test facts.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::fmt::Write as _;
