@@ -32,6 +32,7 @@ enum Scenario {
     Escalation,
     Scale,
     Restart,
+    Containment,
 }
 
 /// Benchmarks childminder against std::process and tokio::process.
@@ -139,6 +140,11 @@ fn main() {
             Scenario::Restart,
             "restart",
             Box::new(|| scenarios::restart::run(&cfg, &rt)),
+        ),
+        (
+            Scenario::Containment,
+            "containment",
+            Box::new(|| scenarios::containment::run(&cfg)),
         ),
         (
             Scenario::Scale,
