@@ -1018,3 +1018,77 @@ fn the_tree_runs_on_the_callers_runtime_without_threads_of_its_own() {
         tree.shutdown().await;
     });
 }
+
+#[test]
+fn every_output_byte_arrives_in_order_per_stream() {
+    check(async || {
+        const BYTES: u64 = 8 << 20;
+        let n = BYTES.to_string();
+        let spec = SupervisorSpec::new()
+            .child(
+                ChildSpec::process("out", fixture_cmd(["write", &n, "out"]))
+                    .restart(Restart::Temporary),
+            )
+            .child(
+                ChildSpec::process("err", fixture_cmd(["write", &n, "err"]))
+                    .restart(Restart::Temporary),
+            );
+        let mut options = TreeOptions::new();
+        let mut output = options.output(2);
+        let tree = Tree::start_with(&spec, options).unwrap();
+        let mut checks = [support::PatternCheck::new(), support::PatternCheck::new()];
+        let mut ends = 0;
+        while let Some(chunk) = tokio::time::timeout(HANDSHAKE, output.recv())
+            .await
+            .unwrap()
+        {
+            let i = usize::from(&*chunk.path == "err");
+            if chunk.eof {
+                assert!(chunk.bytes.is_empty());
+                ends += 1;
+                continue;
+            }
+            let expected = [Stream::Stdout, Stream::Stderr][i];
+            assert_eq!(chunk.stream, expected);
+            checks[i].feed(&chunk.bytes);
+        }
+        // Each child's other stream is empty and ends too.
+        assert_eq!(ends, 4);
+        for check in &checks {
+            assert_eq!((check.total, check.first_mismatch), (BYTES, None));
+        }
+        assert_eq!(tree.wait().await.exit_code(), 0);
+    });
+}
+
+#[test]
+fn a_tree_on_a_multi_thread_runtime() {
+    let _serial = serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    support::mark_fd_baseline();
+    let leaks = LeakCheck::new();
+    rt.block_on(async {
+        let mut run = Run::start(&abc(Strategy::RestForOne));
+        run.until("c", "ready").await;
+        kill(run.pid("a"));
+        let events = run.until("c", "ready").await;
+        assert_eq!(
+            only(&events, &["stopping", "starting"]),
+            [
+                "c stopping",
+                "b stopping",
+                "a starting",
+                "b starting",
+                "c starting"
+            ]
+        );
+        run.tree.stop();
+        run.rest().await;
+    });
+    drop(rt);
+    leaks.assert_clean();
+}
