@@ -114,6 +114,9 @@ pub(crate) enum Action {
     Stop(usize),
     /// SIGKILL child `i` (its whole subtree) now.
     Kill(usize),
+    /// Report: child `i` is running (its readiness was seen while it was
+    /// starting).
+    Running(usize),
     /// Report: child `i` was not ready in time (a `Stop(i)` follows).
     StartTimedOut(usize),
     /// Report how child `i`'s end was judged (answers `Ended`).
@@ -264,8 +267,11 @@ impl Machine {
                 }
             }
             Input::Ready(i) => {
-                if let State::Starting { .. } = self.slots[i].state {
-                    self.slots[i].state = State::Running { since: now };
+                let slot = &mut self.slots[i];
+                // A start that timed out stays failed, ready or not.
+                if matches!(slot.state, State::Starting { .. }) && !slot.timed_out {
+                    slot.state = State::Running { since: now };
+                    out.push(Action::Running(i));
                 }
             }
             Input::Ended(i, end) => self.on_ended(now, i, end, &mut out),
@@ -299,7 +305,9 @@ impl Machine {
             .iter()
             .zip(&self.params.children)
             .filter_map(|(slot, params)| match slot.state {
-                State::Down if slot.want => slot.not_before,
+                // Only a pending start has one (a slot that stops wanting
+                // to run loses its delay).
+                State::Down => slot.not_before,
                 State::Starting { since } if !slot.timed_out => {
                     params.start_timeout.map(|t| since + t)
                 }
@@ -371,6 +379,7 @@ impl Machine {
             } else {
                 slot.want = false;
                 slot.cycle = false;
+                slot.not_before = None;
                 out.push(Action::Stopped(i));
             }
             return;
@@ -386,6 +395,7 @@ impl Machine {
             let slot = &mut self.slots[i];
             slot.want = false;
             slot.cycle = false;
+            slot.not_before = None;
             slot.done = true;
             out.push(Action::Stopped(i));
             if params.significant {
