@@ -678,6 +678,19 @@ fn with_auto_shutdown_never_the_tree_completes_when_nothing_is_left() {
             ]
         );
         assert_eq!(outcome.exit_code(), 3);
+        // A failure inside a nested supervisor that completed counts too.
+        let sub = SupervisorSpec::new().child(
+            ChildSpec::process("bad", fx(&["sleep-exit", "0", "5"])).restart(Restart::Temporary),
+        );
+        let spec = SupervisorSpec::new()
+            .child(
+                ChildSpec::process("ok", fx(&["sleep-exit", "0", "0"])).restart(Restart::Temporary),
+            )
+            .child(ChildSpec::supervisor("sub", sub).restart(Restart::Temporary));
+        let tree = Tree::start(&spec).unwrap();
+        let outcome = tree.wait().await;
+        assert!(matches!(*outcome, Outcome::Completed { .. }), "{outcome:?}");
+        assert_eq!(outcome.exit_code(), 5);
         // And significant children need a mode other than `never`.
         let err = SupervisorSpec::new()
             .child(

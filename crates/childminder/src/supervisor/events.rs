@@ -299,7 +299,9 @@ impl Outcome {
     /// - gave up: the status of the process whose failure tripped it,
     ///   followed down nested supervisors (1 for a start timeout);
     /// - completed: 0 if every child's last run was normal, else the
-    ///   status of the first (in start order) that was abnormal.
+    ///   status of the first (in start order) that was abnormal; a nested
+    ///   supervisor counts with its own status, so a failure inside it
+    ///   counts where the supervisor stands.
     ///
     /// # Examples
     ///
@@ -312,15 +314,19 @@ impl Outcome {
             Outcome::AutoShutdown { exit, .. } | Outcome::GaveUp { exit, .. } => exit.exit_code(),
             Outcome::Completed { last } => last
                 .iter()
-                .find(|run| run.verdict.is_abnormal())
-                .and_then(|run| run.exit.as_ref())
-                .map_or(0, |exit| match exit.exit_code() {
-                    // An abnormal end whose status reads as success (a
-                    // success code that is not in the set cannot be 0, but
-                    // a nested supervisor's can): still a failure.
-                    0 => 1,
-                    code => code,
-                }),
+                .find_map(|run| match run.exit.as_ref()? {
+                    // A nested supervisor's own status, failures inside
+                    // it included (it may have completed with some).
+                    ChildExit::Supervisor(inner) => Some(inner.exit_code()).filter(|&c| c != 0),
+                    // An abnormal end whose status reads 0 (0 left out of
+                    // the success codes) is still a failure.
+                    exit if run.verdict.is_abnormal() => Some(match exit.exit_code() {
+                        0 => 1,
+                        code => code,
+                    }),
+                    _ => None,
+                })
+                .unwrap_or(0),
         }
     }
 

@@ -996,3 +996,25 @@ fn a_cycled_sibling_that_ends_by_itself_first_leaves_no_deadline() {
     assert_eq!(sim.feed(Input::StopChild(2)), [Stopped(2), AllRunning]);
     assert_eq!(sim.m.next_deadline(), None);
 }
+
+#[test]
+fn one_for_one_restarts_do_not_wait_for_a_sibling_in_backoff() {
+    let mut slow = child(Restart::Permanent);
+    slow.backoff = Backoff {
+        initial: 30 * S,
+        max: 30 * S,
+        reset_after: 10 * S,
+    };
+    let mut sim = Sim::new(params(
+        Strategy::OneForOne,
+        vec![slow, child(Restart::Permanent)],
+    ));
+    sim.start_all();
+    let actions = sim.after(S, Input::Ended(0, End::Failure));
+    assert!(!actions.contains(&Start(0)));
+    // Child 1 is restarted at once: it is not part of child 0's restart.
+    assert_eq!(
+        sim.after(S, Input::Ended(1, End::Failure)),
+        [Judged(1, Verdict::Abnormal), restarting(1, 1), Start(1)]
+    );
+}
