@@ -1105,3 +1105,73 @@ fn a_tree_on_a_multi_thread_runtime() {
     drop(rt);
     leaks.assert_clean();
 }
+
+/// Set in the helper process of the kill-on-parent-death test.
+const TREE_HOST: &str = "CHILDMINDER_TEST_TREE_HOST";
+
+#[test]
+fn kill_on_parent_death_takes_every_process_along_when_the_host_is_killed() {
+    if std::env::var_os(TREE_HOST).is_some() {
+        // The helper: a tree of three processes, two levels, then wait to
+        // be SIGKILLed.
+        let rt = runtime();
+        rt.block_on(async {
+            let sub = SupervisorSpec::new().child(sleeper("x"));
+            let spec = SupervisorSpec::new()
+                .children([sleeper("a"), sleeper("b")])
+                .child(ChildSpec::supervisor("sub", sub));
+            let mut options = TreeOptions::new();
+            options.kill_on_parent_death(true);
+            let tree = Tree::start_with(&spec, options).unwrap();
+            tree.running().await;
+            let pids: Vec<String> = tree
+                .status()
+                .iter()
+                .filter_map(|s| s.pid.map(|p| p.to_string()))
+                .collect();
+            println!("pids: {}", pids.join(" "));
+            std::future::pending::<()>().await;
+        });
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill_on_parent_death_takes_every_process_along_when_the_host_is_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TREE_HOST, "1")
+        .env(common::MARKER_VAR, common::marker_value())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = host.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            // libtest may print its own words before ours on the line.
+            if let Some(at) = line.find("pids: ") {
+                let _ = tx.send(line[at + "pids: ".len()..].to_owned());
+            }
+        }
+    });
+    let pids: Vec<i32> = rx
+        .recv_timeout(HANDSHAKE)
+        .expect("the host printed its tree's pids")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(pids.iter().all(|&p| common::pid_alive(p)));
+    host.kill().unwrap();
+    host.wait().unwrap();
+    reader.join().unwrap();
+    support::assert_all_dead(&pids);
+    leaks.assert_clean();
+}
