@@ -19,10 +19,10 @@
 //! | `max_rss_bytes` | number or null | the child's peak resident memory (the largest of it and its waited-for descendants), likewise |
 //! | `stdout_bytes`, `stderr_bytes` | number or null | bytes copied out; null with `--inherit-stdio` |
 //! | `output_cut_off` | bool | something (a grandchild) kept the output open past the grace period after the child exited, and was killed |
-//! | `signals_received` | array of strings | the signals childminder received and acted on, in order |
+//! | `signals_received` | array of strings | every signal childminder received, in order |
 //! | `worker_errors` | array of objects | `{"stream": "stdout", "op": "consume", "error": "..."}` for each failed stdio worker |
 //! | `supervisor_error` | string or null | childminder's own failure: the start error, or a supervision error |
-//! | `exit_status` | number | the status childminder itself exits with |
+//! | `exit_status` | number | the status childminder itself exits with; 128+N when it ends itself by the command's signal N |
 //! | `inherited_streams` | array of strings | the streams handed to the command as they are (`"stdin"`, `"stdout"`, `"stderr"`): not copied, not counted |
 //! | `delivery_cut_off` | bool | the deadline's bound (a grace period after the later of the deadline and the exit) passed before all output was delivered: childminder stopped copying and exited 124 |
 //! | `subreaper` | bool | childminder was a subreaper for the command (the default; `--no-subreaper` turns it off) |
@@ -31,6 +31,7 @@
 //! | `cgroup` | string or null | the command's own cgroup (`--cgroup`), removed by the time of the report |
 //! | `cgroup_cpu_ms` | number or null | CPU time of everything that ran in the cgroup |
 //! | `cgroup_memory_peak_bytes` | number or null | its memory peak (`memory.peak`), where the memory controller is enabled for it |
+//! | `orphans_reaped` | number | as `init`: orphans (processes re-parented to childminder) reaped as they exited, while the command ran; 0 for `run` |
 //! | `cgroup_fallback` | string or null | with `--cgroup=auto`: why no cgroup could be used (the group and the subreaper contained the command instead) |
 
 use std::time::Duration;
@@ -74,6 +75,7 @@ pub struct Report {
     pub cgroup_cpu_ms: Option<u64>,
     pub cgroup_memory_peak_bytes: Option<u64>,
     pub cgroup_fallback: Option<String>,
+    pub orphans_reaped: u64,
 }
 
 /// How the child ended: `{"code": N}` or `{"signal": N, ...}`.
@@ -117,6 +119,8 @@ pub struct RunFacts {
     pub delivery_cut_off: bool,
     /// The streams handed over.
     pub inherited_streams: Vec<&'static str>,
+    /// As `init`: orphans reaped as they exited.
+    pub orphans_reaped: u64,
 }
 
 impl RunFacts {
@@ -203,6 +207,7 @@ impl Report {
             cgroup_cpu_ms: cgroup.and_then(|c| c.cpu_usage).map(millis),
             cgroup_memory_peak_bytes: cgroup.and_then(|c| c.memory_peak),
             cgroup_fallback: result.containment.cgroup_fallback.clone(),
+            orphans_reaped: facts.orphans_reaped,
         }
     }
 
@@ -248,6 +253,7 @@ impl Report {
             cgroup_cpu_ms: None,
             cgroup_memory_peak_bytes: None,
             cgroup_fallback: None,
+            orphans_reaped: 0,
         }
     }
 

@@ -31,6 +31,54 @@ pub(crate) struct Spawned {
     /// Whether the escapee sweep applies: `Command::subreaper`, or the
     /// cgroup's fallback.
     pub subreaper: bool,
+    /// The terminal given to the child's group
+    /// (`Command::terminal_foreground`), to give back at its exit.
+    pub terminal: Option<ForegroundTerminal>,
+}
+
+/// A terminal whose foreground group the child's group was made.
+#[derive(Debug)]
+pub(crate) struct ForegroundTerminal {
+    /// Our own copy of the terminal's fd (close-on-exec).
+    pub tty: OwnedFd,
+    /// The group it goes back to: the caller's.
+    pub owner: libc::pid_t,
+}
+
+impl ForegroundTerminal {
+    /// Gives the terminal back to its owner if `holder` (the child's group)
+    /// still has it.
+    pub(crate) fn give_back(&self, holder: libc::pid_t) {
+        sys::give_terminal(self.tty.as_fd(), Some(holder), self.owner);
+    }
+}
+
+/// The terminal to give the child's group, if `Command::terminal_foreground`
+/// applies: fds 0-2 it inherits, one of them a terminal in our foreground.
+fn foreground_terminal(cmd: &Command) -> Result<Option<(RawFd, ForegroundTerminal)>, Error> {
+    if !cmd.terminal_foreground || !cmd.process_group {
+        return Ok(None);
+    }
+    let Some(fd) =
+        sys::foreground_terminal(cmd.stdio.each_ref().map(|s| matches!(s, Stdio::Inherit)))
+    else {
+        return Ok(None);
+    };
+    // SAFETY: sys::foreground_terminal checked that the fd is open; it stays
+    // open for this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let tty =
+        sys::dup_cloexec_at_least(borrowed, 3).map_err(|source| Error::PipeCreationFailed {
+            program: cmd.program_lossy(),
+            source,
+        })?;
+    Ok(Some((
+        fd,
+        ForegroundTerminal {
+            tty,
+            owner: sys::own_process_group(),
+        },
+    )))
 }
 
 /// The two ends of one of the child's streams: ours and the child's.
@@ -39,20 +87,34 @@ struct StreamEnds {
     child: Option<OwnedFd>,
 }
 
-fn stream_ends(mode: Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, Error> {
+fn stream_ends(
+    mode: &Stdio,
+    index: usize,
+    stdout: Option<&StreamEnds>,
+    cmd: &Command,
+) -> Result<StreamEnds, Error> {
     let pipe_err = |source| Error::PipeCreationFailed {
         program: cmd.program_lossy(),
         source,
+    };
+    let child_only = |fd: std::io::Result<OwnedFd>| {
+        Ok(StreamEnds {
+            parent: None,
+            child: Some(fd.map_err(pipe_err)?),
+        })
     };
     match mode {
         Stdio::Inherit => Ok(StreamEnds {
             parent: None,
             child: None,
         }),
-        Stdio::Null => Ok(StreamEnds {
-            parent: None,
-            child: Some(sys::open_dev_null(index != 0).map_err(pipe_err)?),
-        }),
+        Stdio::Null => child_only(sys::open_dev_null(index != 0)),
+        Stdio::Fd(fd) => child_only(fd.try_clone()),
+        // Validation allows it for stderr only, which comes after stdout.
+        Stdio::ToStdout => match stdout.and_then(|ends| ends.child.as_ref()) {
+            Some(fd) => child_only(fd.try_clone()),
+            None => child_only(std::io::stdout().as_fd().try_clone_to_owned()),
+        },
         Stdio::Piped => {
             let (read, write) = sys::pipe().map_err(pipe_err)?;
             let (parent, child) = if index == 0 {
@@ -88,8 +150,9 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             program: cmd.program_lossy(),
         });
     }
-    let [stdin, stdout, stderr] = [0, 1, 2].map(|i| stream_ends(cmd.stdio[i], i, cmd));
-    let (mut stdin, mut stdout, mut stderr) = (stdin?, stdout?, stderr?);
+    let mut stdin = stream_ends(&cmd.stdio[0], 0, None, cmd)?;
+    let mut stdout = stream_ends(&cmd.stdio[1], 1, None, cmd)?;
+    let mut stderr = stream_ends(&cmd.stdio[2], 2, Some(&stdout), cmd)?;
 
     // Extra fds are first copied above every target, so no dup2 in the
     // child can overwrite a source that a later dup2 still needs.
@@ -121,15 +184,30 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             source,
         })?;
     }
+    let terminal = foreground_terminal(cmd)?;
+    let foreground_tty = terminal.as_ref().map(|(fd, _)| *fd);
     // No subreaper sweep may see the child before it is registered as ours.
     let gate = subreaper::spawn_gate();
     let started = Instant::now();
-    let start_failed = |source| Error::ProcessStartFailed {
-        program: cmd.program_lossy(),
-        source: explain_exec_error(source, &prepared),
+    let start_failed = |source| {
+        // The child may have taken the terminal before its exec failed.
+        if let Some((_, terminal)) = &terminal {
+            sys::give_terminal(terminal.tty.as_fd(), None, terminal.owner);
+        }
+        Error::ProcessStartFailed {
+            program: cmd.program_lossy(),
+            source: explain_exec_error(source, &prepared),
+        }
     };
-    let pid = if cmd.kill_on_parent_death || cgroup.is_some() {
-        spawn_with_fork(cmd, &prepared, &child_fds, cgroup.as_ref(), start_failed)?
+    let pid = if cmd.uses_fork() || cgroup.is_some() {
+        spawn_with_fork(
+            cmd,
+            &prepared,
+            &child_fds,
+            cgroup.as_ref(),
+            foreground_tty,
+            start_failed,
+        )?
     } else {
         sys::posix_spawn(&sys::SpawnRequest {
             path: &prepared.path,
@@ -139,6 +217,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             new_process_group: cmd.process_group,
             reset_sigpipe: !cmd.inherit_sigpipe,
             fds: child_fds,
+            foreground_tty,
         })
         .map_err(start_failed)?
     };
@@ -168,6 +247,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         cgroup,
         cgroup_fallback,
         subreaper,
+        terminal: terminal.map(|(_, terminal)| terminal),
     })
 }
 
@@ -232,7 +312,7 @@ fn open_pidfd(cmd: &Command, pid: u32) -> Result<Option<OwnedFd>, Error> {
     }
 }
 
-/// The slow path, for `kill_on_parent_death` and `cgroup`: std's
+/// The slow path, for `kill_on_parent_death`, `uid`/`gid`/`groups` and `cgroup`: std's
 /// fork-based spawn with our code before `exec`. A failure to join the
 /// cgroup is told from one of exec by the errno the child reports on a pipe
 /// of its own.
@@ -241,6 +321,7 @@ fn spawn_with_fork(
     prepared: &Prepared,
     fds: &sys::ChildFds<'_>,
     cgroup: Option<&Leaf>,
+    foreground_tty: Option<RawFd>,
     start_failed: impl FnOnce(std::io::Error) -> Error,
 ) -> Result<u32, Error> {
     let io = |context, source| Error::Io {
@@ -263,7 +344,11 @@ fn spawn_with_fork(
         None => None,
     };
     let before_exec = sys::BeforeExec {
+        foreground_tty,
         kill_on_parent_death: cmd.kill_on_parent_death,
+        uid: cmd.uid,
+        gid: cmd.gid,
+        groups: cmd.groups.clone(),
         reset_sigpipe: !cmd.inherit_sigpipe,
         join_cgroup: join.as_ref().map(|(procs, (_, write))| sys::JoinCgroup {
             procs: procs.as_raw_fd(),
@@ -389,6 +474,7 @@ pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
     if spawned.subreaper {
         shared.join_subreaper_sweep();
     }
+    shared.set_terminal(spawned.terminal);
     shared.update_containment(|c| {
         c.cgroup = cgroup.map(|leaf| CgroupUsage {
             path: leaf.path().to_owned(),
