@@ -19,6 +19,7 @@ mod run;
 pub mod signals;
 mod stdio;
 mod sys;
+mod terminal;
 
 use std::process::ExitCode;
 
