@@ -33,6 +33,7 @@ enum Scenario {
     Scale,
     Cli,
     Restart,
+    Containment,
 }
 
 /// Benchmarks childminder against std::process and tokio::process.
@@ -140,6 +141,11 @@ fn main() {
             Scenario::Restart,
             "restart",
             Box::new(|| scenarios::restart::run(&cfg, &rt)),
+        ),
+        (
+            Scenario::Containment,
+            "containment",
+            Box::new(|| scenarios::containment::run(&cfg)),
         ),
         (
             Scenario::Scale,

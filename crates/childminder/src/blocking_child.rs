@@ -138,10 +138,9 @@ impl BlockingChild {
     /// # Examples
     ///
     /// ```
-    /// // A child that is still running has an id ...
+    /// // A child that is still running is certainly not reaped yet.
     /// let mut child = childminder::Command::new("sleep").arg("30").start().unwrap();
     /// assert!(child.id().is_some());
-    /// // ... and one that was reaped has none.
     /// child.kill();
     /// child.wait();
     /// assert_eq!(child.id(), None);
