@@ -13,6 +13,7 @@ pub mod duration;
 mod report;
 mod run;
 mod signals;
+pub mod up;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ pub fn main_entry() -> ExitCode {
     };
     let status = match cli.command {
         cli::Commands::Run(args) => run::run(args),
+        cli::Commands::Up(args) => up::up(args),
     };
     exit_code(status)
 }

@@ -189,7 +189,7 @@ pub fn signal_name(signal: Signal) -> String {
     }
 }
 
-fn cause_name(cause: EscalationCause) -> &'static str {
+pub(crate) fn cause_name(cause: EscalationCause) -> &'static str {
     match cause {
         EscalationCause::Deadline => "deadline",
         EscalationCause::Requested => "signal",
@@ -197,7 +197,7 @@ fn cause_name(cause: EscalationCause) -> &'static str {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
