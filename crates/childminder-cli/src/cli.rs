@@ -47,8 +47,10 @@ the command's process group and start the escalation (grace period, then SIGKILL
 A second SIGINT or SIGTERM kills at once. Signals ignored when childminder \
 starts (nohup, background jobs) stay ignored.
 
-DURATION: a number of seconds (1.5) or parts, largest unit first: 500ms, 2s, 1m30s, \
-1h (units d, h, m, s, ms, us, ns).
+DURATION: a number of seconds as timeout(1) takes it (1.5, 1e-3, inf) or parts, \
+largest unit first: 500ms, 2s, 1m30s, 1e1s (units d, h, m, s, ms, us, ns). It is \
+rounded up to whole nanoseconds (a positive DURATION is never 0); 100 years or more, \
+and inf, mean forever.
 
 Examples:
   # supervise, no deadline
@@ -174,8 +176,8 @@ pub struct RunArgs {
         value_parser = parse_duration,
         allow_hyphen_values = true,
         long_help = "Deadline: this long after the start, send the first signal (-s), \
-            then SIGKILL a grace period (-g) later. 0 means no deadline, as in \
-            timeout(1). Exit status 124 when the deadline expired.\n\
+            then SIGKILL a grace period (-g) later. 0 (and inf, or 100 years or \
+            more) means no deadline, as in timeout(1). Exit status 124 when the deadline expired.\n\
             Example: -t 10s, -t 1.5 (seconds), -t 1m30s"
     )]
     pub timeout: Option<Duration>,

@@ -15,6 +15,8 @@
 //! | `term_sent_after_ms` | number or null | when the first signal was sent, in ms after the start |
 //! | `kill_sent_after_ms` | number or null | when SIGKILL was sent, in ms after the start |
 //! | `runtime_ms` | number | from the start to the child's exit |
+//! | `user_cpu_ms`, `system_cpu_ms` | number or null | CPU time the child (with the descendants it waited for) spent in user mode and in the kernel, from the kernel at its exit; null when no exit was observed |
+//! | `max_rss_bytes` | number or null | the child's peak resident memory (the largest of it and its waited-for descendants), likewise |
 //! | `stdout_bytes`, `stderr_bytes` | number or null | bytes copied out; null with `--inherit-stdio` |
 //! | `output_cut_off` | bool | something (a grandchild) kept the output open past the grace period after the child exited, and was killed |
 //! | `signals_received` | array of strings | the signals childminder received and acted on, in order |
@@ -40,6 +42,9 @@ pub struct Report {
     pub term_sent_after_ms: Option<u64>,
     pub kill_sent_after_ms: Option<u64>,
     pub runtime_ms: u64,
+    pub user_cpu_ms: Option<u64>,
+    pub system_cpu_ms: Option<u64>,
+    pub max_rss_bytes: Option<u64>,
     pub stdout_bytes: Option<u64>,
     pub stderr_bytes: Option<u64>,
     pub output_cut_off: bool,
@@ -100,6 +105,9 @@ impl Report {
             term_sent_after_ms: result.term_sent_after.map(millis),
             kill_sent_after_ms: result.kill_sent_after.map(millis),
             runtime_ms: millis(result.runtime),
+            user_cpu_ms: result.resource_usage.map(|u| millis(u.user_time)),
+            system_cpu_ms: result.resource_usage.map(|u| millis(u.system_time)),
+            max_rss_bytes: result.resource_usage.map(|u| u.max_rss),
             stdout_bytes: facts.stdout_bytes,
             stderr_bytes: facts.stderr_bytes,
             output_cut_off: result.output_cut_off,
@@ -140,6 +148,9 @@ impl Report {
             term_sent_after_ms: None,
             kill_sent_after_ms: None,
             runtime_ms: 0,
+            user_cpu_ms: None,
+            system_cpu_ms: None,
+            max_rss_bytes: None,
             stdout_bytes: Some(0),
             stderr_bytes: Some(0),
             output_cut_off: false,

@@ -113,7 +113,11 @@ pub fn run(args: RunArgs) -> i32 {
         .term_signal(args.signal())
         .process_group(!args.no_group)
         .kill_on_parent_death(true);
-    if let Some(deadline) = args.timeout.filter(|d| !d.is_zero()) {
+    // 0 and "forever" (100 years or more, `inf`) both mean no deadline.
+    if let Some(deadline) = args
+        .timeout
+        .filter(|d| !d.is_zero() && !crate::duration::is_forever(*d))
+    {
         cmd.deadline(deadline);
     }
     if args.inherit_stdio {

@@ -89,6 +89,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
         worker_errors: shared.take_worker_errors(),
         output_cut_off,
         used_pidfd: shared.target.uses_pidfd(),
+        resource_usage: exit.and(shared.target.resource_usage()),
     };
     tracing::debug!(
         program = %result.program,

@@ -105,7 +105,7 @@ pub use command::{
 };
 pub use error::{Error, Stream, WorkerError, WorkerOp};
 pub use input::Input;
-pub use result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
+pub use result::{EscalationCause, ExitStatus, ResourceUsage, SupervisionResult, Termination};
 pub use signal::{ParseSignalError, Signal};
 
 /// Sources for the child's stdin in [`with_process`].

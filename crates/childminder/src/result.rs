@@ -188,6 +188,46 @@ pub enum EscalationCause {
     Requested,
 }
 
+/// What the child used, as the kernel accounted it when the child exited
+/// (the `struct rusage` that `waitid` fills in): the child's own usage plus
+/// that of the descendants it waited for, the same figures as `wait4(2)`,
+/// GNU `time` or `getrusage(RUSAGE_CHILDREN)` report.
+///
+/// # Examples
+///
+/// ```
+/// let result = childminder::Command::new("true").run().unwrap();
+/// let usage = result.resource_usage.unwrap();
+/// assert!(usage.max_rss > 0);
+/// assert!(usage.cpu_time() < std::time::Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct ResourceUsage {
+    /// CPU time spent in user mode (`ru_utime`).
+    pub user_time: Duration,
+    /// CPU time spent in the kernel on the child's behalf (`ru_stime`).
+    pub system_time: Duration,
+    /// Peak resident set size in bytes (`ru_maxrss`, which Linux counts in
+    /// KiB): the largest of the child's and of each waited-for descendant's.
+    pub max_rss: u64,
+}
+
+impl ResourceUsage {
+    /// User plus system CPU time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let u = childminder::ResourceUsage::default();
+    /// assert_eq!(u.cpu_time(), Duration::ZERO);
+    /// ```
+    pub fn cpu_time(&self) -> Duration {
+        self.user_time + self.system_time
+    }
+}
+
 /// The final outcome of one supervised child, published exactly once.
 ///
 /// # Examples
@@ -241,6 +281,9 @@ pub struct SupervisionResult {
     /// False only on kernels without pidfd, where waits and signals fell
     /// back to the pid with the seed's re-check.
     pub used_pidfd: bool,
+    /// The CPU time and peak memory the child used, read from the kernel
+    /// when its exit was observed; `None` when no exit was observed.
+    pub resource_usage: Option<ResourceUsage>,
 }
 
 impl SupervisionResult {

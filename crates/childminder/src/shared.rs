@@ -209,6 +209,7 @@ impl Shared {
             worker_errors: self.take_worker_errors(),
             output_cut_off: false,
             used_pidfd: self.target.uses_pidfd(),
+            resource_usage: None,
         };
         self.result.publish(lost);
         self.result.get().cloned().expect("published just above")

@@ -12,9 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::OnceLock;
 
-use rustix::process::{WaitId, WaitIdOptions, WaitIdStatus};
-
-use crate::result::ExitStatus;
+use crate::result::{ExitStatus, ResourceUsage};
 use crate::signal::Signal;
 
 // ---------------------------------------------------------------------------
@@ -105,25 +103,87 @@ fn to_pid(pid: u32) -> io::Result<rustix::process::Pid> {
 }
 
 /// `WEXITED | WNOHANG`, plus `WNOWAIT` unless reaping.
-fn try_wait_options(reap: bool) -> WaitIdOptions {
-    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
-    if reap {
-        opts
-    } else {
-        opts | WaitIdOptions::NOWAIT
+fn try_wait_options(reap: bool) -> libc::c_int {
+    let opts = libc::WEXITED | libc::WNOHANG;
+    if reap { opts } else { opts | libc::WNOWAIT }
+}
+
+/// What the kernel reports of an exited child: its status and the
+/// resources it used.
+pub(crate) type Exited = (ExitStatus, ResourceUsage);
+
+/// `waitid` through the raw system call, whose fifth argument (absent from
+/// the C library's wrapper) receives the child's `struct rusage`: the
+/// child's own usage plus that of the descendants it waited for, as
+/// `wait4` reports. Retried on EINTR, decoded. With `WNOHANG` on a
+/// `PIDFD_NONBLOCK` pidfd, "not exited yet" is EAGAIN: that is `None` too.
+fn waitid(idtype: libc::idtype_t, id: libc::id_t, opts: libc::c_int) -> io::Result<Option<Exited>> {
+    loop {
+        let mut info = zeroed_siginfo();
+        let mut usage = zeroed_rusage();
+        // SAFETY: both out-pointers are valid, writable and sized for the
+        // kernel's structures (zeroed, so a WNOHANG answer without a child
+        // leaves si_pid 0); the other arguments are integers.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                idtype,
+                id,
+                &mut info as *mut libc::siginfo_t,
+                opts,
+                &mut usage as *mut libc::rusage,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+        // SAFETY: a waitid answer fills the SIGCHLD layout of siginfo_t (or
+        // leaves it zeroed with WNOHANG), of which si_pid is a field.
+        if unsafe { info.si_pid() } == 0 {
+            return Ok(None);
+        }
+        // SAFETY: as above; si_status is the other SIGCHLD field.
+        let status = unsafe { info.si_status() };
+        return Ok(decode_waitid(info.si_code, status).map(|st| (st, decode_rusage(&usage))));
     }
 }
 
-/// `waitid`, retried on EINTR, decoded. With `WNOHANG` on a
-/// `PIDFD_NONBLOCK` pidfd, "not exited yet" is EAGAIN: that is `None` too.
-fn waitid<'a>(id: impl Fn() -> WaitId<'a>, opts: WaitIdOptions) -> io::Result<Option<ExitStatus>> {
-    loop {
-        match rustix::process::waitid(id(), opts) {
-            Ok(status) => return Ok(status.and_then(decode_waitid)),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::AGAIN) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
+fn zeroed_siginfo() -> libc::siginfo_t {
+    // SAFETY: siginfo_t is plain C data; all-zero bytes are a valid value.
+    unsafe { MaybeUninit::<libc::siginfo_t>::zeroed().assume_init() }
+}
+
+fn zeroed_rusage() -> libc::rusage {
+    // SAFETY: rusage is plain C data; all-zero bytes are a valid value.
+    unsafe { MaybeUninit::<libc::rusage>::zeroed().assume_init() }
+}
+
+fn decode_waitid(code: libc::c_int, status: libc::c_int) -> Option<ExitStatus> {
+    match code {
+        libc::CLD_EXITED => Some(ExitStatus::Exited(status)),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Some(ExitStatus::Signaled {
+            signal: Signal::from_raw(status)?,
+            core_dumped: code == libc::CLD_DUMPED,
+        }),
+        _ => None,
+    }
+}
+
+fn decode_rusage(usage: &libc::rusage) -> ResourceUsage {
+    let time = |tv: libc::timeval| {
+        std::time::Duration::from_secs(tv.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(tv.tv_usec.clamp(0, 999_999) as u64)
+    };
+    ResourceUsage {
+        user_time: time(usage.ru_utime),
+        system_time: time(usage.ru_stime),
+        // Linux reports ru_maxrss in KiB.
+        max_rss: (usage.ru_maxrss.max(0) as u64) * 1024,
     }
 }
 
@@ -172,19 +232,12 @@ pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd
 /// `waitid(P_PIDFD, WEXITED | WNOHANG [| WNOWAIT])`: the child's status if it
 /// has exited, without blocking. With `reap == false` the zombie stays, so
 /// its pid and group id cannot be recycled yet.
-pub(crate) fn pidfd_try_wait(pidfd: BorrowedFd<'_>, reap: bool) -> io::Result<Option<ExitStatus>> {
-    waitid(|| WaitId::PidFd(pidfd), try_wait_options(reap))
-}
-
-fn decode_waitid(status: WaitIdStatus) -> Option<ExitStatus> {
-    if let Some(code) = status.exit_status() {
-        return Some(ExitStatus::Exited(code));
-    }
-    let signal = Signal::from_raw(status.terminating_signal()?)?;
-    Some(ExitStatus::Signaled {
-        signal,
-        core_dumped: status.dumped(),
-    })
+pub(crate) fn pidfd_try_wait(pidfd: BorrowedFd<'_>, reap: bool) -> io::Result<Option<Exited>> {
+    waitid(
+        libc::P_PIDFD,
+        pidfd.as_raw_fd() as libc::id_t,
+        try_wait_options(reap),
+    )
 }
 
 /// Blocks until `fd` is readable or `limit` passes (a pidfd turns readable
@@ -205,16 +258,22 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, limit: std::time::Duration) -> i
 
 /// `waitid(P_PID, ...)`, the fallback when there is no pidfd. Sound only on
 /// our own child that nobody else reaps.
-pub(crate) fn pid_try_wait(pid: u32, reap: bool) -> io::Result<Option<ExitStatus>> {
-    let pid = to_pid(pid)?;
-    waitid(|| WaitId::Pid(pid), try_wait_options(reap))
+pub(crate) fn pid_try_wait(pid: u32, reap: bool) -> io::Result<Option<Exited>> {
+    waitid(
+        libc::P_PID,
+        to_pid(pid)?.as_raw_nonzero().get() as libc::id_t,
+        try_wait_options(reap),
+    )
 }
 
 /// Blocks until our child `pid` exits, and reaps it. Only for a child just
 /// sent SIGKILL on an error path.
-pub(crate) fn pid_wait_blocking(pid: u32) -> io::Result<Option<ExitStatus>> {
-    let pid = to_pid(pid)?;
-    waitid(|| WaitId::Pid(pid), WaitIdOptions::EXITED)
+pub(crate) fn pid_wait_blocking(pid: u32) -> io::Result<Option<Exited>> {
+    waitid(
+        libc::P_PID,
+        to_pid(pid)?.as_raw_nonzero().get() as libc::id_t,
+        libc::WEXITED,
+    )
 }
 
 /// The process group of our child `pid` (sound while it is unreaped).

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
-use crate::result::ExitStatus;
+use crate::result::{ExitStatus, ResourceUsage};
 use crate::signal::Signal;
 use crate::sys;
 
@@ -38,6 +38,8 @@ struct State {
     reaped: bool,
     /// The exit status, once seen: a reap (from any path) must not lose it.
     exit: Option<ExitStatus>,
+    /// What the kernel accounted to the child, read with the exit status.
+    usage: Option<ResourceUsage>,
 }
 
 impl State {
@@ -63,6 +65,7 @@ impl Target {
                 pidfd,
                 reaped: false,
                 exit: None,
+                usage: None,
             }),
         })
     }
@@ -258,11 +261,19 @@ impl Target {
             (None, true) => None,
             (None, false) => sys::pid_try_wait(self.pid, reap)?,
         };
-        if status.is_some() {
-            state.exit = status;
+        if let Some((status, usage)) = status {
+            state.exit = Some(status);
+            // The reap's figures are the final ones (a zombie's can still
+            // grow by its last time slice).
+            state.usage = Some(usage);
             state.reaped |= reap;
         }
         Ok(state.exit)
+    }
+
+    /// What the kernel accounted to the child, once its exit was seen.
+    pub(crate) fn resource_usage(&self) -> Option<ResourceUsage> {
+        self.state().usage
     }
 
     /// Reaps the child if it has exited. Returns whether it is reaped now.

@@ -331,3 +331,51 @@ fn a_child_closing_its_stdin_is_not_a_worker_error() {
     assert!(r.success());
     leak.assert_clean();
 }
+
+#[test]
+fn resource_usage_reports_the_cpu_and_memory_the_child_burnt() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let r = fixture_cmd(["burn", "300", "64"]).run().unwrap();
+    assert!(r.success(), "{r:?}");
+    let usage = r.resource_usage.expect("an exit was observed");
+    // The fixture stops as soon as its own CPU clock passes 300 ms.
+    assert!(usage.cpu_time() >= Duration::from_millis(300), "{usage:?}");
+    assert!(usage.cpu_time() < Duration::from_millis(1500), "{usage:?}");
+    assert!(usage.user_time > usage.system_time, "{usage:?}");
+    assert!(usage.max_rss >= 64 << 20, "{usage:?}");
+    assert!(usage.max_rss < 128 << 20, "{usage:?}");
+
+    let small = fixture_cmd(["exit", "0"]).run().unwrap();
+    let small = small.resource_usage.unwrap();
+    assert!(small.max_rss < 32 << 20, "{small:?}");
+    assert!(small.cpu_time() < Duration::from_millis(200), "{small:?}");
+    leak.assert_clean();
+}
+
+#[test]
+fn resource_usage_is_reported_for_a_killed_child_and_by_the_async_api() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let r = fixture_cmd(["sleep", "30"])
+        .deadline(Duration::from_millis(50))
+        .run()
+        .unwrap();
+    assert!(r.timed_out());
+    assert!(r.resource_usage.is_some_and(|u| u.max_rss > 0), "{r:?}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let usage = runtime.block_on(async {
+        let mut cmd = fixture_cmd(["burn", "100", "16"]);
+        cmd.stdout(childminder::Stdio::Null);
+        let child = cmd.spawn().unwrap();
+        child.wait().await.resource_usage.unwrap()
+    });
+    assert!(usage.cpu_time() >= Duration::from_millis(100), "{usage:?}");
+    assert!(usage.max_rss >= 16 << 20, "{usage:?}");
+    drop(runtime);
+    leak.assert_clean();
+}
