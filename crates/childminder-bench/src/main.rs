@@ -31,6 +31,7 @@ enum Scenario {
     Teardown,
     Escalation,
     Scale,
+    UpOutput,
 }
 
 /// Benchmarks childminder against std::process and tokio::process.
@@ -67,6 +68,12 @@ struct Args {
 }
 
 fn main() {
+    if std::env::var_os(scenarios::up_output::AS_CHILDMINDER).is_some() {
+        // A re-run of this binary as the `childminder` command (the up-output scenario).
+        std::process::exit(i32::from(
+            childminder_cli::main_entry() != std::process::ExitCode::SUCCESS,
+        ));
+    }
     let args = Args::parse();
     if let Some(contender) = &args.scale_worker {
         scenarios::scale::worker(
@@ -138,6 +145,11 @@ fn main() {
             Scenario::Scale,
             "scale",
             Box::new(|| scenarios::scale::run(&cfg).0),
+        ),
+        (
+            Scenario::UpOutput,
+            "up output",
+            Box::new(|| scenarios::up_output::run(&cfg)),
         ),
     ];
     let mut rows = Vec::new();

@@ -217,5 +217,25 @@ pub fn evaluate(rows: &[Row]) -> Vec<Target> {
         }
     }
     t.extend(scale(rows));
+    t.push(up_output(rows));
     t
+}
+
+/// `childminder up`'s prefixed output ≥ 1.00x `sed 's/^/name | /'`.
+fn up_output(rows: &[Row]) -> Target {
+    let name = "up output: childminder up ≥ 1.00x sed".to_owned();
+    let Some(scenario) = scenario_named(rows, "up output") else {
+        return unmeasured(name);
+    };
+    let (Some(m), Some(s)) = (
+        find(rows, &scenario, "childminder up").and_then(Row::median),
+        find(rows, &scenario, "sed").and_then(Row::median),
+    ) else {
+        return unmeasured(name);
+    };
+    Target {
+        target: name,
+        measured: format!("{:.2}x ({} vs {} MB/s)", m / s, fmt_num(m), fmt_num(s)),
+        met: Some(m >= s),
+    }
 }

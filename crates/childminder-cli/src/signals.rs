@@ -68,7 +68,7 @@ impl Receiver {
 }
 
 /// True when `signal`'s disposition is `SIG_IGN`.
-fn is_ignored(signal: i32) -> bool {
+pub(crate) fn is_ignored(signal: i32) -> bool {
     // SAFETY: sigaction with a null new action only reads the current one
     // into `old`, a plain C struct we own.
     unsafe {

@@ -38,7 +38,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,8 +108,9 @@ pub enum AutoShutdown {
 pub enum Ready {
     /// The systemd notify protocol (`NOTIFY_SOCKET`, `READY=1`).
     Notify,
-    /// A TCP port that accepts a connection.
-    Tcp(SocketAddr),
+    /// A TCP port that accepts a connection: `HOST:PORT`, resolved at
+    /// each attempt.
+    Tcp(String),
     /// A descriptor the process writes a line to (s6's notification-fd).
     Fd(i32),
 }
@@ -152,6 +152,8 @@ pub struct ProcessConfig {
     pub grace: Option<Duration>,
     pub deadline: Option<Duration>,
     pub stop_signal: Option<Signal>,
+    /// `brutal_kill`: SIGKILL at once instead of the first signal and grace.
+    pub brutal_kill: bool,
     pub significant: bool,
     /// Added to the inherited environment, in key order.
     pub env: Vec<(String, String)>,
@@ -181,6 +183,7 @@ pub enum ChildConfig {
         name: String,
         restart: Option<Restart>,
         significant: bool,
+        brutal_kill: bool,
         config: SupervisorConfig,
     },
 }
@@ -334,6 +337,7 @@ struct EntryToml {
     auto_shutdown: Option<Spanned<String>>,
     process: Option<Spanned<Vec<Spanned<EntryToml>>>>,
     // Both.
+    shutdown: Option<Spanned<String>>,
     restart: Option<Spanned<String>>,
     significant: Option<Spanned<bool>>,
 }
@@ -415,6 +419,18 @@ fn child(
     check_name(&name).map_err(|m| at.error(name_span, "name", m))?;
     let restart = e.restart.map(|r| restart(at, "restart", r)).transpose()?;
     let significant = e.significant.is_some_and(|s| s.into_inner());
+    let brutal_kill = e
+        .shutdown
+        .map(|s| {
+            word(
+                at,
+                "shutdown",
+                s,
+                &[("graceful", false), ("brutal_kill", true)],
+            )
+        })
+        .transpose()?
+        .unwrap_or(false);
 
     if let Some(process) = e.process {
         // A supervisor: no process key may be set.
@@ -456,6 +472,7 @@ fn child(
             name,
             restart,
             significant,
+            brutal_kill,
             config: SupervisorConfig {
                 strategy: e
                     .strategy
@@ -608,6 +625,7 @@ fn child(
                     .map_err(|err| at.error(span, "stop_signal", err.to_string()))
             })
             .transpose()?,
+        brutal_kill,
         significant,
         env,
         cwd,
@@ -658,12 +676,15 @@ fn ready(at: &Locator, value: Spanned<toml::Value>) -> Result<Ready, ConfigError
     match value.into_inner() {
         toml::Value::String(s) if s == "notify" => Ok(Ready::Notify),
         toml::Value::Table(t) if t.len() == 1 => match t.into_iter().next() {
-            Some((k, toml::Value::String(addr))) if k == "tcp" => addr
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .map(Ready::Tcp)
-                .ok_or_else(|| bad(format!("{addr:?} is not a HOST:PORT address"))),
+            Some((k, toml::Value::String(addr))) if k == "tcp" => {
+                // The host is resolved at each attempt (it may not exist
+                // yet); check the form now.
+                let port = addr.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+                match port {
+                    Some((host, Ok(_))) if !host.is_empty() => Ok(Ready::Tcp(addr)),
+                    _ => Err(bad(format!("{addr:?} is not a HOST:PORT address"))),
+                }
+            }
             Some((k, toml::Value::Integer(fd))) if k == "fd" => i32::try_from(fd)
                 .ok()
                 .filter(|&fd| fd >= 3)
@@ -898,6 +919,7 @@ env = { PORT = "8000" }
         assert_eq!(db.ready, Some(Ready::Notify));
         assert_eq!(db.start_timeout, Some(Duration::from_secs(30)));
         assert_eq!(db.restart, None);
+        assert!(!db.brutal_kill && !web.brutal_kill);
         assert_eq!(
             web.command.argv(),
             ["sh", "-c", "exec ./server --port 8000"]
@@ -939,6 +961,8 @@ significant = true
     name = "c"
     command = "true"
     significant = true
+    shutdown = "brutal_kill"
+    ready = { tcp = "localhost:8000" }
 [[process]]
 name = "z"
 command = "true"
@@ -958,6 +982,14 @@ command = "true"
         assert_eq!(*restart, Some(Restart::Transient));
         assert!(significant);
         assert_eq!(config.strategy, Some(Strategy::RestForOne));
+        let ChildConfig::Supervisor { config: inner, .. } = &config.children[1] else {
+            panic!()
+        };
+        let ChildConfig::Process(c) = &inner.children[0] else {
+            panic!()
+        };
+        assert!(c.brutal_kill && c.significant);
+        assert_eq!(c.ready, Some(Ready::Tcp("localhost:8000".into())));
     }
 
     #[test]
@@ -1067,6 +1099,10 @@ command = "true"
         assert!(e.starts_with("test.toml:4: PORT: invalid type"), "{e}");
         let e = err("[[process]]\nname = \"a\"\ncommand = \"x\"\nstop_signal = \"TERMX\"\n");
         assert!(e.starts_with("test.toml:4: stop_signal: "), "{e}");
+        let e = err("[[process]]\nname = \"a\"\ncommand = \"x\"\nready = { tcp = \"8000\" }\n");
+        assert!(e.starts_with("test.toml:4: ready: \"8000\" is not a HOST:PORT"), "{e}");
+        let e = err("[[process]]\nname = \"a\"\ncommand = \"x\"\nshutdown = \"infinity\"\n");
+        assert!(e.starts_with("test.toml:4: shutdown: \"infinity\" is not one of"), "{e}");
         let e = err("intensity = -1\n");
         assert!(e.starts_with("test.toml:1: intensity: -1 is not"), "{e}");
         let e = err("period = \"5s\"\nperiod = \"6s\"\n");

@@ -5,11 +5,17 @@
 //! |---|---|---|
 //! | `time` | string | RFC 3339, UTC, milliseconds: `2026-12-01T06:04:07.123Z` |
 //! | `process` | string | the name path: `web`, or `workers/queue` in a nested supervisor |
-//! | `event` | string | `starting`, `ready`, `exited`, `restarting`, `gave_up`, `stopping`, `stopped` |
-//! | `pid` | number or null | null where there is no process (yet), as for `starting` |
-//! | `exit`, `termination` | | `exited` only: as in `childminder run --report` |
-//! | `escalation_cause`, `runtime_ms` | | `exited` only: as in `childminder run --report` |
+//! | `event` | string | `starting`, `ready`, `start_timeout`, `exited`, `spawn_failed`, `restarting`, `gave_up`, `stopping`, `stopped`, `finished` (a supervisor ended) |
+//! | `pid` | number or null | null where there is no process (yet), as for `starting`, and for a supervisor |
+//! | `exit`, `termination`, `escalation_cause`, `runtime_ms` | | `exited` only: as in `childminder run --report` |
+//! | `verdict` | string | `exited` only: `normal` (a success exit code), `abnormal`, or `requested` (stopped by its supervisor) |
 //! | `restart_in_ms`, `restart_count` | number | `restarting` only: the delay (jitter included), and 1 for the first restart of the current streak |
+//! | `error` | string | `spawn_failed` only: why |
+//! | `child` | string | `gave_up` only: the child whose end tripped the limit |
+//! | `outcome` | string | `finished` only: `stopped`, `killed`, `auto_shutdown`, `gave_up` or `completed` |
+//!
+//! The top-level supervisor's own events (`stopping`, `gave_up`,
+//! `finished`) have an empty `process`.
 //!
 //! Keys are only ever added, never renamed or removed.
 
@@ -20,7 +26,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::report::Exit;
+use childminder::ExitStatus;
+use childminder::supervisor::{Event, EventKind, Outcome, Verdict};
+
+use crate::report::{Exit, cause_name, millis, signal_name};
 
 /// One event line. Keys that do not apply to an event are left out.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +42,103 @@ pub struct EventLine {
     pub exited: Option<ExitedFields>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub restarting: Option<RestartingFields>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+}
+
+impl EventLine {
+    /// The line of one of the tree's events.
+    pub fn from_event(event: &Event) -> EventLine {
+        let mut line = EventLine {
+            time: rfc3339_millis(event.time),
+            process: event.path.to_string(),
+            event: event.kind.as_str(),
+            pid: event.pid,
+            exited: None,
+            restarting: None,
+            error: None,
+            child: None,
+            outcome: None,
+        };
+        match &event.kind {
+            EventKind::Exited { result, verdict } => {
+                line.exited = Some(ExitedFields {
+                    exit: result.exit.map(Exit::from),
+                    termination: result.termination.as_str(),
+                    escalation_cause: result.escalation_cause.map(cause_name),
+                    runtime_ms: millis(result.runtime),
+                    verdict: verdict_name(*verdict),
+                });
+            }
+            EventKind::Restarting {
+                delay,
+                restart_count,
+            } => {
+                line.restarting = Some(RestartingFields {
+                    restart_in_ms: millis(*delay),
+                    restart_count: *restart_count,
+                });
+            }
+            EventKind::SpawnFailed { error } => line.error = Some(error.to_string()),
+            EventKind::GaveUp { child } => line.child = Some(child.to_string()),
+            EventKind::Finished { outcome } => line.outcome = Some(outcome_name(outcome)),
+            _ => {}
+        }
+        line
+    }
+}
+
+/// A line for a person, on stderr, for the events worth one: the ends of
+/// processes (but not those asked for), restarts, give-ups.
+pub fn describe(event: &Event) -> Option<String> {
+    let who = if event.path.is_empty() {
+        "the tree".to_owned()
+    } else {
+        event.path.to_string()
+    };
+    Some(match &event.kind {
+        EventKind::Exited { result, verdict } if *verdict != Verdict::Requested => {
+            match result.exit {
+                Some(ExitStatus::Exited(code)) => format!("{who} exited with code {code}"),
+                Some(ExitStatus::Signaled { signal, .. }) => {
+                    format!("{who} was terminated by {}", signal_name(signal))
+                }
+                None => format!("{who} ended; its exit was not observed"),
+            }
+        }
+        EventKind::SpawnFailed { error } => format!("{who} could not be started: {error}"),
+        EventKind::StartTimeout => format!("{who} was not ready within its start timeout"),
+        EventKind::Restarting { delay, .. } => {
+            format!("{who} restarting in {} ms", millis(*delay))
+        }
+        EventKind::GaveUp { child } => format!(
+            "{who} gave up: too many restarts (the last: {child})"
+        ),
+        _ => return None,
+    })
+}
+
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Normal => "normal",
+        Verdict::Abnormal => "abnormal",
+        Verdict::Requested => "requested",
+    }
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Stopped => "stopped",
+        Outcome::AutoShutdown { .. } => "auto_shutdown",
+        Outcome::GaveUp { .. } => "gave_up",
+        Outcome::Completed { .. } => "completed",
+        Outcome::Killed => "killed",
+        _ => "other",
+    }
 }
 
 /// The keys of an `exited` event.
@@ -42,6 +148,7 @@ pub struct ExitedFields {
     pub termination: &'static str,
     pub escalation_cause: Option<&'static str>,
     pub runtime_ms: u64,
+    pub verdict: &'static str,
 }
 
 /// The keys of a `restarting` event.
@@ -187,6 +294,9 @@ mod tests {
             pid: None,
             exited: None,
             restarting: None,
+            error: None,
+            child: None,
+            outcome: None,
         };
         assert_eq!(
             serde_json::to_string(&starting).unwrap(),
@@ -212,6 +322,7 @@ mod tests {
                 termination: "clean",
                 escalation_cause: None,
                 runtime_ms: 12,
+                verdict: "abnormal",
             }),
             ..starting
         };

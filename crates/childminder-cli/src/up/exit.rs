@@ -2,179 +2,123 @@
 //!
 //! | how the tree ended | status |
 //! |---|---|
-//! | stopped on request (SIGINT, SIGTERM) | 0 |
+//! | stopped on request (SIGINT, SIGTERM; a second one kills) | 0 |
 //! | a significant process ended and triggered the auto-shutdown | that process's status: 0 if it succeeded (its code is one of its `success_exit_codes`), else its code, or 128+N for a signal N |
 //! | a supervisor gave up (too many restarts) | the status of the process whose failure tripped it; 1 if that failure was a start timeout |
-//! | no process is left running and none will be restarted | 0 if the last run of every process succeeded, else the status of the first (in time) that failed |
+//! | no process is left running and none will be restarted | 0 if the last run of every process (nested ones included) succeeded, else the status of the first (in start order) that failed |
 //! | bad configuration, or childminder's own failure | 125 |
 //!
-//! A process that could not be started counts as failed with 127 (not
-//! found) or 126 (found, not executable), as in `childminder run`.
+//! The status of a failed process is its code, 128+N for a signal N, 1 for
+//! a start timeout, and, as in `childminder run`, 127 for a program that
+//! was not found and 126 for one that could not be executed. A failure
+//! whose code is 0 (outside a custom success set) counts as 1.
 
-use childminder::ExitStatus;
+use childminder::supervisor::{ChildExit, LastRun, Outcome, Verdict};
+
+use crate::run::start_failure_status;
 
 /// Bad configuration, or childminder's own failure.
 pub const EXIT_FAILURE: i32 = 125;
-/// The status of a start timeout.
-pub const EXIT_START_TIMEOUT: i32 = 1;
 
-/// How one run of a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunEnd {
-    /// It ran and ended so.
-    Exited(ExitStatus),
-    /// It did not become ready within its start timeout (it was stopped).
-    StartTimeout,
-    /// It could not be started; the status `childminder run` would give
-    /// (127, 126 or 125).
-    StartFailed(i32),
-}
-
-/// One run of a process, as far as the exit status is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Run {
-    pub end: RunEnd,
-    /// It ended with one of its success exit codes (never true for a
-    /// start failure or timeout).
-    pub succeeded: bool,
-}
-
-impl Run {
-    /// Its status: 0 if it succeeded, else its code or 128+signal, 1 for a
-    /// start timeout, the start failure's status.
-    pub fn status(&self) -> i32 {
-        if self.succeeded {
-            return 0;
+/// The exit status for a tree that ended with `outcome`. `verdict_of`
+/// gives how the last run of a process (by name path) was judged: it
+/// tells whether the process that triggered an auto-shutdown succeeded.
+pub fn exit_status(outcome: &Outcome, verdict_of: &dyn Fn(&str) -> Option<Verdict>) -> i32 {
+    match outcome {
+        Outcome::Stopped | Outcome::Killed => 0,
+        Outcome::AutoShutdown { .. } => match outcome.culprit() {
+            Some((path, _)) if verdict_of(path) == Some(Verdict::Normal) => 0,
+            Some((_, exit)) => failure_status(exit, verdict_of),
+            None => outcome.exit_code(),
+        },
+        Outcome::GaveUp { exit, .. } => failure_status(exit, verdict_of),
+        Outcome::Completed { last } => {
+            first_failure(last).map_or(0, |exit| failure_status(exit, verdict_of))
         }
-        match self.end {
-            RunEnd::Exited(status) => match status.shell_code() {
-                // A failure that looks like success to the shell (a code
-                // outside a custom success set is never 0 in practice,
-                // but `success_exit_codes = [3]` makes 0 a failure).
-                0 => 1,
-                code => code,
-            },
-            RunEnd::StartTimeout => EXIT_START_TIMEOUT,
-            RunEnd::StartFailed(status) => status,
-        }
+        _ => outcome.exit_code(),
     }
 }
 
-/// Why the tree ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TreeEnd {
-    /// INT or TERM asked for it.
-    Requested,
-    /// This significant process's end triggered the auto-shutdown.
-    AutoShutdown(Run),
-    /// A supervisor gave up; this failure tripped it.
-    GaveUp(Run),
-    /// Nothing is left running or will be restarted: the last run of every
-    /// process that ran, ordered by when it ended.
-    Finished(Vec<Run>),
-    /// childminder itself failed.
-    Failed,
+/// The status of an end that counts as a failure (never 0).
+fn failure_status(exit: &ChildExit, verdict_of: &dyn Fn(&str) -> Option<Verdict>) -> i32 {
+    let status = match exit {
+        ChildExit::SpawnFailed(error) => start_failure_status(error),
+        ChildExit::Supervisor(inner) => exit_status(inner, verdict_of),
+        other => other.exit_code(),
+    };
+    if status == 0 { 1 } else { status }
 }
 
-/// The exit status for `end` (see the module table).
-pub fn exit_status(end: &TreeEnd) -> i32 {
-    match end {
-        TreeEnd::Requested => 0,
-        TreeEnd::AutoShutdown(run) | TreeEnd::GaveUp(run) => run.status(),
-        TreeEnd::Finished(runs) => runs.iter().find(|r| !r.succeeded).map_or(0, Run::status),
-        TreeEnd::Failed => EXIT_FAILURE,
-    }
+/// The end of the first process, in start order, whose last run failed,
+/// looking inside nested supervisors that completed.
+fn first_failure(last: &[LastRun]) -> Option<&ChildExit> {
+    last.iter().find_map(|run| match (&run.exit, run.verdict) {
+        (Some(ChildExit::Supervisor(inner)), Verdict::Normal | Verdict::Requested) => {
+            match &**inner {
+                Outcome::Completed { last } => first_failure(last),
+                _ => None,
+            }
+        }
+        (Some(exit), Verdict::Abnormal) => Some(exit),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use childminder::Signal;
+    use std::sync::Arc;
 
-    fn exited(code: i32, succeeded: bool) -> Run {
-        Run {
-            end: RunEnd::Exited(ExitStatus::Exited(code)),
-            succeeded,
-        }
+    fn spawn_error(program: &str) -> Arc<childminder::Error> {
+        Arc::new(childminder::Command::new(program).run().unwrap_err())
     }
 
-    fn killed(signal: Signal) -> Run {
-        Run {
-            end: RunEnd::Exited(ExitStatus::Signaled {
-                signal,
-                core_dumped: false,
-            }),
-            succeeded: false,
-        }
+    fn no_verdicts(_: &str) -> Option<Verdict> {
+        None
     }
 
     #[test]
-    fn on_request_zero() {
-        assert_eq!(exit_status(&TreeEnd::Requested), 0);
+    fn requests_and_kills_are_zero() {
+        assert_eq!(exit_status(&Outcome::Stopped, &no_verdicts), 0);
+        assert_eq!(exit_status(&Outcome::Killed, &no_verdicts), 0);
+        assert_eq!(exit_status(&Outcome::Completed { last: vec![] }, &no_verdicts), 0);
     }
 
     #[test]
-    fn auto_shutdown_is_the_significant_process_status() {
-        assert_eq!(exit_status(&TreeEnd::AutoShutdown(exited(0, true))), 0);
-        assert_eq!(exit_status(&TreeEnd::AutoShutdown(exited(3, true))), 0);
-        assert_eq!(exit_status(&TreeEnd::AutoShutdown(exited(3, false))), 3);
-        assert_eq!(
-            exit_status(&TreeEnd::AutoShutdown(killed(Signal::TERM))),
-            143
-        );
-        assert_eq!(
-            exit_status(&TreeEnd::AutoShutdown(killed(Signal::KILL))),
-            137
-        );
-    }
-
-    #[test]
-    fn give_up_is_the_tripping_failure() {
-        assert_eq!(exit_status(&TreeEnd::GaveUp(exited(7, false))), 7);
-        assert_eq!(exit_status(&TreeEnd::GaveUp(killed(Signal::SEGV))), 139);
-        let timeout = Run {
-            end: RunEnd::StartTimeout,
-            succeeded: false,
+    fn a_program_that_cannot_start_is_127_or_126_as_in_run() {
+        let gave_up = Outcome::GaveUp {
+            child: "web".into(),
+            exit: ChildExit::SpawnFailed(spawn_error("/no/such/program")),
         };
-        assert_eq!(exit_status(&TreeEnd::GaveUp(timeout)), 1);
-        let missing = Run {
-            end: RunEnd::StartFailed(127),
-            succeeded: false,
+        assert_eq!(exit_status(&gave_up, &no_verdicts), 127);
+        let nested = Outcome::AutoShutdown {
+            child: "group".into(),
+            exit: ChildExit::Supervisor(Arc::new(Outcome::GaveUp {
+                child: "group/web".into(),
+                exit: ChildExit::SpawnFailed(spawn_error("/")),
+            })),
         };
-        assert_eq!(exit_status(&TreeEnd::GaveUp(missing)), 127);
+        assert_eq!(exit_status(&nested, &no_verdicts), 126);
     }
 
     #[test]
-    fn finished_is_zero_or_the_first_failure() {
-        assert_eq!(exit_status(&TreeEnd::Finished(vec![])), 0);
-        assert_eq!(
-            exit_status(&TreeEnd::Finished(vec![exited(0, true), exited(3, true)])),
-            0
-        );
-        assert_eq!(
-            exit_status(&TreeEnd::Finished(vec![
-                exited(0, true),
-                exited(4, false),
-                exited(5, false)
-            ])),
-            4
-        );
-        assert_eq!(
-            exit_status(&TreeEnd::Finished(vec![
-                killed(Signal::INT),
-                exited(5, false)
-            ])),
-            130
-        );
+    fn a_start_timeout_is_1() {
+        let gave_up = Outcome::GaveUp {
+            child: "db".into(),
+            exit: ChildExit::StartTimeout(None),
+        };
+        assert_eq!(exit_status(&gave_up, &no_verdicts), 1);
     }
 
     #[test]
-    fn a_zero_outside_the_success_set_is_still_a_failure() {
-        assert_eq!(exit_status(&TreeEnd::Finished(vec![exited(0, false)])), 1);
-    }
-
-    #[test]
-    fn own_failure() {
-        assert_eq!(exit_status(&TreeEnd::Failed), 125);
+    fn an_auto_shutdown_by_a_process_that_succeeded_is_0() {
+        let shutdown = Outcome::AutoShutdown {
+            child: "job".into(),
+            exit: ChildExit::SpawnFailed(spawn_error("/no/such/program")),
+        };
+        let normal = |p: &str| (p == "job").then_some(Verdict::Normal);
+        let abnormal = |p: &str| (p == "job").then_some(Verdict::Abnormal);
+        assert_eq!(exit_status(&shutdown, &normal), 0);
+        assert_eq!(exit_status(&shutdown, &abnormal), 127);
     }
 }

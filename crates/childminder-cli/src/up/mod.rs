@@ -2,16 +2,27 @@
 //! `Procfile`, a presenter over [`childminder::supervisor`].
 
 pub mod config;
+mod output;
+mod tree;
 pub mod events;
 pub mod exit;
 pub mod prefix;
 pub mod procfile;
 
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+
+use childminder::Signal;
+use childminder::supervisor::{Event, EventKind, Tree, TreeOptions, Verdict};
+use tokio::signal::unix;
 
 use crate::cli::UpArgs;
 use crate::run::diagnose;
+use crate::signals::is_ignored;
 use config::{ConfigError, SupervisorConfig};
+use events::{EventLine, EventSink};
+use output::Printer;
 
 /// Reads the configuration `up` would run: `-f FILE` (`.toml` means TOML,
 /// anything else a Procfile), else `childminder.toml`, else `Procfile`, in
@@ -64,15 +75,159 @@ pub fn load(file: Option<&Path>, dir: &Path, names: &[String]) -> Result<Supervi
 
 /// Runs `childminder up` and returns the exit status.
 pub fn up(args: UpArgs) -> i32 {
-    let dir = Path::new(".");
-    let config = match load(args.file.as_deref(), dir, &args.names) {
+    let config = match load(args.file.as_deref(), Path::new("."), &args.names) {
         Ok(config) => config,
         Err(message) => {
             diagnose(&message);
             return exit::EXIT_FAILURE;
         }
     };
-    let _ = config;
-    diagnose("up: not wired yet");
-    exit::EXIT_FAILURE
+    let sink = match args.events.as_deref().map(EventSink::open).transpose() {
+        Ok(sink) => sink,
+        Err(message) => {
+            diagnose(&message);
+            return exit::EXIT_FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            diagnose(&format!("cannot start the runtime: {e}"));
+            return exit::EXIT_FAILURE;
+        }
+    };
+    match runtime.block_on(supervise(&config, sink)) {
+        Ok(status) => status,
+        Err(message) => {
+            diagnose(&message);
+            exit::EXIT_FAILURE
+        }
+    }
+}
+
+/// The signals `up` acts on; one that was ignored when `up` started
+/// (`nohup`) stays ignored.
+struct Signals {
+    int: Option<unix::Signal>,
+    term: Option<unix::Signal>,
+    hup: Option<unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        let catch = |raw: i32| -> std::io::Result<Option<unix::Signal>> {
+            if is_ignored(raw) {
+                Ok(None)
+            } else {
+                unix::signal(unix::SignalKind::from_raw(raw)).map(Some)
+            }
+        };
+        Ok(Signals {
+            int: catch(libc::SIGINT)?,
+            term: catch(libc::SIGTERM)?,
+            hup: catch(libc::SIGHUP)?,
+        })
+    }
+}
+
+async fn next(signal: &mut Option<unix::Signal>) {
+    match signal {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the tree and presents it until it ends: output through the
+/// printer thread, events to the sink and stderr, signals to the tree.
+async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Result<i32, String> {
+    let spec = tree::spec(config);
+    // The configuration was checked; the library checks again (and would
+    // say so here, before anything starts).
+    spec.validate().map_err(|e| format!("invalid configuration: {e}"))?;
+    let mut signals =
+        Signals::install().map_err(|e| format!("cannot set up the signal handlers: {e}"))?;
+    let mut options = TreeOptions::new();
+    let mut events = options.events();
+    let output = options.output(OUTPUT_CHANNEL_CHUNKS);
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let printer = Printer::start(output, config.process_paths(), colour)
+        .map_err(|e| format!("cannot start the output thread: {e}"))?;
+    let tree = Tree::start_with(&spec, options).map_err(|e| format!("invalid configuration: {e}"))?;
+
+    let mut stop_requests = 0;
+    let mut events_open = true;
+    let mut verdicts = Verdicts::default();
+    let outcome = loop {
+        tokio::select! {
+            event = events.recv(), if events_open => match event {
+                Some(event) => {
+                    verdicts.note(&event);
+                    present(&event, &mut sink);
+                }
+                None => events_open = false,
+            },
+            () = next(&mut signals.int) => stop_request(&tree, &mut stop_requests),
+            () = next(&mut signals.term) => stop_request(&tree, &mut stop_requests),
+            () = next(&mut signals.hup) => tree.signal(Signal::HUP),
+            outcome = tree.wait() => break outcome,
+        }
+    };
+    while let Some(event) = events.recv().await {
+        verdicts.note(&event);
+        present(&event, &mut sink);
+    }
+    // The last chunks are still being pumped by tasks of this runtime:
+    // wait for the printer without blocking it.
+    let _ = tokio::task::spawn_blocking(move || printer.join()).await;
+    Ok(exit::exit_status(&outcome, &|path| verdicts.0.get(path).copied()))
+}
+
+/// How the last run of each process was judged, from the events.
+#[derive(Default)]
+struct Verdicts(HashMap<String, Verdict>);
+
+impl Verdicts {
+    fn note(&mut self, event: &Event) {
+        let verdict = match &event.kind {
+            EventKind::Exited { verdict, .. } => *verdict,
+            EventKind::SpawnFailed { .. } | EventKind::StartTimeout => Verdict::Abnormal,
+            _ => return,
+        };
+        self.0.insert(event.path.to_string(), verdict);
+    }
+}
+
+/// Chunks the output channel holds before the children are slowed down.
+const OUTPUT_CHANNEL_CHUNKS: usize = 64;
+
+/// The first INT or TERM stops the tree in order; the next kills it.
+fn stop_request(tree: &Tree, count: &mut u32) {
+    *count += 1;
+    if *count == 1 {
+        diagnose("stopping every process (again to kill them at once)");
+        tree.stop();
+    } else {
+        diagnose("killing every process");
+        tree.kill();
+    }
+}
+
+fn present(event: &Event, sink: &mut Option<EventSink>) {
+    if let Some(message) = events::describe(event) {
+        diagnose(&message);
+    }
+    if let Some(out) = sink {
+        if let Err(e) = out.write(&EventLine::from_event(event)) {
+            diagnose(&format!("cannot write the events, no more will be written: {e}"));
+            *sink = None;
+        }
+    }
 }

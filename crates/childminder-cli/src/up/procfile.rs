@@ -60,6 +60,7 @@ pub fn parse(text: &str, file: &str) -> Result<SupervisorConfig, ConfigError> {
             grace: None,
             deadline: None,
             stop_signal: None,
+            brutal_kill: false,
             significant: true,
             env: Vec::new(),
             cwd: None,
