@@ -32,6 +32,7 @@ enum Scenario {
     Escalation,
     Scale,
     UpOutput,
+    Restart,
 }
 
 /// Benchmarks childminder against std::process and tokio::process.
@@ -140,6 +141,11 @@ fn main() {
             Scenario::Escalation,
             "escalation",
             Box::new(|| scenarios::escalation::run(&cfg, &rt)),
+        ),
+        (
+            Scenario::Restart,
+            "restart",
+            Box::new(|| scenarios::restart::run(&cfg, &rt)),
         ),
         (
             Scenario::Scale,

@@ -157,13 +157,26 @@ fn scale_sizes(rows: &[Row]) -> Vec<usize> {
 }
 
 fn scale(rows: &[Row]) -> Vec<Target> {
-    const WHO: &str = "childminder-async";
+    let mut out = scale_of(rows, "childminder-async");
+    if rows
+        .iter()
+        .any(|r| r.contender == "childminder-tree" && r.scenario.starts_with("scale "))
+    {
+        out.extend(scale_of(rows, "childminder-tree"));
+    }
+    out
+}
+
+/// The scale targets of one contender.
+fn scale_of(rows: &[Row], who: &'static str) -> Vec<Target> {
     let sizes = scale_sizes(rows);
     let Some(&n) = sizes.iter().find(|&&n| n <= 1000).or(sizes.first()) else {
         return vec![
-            unmeasured("scale: O(1) threads (async)".into()),
-            unmeasured("scale 1000: idle CPU < 1% of a core".into()),
-            unmeasured("scale 1000: RSS per child < 16 KiB beyond base".into()),
+            unmeasured(format!("scale: O(1) threads ({who})")),
+            unmeasured(format!("scale 1000, {who}: idle CPU < 1% of a core")),
+            unmeasured(format!(
+                "scale 1000, {who}: RSS per child < 16 KiB beyond base"
+            )),
         ];
     };
     let mut out = Vec::new();
@@ -171,11 +184,11 @@ fn scale(rows: &[Row]) -> Vec<Target> {
     // a handful).
     let added: Vec<(usize, f64)> = sizes
         .iter()
-        .filter_map(|&k| scale_value(rows, k, "threads added", WHO).map(|t| (k, t)))
+        .filter_map(|&k| scale_value(rows, k, "threads added", who).map(|t| (k, t)))
         .collect();
     let flat = added.windows(2).all(|w| w[1].1 <= w[0].1) && added.iter().all(|(_, t)| *t <= 2.0);
     out.push(Target {
-        target: "scale: O(1) threads (async)".into(),
+        target: format!("scale: O(1) threads ({who})"),
         measured: added
             .iter()
             .map(|(k, t)| format!("{t:.0} thread(s) added by {k} children"))
@@ -183,15 +196,15 @@ fn scale(rows: &[Row]) -> Vec<Target> {
             .join(", "),
         met: (!added.is_empty()).then_some(flat),
     });
-    let cpu = scale_value(rows, n, "idle CPU", WHO);
+    let cpu = scale_value(rows, n, "idle CPU", who);
     out.push(Target {
-        target: format!("scale {n}: idle CPU < 1% of a core"),
+        target: format!("scale {n}, {who}: idle CPU < 1% of a core"),
         measured: cpu.map_or("-".into(), |c| format!("{c:.3}% of a core")),
         met: cpu.map(|c| c < 1.0),
     });
-    let rss = scale_value(rows, n, "RSS per child", WHO);
+    let rss = scale_value(rows, n, "RSS per child", who);
     out.push(Target {
-        target: format!("scale {n}: RSS per child < 16 KiB beyond base"),
+        target: format!("scale {n}, {who}: RSS per child < 16 KiB beyond base"),
         measured: rss.map_or("-".into(), |r| format!("{r:.1} KiB")),
         met: rss.map(|r| r < 16.0),
     });
@@ -216,6 +229,20 @@ pub fn evaluate(rows: &[Row]) -> Vec<Target> {
             t.push(escalation(rows, mode, who));
         }
     }
+    t.push(ratio_at_most(
+        rows,
+        "restart cycle",
+        "childminder-tree",
+        "std",
+        1.2,
+    ));
+    t.push(ratio_at_most(
+        rows,
+        "restart cycle",
+        "childminder-tree",
+        "tokio",
+        1.2,
+    ));
     t.extend(scale(rows));
     t.push(up_output(rows));
     t

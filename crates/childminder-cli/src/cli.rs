@@ -37,8 +37,11 @@ Exit status (GNU timeout conventions):
   N        the command exited with status N
   128+N    a signal N ended the command (137 = SIGKILL, 143 = SIGTERM)
   124      the deadline expired and the command was escalated
-           (with --preserve-status: the command's own status instead)
-  125      childminder itself failed (bad options, usage, report not writable)
+           (with --preserve-status: the command's own status instead), or
+           the deadline's bound cut off output a reader did not take
+  125      childminder itself failed (bad options, usage, report not
+           writable), or output could not be delivered (ENOSPC, EIO) by a
+           command that exited 0
   126      the program was found but could not be run
   127      the program was not found
 
@@ -46,6 +49,13 @@ Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to childminder are forwarded t
 the command's process group and start the escalation (grace period, then SIGKILL). \
 A second SIGINT or SIGTERM kills at once. Signals ignored when childminder \
 starts (nohup, background jobs) stay ignored.
+
+Streams: each of stdin, stdout and stderr that is a terminal is handed to the \
+command as it is (so is a stdin that is a file); pipes and files are streamed \
+through childminder, counted in the report and copied to the last byte. With a \
+deadline, childminder ends at most a grace period after the later of the \
+deadline and the command's exit, even if its reader stops reading \
+(delivery_cut_off, status 124).
 
 DURATION: a number of seconds as timeout(1) takes it (1.5, 1e-3, inf) or parts, \
 largest unit first: 500ms, 2s, 1m30s, 1e1s (units d, h, m, s, ms, us, ns). It is \
@@ -88,9 +98,10 @@ pub enum Commands {
     #[command(
         override_usage = "childminder run [OPTIONS] [--] PROGRAM [ARGS]...",
         long_about = "Run PROGRAM with ARGS under supervision and exit with its status.\n\n\
-            PROGRAM is found on PATH unless it contains a '/'. Its stdin, stdout and \
-            stderr stream through childminder, every byte in order, even when it is \
-            escalated; with --inherit-stdio they are handed to it directly.",
+            PROGRAM is found on PATH unless it contains a '/'. A terminal on stdin, \
+            stdout or stderr is handed to it as it is; pipes and files stream through \
+            childminder, every byte in order, even when it is escalated. \
+            --inherit-stdio hands all three over, --stream-stdio streams them all.",
         after_help = RUN_AFTER_HELP
     )]
     Run(RunArgs),
@@ -114,7 +125,7 @@ to stderr.";
 
 const UP_AFTER_HELP: &str = "\
 Signals: SIGINT or SIGTERM stops every process in reverse start order, each with its \
-grace period; a second one kills them all at once. SIGHUP is forwarded to every \
+grace period; a second one kills them all at once. SIGHUP and SIGQUIT are forwarded to every \
 process's group.
 
 Exit status:
@@ -205,12 +216,14 @@ pub struct RunArgs {
         short = 's',
         long = "signal",
         value_name = "SIGNAL",
-        value_parser = parse_signal,
+        value_parser = parse_first_signal,
         long_help = "First signal of the escalation on the deadline: a name with or without \
-            SIG, or a number. [default: TERM]\n\
-            Example: -s INT, -s SIGHUP, -s 15"
+            SIG (RTMIN+N and RTMAX-N for real-time signals), or a number. 0 sends \
+            nothing: SIGKILL follows the grace period, as GNU `timeout -s 0`. \
+            [default: TERM]\n\
+            Example: -s INT, -s SIGHUP, -s 15, -s RTMIN+1, -s 0"
     )]
-    pub signal: Option<Signal>,
+    pub signal: Option<FirstSignal>,
 
     /// Keep the command in childminder's process group [example: --no-group]
     #[arg(
@@ -238,15 +251,73 @@ pub struct RunArgs {
     )]
     pub report: Option<OsString>,
 
+    /// Let processes that leave the command's group outlive it [example: --no-subreaper]
+    #[arg(
+        long = "no-subreaper",
+        long_help = "Leave alone the processes that left the command's process group \
+            (setsid, a daemon that double-forks). By default childminder is a child \
+            subreaper: such processes re-parent to it when orphaned, and once the command \
+            has ended and its group is swept, each gets the first signal, SIGKILL a grace \
+            period later, and is reaped (escapees_ended in the report). For the rare job \
+            that must leave a daemon running.\n\
+            Example: childminder run --no-subreaper -- ./start-daemon.sh"
+    )]
+    pub no_subreaper: bool,
+
+    /// Run the command in a cgroup v2 of its own; =auto falls back to the group and subreaper [example: --cgroup]
+    #[arg(
+        long = "cgroup",
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "on",
+        value_enum,
+        long_help = "Run the command in a new cgroup v2 of its own under childminder's \
+            (or --cgroup-parent), entered before its first instruction: nothing it starts \
+            can leave it, setsid or not. The escalation's first signal goes to every \
+            process in it, SIGKILL is cgroup.kill, and the cgroup is removed afterwards; \
+            the report adds its CPU time and memory peak. Without a writable cgroup v2 \
+            (no delegation, read-only, v1 only) childminder exits 125 and nothing runs; \
+            with --cgroup=auto it falls back to the process group and the subreaper, and \
+            says so (cgroup_fallback in the report, a warning on stderr).\n\
+            Example: childminder run --cgroup -t 10m -- make -j8"
+    )]
+    pub cgroup: Option<CgroupMode>,
+
+    /// Create the command's cgroup under DIR instead of childminder's own [example: --cgroup-parent /sys/fs/cgroup/jobs]
+    #[arg(
+        long = "cgroup-parent",
+        value_name = "DIR",
+        requires = "cgroup",
+        long_help = "The cgroup v2 directory under which the command's cgroup is made \
+            (a delegated subtree, say), instead of childminder's own cgroup. Missing \
+            directories are created and removed again afterwards.\n\
+            Example: --cgroup --cgroup-parent /sys/fs/cgroup/unified/ci"
+    )]
+    pub cgroup_parent: Option<std::path::PathBuf>,
+
     /// Hand stdin, stdout and stderr straight to the command [example: --inherit-stdio]
     #[arg(
         long = "inherit-stdio",
-        long_help = "Hand childminder's stdin, stdout and stderr straight to the command \
-            (a terminal program) instead of streaming them through childminder. \
-            stdout_bytes and stderr_bytes in the report are then null.\n\
+        long_help = "Hand childminder's stdin, stdout and stderr straight to the command, \
+            whatever they are, instead of streaming pipes and files through childminder \
+            (terminals are handed over without it). stdout_bytes and stderr_bytes in the \
+            report are then null.\n\
             Example: childminder run --inherit-stdio -t 1h -- ./interactive-tool"
     )]
     pub inherit_stdio: bool,
+
+    /// Stream stdout and stderr through childminder even when they are terminals [example: --stream-stdio]
+    #[arg(
+        long = "stream-stdio",
+        conflicts_with = "inherit_stdio",
+        long_help = "Stream stdout and stderr through childminder whatever they are, \
+            terminals included, so the report counts every byte (stdout_bytes, \
+            stderr_bytes); stdin too, unless it is a file. The command then sees pipes, \
+            not the terminal. The opposite of --inherit-stdio.\n\
+            Example: childminder run --stream-stdio --report - -- make"
+    )]
+    pub stream_stdio: bool,
 
     /// On the deadline, exit with the command's status rather than 124 [example: --preserve-status]
     #[arg(
@@ -272,25 +343,72 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+/// The value of `--cgroup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CgroupMode {
+    /// A cgroup, or exit 125.
+    On,
+    /// A cgroup, or the process group and the subreaper.
+    Auto,
+}
+
 impl RunArgs {
+    /// The cgroup option of the library, from `--cgroup[=auto]` and
+    /// `--cgroup-parent`.
+    pub fn cgroup(&self) -> Option<childminder::Cgroup> {
+        let mode = self.cgroup?;
+        let mut cgroup = childminder::Cgroup::new().fallback(mode == CgroupMode::Auto);
+        if let Some(parent) = &self.cgroup_parent {
+            cgroup = cgroup.parent(parent);
+        }
+        Some(cgroup)
+    }
+
     /// The grace period, with its default.
     pub fn grace(&self) -> Duration {
         self.grace.unwrap_or(childminder::DEFAULT_GRACE_PERIOD)
     }
 
-    /// The first signal, with its default.
-    pub fn signal(&self) -> Signal {
-        self.signal.unwrap_or(Signal::TERM)
+    /// The first signal, with its default; `None` for `-s 0` (send nothing).
+    pub fn signal(&self) -> Option<Signal> {
+        self.signal.map_or(Some(Signal::TERM), |s| s.0)
     }
+}
+
+/// The value of `-s`: a signal, or `None` for `0` (send nothing first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstSignal(pub Option<Signal>);
+
+/// Parses `-s`: `0` (nothing) or a SIGNAL as [`parse_signal`] takes it.
+///
+/// # Errors
+///
+/// The message for the user, naming the input.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::Signal;
+/// use childminder_cli::cli::{FirstSignal, parse_first_signal};
+///
+/// assert_eq!(parse_first_signal("0"), Ok(FirstSignal(None)));
+/// assert_eq!(parse_first_signal("INT"), Ok(FirstSignal(Some(Signal::INT))));
+/// ```
+pub fn parse_first_signal(s: &str) -> Result<FirstSignal, String> {
+    if s.trim() == "0" {
+        return Ok(FirstSignal(None));
+    }
+    parse_signal(s).map(|signal| FirstSignal(Some(signal)))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s).map_err(|e| e.to_string())
 }
 
-/// Parses a SIGNAL (`-s`): a name with or without `SIG`, in any case
-/// (`TERM`, `SIGTERM`, `sigterm`), or a number from 1 to `SIGRTMAX` (64 on
-/// Linux), as [`Signal`]'s `FromStr` takes it.
+/// Parses a SIGNAL: a name with or without `SIG`, in any case
+/// (`TERM`, `SIGTERM`, `sigterm`), a real-time signal (`RTMIN+1`,
+/// `RTMAX-2`), or a number from 1 to `SIGRTMAX` (64 on Linux), as
+/// [`Signal`]'s `FromStr` takes it.
 ///
 /// # Errors
 ///
@@ -333,9 +451,10 @@ mod tests {
     fn defaults() {
         let run = parse(&["--", "sleep", "1"]).unwrap();
         assert_eq!(run.grace(), Duration::from_secs(5));
-        assert_eq!(run.signal(), Signal::TERM);
+        assert_eq!(run.signal(), Some(Signal::TERM));
         assert_eq!(run.timeout, None);
         assert!(!run.no_group && !run.inherit_stdio && !run.preserve_status);
+        assert!(!run.no_subreaper && run.cgroup.is_none());
         assert_eq!(run.command, ["sleep", "1"]);
     }
 
@@ -347,12 +466,37 @@ mod tests {
         .unwrap();
         assert_eq!(run.timeout, Some(Duration::from_secs(90)));
         assert_eq!(run.grace(), Duration::from_secs(2));
-        assert_eq!(run.signal(), Signal::INT);
+        assert_eq!(run.signal(), Some(Signal::INT));
         assert_eq!(run.report.as_deref(), Some("-".as_ref()));
         assert_eq!(run.command, ["ls", "-l"]);
         let run = parse(&["--kill-after=3s", "-s", "15", "true"]).unwrap();
         assert_eq!(run.grace(), Duration::from_secs(3));
-        assert_eq!(run.signal(), Signal::TERM);
+        assert_eq!(run.signal(), Some(Signal::TERM));
+        let run = parse(&["-s", "0", "true"]).unwrap();
+        assert_eq!(run.signal(), None);
+        let run = parse(&["-s", "rtmin+1", "true"]).unwrap();
+        assert_eq!(run.signal().unwrap().as_raw(), libc::SIGRTMIN() + 1);
+    }
+
+    #[test]
+    fn containment_options() {
+        let run = parse(&["--cgroup", "--no-subreaper", "true"]).unwrap();
+        assert_eq!(run.cgroup, Some(CgroupMode::On));
+        assert!(run.no_subreaper);
+        assert_eq!(run.cgroup(), Some(childminder::Cgroup::new()));
+        let run = parse(&["--cgroup=auto", "--cgroup-parent", "/x", "true"]).unwrap();
+        assert_eq!(
+            run.cgroup(),
+            Some(childminder::Cgroup::new().fallback(true).parent("/x"))
+        );
+        // `--cgroup auto` would run a program named auto: the value needs `=`.
+        let run = parse(&["--cgroup", "auto"]).unwrap();
+        assert_eq!(
+            (run.cgroup, run.command.as_slice()),
+            (Some(CgroupMode::On), &["auto".into()][..])
+        );
+        assert!(parse(&["--cgroup=maybe", "true"]).is_err());
+        assert!(parse(&["--cgroup-parent", "/x", "true"]).is_err());
     }
 
     #[test]

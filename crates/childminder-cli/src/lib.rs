@@ -13,6 +13,8 @@ pub mod duration;
 mod report;
 mod run;
 mod signals;
+mod stdio;
+mod sys;
 pub mod up;
 
 use std::process::ExitCode;

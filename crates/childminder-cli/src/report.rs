@@ -23,11 +23,24 @@
 //! | `worker_errors` | array of objects | `{"stream": "stdout", "op": "consume", "error": "..."}` for each failed stdio worker |
 //! | `supervisor_error` | string or null | childminder's own failure: the start error, or a supervision error |
 //! | `exit_status` | number | the status childminder itself exits with |
+//! | `inherited_streams` | array of strings | the streams handed to the command as they are (`"stdin"`, `"stdout"`, `"stderr"`): not copied, not counted |
+//! | `delivery_cut_off` | bool | the deadline's bound (a grace period after the later of the deadline and the exit) passed before all output was delivered: childminder stopped copying and exited 124 |
+//! | `subreaper` | bool | childminder was a subreaper for the command (the default; `--no-subreaper` turns it off) |
+//! | `escapees_ended` | number | processes that left the command's group, were orphaned to childminder and were ended and reaped at the end |
+//! | `escapees_killed` | number | of those, how many needed SIGKILL |
+//! | `cgroup` | string or null | the command's own cgroup (`--cgroup`), removed by the time of the report |
+//! | `cgroup_cpu_ms` | number or null | CPU time of everything that ran in the cgroup |
+//! | `cgroup_memory_peak_bytes` | number or null | its memory peak (`memory.peak`), where the memory controller is enabled for it |
+//! | `cgroup_fallback` | string or null | with `--cgroup=auto`: why no cgroup could be used (the group and the subreaper contained the command instead) |
 
 use std::time::Duration;
 
 use childminder::{EscalationCause, ExitStatus, Signal, SupervisionResult};
 use serde::Serialize;
+
+use crate::stdio::PumpError;
+
+type PumpOutcome = Result<(), PumpError>;
 
 /// The report object. Field order is the order of the keys in the output.
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +65,15 @@ pub struct Report {
     pub worker_errors: Vec<WorkerFailure>,
     pub supervisor_error: Option<String>,
     pub exit_status: i32,
+    pub inherited_streams: Vec<&'static str>,
+    pub delivery_cut_off: bool,
+    pub subreaper: bool,
+    pub escapees_ended: u32,
+    pub escapees_killed: u32,
+    pub cgroup: Option<String>,
+    pub cgroup_cpu_ms: Option<u64>,
+    pub cgroup_memory_peak_bytes: Option<u64>,
+    pub cgroup_fallback: Option<String>,
 }
 
 /// How the child ended: `{"code": N}` or `{"signal": N, ...}`.
@@ -68,22 +90,64 @@ pub enum Exit {
     },
 }
 
-/// One failed stdio worker.
+/// One failed stdio copy.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerFailure {
     pub stream: String,
     pub op: String,
     pub error: String,
+    /// The error's kind, to tell a closed reader from a real failure.
+    #[serde(skip)]
+    pub error_kind: Option<std::io::ErrorKind>,
 }
 
 /// What the run adds to the library's result.
 #[derive(Debug, Clone, Default)]
 pub struct RunFacts {
-    /// Bytes copied to our stdout and stderr; `None` when inherited.
+    /// Bytes delivered to our stdout and stderr; `None` when handed over.
     pub stdout_bytes: Option<u64>,
     pub stderr_bytes: Option<u64>,
     /// Signals received and acted on, in order.
     pub signals_received: Vec<Signal>,
+    /// The copies that failed.
+    pub worker_errors: Vec<WorkerFailure>,
+    /// A process left behind held the output open past the grace period.
+    pub output_cut_off: bool,
+    /// The deadline's bound stopped the copy-out.
+    pub delivery_cut_off: bool,
+    /// The streams handed over.
+    pub inherited_streams: Vec<&'static str>,
+}
+
+impl RunFacts {
+    /// Records a failed copy.
+    pub fn record(&mut self, stream: &str, op: &str, error: &std::io::Error) {
+        self.worker_errors.push(WorkerFailure {
+            stream: stream.to_owned(),
+            op: op.to_owned(),
+            error: error.to_string(),
+            error_kind: Some(error.kind()),
+        });
+    }
+
+    /// Records how the copies of stdout and stderr ended.
+    pub fn record_outputs(&mut self, ends: (PumpOutcome, PumpOutcome)) {
+        for (stream, end) in [("stdout", ends.0), ("stderr", ends.1)] {
+            match end {
+                Ok(()) => {}
+                Err(PumpError::Read(e)) => self.record(stream, "read", &e),
+                Err(PumpError::Deliver(e)) => self.record(stream, "consume", &e),
+            }
+        }
+    }
+
+    /// Output was lost for a reason other than a reader that went away
+    /// (EPIPE, which the command sees as in a plain pipeline).
+    pub fn undelivered(&self) -> bool {
+        self.worker_errors
+            .iter()
+            .any(|f| f.stream != "stdin" && f.error_kind != Some(std::io::ErrorKind::BrokenPipe))
+    }
 }
 
 impl Report {
@@ -94,6 +158,7 @@ impl Report {
         facts: &RunFacts,
         exit_status: i32,
     ) -> Report {
+        let cgroup = result.containment.cgroup.as_ref();
         Report {
             program: result.program.clone(),
             args,
@@ -110,7 +175,7 @@ impl Report {
             max_rss_bytes: result.resource_usage.map(|u| u.max_rss),
             stdout_bytes: facts.stdout_bytes,
             stderr_bytes: facts.stderr_bytes,
-            output_cut_off: result.output_cut_off,
+            output_cut_off: result.output_cut_off || facts.output_cut_off,
             signals_received: facts
                 .signals_received
                 .iter()
@@ -123,10 +188,21 @@ impl Report {
                     stream: e.stream.to_string(),
                     op: e.op.to_string(),
                     error: e.source.to_string(),
+                    error_kind: Some(e.source.kind()),
                 })
+                .chain(facts.worker_errors.iter().cloned())
                 .collect(),
             supervisor_error: result.supervisor_error.as_ref().map(|e| e.to_string()),
             exit_status,
+            inherited_streams: facts.inherited_streams.clone(),
+            delivery_cut_off: facts.delivery_cut_off,
+            subreaper: result.containment.subreaper,
+            escapees_ended: result.containment.escapees_ended,
+            escapees_killed: result.containment.escapees_killed,
+            cgroup: cgroup.map(|c| c.path.to_string_lossy().into_owned()),
+            cgroup_cpu_ms: cgroup.and_then(|c| c.cpu_usage).map(millis),
+            cgroup_memory_peak_bytes: cgroup.and_then(|c| c.memory_peak),
+            cgroup_fallback: result.containment.cgroup_fallback.clone(),
         }
     }
 
@@ -137,6 +213,11 @@ impl Report {
         error: &childminder::Error,
         exit_status: i32,
     ) -> Report {
+        Report::failed(program, args, error.to_string(), exit_status)
+    }
+
+    /// The report of a run that failed before the child started.
+    pub fn failed(program: String, args: Vec<String>, error: String, exit_status: i32) -> Report {
         Report {
             program,
             args,
@@ -156,8 +237,17 @@ impl Report {
             output_cut_off: false,
             signals_received: Vec::new(),
             worker_errors: Vec::new(),
-            supervisor_error: Some(error.to_string()),
+            supervisor_error: Some(error),
             exit_status,
+            inherited_streams: Vec::new(),
+            delivery_cut_off: false,
+            subreaper: false,
+            escapees_ended: 0,
+            escapees_killed: 0,
+            cgroup: None,
+            cgroup_cpu_ms: None,
+            cgroup_memory_peak_bytes: None,
+            cgroup_fallback: None,
         }
     }
 
@@ -185,19 +275,10 @@ impl From<ExitStatus> for Exit {
     }
 }
 
-/// `SIGTERM`, or `SIGRTMIN+N` for a real-time signal.
+/// `SIGTERM`, or `SIGRTMIN+N` for a real-time signal ([`Signal`]'s
+/// `Display`).
 pub fn signal_name(signal: Signal) -> String {
-    match signal.name() {
-        Some(name) => name.to_owned(),
-        None => {
-            let offset = signal.as_raw() - libc::SIGRTMIN();
-            if offset >= 0 {
-                format!("SIGRTMIN+{offset}")
-            } else {
-                format!("SIG{}", signal.as_raw())
-            }
-        }
-    }
+    signal.to_string()
 }
 
 pub(crate) fn cause_name(cause: EscalationCause) -> &'static str {

@@ -1,18 +1,20 @@
-//! `childminder run`: builds the [`Command`], runs it with
-//! [`with_process`], forwards signals, and decides the exit status.
+//! `childminder run`: builds the [`Command`], spawns it with the library's
+//! async API on a current-thread event loop, forwards signals, copies the
+//! output (see [`stdio`]), and decides the exit status.
 
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::sync::mpsc;
+use std::io::{self, Write};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
-use childminder::{
-    Command, Error, Process, Stdio, SupervisionResult, Termination, stdin, with_process,
-};
+use childminder::{Command, Error, Signal, Stdio, SupervisionResult, Termination};
 
 use crate::cli::RunArgs;
 use crate::report::{Report, RunFacts};
-use crate::signals::{self, Event, Forwarding};
+use crate::signals::{self, Forwarding};
+use crate::stdio;
 
 /// childminder's own failure: bad options, usage, an unwritable report.
 pub const EXIT_FAILURE: i32 = 125;
@@ -112,88 +114,91 @@ pub fn run(args: RunArgs) -> i32 {
         .grace_period(args.grace())
         .term_signal(args.signal())
         .process_group(!args.no_group)
+        .subreaper(!args.no_subreaper)
         .kill_on_parent_death(true);
+    if let Some(cgroup) = args.cgroup() {
+        cmd.cgroup(cgroup);
+    }
     // 0 and "forever" (100 years or more, `inf`) both mean no deadline.
-    if let Some(deadline) = args
+    let deadline = args
         .timeout
-        .filter(|d| !d.is_zero() && !crate::duration::is_forever(*d))
-    {
+        .filter(|d| !d.is_zero() && !crate::duration::is_forever(*d));
+    if let Some(deadline) = deadline {
         cmd.deadline(deadline);
     }
-    if args.inherit_stdio {
-        cmd.stdin(Stdio::Inherit)
-            .stdout(Stdio::Inherit)
-            .stderr(Stdio::Inherit);
-    }
 
-    // Catch the signals before the child exists: one arriving during the
-    // start is then acted on as soon as the child runs.
-    let (events_tx, events) = mpsc::channel();
-    let receiver = match signals::Receiver::start(events_tx.clone()) {
-        Ok(receiver) => receiver,
+    // One thread: the event loop runs here, on the main thread, and drives
+    // the child's supervision, the copy of its output, the deadline and the
+    // signals. The fork path of `kill_on_parent_death` ties the child to
+    // the thread that spawns it, and this one lives until the end.
+    let runtime = match event_loop() {
+        Ok(runtime) => runtime,
         Err(e) => {
-            diagnose(&format!("cannot set up the signal handlers: {e}"));
+            diagnose(&format!("cannot start the event loop: {e}"));
             return EXIT_FAILURE;
         }
     };
-
-    let (mut stdout_bytes, mut stderr_bytes) = (0u64, 0u64);
-    let outcome = if args.inherit_stdio {
-        with_process(
-            &cmd,
-            stdin::empty(),
-            childminder::discard,
-            childminder::discard,
-            |p| supervise(p, &events, &events_tx),
-        )
-    } else {
-        let stdout = io::stdout();
-        let stderr = io::stderr();
-        with_process(
-            &cmd,
-            forwarded_stdin(),
-            |chunk: &[u8]| copy_out(&mut stdout.lock(), chunk, &mut stdout_bytes),
-            |chunk: &[u8]| copy_out(&mut stderr.lock(), chunk, &mut stderr_bytes),
-            |p| supervise(p, &events, &events_tx),
-        )
-    };
-    receiver.close();
-
-    let (status, report) = match outcome {
-        Ok((result, received)) => {
-            let status = exit_status(&result, args.preserve_status);
-            for failure in &result.worker_errors {
-                if failure.source.kind() != io::ErrorKind::BrokenPipe {
-                    diagnose(&format!("warning: {failure}"));
+    let report = |outcome: Outcome| match outcome {
+        Outcome::Ran(result, facts) => {
+            let status = run_status(&result, &facts, args.preserve_status);
+            for failure in &facts.worker_errors {
+                if failure.error_kind != Some(io::ErrorKind::BrokenPipe) {
+                    diagnose(&format!(
+                        "warning: {} {}: {}",
+                        failure.stream, failure.op, failure.error
+                    ));
                 }
+            }
+            if facts.delivery_cut_off {
+                diagnose(
+                    "the deadline's bound passed before all output was delivered: output cut off",
+                );
             }
             if let Some(e) = &result.supervisor_error {
                 diagnose(&format!("warning: {e}"));
             }
-            let facts = RunFacts {
-                stdout_bytes: (!args.inherit_stdio).then_some(stdout_bytes),
-                stderr_bytes: (!args.inherit_stdio).then_some(stderr_bytes),
-                signals_received: received,
-            };
+            if let Some(why) = &result.containment.cgroup_fallback {
+                diagnose(&format!(
+                    "warning: no cgroup ({why}): the process group and the subreaper contained the command instead"
+                ));
+            }
             (
                 status,
-                Report::from_result(lossy_args, &result, &facts, status),
+                Report::from_result(lossy_args.clone(), &result, &facts, status),
             )
         }
-        Err(error) => {
+        Outcome::NotStarted(error) => {
             diagnose(&error.to_string());
             let status = start_failure_status(&error);
             (
                 status,
                 Report::not_started(
                     program.to_string_lossy().into_owned(),
-                    lossy_args,
+                    lossy_args.clone(),
                     &error,
                     status,
                 ),
             )
         }
+        Outcome::Failed(message) => {
+            diagnose(&message);
+            (
+                EXIT_FAILURE,
+                Report::failed(
+                    program.to_string_lossy().into_owned(),
+                    lossy_args.clone(),
+                    message,
+                    EXIT_FAILURE,
+                ),
+            )
+        }
     };
+    let (status, report) = report(runtime.block_on(supervise(
+        &mut cmd,
+        stdio_mode(&args),
+        deadline,
+        args.grace(),
+    )));
     match sink.map(|sink| sink.write(&report)) {
         Some(Err(message)) => {
             diagnose(&message);
@@ -203,80 +208,229 @@ pub fn run(args: RunArgs) -> i32 {
     }
 }
 
-/// The action of `with_process`: waits for the result while acting on the
-/// signals childminder receives. Returns the result and the signals.
-fn supervise(
-    process: &Process,
-    events: &mpsc::Receiver<Event>,
-    events_tx: &mpsc::Sender<Event>,
-) -> (SupervisionResult, Vec<childminder::Signal>) {
-    let mut forwarding = Forwarding::default();
-    let result = std::thread::scope(|scope| {
-        let done = events_tx.clone();
-        scope.spawn(move || {
-            let _ = done.send(Event::Done(Box::new(process.wait())));
-        });
-        loop {
-            match events.recv() {
-                Ok(Event::Signal(signal)) => forwarding.on_signal(process, signal),
-                Ok(Event::Done(result)) => return *result,
-                // Unreachable: `events_tx` is alive. Wait without the channel.
-                Err(mpsc::RecvError) => return process.wait(),
-            }
-        }
-    });
-    (result, forwarding.into_received())
-}
-
-/// childminder's stdin as the child's, in chunks of up to 64 KiB, as
-/// [`stdin::from_reader`] does, with one difference for a terminal: a read
-/// from the background (`childminder run ... &` in an interactive shell)
-/// ends the input instead of stopping all of childminder with SIGTTIN. The
-/// input thread blocks SIGTTIN for itself alone, so the kernel answers such
-/// a read with EIO, which is taken as the end of the input.
-fn forwarded_stdin() -> stdin::Input {
-    // SAFETY: isatty only inspects fd 0.
-    let terminal = unsafe { libc::isatty(0) } == 1;
-    let mut input = io::stdin();
-    let mut buf = vec![0; 64 * 1024];
-    let mut first = true;
-    stdin::from_fn(move || {
-        if std::mem::take(&mut first) && terminal {
-            block_sigttin_in_this_thread();
-        }
-        loop {
-            return match input.read(&mut buf) {
-                Ok(0) => Ok(None),
-                Ok(n) => Ok(Some(buf[..n].to_vec())),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if terminal && e.raw_os_error() == Some(libc::EIO) => Ok(None),
-                Err(e) => Err(e),
-            };
-        }
+/// The current-thread runtime. Building it can panic rather than fail:
+/// tokio's signal driver creates its self-pipe with an `expect` (out of
+/// fds at `ulimit -n 6`). That panic is caught (silently: the message is
+/// ours) and becomes the error it is, so childminder exits 125 with one
+/// line instead of 101 with a backtrace.
+fn event_loop() -> io::Result<tokio::runtime::Runtime> {
+    let build = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+    };
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let built = std::panic::catch_unwind(build);
+    std::panic::set_hook(hook);
+    built.unwrap_or_else(|_| {
+        Err(io::Error::other(
+            "out of file descriptors for its signal handling",
+        ))
     })
 }
 
-/// Blocks SIGTTIN for the calling thread (the library's input thread).
-fn block_sigttin_in_this_thread() {
-    // SAFETY: the set is initialised by sigemptyset before use, and
-    // pthread_sigmask changes only the calling thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTTIN);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+fn stdio_mode(args: &RunArgs) -> stdio::Mode {
+    if args.inherit_stdio {
+        stdio::Mode::InheritAll
+    } else if args.stream_stdio {
+        stdio::Mode::StreamAll
+    } else {
+        stdio::Mode::Auto
     }
 }
 
-/// Copies one chunk of the child's output to ours and counts it. An error
-/// (EPIPE when our reader has gone, as with `| head`) is returned to the
-/// library, which records it and closes that pipe: the child then gets
-/// SIGPIPE or EPIPE on its next write, as it would without childminder.
-fn copy_out(out: &mut impl Write, chunk: &[u8], count: &mut u64) -> io::Result<()> {
-    out.write_all(chunk)?;
-    out.flush()?;
-    *count += chunk.len() as u64;
-    Ok(())
+/// The exit status of a run: [`exit_status`], then what the copy-out adds.
+/// The deadline's bound cutting the output off is a time-out (124);
+/// output that could not be delivered (other than to a reader that went
+/// away) turns a status of 0 into 125, while a failure status of the
+/// command stays as it is.
+fn run_status(result: &SupervisionResult, facts: &RunFacts, preserve_status: bool) -> i32 {
+    let status = exit_status(result, preserve_status);
+    if facts.delivery_cut_off {
+        EXIT_TIMED_OUT
+    } else if status == 0 && facts.undelivered() {
+        EXIT_FAILURE
+    } else {
+        status
+    }
+}
+
+/// How a run went.
+enum Outcome {
+    /// The command ran: the library's result, and what the run adds.
+    Ran(Box<SupervisionResult>, RunFacts),
+    /// It could not be started.
+    NotStarted(Error),
+    /// childminder could not set itself up (signals, streams): nothing ran.
+    Failed(String),
+}
+
+/// Starts the command and supervises it to the end: forwards signals,
+/// copies its output, bounds the copy-out, sweeps its group.
+async fn supervise(
+    cmd: &mut Command,
+    mode: stdio::Mode,
+    deadline: Option<Duration>,
+    grace: Duration,
+) -> Outcome {
+    // Catch the signals before the child exists: one arriving during the
+    // start is then acted on as soon as the child runs.
+    let mut signals = match signals::Receiver::start() {
+        Ok(receiver) => receiver,
+        Err(e) => return Outcome::Failed(format!("cannot set up the signal handlers: {e}")),
+    };
+    let plan = match stdio::Plan::decide(mode) {
+        Ok(plan) => plan,
+        Err(e) => return Outcome::Failed(format!("cannot set up the streams: {e}")),
+    };
+    let piped = |streamed: bool| {
+        if streamed {
+            Stdio::Piped
+        } else {
+            Stdio::Inherit
+        }
+    };
+    cmd.stdin(piped(plan.stdin.is_some()))
+        .stdout(piped(plan.stdout.is_some()))
+        .stderr(piped(plan.stderr.is_some()));
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(error) => return Outcome::NotStarted(error),
+    };
+    let deadline_at = deadline.map(|d| Instant::now() + d);
+
+    let mut facts = RunFacts {
+        stdout_bytes: plan.stdout.is_some().then_some(0),
+        stderr_bytes: plan.stderr.is_some().then_some(0),
+        inherited_streams: plan.inherited.clone(),
+        ..RunFacts::default()
+    };
+    let counts = (Cell::new(0u64), Cell::new(0u64));
+    let stdout = child.stdout.take().map(Rc::new);
+    let stderr = child.stderr.take().map(Rc::new);
+    let watch = (
+        stdout.as_ref().map(Rc::downgrade),
+        stderr.as_ref().map(Rc::downgrade),
+    );
+    // Boxed, not pinned on the stack, so that dropping them closes the
+    // pipes at the cut-off.
+    let mut outputs = Box::pin(async {
+        tokio::join!(
+            copy_out(stdout, plan.stdout.as_ref(), &counts.0),
+            copy_out(stderr, plan.stderr.as_ref(), &counts.1),
+        )
+    });
+    let stdin = child.stdin.take();
+    let mut input = Box::pin(async {
+        match (&plan.stdin, stdin) {
+            (Some(source), Some(to)) => stdio::forward_input(source, to).await,
+            _ => Ok(()),
+        }
+    });
+    let (mut outputs_done, mut input_done) = (false, false);
+    let mut forwarding = Forwarding::default();
+
+    // Until the command's exit.
+    let result = loop {
+        tokio::select! {
+            biased;
+            signal = signals.recv() => forwarding.on_signal(&child, signal),
+            result = child.wait() => break result,
+            ends = &mut outputs, if !outputs_done => {
+                outputs_done = true;
+                facts.record_outputs(ends);
+            }
+            e = &mut input, if !input_done => {
+                input_done = true;
+                if let Err((op, e)) = e {
+                    facts.record("stdin", op, &e);
+                }
+            }
+        }
+    };
+
+    // Then the output: everything still in the pipes is delivered, with
+    // two bounds. A grace period after the exit, a pipe that a process
+    // left behind still holds open is cut off and the group killed (Go's
+    // WaitDelay); a pipe whose writers are all gone is only waiting for our
+    // reader. With a deadline, the whole copy-out ends a grace period after
+    // the later of the deadline and the exit, delivered or not: a reader
+    // that does not read cannot keep childminder alive.
+    let exited_at = Instant::now();
+    let held_open_check = exited_at + grace;
+    let delivery_bound = deadline_at.map(|d| d.max(exited_at) + grace);
+    let mut checked = false;
+    while !outputs_done {
+        tokio::select! {
+            biased;
+            signal = signals.recv() => forwarding.on_signal(&child, signal),
+            ends = &mut outputs => {
+                outputs_done = true;
+                facts.record_outputs(ends);
+            }
+            () = tokio::time::sleep_until(held_open_check.into()), if !checked => {
+                checked = true;
+                if held_open(&watch.0) || held_open(&watch.1) {
+                    facts.output_cut_off = true;
+                    let _ = child.signal_group(Signal::KILL);
+                    break;
+                }
+            }
+            () = sleep_until_opt(delivery_bound) => {
+                facts.delivery_cut_off = true;
+                break;
+            }
+        }
+    }
+    // Whatever was not copied is cut off here: the pipes close.
+    drop((outputs, input));
+    facts.stdout_bytes = facts.stdout_bytes.map(|_| counts.0.get());
+    facts.stderr_bytes = facts.stderr_bytes.map(|_| counts.1.get());
+
+    // Last, nothing of the command's group (or cgroup) may stay, nor any
+    // escapee: the same escalation against what is left, then the child is
+    // reaped. The final result says what the sweeps found.
+    let swept = loop {
+        tokio::select! {
+            biased;
+            signal = signals.recv() => forwarding.on_signal(&child, signal),
+            swept = child.shutdown() => break swept,
+        }
+    };
+    let mut result = result;
+    result.containment = swept.containment;
+    facts.signals_received = forwarding.into_received();
+    Outcome::Ran(Box::new(result), facts)
+}
+
+/// Copies one output pipe to its sink, then closes the pipe: at its end,
+/// or when the copy failed (the command then gets EPIPE or SIGPIPE on its
+/// next write, as in a plain pipeline).
+async fn copy_out<P: stdio::OutputPipe>(
+    pipe: Option<Rc<P>>,
+    sink: Option<&stdio::Sink>,
+    delivered: &Cell<u64>,
+) -> Result<(), stdio::PumpError> {
+    match (pipe, sink) {
+        (Some(pipe), Some(sink)) => stdio::pump(&*pipe, sink, delivered).await,
+        _ => Ok(()),
+    }
+}
+
+/// A pipe still being copied whose write end something still holds.
+fn held_open<P: stdio::OutputPipe>(pipe: &Option<Weak<P>>) -> bool {
+    pipe.as_ref()
+        .and_then(Weak::upgrade)
+        .is_some_and(|p| !stdio::writers_gone(&*p))
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Prints one of childminder's own messages on stderr.

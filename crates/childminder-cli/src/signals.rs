@@ -1,69 +1,69 @@
 //! The signals childminder receives (INT, TERM, HUP, QUIT) and what it does
 //! with them.
 //!
-//! A signal-hook thread turns each received signal into an [`Event`] on a
-//! channel; the action of `with_process` reads that channel, together with
-//! the result of the run, and applies [`Forwarding`].
+//! The handlers are tokio's (a self-pipe read by the event loop on
+//! childminder's one thread, no thread of their own): [`Receiver::recv`]
+//! yields each received signal, and the run loop applies [`Forwarding`].
 
+use std::future::poll_fn;
 use std::io;
-use std::sync::mpsc::Sender;
-use std::thread::JoinHandle;
+use std::task::Poll;
 
-use childminder::{Process, Signal, SupervisionResult};
-use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-use signal_hook::iterator::{Handle, Signals};
-
-/// What the action waits for.
-#[derive(Debug)]
-pub enum Event {
-    /// childminder received this signal.
-    Signal(Signal),
-    /// The run's result was published: the child has ended and its output
-    /// has been copied out.
-    Done(Box<SupervisionResult>),
-}
+use childminder::{Child, Signal};
+use tokio::signal::unix::SignalKind;
 
 /// The signals that are forwarded to the child.
-const FORWARDED: [i32; 4] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT];
+const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-/// The handler thread; [`close`](Self::close) it when the run is over.
+/// The installed handlers. They stay installed when this is dropped
+/// (tokio never uninstalls one), doing nothing, so a late signal cannot
+/// kill childminder before it has written the report.
 pub struct Receiver {
-    handle: Handle,
-    thread: JoinHandle<()>,
+    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Receiver {
-    /// Catches INT, TERM, HUP and QUIT from now on and sends each to
-    /// `events`. A signal that is ignored now (`nohup`, a background job of
-    /// a non-interactive shell) stays ignored, as shells do.
+    /// Catches INT, TERM, HUP and QUIT from now on. A signal that is
+    /// ignored now (`nohup`, a background job of a non-interactive shell)
+    /// stays ignored, as shells do.
     ///
     /// # Errors
     ///
-    /// When the handlers or the thread cannot be set up.
-    pub fn start(events: Sender<Event>) -> io::Result<Receiver> {
-        let wanted: Vec<i32> = FORWARDED.into_iter().filter(|&s| !is_ignored(s)).collect();
-        let mut signals = Signals::new(&wanted)?;
-        let handle = signals.handle();
-        let thread = std::thread::Builder::new()
-            .name("childminder-signals".into())
-            .spawn(move || {
-                for raw in signals.forever() {
-                    let Some(signal) = Signal::from_raw(raw) else {
-                        continue;
-                    };
-                    if events.send(Event::Signal(signal)).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        Ok(Receiver { handle, thread })
+    /// When a handler cannot be installed (the runtime's signal driver
+    /// could not be set up: out of fds).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with IO enabled.
+    pub fn start() -> io::Result<Receiver> {
+        let mut streams = Vec::new();
+        for raw in FORWARDED.into_iter().filter(|&s| !is_ignored(s)) {
+            let Some(signal) = Signal::from_raw(raw) else {
+                continue;
+            };
+            streams.push((
+                signal,
+                tokio::signal::unix::signal(SignalKind::from_raw(raw))?,
+            ));
+        }
+        Ok(Receiver { streams })
     }
 
-    /// Stops the thread. The handlers stay installed, doing nothing, so a
-    /// late signal cannot kill childminder before it has written the report.
-    pub fn close(self) {
-        self.handle.close();
-        let _ = self.thread.join();
+    /// The next signal received.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a signal not yet returned stays pending.
+    pub async fn recv(&mut self) -> Signal {
+        poll_fn(|cx| {
+            for (signal, stream) in &mut self.streams {
+                if let Poll::Ready(Some(())) = stream.poll_recv(cx) {
+                    return Poll::Ready(*signal);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -81,9 +81,9 @@ pub(crate) fn is_ignored(signal: i32) -> bool {
 /// The forwarding policy, applied to each received signal in order:
 ///
 /// - the first INT, TERM, HUP or QUIT is forwarded to the child's group as
-///   the escalation's first signal ([`Process::terminate`]); SIGKILL
+///   the escalation's first signal ([`Child::terminate`]); SIGKILL
 ///   follows a grace period later;
-/// - a later INT or TERM kills at once ([`Process::kill`]);
+/// - a later INT or TERM kills at once ([`Child::kill`]);
 /// - a later HUP or QUIT is forwarded to the group as it is.
 ///
 /// If the deadline has already started the escalation, the first signal
@@ -95,7 +95,7 @@ pub struct Forwarding {
 
 impl Forwarding {
     /// Acts on `signal`.
-    pub fn on_signal(&mut self, process: &Process, signal: Signal) {
+    pub fn on_signal(&mut self, process: &Child, signal: Signal) {
         let first = self.received.is_empty();
         self.received.push(signal);
         if first {

@@ -145,7 +145,7 @@ fn usage_errors_are_125_with_a_clear_message() {
         (&["run", "-g", "5 minutes", "--", "true"], "unknown unit"),
         (&["run", "-t", "nan", "--", "true"], "NaN"),
         (&["run", "-s", "TERMINATE", "--", "true"], "unknown signal"),
-        (&["run", "-s", "0", "--", "true"], "unknown signal"),
+        (&["run", "-s", "99", "--", "true"], "unknown signal"),
         (&["run"], "PROGRAM"),
         (&["run", "--"], "PROGRAM"),
         (&["run", "--bogus", "--", "true"], "--bogus"),
@@ -632,6 +632,15 @@ fn the_report_has_every_key_with_its_type() {
         ("worker_errors", "array"),
         ("supervisor_error", "null"),
         ("exit_status", "number"),
+        ("inherited_streams", "array"),
+        ("delivery_cut_off", "bool"),
+        ("subreaper", "bool"),
+        ("escapees_ended", "number"),
+        ("escapees_killed", "number"),
+        ("cgroup", "null"),
+        ("cgroup_cpu_ms", "null"),
+        ("cgroup_memory_peak_bytes", "null"),
+        ("cgroup_fallback", "null"),
     ];
     for (key, kind) in expected {
         let value = object

@@ -49,3 +49,31 @@ fn an_exponent_followed_by_a_unit_parses() {
     let out = run(&["run", "-t", "1e1s", "-g", "5e2ms", "--", "true"]);
     assert_eq!(out.code(), 0, "{}", out.stderr);
 }
+
+// ---------------------------------------------------------------------------
+// Signals (§3)
+// ---------------------------------------------------------------------------
+
+/// `-s 0` was a usage error; GNU takes it as "send nothing, then KILL after
+/// the grace". A child that dies on any catchable signal dying by KILL
+/// proves nothing was sent first.
+#[test]
+fn dash_s_0_sends_nothing_first_then_kill_after_the_grace() {
+    let (out, report) = run_with_report(&[
+        "run", "-t", "100ms", "-g", "300ms", "-s", "0", "--", "sleep", "30",
+    ]);
+    assert_eq!(out.code(), 124, "{}", out.stderr);
+    assert_eq!(report["exit"]["signal_name"], "SIGKILL", "{report}");
+    let term = report["term_sent_after_ms"].as_u64().unwrap();
+    let kill = report["kill_sent_after_ms"].as_u64().unwrap();
+    assert!(kill >= term + 290, "{report}");
+}
+
+#[test]
+fn a_realtime_signal_name_is_accepted_by_dash_s() {
+    let (out, report) = run_with_report(&[
+        "run", "-t", "100ms", "-g", "10s", "-s", "RTMIN+1", "--", "sleep", "30",
+    ]);
+    assert_eq!(out.code(), 124, "{}", out.stderr);
+    assert_eq!(report["exit"]["signal_name"], "SIGRTMIN+1", "{report}");
+}

@@ -15,8 +15,9 @@
 //!   zero.
 //!
 //! SIGNAL:
-//! - every name, with and without `SIG`, in any case, and every number from
-//!   1 to 64 parses to that signal;
+//! - every name, with and without `SIG`, in any case, every real-time name
+//!   (`RTMIN+N`, `RTMAX-N`) in range, and every number from 1 to 64 parses
+//!   to that signal;
 //! - anything else is rejected with a message naming the input, never a
 //!   panic.
 //!
@@ -304,6 +305,22 @@ fn expected_signal(text: &str) -> Option<i32> {
     }
     let upper = text.to_ascii_uppercase();
     let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let offset = |n: &str| {
+        (!n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse::<i32>().unwrap())
+    };
+    match bare {
+        "RTMIN" => return Some(min),
+        "RTMAX" => return Some(max),
+        _ => {}
+    }
+    if let Some(n) = bare.strip_prefix("RTMIN+") {
+        return offset(n).map(|n| min + n).filter(|&s| s <= max);
+    }
+    if let Some(n) = bare.strip_prefix("RTMAX-") {
+        return offset(n).map(|n| max - n).filter(|&s| s >= min);
+    }
     NAMES
         .iter()
         .find(|&&(name, _)| name == bare)
@@ -402,6 +419,8 @@ fn near_signal_text() -> impl Strategy<Value = String> {
             format!("{pad}{n}")
         }),
         "[SIGsig]{0,3}[0-9]{1,3}",
+        // Real-time names, in and out of range.
+        "(SIG|sig)?(RT|rt)(MIN|MAX|min|max)([+-][0-9]{0,3})?",
         // The characters of the syntax, at random.
         "[A-Za-z0-9+\\- ]{0,8}",
     ]

@@ -151,7 +151,10 @@ impl Up {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self.stderr.recv_timeout(left).unwrap_or_else(|e| {
-                panic!("no {event} event of {process} ({e}); stderr: {:?}", self.stderr_all)
+                panic!(
+                    "no {event} event of {process} ({e}); stderr: {:?}",
+                    self.stderr_all
+                )
             });
             if let Ok(value) = serde_json::from_str::<Value>(&line) {
                 if value["process"] == process && value["event"] == event {
@@ -251,7 +254,9 @@ fn procfile_lines_are_prefixed_and_one_end_stops_all_with_its_status() {
     assert_eq!(out.code, 3, "{out:?}");
     assert_gone(web, "web");
     assert!(
-        out.stderr.iter().any(|l| l == "childminder: worker exited with code 3"),
+        out.stderr
+            .iter()
+            .any(|l| l == "childminder: worker exited with code 3"),
         "{out:?}"
     );
 }
@@ -269,7 +274,11 @@ fn interleaved_partial_lines_stay_whole() {
     .unwrap();
     let out = run(&dir, &[]);
     assert_eq!(out.code, 0, "{out:?}");
-    let a_lines: Vec<&String> = out.stdout.iter().filter(|l| l.starts_with("a  | ")).collect();
+    let a_lines: Vec<&String> = out
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with("a  | "))
+        .collect();
     assert_eq!(a_lines, ["a  | partial", "a  | end"], "{out:?}");
     let pos = |line: &str| out.stdout.iter().position(|l| l == line).unwrap();
     assert!(pos("bb | one") < pos("bb | two"));
@@ -287,7 +296,11 @@ fn a_partial_line_is_printed_after_a_second_and_the_rest_on_its_own_line() {
     let up = Up::start(&dir, &[]);
     let started = Instant::now();
     up.wait_stdout(|l| l == "p | Password: ");
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     fs::write(dir.join("go"), "").unwrap();
     up.wait_stdout(|l| l == "p | ok");
     up.signal(libc::SIGTERM);
@@ -322,7 +335,11 @@ fn stdout_and_stderr_lines_of_many_writes_are_all_there_in_order() {
     .unwrap();
     let up = Up::start(&dir, &[]);
     let last = up.wait_stdout(|l| l == "err | e1999" || l == "out | o1999");
-    let other = if last.starts_with("err") { "out | o1999" } else { "err | e1999" };
+    let other = if last.starts_with("err") {
+        "out | o1999"
+    } else {
+        "err | e1999"
+    };
     up.wait_stdout(|l| l == other);
     up.signal(libc::SIGTERM);
     let out = up.finish();
@@ -439,10 +456,20 @@ restart = "temporary"
     .unwrap();
     let out = run(&dir, &["--events", "-"]);
     assert_eq!(out.code, 5, "{out:?}");
-    assert!(out.stdout.contains(&"first     | hello from sub".to_owned()), "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&"first     | hello from sub".to_owned()),
+        "{out:?}"
+    );
     let names = out.event_names();
-    assert!(names.contains(&("group/ok".into(), "exited".into())), "{names:?}");
-    assert!(names.contains(&("group/bad".into(), "exited".into())), "{names:?}");
+    assert!(
+        names.contains(&("group/ok".into(), "exited".into())),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&("group/bad".into(), "exited".into())),
+        "{names:?}"
+    );
     let finished = out.events().into_iter().last().unwrap();
     assert_eq!(finished["event"], "finished");
     assert_eq!(finished["outcome"], "completed");
@@ -471,7 +498,10 @@ fn a_missing_program_is_127_and_a_start_timeout_1() {
     .unwrap();
     let out = run(&dir, &["--events", "-"]);
     assert_eq!(out.code, 127, "{out:?}");
-    assert!(out.event_names().contains(&("x".into(), "spawn_failed".into())));
+    assert!(
+        out.event_names()
+            .contains(&("x".into(), "spawn_failed".into()))
+    );
 
     fs::write(
         dir.join("childminder.toml"),
@@ -561,7 +591,11 @@ fn a_second_term_kills_at_once() {
     up.signal(libc::SIGTERM);
     let out = up.finish();
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(second.elapsed() < Duration::from_secs(30), "{:?}", second.elapsed());
+    assert!(
+        second.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        second.elapsed()
+    );
     assert_gone(pid, "stubborn");
 }
 
@@ -636,13 +670,22 @@ fn config_errors_are_125_with_file_line_and_key_and_nothing_runs() {
     let empty = test_dir("none");
     let out = run(&empty, &[]);
     assert_eq!(out.code, 125);
-    assert!(out.stderr[0].contains("no childminder.toml or Procfile"), "{out:?}");
+    assert!(
+        out.stderr[0].contains("no childminder.toml or Procfile"),
+        "{out:?}"
+    );
 
     let out = run(&dir, &["-f", "missing.toml"]);
     assert_eq!(out.code, 125);
-    assert!(out.stderr[0].starts_with("childminder: missing.toml: cannot read it"), "{out:?}");
+    assert!(
+        out.stderr[0].starts_with("childminder: missing.toml: cannot read it"),
+        "{out:?}"
+    );
 
-    let out = run(&dir, &["--events", "/no/such/dir/events", "-f", "Procfile.dev"]);
+    let out = run(
+        &dir,
+        &["--events", "/no/such/dir/events", "-f", "Procfile.dev"],
+    );
     assert_eq!(out.code, 125);
 }
 
@@ -659,7 +702,10 @@ fn events_go_to_a_file_flushed_as_they_happen() {
     up.signal(libc::SIGTERM);
     assert_eq!(up.finish().code, 0);
     let text = fs::read_to_string(dir.join("events.jsonl")).unwrap();
-    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let exited = events.iter().find(|e| e["event"] == "exited").unwrap();
     assert_eq!(exited["verdict"], "requested");
     assert_eq!(exited["exit"]["signal_name"], "SIGTERM");

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -258,7 +259,8 @@ impl Child {
     pub async fn shutdown(&self) -> SupervisionResult {
         self.shared.request(REQ_SHUTDOWN);
         self.shared.finished.wait().await;
-        self.shared.result.wait().await.clone()
+        self.shared.result.wait().await;
+        self.shared.final_result()
     }
 
     /// Begins the escalation at its signal step now with `signal` (see
@@ -481,22 +483,121 @@ pub struct ChildStderr {
     pipe: pipe::Receiver,
 }
 
-impl AsyncRead for ChildStdout {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.pipe).poll_read(cx, buf)
+/// Readiness and raw access for the two output pipes, for a caller that
+/// moves the bytes itself (`splice(2)` into another pipe, as the
+/// `childminder` command does) instead of reading them through `AsyncRead`.
+macro_rules! output_pipe_impls {
+    ($name:ident, $field:ident, $script:literal) => {
+        impl AsyncRead for $name {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.pipe).poll_read(cx, buf)
+            }
+        }
+
+        /// The read end of the pipe: non-blocking, registered with the
+        /// runtime. Use it only inside [`try_io`](Self::try_io), so the
+        /// runtime learns when the pipe is drained.
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.pipe.as_fd()
+            }
+        }
+
+        impl $name {
+            /// Waits until the pipe may be read: data, end-of-file, or an
+            /// error. The readiness can be stale: the read in
+            /// [`try_io`](Self::try_io) may still find nothing.
+            ///
+            /// # Errors
+            ///
+            /// The runtime's error when the pipe's registration failed.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            ///
+            /// # Examples
+            ///
+            /// See [`try_io`](Self::try_io).
+            pub async fn readable(&self) -> io::Result<()> {
+                self.pipe.readable().await
+            }
+
+            /// Runs `f`, a non-blocking operation on the pipe's fd
+            /// ([`as_fd`](AsFd::as_fd)), such as `read(2)` or
+            /// `splice(2)`. If `f` returns [`io::ErrorKind::WouldBlock`],
+            /// the pipe is marked not readable, so the next
+            /// [`readable`](Self::readable) waits for new data. Return
+            /// `WouldBlock` from `f` only when the pipe itself was empty.
+            ///
+            /// # Errors
+            ///
+            /// `f`'s error; `WouldBlock` when the pipe is not known to be
+            /// readable (call [`readable`](Self::readable) first).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// # #[tokio::main(flavor = "current_thread")]
+            /// # async fn main() {
+            /// use std::os::fd::AsFd;
+            #[doc = concat!("let mut child = childminder::Command::new(\"sh\")")]
+            #[doc = concat!("    .args([\"-c\", \"", $script, "\"]).spawn().unwrap();")]
+            #[doc = concat!("let pipe = child.", stringify!($field), ".take().unwrap();")]
+            /// let mut buf = [0u8; 16];
+            /// let n = loop {
+            ///     pipe.readable().await.unwrap();
+            ///     match pipe.try_io(|| Ok(rustix::io::read(pipe.as_fd(), &mut buf)?)) {
+            ///         Ok(n) => break n,
+            ///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            ///         Err(e) => panic!("{e}"),
+            ///     }
+            /// };
+            /// assert_eq!(&buf[..n], b"hi\n");
+            /// # }
+            /// ```
+            pub fn try_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+                self.pipe.try_io(f)
+            }
+        }
+    };
+}
+
+output_pipe_impls!(ChildStdout, stdout, "echo hi");
+output_pipe_impls!(ChildStderr, stderr, "echo hi >&2");
+
+/// What the supervision tree needs beyond the public API.
+impl Child {
+    /// Resolves once the coordinator has finished: the child reaped and its
+    /// group swept.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub(crate) async fn finished(&self) {
+        self.shared.finished.wait().await;
+    }
+
+    /// Begins the escalation at its signal step with the command's own
+    /// first signal (or none, if it has none): what a supervisor's stop
+    /// does.
+    pub(crate) fn stop_now(&self) {
+        self.shared.request(crate::shared::REQ_TERMINATE);
     }
 }
 
-impl AsyncRead for ChildStderr {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.pipe).poll_read(cx, buf)
+impl ChildStdout {
+    pub(crate) fn into_pipe(self) -> pipe::Receiver {
+        self.pipe
+    }
+}
+
+impl ChildStderr {
+    pub(crate) fn into_pipe(self) -> pipe::Receiver {
+        self.pipe
     }
 }

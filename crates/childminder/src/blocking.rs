@@ -621,13 +621,10 @@ impl Command {
                 *stdio = Stdio::Null;
             }
         }
-        with_process(
-            &quiet,
-            crate::stdin::empty(),
-            discard,
-            discard,
-            Process::wait,
-        )
+        with_process_result(&quiet, crate::stdin::empty(), discard, discard, |p| {
+            drop(p.wait())
+        })
+        .map(|((), result)| result)
     }
 
     /// Runs the command to its end with empty stdin and collects its output.
@@ -645,7 +642,7 @@ impl Command {
     /// ```
     pub fn output(&self) -> Result<Output, Error> {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let result = with_process(
+        let ((), result) = with_process_result(
             self,
             crate::stdin::empty(),
             |c: &[u8]| {
@@ -656,7 +653,7 @@ impl Command {
                 stderr.extend_from_slice(c);
                 Ok(())
             },
-            Process::wait,
+            |p| drop(p.wait()),
         )?;
         Ok(Output {
             stdout,

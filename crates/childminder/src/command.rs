@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::contain::Cgroup;
 use crate::error::Error;
 use crate::signal::Signal;
 
@@ -83,7 +84,10 @@ pub struct Command {
     pub(crate) deadline: Option<Duration>,
     pub(crate) process_group: bool,
     pub(crate) kill_on_parent_death: bool,
-    pub(crate) term_signal: Signal,
+    pub(crate) inherit_sigpipe: bool,
+    pub(crate) subreaper: bool,
+    pub(crate) cgroup: Option<Cgroup>,
+    pub(crate) term_signal: Option<Signal>,
     pub(crate) stdio: [Stdio; 3],
     pub(crate) pipe_capacity: Option<usize>,
     pub(crate) extra_fds: Vec<(Arc<OwnedFd>, RawFd)>,
@@ -113,7 +117,10 @@ impl Command {
             deadline: None,
             process_group: true,
             kill_on_parent_death: false,
-            term_signal: Signal::TERM,
+            inherit_sigpipe: false,
+            subreaper: false,
+            cgroup: None,
+            term_signal: Some(Signal::TERM),
             stdio: [Stdio::Piped; 3],
             pipe_capacity: None,
             extra_fds: Vec::new(),
@@ -339,15 +346,141 @@ impl Command {
         self
     }
 
-    /// The first signal of the escalation. Default [`Signal::TERM`].
+    /// Gives the child SIGPIPE as this process has it when spawning, instead
+    /// of at its default (terminate).
+    ///
+    /// By default (`false`) the child starts with SIGPIPE at its default,
+    /// as std does: the Rust runtime ignores SIGPIPE for itself before
+    /// `main`, and a program that inherited that would see `EPIPE` errors
+    /// where a shell pipeline's `yes | head` expects it to die quietly. With
+    /// `true`, the child inherits this process's disposition: ignored stays
+    /// ignored (a handler becomes the default, as `exec` makes it). Use it
+    /// to pass on what your own parent gave you: a program that records
+    /// SIGPIPE's disposition before the Rust runtime changes it (as the
+    /// `childminder` command does with an `.init_array` constructor) and
+    /// finds it was ignored sets this to `true`, so `trap '' PIPE` in a
+    /// shell reaches the command as it would without the supervisor.
+    ///
+    /// Every other signal starts the same on both spawn paths: an empty
+    /// signal mask, and the dispositions `exec` passes on (ignored stays
+    /// ignored, so `nohup` works; handlers become the default).
     ///
     /// # Examples
     ///
     /// ```
-    /// childminder::Command::new("server").term_signal(childminder::Signal::INT);
+    /// // The child gets SIGPIPE ignored, as a Rust program has it.
+    /// childminder::Command::new("yes").inherit_sigpipe(true);
     /// ```
-    pub fn term_signal(&mut self, signal: Signal) -> &mut Command {
-        self.term_signal = signal;
+    pub fn inherit_sigpipe(&mut self, inherit: bool) -> &mut Command {
+        self.inherit_sigpipe = inherit;
+        self
+    }
+
+    /// Ends the escapees too: descendants that left the child's process
+    /// group (`setsid`, `setpgid`: every daemon that double-forks) and were
+    /// orphaned. Default off.
+    ///
+    /// The first spawn with it on makes this whole program a child
+    /// subreaper for the rest of its life ([`subreaper::enable`](crate::subreaper::enable),
+    /// which says what that changes): orphaned descendants re-parent to it
+    /// instead of to init. When the child has ended and its group has been
+    /// swept (in the teardown), every child of this program that
+    /// childminder did not start is an escapee: it gets the first signal
+    /// (and SIGCONT) at once, SIGKILL a grace period later, and is reaped,
+    /// through a pidfd opened while it is our child, so no signal can reach
+    /// a recycled pid; its own children re-parent in turn and get the same,
+    /// until none is left. [`SupervisionResult::containment`](crate::SupervisionResult::containment)
+    /// counts them.
+    ///
+    /// Turn it on only in a program whose children all come from
+    /// childminder (a dedicated supervisor, like `childminder run`): a
+    /// child started some other way cannot be told from an escapee and
+    /// would be ended too. When several supervisions with it on overlap,
+    /// the sweep runs at the end of the last one, so none ends another's
+    /// processes while it still runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = childminder::Command::new("sh")
+    ///     .args(["-c", "setsid sleep 30 & exit 0"])
+    ///     .subreaper(true)
+    ///     .run()
+    ///     .unwrap();
+    /// assert!(r.containment.subreaper);
+    /// ```
+    pub fn subreaper(&mut self, enable: bool) -> &mut Command {
+        self.subreaper = enable;
+        self
+    }
+
+    /// Runs the child in a new cgroup v2 of its own (see [`Cgroup`] for
+    /// where), entered before the program's first instruction, so nothing
+    /// it starts can be outside it, `setsid` or not. Default: none.
+    ///
+    /// With it, the escalation's first signal goes to every process in the
+    /// cgroup (each through a pidfd) and its SIGKILL is `cgroup.kill`; once
+    /// the child has exited, "everything has ended" is the cgroup's
+    /// `populated 0` event, which replaces the periodic check of the
+    /// process group. The cgroup is removed afterwards, and
+    /// [`Containment::cgroup`](crate::Containment::cgroup) reports its CPU
+    /// time and memory peak.
+    ///
+    /// Costs: the child must join the cgroup between fork and exec, so the
+    /// spawn takes the fork path instead of `posix_spawn`'s vfork (see
+    /// [`kill_on_parent_death`](Self::kill_on_parent_death) for what that
+    /// costs a large parent); [`pass_fd`](Self::pass_fd) cannot be combined
+    /// with it. If childminder itself is SIGKILLed, the cgroup is left
+    /// behind (it is named `childminder-<pid>-<n>`).
+    ///
+    /// # Errors
+    ///
+    /// The spawn fails with [`Error::CgroupUnavailable`] when no cgroup can
+    /// be made (no cgroup v2, no write access or delegation), unless
+    /// [`Cgroup::fallback`] is set.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use childminder::{Cgroup, Command};
+    ///
+    /// let r = Command::new("sh")
+    ///     .args(["-c", "setsid sleep 30 & exit 0"])
+    ///     .cgroup(Cgroup::new())
+    ///     .run()
+    ///     .unwrap();
+    /// let cgroup = r.containment.cgroup.unwrap();
+    /// assert!(!cgroup.path.exists()); // removed, the daemon with it
+    /// println!("CPU: {:?}", cgroup.cpu_usage);
+    /// ```
+    pub fn cgroup(&mut self, cgroup: Cgroup) -> &mut Command {
+        self.cgroup = Some(cgroup);
+        self
+    }
+
+    /// The first signal of the escalation. Default [`Signal::TERM`].
+    ///
+    /// `None` sends nothing at that step (GNU `timeout -s 0`): when the
+    /// escalation reaches it (the deadline, for one), the step is recorded
+    /// as taken (`term_sent_after` in the result, and the run counts as
+    /// escalated) but no signal is sent, and SIGKILL follows a grace period
+    /// later. A signal asked for with [`Process::terminate`](crate::Process::terminate)
+    /// is still sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{Command, Signal};
+    ///
+    /// Command::new("server").term_signal(Signal::INT);
+    /// // Nothing at the deadline; SIGKILL 2 s later.
+    /// Command::new("job")
+    ///     .deadline(std::time::Duration::from_secs(60))
+    ///     .grace_period(std::time::Duration::from_secs(2))
+    ///     .term_signal(None);
+    /// ```
+    pub fn term_signal(&mut self, signal: impl Into<Option<Signal>>) -> &mut Command {
+        self.term_signal = signal.into();
         self
     }
 
@@ -454,7 +587,7 @@ impl Command {
     /// size of 0 or over 16 MiB; a grace period or deadline over
     /// [`MAX_DURATION`]; a working directory that is not a directory; a
     /// `pass_fd` target below 3 or at or above the fd limit, or `pass_fd`
-    /// together with `kill_on_parent_death`.
+    /// together with `kill_on_parent_death` or `cgroup`.
     ///
     /// It also looks a program without `/` up on `PATH` (the child's, if
     /// set), as the spawn will: [`Error::ProcessStartFailed`] when it is not
@@ -532,6 +665,10 @@ impl Command {
         if self.kill_on_parent_death && !self.extra_fds.is_empty() {
             // The fork path's dup2 could land on std's own exec-error pipe.
             return Err(self.invalid("pass_fd cannot be combined with kill_on_parent_death"));
+        }
+        if self.cgroup.is_some() && !self.extra_fds.is_empty() {
+            // The same fork path.
+            return Err(self.invalid("pass_fd cannot be combined with cgroup"));
         }
         let envp = self.final_env()?;
         let cwd = match &self.cwd {

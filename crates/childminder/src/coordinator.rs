@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio::time::sleep_until;
 
+use crate::contain::cgroup::EventsWatch;
+use crate::contain::subreaper;
 use crate::error::Error;
 use crate::escalation::{Escalation, Step};
 use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
@@ -20,7 +22,8 @@ use crate::signal::Signal;
 pub(crate) struct Policy {
     pub grace: Duration,
     pub deadline: Option<Duration>,
-    pub term_signal: Signal,
+    /// `None`: the first step sends nothing (`timeout -s 0`).
+    pub term_signal: Option<Signal>,
 }
 
 /// The stdout/stderr readers of the blocking API, which the coordinator
@@ -89,6 +92,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
         worker_errors: shared.take_worker_errors(),
         output_cut_off,
         used_pidfd: shared.target.uses_pidfd(),
+        containment: shared.containment(),
         resource_usage: exit.and(shared.target.resource_usage()),
     };
     tracing::debug!(
@@ -103,14 +107,41 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     // Whatever had the child's stdin open has no reader any more.
     shared.stdin.close();
 
-    // Whatever is left of the group is dealt with once something asked the
-    // child to end; when nothing is left, the supervision is over now, and
-    // the teardown will find it done.
-    if exit.is_none() || !shared.target.nothing_left_of_group() {
+    // Whatever is left of the group (and, with the subreaper, outside it)
+    // is dealt with once something asked the child to end; when nothing is
+    // left, the supervision is over now, and the teardown will find it done.
+    let subreaper = shared.containment().subreaper;
+    if exit.is_none()
+        || !shared.target.nothing_left_of_group()
+        || (subreaper && subreaper::has_escapees())
+    {
         while esc.cause().is_none() && shared.take_requests() & REQ_ANY_END == 0 {
             shared.requested().await;
         }
-        sweep_group(&shared, policy).await;
+        sweep_remaining(&shared, policy).await;
+    }
+    if let Some(cgroup) = shared.target.cgroup() {
+        let usage = cgroup.usage();
+        if let Err(e) = cgroup.remove() {
+            tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
+        }
+        shared.update_containment(|c| c.cgroup = Some(usage));
+    }
+    if shared.leave_subreaper_sweep() == Some(true) {
+        let tally = subreaper::end_escapees(
+            &shared.program,
+            // With no first signal (`timeout -s 0`) escapees get SIGKILL
+            // at once: they are strays, not the command being stopped.
+            shared
+                .term_signal(policy.term_signal)
+                .unwrap_or(Signal::KILL),
+            policy.grace,
+        )
+        .await;
+        shared.update_containment(|c| {
+            c.escapees_ended = tally.ended;
+            c.escapees_killed = tally.killed;
+        });
     }
     if exit.is_none() {
         // The fallback found no exit (a process stuck in the kernel): keep
@@ -222,7 +253,16 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
                 continue;
             }
             Step::Fallback => continue,
-            Step::SendTerm => shared.term_signal(policy.term_signal),
+            Step::SendTerm => match shared.term_signal(policy.term_signal) {
+                Some(signal) => signal,
+                None => {
+                    // `timeout -s 0`: the step is taken, nothing is sent,
+                    // and SIGKILL follows a grace period later.
+                    tracing::info!(program = %shared.program, pid = shared.target.pid(), "escalation: first step, no signal configured");
+                    esc.record_term(Instant::now());
+                    continue;
+                }
+            },
             Step::SendKill => Signal::KILL,
         };
         match shared.target.signal_escalation(signal) {
@@ -267,37 +307,87 @@ async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) 
     cut_off
 }
 
-/// Phase 3: once the child has exited, nothing of its group may stay. The
-/// same escalation runs against the remaining members, starting at TERM
-/// (the leader is gone: there is no natural exit to wait for).
-async fn sweep_group(shared: &Shared, policy: Policy) {
+/// Phase 3: once the child has exited, nothing of its group (or of its
+/// cgroup) may stay. The same escalation runs against the remaining
+/// members, starting at TERM (the leader is gone: there is no natural exit
+/// to wait for).
+async fn sweep_remaining(shared: &Shared, policy: Policy) {
     let mut esc = Escalation::new(policy.grace);
-    let mut pause = Duration::from_millis(1);
+    let mut wake = Wakeup::new(shared);
     loop {
         match shared.target.group_has_others() {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
-                tracing::warn!(program = %shared.program, error = %e, "checking the process group failed");
+                tracing::warn!(program = %shared.program, error = %e, "checking what is left of the child failed");
                 return;
             }
         }
         let now = Instant::now();
         if esc.is_running() {
-            tracing::info!(program = %shared.program, pgid = shared.target.pid(), "child exited but its group lives on: escalating against the group");
+            tracing::info!(program = %shared.program, pgid = shared.target.pid(), cgroup = shared.target.cgroup().is_some(), "child exited but its group or cgroup lives on: escalating against the rest");
             let steps = esc.begin_at_term(now);
             run_steps(shared, policy, &mut esc, steps);
         }
         let steps = esc.tick(now);
         if steps.contains(&Step::Fallback) {
-            tracing::warn!(program = %shared.program, pgid = shared.target.pid(), "process group survived SIGKILL");
+            tracing::warn!(program = %shared.program, pgid = shared.target.pid(), "the rest of the group or cgroup survived SIGKILL");
             return;
         }
         run_steps(shared, policy, &mut esc, steps);
-        let next = esc
-            .deadline()
-            .map_or(pause, |d| d.saturating_duration_since(now).min(pause));
-        tokio::time::sleep(next).await;
-        pause = (pause * 2).min(GROUP_POLL_MAX);
+        wake.next(shared, esc.deadline()).await;
+    }
+}
+
+/// How the sweep learns that members have gone.
+enum Wakeup {
+    /// A process group whose leader has exited cannot be waited on by any
+    /// event: check its liveness every 1 -> 50 ms (backing off).
+    Poll { pause: Duration },
+    /// A cgroup's `populated 0` is an inotify event on `cgroup.events`.
+    Event(EventsWatch),
+}
+
+impl Wakeup {
+    fn new(shared: &Shared) -> Wakeup {
+        let Some(cgroup) = shared.target.cgroup() else {
+            return Wakeup::Poll {
+                pause: Duration::from_millis(1),
+            };
+        };
+        match cgroup.watch() {
+            Ok(watch) => Wakeup::Event(watch),
+            Err(e) => {
+                // Out of fds or inotify watches: check on the poll interval.
+                tracing::warn!(program = %shared.program, error = %e, "cannot watch cgroup.events: checking it periodically");
+                Wakeup::Poll {
+                    pause: GROUP_POLL_MAX,
+                }
+            }
+        }
+    }
+
+    /// Returns when members may have gone, or at the escalation's next step.
+    async fn next(&mut self, shared: &Shared, step_at: Option<Instant>) {
+        match self {
+            Wakeup::Poll { pause } => {
+                let now = Instant::now();
+                let next = step_at.map_or(*pause, |d| d.saturating_duration_since(now).min(*pause));
+                tokio::time::sleep(next).await;
+                *pause = (*pause * 2).min(GROUP_POLL_MAX);
+            }
+            Wakeup::Event(watch) => {
+                let cgroup = shared.target.cgroup().expect("an event only with a cgroup");
+                tokio::select! {
+                    emptied = cgroup.emptied(watch) => {
+                        if let Err(e) = emptied {
+                            tracing::warn!(program = %shared.program, error = %e, "watching cgroup.events failed");
+                            *self = Wakeup::Poll { pause: GROUP_POLL_MAX };
+                        }
+                    }
+                    () = sleep_until_opt(step_at) => {}
+                }
+            }
+        }
     }
 }

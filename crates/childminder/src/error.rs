@@ -66,6 +66,22 @@ pub enum Error {
     /// travels as an `Error` (see [`WorkerError::into_error`]).
     #[error("{0}")]
     WorkerDied(WorkerError),
+    /// [`Command::cgroup`](crate::Command::cgroup) was asked for, and no
+    /// cgroup could be made for the child: no cgroup v2 hierarchy (v1
+    /// only), a read-only one, no write access to the parent directory (no
+    /// delegation), or a kernel without `cgroup.kill` (before 5.14).
+    /// Nothing was started. [`Cgroup::fallback`](crate::Cgroup::fallback)
+    /// runs the child without a cgroup instead.
+    #[error("no cgroup for {program:?}: {reason}: {source}")]
+    CgroupUnavailable {
+        /// The program as given.
+        program: String,
+        /// What was tried.
+        reason: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// An OS call of the supervisor itself failed, or a required kernel
     /// feature is missing.
     #[error("supervising {program:?}: {context}: {source}")]
@@ -77,6 +93,22 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: io::Error,
+    },
+    /// Nothing was spawned: this process ignores SIGCHLD (`SIG_IGN`, or a
+    /// handler with `SA_NOCLDWAIT`), so the kernel would reap the child by
+    /// itself the moment it exits and its exit status would be lost (every
+    /// wait would fail with ECHILD). Restore SIGCHLD's default disposition
+    /// (`signal(SIGCHLD, SIG_DFL)`, as GNU `timeout` does at its start)
+    /// before spawning. A shell's `trap '' CHLD` passes the ignored
+    /// SIGCHLD on to the programs it runs.
+    #[error(
+        "cannot supervise {program:?}: this process ignores SIGCHLD, so the kernel would \
+         reap the child and lose its exit status; restore SIGCHLD's default disposition \
+         before spawning"
+    )]
+    ChildrenReapedByTheKernel {
+        /// The program as given.
+        program: String,
     },
 }
 

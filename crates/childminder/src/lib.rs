@@ -85,6 +85,7 @@ compile_error!(
 mod async_child;
 mod blocking;
 mod command;
+mod contain;
 mod coordinator;
 mod error;
 mod escalation;
@@ -94,6 +95,7 @@ mod result;
 mod shared;
 mod signal;
 mod spawn;
+pub mod supervisor;
 mod sys;
 mod target;
 mod workers;
@@ -103,6 +105,7 @@ pub use blocking::{Output, Process, discard, with_process, with_process_result};
 pub use command::{
     Command, DEFAULT_BUFFER_SIZE, DEFAULT_GRACE_PERIOD, MAX_BUFFER_SIZE, MAX_DURATION, Stdio,
 };
+pub use contain::{Cgroup, CgroupUsage, Containment, subreaper};
 pub use error::{Error, Stream, WorkerError, WorkerOp};
 pub use input::Input;
 pub use result::{EscalationCause, ExitStatus, ResourceUsage, SupervisionResult, Termination};

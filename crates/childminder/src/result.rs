@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::contain::Containment;
 use crate::error::{Error, WorkerError};
 use crate::signal::Signal;
 
@@ -281,6 +282,10 @@ pub struct SupervisionResult {
     /// False only on kernels without pidfd, where waits and signals fell
     /// back to the pid with the seed's re-check.
     pub used_pidfd: bool,
+    /// What the end of the supervision did beyond the process group: the
+    /// escapees of [`Command::subreaper`](crate::Command::subreaper).
+    /// Complete only in the final result (see [`Containment`]).
+    pub containment: Containment,
     /// The CPU time and peak memory the child used, read from the kernel
     /// when its exit was observed; `None` when no exit was observed.
     pub resource_usage: Option<ResourceUsage>,

@@ -14,6 +14,8 @@ use tokio::io::AsyncWrite;
 use tokio::net::unix::pipe;
 use tokio::sync::Notify;
 
+use crate::contain::Containment;
+use crate::contain::subreaper::Participation;
 use crate::error::WorkerError;
 use crate::result::SupervisionResult;
 use crate::target::Target;
@@ -121,6 +123,12 @@ pub(crate) struct Shared {
     term_signal_override: AtomicI32,
     wake_coordinator: Notify,
     worker_errors: Mutex<Vec<WorkerError>>,
+    /// Present from the spawn to the end of a supervision with
+    /// `Command::subreaper` on.
+    subreaper_sweep: Mutex<Option<Participation>>,
+    /// What the end of the supervision did beyond the group; complete once
+    /// `finished` is published.
+    containment: Mutex<Containment>,
 }
 
 impl Shared {
@@ -141,7 +149,44 @@ impl Shared {
             term_signal_override: AtomicI32::new(0),
             wake_coordinator: Notify::new(),
             worker_errors: Mutex::new(Vec::new()),
+            subreaper_sweep: Mutex::new(None),
+            containment: Mutex::new(Containment::default()),
         }
+    }
+
+    /// Counts this supervision among those whose end sweeps the escapees.
+    pub(crate) fn join_subreaper_sweep(&mut self) {
+        *self
+            .subreaper_sweep
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Participation::join());
+        self.containment
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .subreaper = true;
+    }
+
+    /// Leaves the subreaper supervisions: `Some(true)` when this one must
+    /// sweep (no other is still running), `None` without subreaper.
+    pub(crate) fn leave_subreaper_sweep(&self) -> Option<bool> {
+        let participation = self
+            .subreaper_sweep
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(participation.finish())
+    }
+
+    pub(crate) fn containment(&self) -> Containment {
+        self.containment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records what the sweeps did, before `finished` is published.
+    pub(crate) fn update_containment(&self, update: impl FnOnce(&mut Containment)) {
+        update(&mut self.containment.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     pub(crate) fn request(&self, what: u8) {
@@ -162,10 +207,13 @@ impl Shared {
     }
 
     /// The first signal of the escalation: the one `terminate` asked for, or
-    /// the configured one.
-    pub(crate) fn term_signal(&self, configured: crate::signal::Signal) -> crate::signal::Signal {
+    /// the configured one (`None`: send nothing).
+    pub(crate) fn term_signal(
+        &self,
+        configured: Option<crate::signal::Signal>,
+    ) -> Option<crate::signal::Signal> {
         crate::signal::Signal::from_raw(self.term_signal_override.load(Ordering::SeqCst))
-            .unwrap_or(configured)
+            .or(configured)
     }
 
     pub(crate) fn take_requests(&self) -> u8 {
@@ -188,7 +236,11 @@ impl Shared {
     /// was dropped with its runtime), an `Indeterminate` one saying so.
     pub(crate) fn final_result(&self) -> SupervisionResult {
         if let Some(r) = self.result.get() {
-            return r.clone();
+            let mut r = r.clone();
+            if self.finished.get().is_some() {
+                r.containment = self.containment();
+            }
+            return r;
         }
         let lost = SupervisionResult {
             program: self.program.clone(),
@@ -209,6 +261,7 @@ impl Shared {
             worker_errors: self.take_worker_errors(),
             output_cut_off: false,
             used_pidfd: self.target.uses_pidfd(),
+            containment: self.containment(),
             resource_usage: None,
         };
         self.result.publish(lost);

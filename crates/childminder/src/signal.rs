@@ -18,6 +18,11 @@ use std::str::FromStr;
 /// assert_eq!("sigkill".parse::<Signal>().unwrap(), Signal::KILL);
 /// assert_eq!("15".parse::<Signal>().unwrap().as_raw(), 15);
 /// assert_eq!(Signal::INT.name(), Some("SIGINT"));
+/// // Real-time signals, as kill(1) names them.
+/// let rt = "RTMIN+1".parse::<Signal>().unwrap();
+/// assert_eq!(rt.as_raw(), libc::SIGRTMIN() + 1);
+/// assert_eq!(rt.to_string(), "SIGRTMIN+1");
+/// assert_eq!("sigrtmax-2".parse::<Signal>().unwrap().as_raw(), libc::SIGRTMAX() - 2);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Signal(i32);
@@ -124,11 +129,16 @@ impl Signal {
     }
 }
 
+/// `SIGTERM`; `SIGRTMIN+N` for a real-time signal; `SIG32` for a number
+/// with no name (glibc keeps 32 and 33 for itself).
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
             Some(name) => f.write_str(name),
-            None => write!(f, "Signal({})", self.0),
+            None if self.0 >= libc::SIGRTMIN() => {
+                write!(f, "SIGRTMIN+{}", self.0 - libc::SIGRTMIN())
+            }
+            None => write!(f, "SIG{}", self.0),
         }
     }
 }
@@ -141,13 +151,19 @@ impl fmt::Display for Signal {
 
 /// The error of parsing a [`Signal`] from text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown signal {0:?}: expected a name such as TERM or SIGTERM, or a number from 1 to 64")]
+#[error(
+    "unknown signal {0:?}: expected a name such as TERM or SIGTERM, RTMIN+N or RTMAX-N, \
+     or a number from 1 to 64"
+)]
 pub struct ParseSignalError(String);
 
 impl FromStr for Signal {
     type Err = ParseSignalError;
 
-    /// Accepts `TERM`, `SIGTERM`, `sigterm` and `15` alike.
+    /// Accepts `TERM`, `SIGTERM`, `sigterm` and `15` alike, and the
+    /// real-time signals as `kill(1)` names them: `RTMIN`, `RTMIN+N`,
+    /// `RTMAX`, `RTMAX-N` (with or without `SIG`, any case), within
+    /// `SIGRTMIN..=SIGRTMAX`.
     fn from_str(s: &str) -> Result<Signal, ParseSignalError> {
         let err = || ParseSignalError(s.to_owned());
         let trimmed = s.trim();
@@ -156,11 +172,40 @@ impl FromStr for Signal {
         }
         let upper = trimmed.to_ascii_uppercase();
         let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Some(raw) = realtime(bare) {
+            return Signal::from_raw(raw)
+                .filter(|_| (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&raw))
+                .ok_or_else(err);
+        }
         NAMES
             .iter()
             .find(|&&(name, _)| &name[3..] == bare)
             .map(|&(_, raw)| Signal(raw))
             .ok_or_else(err)
+    }
+}
+
+/// The number of `RTMIN`, `RTMIN+N`, `RTMAX` or `RTMAX-N` (upper case,
+/// without `SIG`), range unchecked; `None` for any other text.
+fn realtime(bare: &str) -> Option<i32> {
+    let offset = |digits: &str| -> Option<i32> {
+        if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    };
+    if let Some(rest) = bare.strip_prefix("RTMIN") {
+        return match rest.strip_prefix('+') {
+            None if rest.is_empty() => Some(libc::SIGRTMIN()),
+            Some(n) => Some(libc::SIGRTMIN() + offset(n)?),
+            None => None,
+        };
+    }
+    let rest = bare.strip_prefix("RTMAX")?;
+    match rest.strip_prefix('-') {
+        None if rest.is_empty() => Some(libc::SIGRTMAX()),
+        Some(n) => Some(libc::SIGRTMAX() - offset(n)?),
+        None => None,
     }
 }
 
@@ -175,6 +220,38 @@ mod tests {
             assert_eq!(sig.as_raw(), raw);
             assert_eq!(sig.name().unwrap(), name);
             assert_eq!(sig.name().unwrap().parse::<Signal>().unwrap(), sig);
+        }
+    }
+
+    #[test]
+    fn realtime_names_parse_and_display() {
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        for n in 0..=(max - min) {
+            for text in [format!("RTMIN+{n}"), format!("sigrtmin+{n}")] {
+                let sig: Signal = text.parse().unwrap();
+                assert_eq!(sig.as_raw(), min + n, "{text}");
+                assert_eq!(sig.to_string(), format!("SIGRTMIN+{n}"));
+                assert_eq!(sig.to_string().parse::<Signal>(), Ok(sig));
+            }
+            let sig: Signal = format!("SIGRTMAX-{n}").parse().unwrap();
+            assert_eq!(sig.as_raw(), max - n);
+        }
+        assert_eq!("RTMIN".parse::<Signal>().unwrap().as_raw(), min);
+        assert_eq!("rtmax".parse::<Signal>().unwrap().as_raw(), max);
+        assert_eq!(Signal(32).to_string(), "SIG32");
+        let past = max - min + 1;
+        for bad in [
+            format!("RTMIN+{past}"),
+            format!("RTMAX-{past}"),
+            "RTMIN-1".to_owned(),
+            "RTMAX+1".to_owned(),
+            "RTMIN+".to_owned(),
+            "RTMIN+-1".to_owned(),
+            "RTMIN+1x".to_owned(),
+            "RTMIN1".to_owned(),
+            "RTMIN+99999999999".to_owned(),
+        ] {
+            assert!(bad.parse::<Signal>().is_err(), "{bad:?} parsed");
         }
     }
 

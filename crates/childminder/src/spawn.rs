@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::command::{Command, Prepared, Stdio};
+use crate::contain::CgroupUsage;
+use crate::contain::cgroup::Leaf;
+use crate::contain::subreaper;
 use crate::error::Error;
 use crate::shared::Shared;
 use crate::sys;
@@ -21,6 +24,13 @@ pub(crate) struct Spawned {
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     pub started: Instant,
+    /// The child's own cgroup, with `Command::cgroup`.
+    pub cgroup: Option<Leaf>,
+    /// Why `Cgroup::fallback` had to be used.
+    pub cgroup_fallback: Option<String>,
+    /// Whether the escapee sweep applies: `Command::subreaper`, or the
+    /// cgroup's fallback.
+    pub subreaper: bool,
 }
 
 /// The two ends of one of the child's streams: ours and the child's.
@@ -66,12 +76,18 @@ fn stream_ends(mode: Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, E
 ///
 /// # Errors
 ///
-/// `InvalidOptions` before anything is created; `PipeCreationFailed` when
+/// `InvalidOptions` before anything is created; `ChildrenReapedByTheKernel`
+/// when this process ignores SIGCHLD; `PipeCreationFailed` when
 /// the fd limit is reached; `ProcessStartFailed` when the program cannot be
 /// executed; `Io` when the pidfd cannot be opened on a kernel that has them
 /// (the child is then killed and reaped before returning).
 pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
     let prepared = cmd.prepare()?;
+    if sys::children_are_reaped_by_the_kernel() {
+        return Err(Error::ChildrenReapedByTheKernel {
+            program: cmd.program_lossy(),
+        });
+    }
     let [stdin, stdout, stderr] = [0, 1, 2].map(|i| stream_ends(cmd.stdio[i], i, cmd));
     let (mut stdin, mut stdout, mut stderr) = (stdin?, stdout?, stderr?);
 
@@ -96,9 +112,24 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             .map(|fd| fd.as_ref().map(OwnedFd::as_fd)),
         extra: extra.iter().map(|(fd, t)| (fd.as_fd(), *t)).collect(),
     };
+    let (cgroup, cgroup_fallback) = make_cgroup(cmd)?;
+    let subreaper = cmd.subreaper || cgroup_fallback.is_some();
+    if subreaper {
+        subreaper::enable().map_err(|source| Error::Io {
+            program: cmd.program_lossy(),
+            context: "becoming a child subreaper",
+            source,
+        })?;
+    }
+    // No subreaper sweep may see the child before it is registered as ours.
+    let gate = subreaper::spawn_gate();
     let started = Instant::now();
-    let pid = if cmd.kill_on_parent_death {
-        spawn_with_fork(cmd, &prepared, &child_fds)
+    let start_failed = |source| Error::ProcessStartFailed {
+        program: cmd.program_lossy(),
+        source: explain_exec_error(source, &prepared),
+    };
+    let pid = if cmd.kill_on_parent_death || cgroup.is_some() {
+        spawn_with_fork(cmd, &prepared, &child_fds, cgroup.as_ref(), start_failed)?
     } else {
         sys::posix_spawn(&sys::SpawnRequest {
             path: &prepared.path,
@@ -106,13 +137,11 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             envp: &prepared.envp,
             cwd: prepared.cwd.as_deref(),
             new_process_group: cmd.process_group,
+            reset_sigpipe: !cmd.inherit_sigpipe,
             fds: child_fds,
         })
-    }
-    .map_err(|source| Error::ProcessStartFailed {
-        program: cmd.program_lossy(),
-        source: explain_exec_error(source, &prepared),
-    })?;
+        .map_err(start_failed)?
+    };
     drop(extra);
     // The child has its copies; ours must close so EOF can happen.
     for ends in [&mut stdin, &mut stdout, &mut stderr] {
@@ -120,6 +149,8 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
     }
 
     let pidfd = open_pidfd(cmd, pid)?;
+    subreaper::register(pid);
+    drop(gate);
     tracing::debug!(
         program = %cmd.program_lossy(),
         pid,
@@ -134,7 +165,31 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         stdout: stdout.parent,
         stderr: stderr.parent,
         started,
+        cgroup,
+        cgroup_fallback,
+        subreaper,
     })
+}
+
+/// The child's cgroup, made before the spawn; or, when none can be made
+/// and the fallback is allowed, the reason, for the result.
+fn make_cgroup(cmd: &Command) -> Result<(Option<Leaf>, Option<String>), Error> {
+    let Some(options) = &cmd.cgroup else {
+        return Ok((None, None));
+    };
+    match Leaf::create(options) {
+        Ok(leaf) => Ok((Some(leaf), None)),
+        Err(unavailable) if options.fallback => {
+            let reason = format!("{}: {}", unavailable.reason, unavailable.source);
+            tracing::info!(program = %cmd.program_lossy(), %reason, "no cgroup: falling back to the process group and the subreaper");
+            Ok((None, Some(reason)))
+        }
+        Err(unavailable) => Err(Error::CgroupUnavailable {
+            program: cmd.program_lossy(),
+            reason: unavailable.reason,
+            source: unavailable.source,
+        }),
+    }
 }
 
 /// execve reports ENOENT both for a missing program and for a program
@@ -177,12 +232,74 @@ fn open_pidfd(cmd: &Command, pid: u32) -> Result<Option<OwnedFd>, Error> {
     }
 }
 
-/// The slow path, only for `kill_on_parent_death`: std's fork-based spawn
-/// with our code before `exec`.
+/// The slow path, for `kill_on_parent_death` and `cgroup`: std's
+/// fork-based spawn with our code before `exec`. A failure to join the
+/// cgroup is told from one of exec by the errno the child reports on a pipe
+/// of its own.
 fn spawn_with_fork(
     cmd: &Command,
     prepared: &Prepared,
     fds: &sys::ChildFds<'_>,
+    cgroup: Option<&Leaf>,
+    start_failed: impl FnOnce(std::io::Error) -> Error,
+) -> Result<u32, Error> {
+    let io = |context, source| Error::Io {
+        program: cmd.program_lossy(),
+        context,
+        source,
+    };
+    let join = match cgroup {
+        Some(leaf) => {
+            let procs = leaf
+                .open_procs()
+                .map_err(|source| Error::CgroupUnavailable {
+                    program: cmd.program_lossy(),
+                    reason: format!("opening cgroup.procs of {}", leaf.path().display()),
+                    source,
+                })?;
+            let report = sys::pipe().map_err(|e| io("creating the cgroup report pipe", e))?;
+            Some((procs, report))
+        }
+        None => None,
+    };
+    let before_exec = sys::BeforeExec {
+        kill_on_parent_death: cmd.kill_on_parent_death,
+        reset_sigpipe: !cmd.inherit_sigpipe,
+        join_cgroup: join.as_ref().map(|(procs, (_, write))| sys::JoinCgroup {
+            procs: procs.as_raw_fd(),
+            report: write.as_raw_fd(),
+        }),
+    };
+    match fork_exec(cmd, prepared, fds, before_exec) {
+        Ok(pid) => Ok(pid),
+        Err(source) => {
+            let reported = join.and_then(|(_, (read, write))| {
+                drop(write);
+                sys::set_nonblocking(read.as_fd()).ok()?;
+                let mut errno = [0u8; 4];
+                let n = rustix::io::read(&read, &mut errno).ok()?;
+                (n == 4).then(|| i32::from_ne_bytes(errno))
+            });
+            match (reported, cgroup) {
+                (Some(errno), Some(leaf)) => Err(Error::CgroupUnavailable {
+                    program: cmd.program_lossy(),
+                    reason: format!(
+                        "the child could not join the cgroup {}",
+                        leaf.path().display()
+                    ),
+                    source: std::io::Error::from_raw_os_error(errno),
+                }),
+                _ => Err(start_failed(source)),
+            }
+        }
+    }
+}
+
+fn fork_exec(
+    cmd: &Command,
+    prepared: &Prepared,
+    fds: &sys::ChildFds<'_>,
+    before_exec: sys::BeforeExec,
 ) -> std::io::Result<u32> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
@@ -220,7 +337,7 @@ fn spawn_with_fork(
         .iter()
         .map(|(fd, t)| (fd.as_raw_fd(), *t))
         .collect();
-    let child = sys::spawn_forked(std_cmd, extra, cmd.kill_on_parent_death)?;
+    let child = sys::spawn_forked(std_cmd, extra, before_exec)?;
     Ok(child.id())
 }
 
@@ -245,12 +362,22 @@ pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
     let spawned = spawn(cmd)?;
     let program = cmd.program_lossy();
     let pid = spawned.pid;
-    let target = match Target::new(spawned.pid, spawned.pidfd, cmd.process_group) {
+    let cgroup = spawned.cgroup.map(Arc::new);
+    let target = match Target::new(
+        spawned.pid,
+        spawned.pidfd,
+        cmd.process_group,
+        cgroup.clone(),
+    ) {
         Ok(target) => target,
         Err(source) => {
+            if let Some(cgroup) = &cgroup {
+                let _ = cgroup.kill();
+            }
             // Still our unreaped child, so its pid is still certainly its own.
             let _ = sys::kill(pid as i32, libc::SIGKILL);
             let _ = sys::pid_wait_blocking(pid);
+            subreaper::unregister(pid);
             return Err(Error::Io {
                 program,
                 context: "registering the child with the runtime",
@@ -258,8 +385,19 @@ pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
             });
         }
     };
+    let mut shared = Shared::new(program, target, spawned.started, spawned.stdin);
+    if spawned.subreaper {
+        shared.join_subreaper_sweep();
+    }
+    shared.update_containment(|c| {
+        c.cgroup = cgroup.map(|leaf| CgroupUsage {
+            path: leaf.path().to_owned(),
+            ..CgroupUsage::default()
+        });
+        c.cgroup_fallback = spawned.cgroup_fallback;
+    });
     Ok(Started {
-        shared: Arc::new(Shared::new(program, target, spawned.started, spawned.stdin)),
+        shared: Arc::new(shared),
         stdout: spawned.stdout,
         stderr: spawned.stderr,
     })

@@ -220,7 +220,8 @@ pub(crate) fn pidfd_signal_group(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<
 }
 
 /// Registers a pidfd with the current tokio reactor; it turns readable
-/// when the process exits.
+/// when the process exits. (Any fd watched for readability, like an
+/// inotify fd, is registered the same way.)
 pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd is open, owned by the AsyncFd for its whole life,
     // and always reports the same raw fd.
@@ -298,25 +299,97 @@ pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
 /// `pgid`, read from `/proc`. Used only where the kernel cannot tell us
 /// through a pidfd (before Linux 6.9).
 pub(crate) fn group_has_members_besides(pgid: i32, leader: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != leader)
-        .any(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command name, which may itself hold ") ".
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                return false;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
-        })
+    proc_pids()
+        .filter(|&pid| pid as i32 != leader)
+        .any(|pid| proc_stat(pid).is_some_and(|st| st.pgrp == pgid && st.is_alive()))
+}
+
+/// The fields of `/proc/PID/stat` childminder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// `R`, `S`, `D`, `T`, `Z` (zombie), `X` (dead) ...
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: i32,
+}
+
+impl ProcStat {
+    pub(crate) fn is_alive(self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
+/// Every process (thread-group leader) `/proc` lists now.
+pub(crate) fn proc_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+}
+
+/// `/proc/PID/stat`, or `None` when the process is gone.
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself hold ") ".
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(ProcStat { state, ppid, pgrp })
+}
+
+/// The processes whose parent is this process, read from `/proc` (this
+/// kernel has no `/proc/self/task/*/children`). Zombies included.
+pub(crate) fn own_children() -> Vec<u32> {
+    let me = getpid() as u32;
+    proc_pids()
+        .filter(|&pid| proc_stat(pid).is_some_and(|st| st.ppid == me))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// inotify (the cgroup's "populated" changes)
+// ---------------------------------------------------------------------------
+
+/// A non-blocking inotify fd watching `path` for modification: kernfs
+/// reports a change of `cgroup.events` this way.
+pub(crate) fn watch_modify(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+    inotify::add_watch(&fd, path, inotify::WatchFlags::MODIFY)?;
+    Ok(fd)
+}
+
+/// Reads (and drops) every pending inotify event, so the fd is not
+/// readable again until a new one comes.
+pub(crate) fn drain_inotify(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut buf = [0u8; 1024];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(rustix::io::Errno::AGAIN) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Subreaper
+// ---------------------------------------------------------------------------
+
+/// `PR_SET_CHILD_SUBREAPER`: orphaned descendants re-parent to this process
+/// instead of to init. Process-wide and inherited by no one.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    let on = rustix::process::Pid::from_raw(1).expect("1 is a valid pid");
+    Ok(rustix::process::set_child_subreaper(Some(on))?)
+}
+
+pub(crate) fn is_child_subreaper() -> io::Result<bool> {
+    Ok(rustix::process::child_subreaper()?.is_some())
 }
 
 // ---------------------------------------------------------------------------
@@ -381,6 +454,9 @@ pub(crate) struct SpawnRequest<'a> {
     pub envp: &'a [CString],
     pub cwd: Option<&'a CStr>,
     pub new_process_group: bool,
+    /// SIGPIPE back to its default in the child (`Command::inherit_sigpipe`
+    /// false), rather than as this process has it.
+    pub reset_sigpipe: bool,
     pub fds: ChildFds<'a>,
 }
 
@@ -502,15 +578,19 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
         flags |= libc::POSIX_SPAWN_SETPGROUP;
     }
     let none = empty_sigset();
-    let pipe_only = sigset_of(libc::SIGPIPE);
+    let to_default = if req.reset_sigpipe {
+        sigset_of(libc::SIGPIPE)
+    } else {
+        empty_sigset()
+    };
     // SAFETY: attr is initialised; the sets are initialised values that
     // glibc copies.
     check_spawn(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &none) })?;
-    // SAFETY: as above. Only SIGPIPE is reset, as std does: Rust ignores it
-    // for its own sake, while any other ignored signal was the user's choice
-    // (`nohup` ignores SIGHUP) and exec passes it on. Handlers are reset by
-    // exec anyway.
-    check_spawn(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &pipe_only) })?;
+    // SAFETY: as above. Only SIGPIPE is reset (unless inherit_sigpipe), as
+    // std does: Rust ignores it for its own sake, while any other ignored
+    // signal was the user's choice (`nohup` ignores SIGHUP) and exec passes
+    // it on. Handlers are reset by exec anyway.
+    check_spawn(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &to_default) })?;
     // SAFETY: as above; 0 means "a new group whose id is the child's pid".
     check_spawn(unsafe { libc::posix_spawnattr_setpgroup(&mut attr.0, 0) })?;
     // SAFETY: as above; the flags are valid POSIX_SPAWN_* bits.
@@ -546,36 +626,106 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
 }
 
 // ---------------------------------------------------------------------------
-// The fork path (only for kill_on_parent_death), run inside std's pre_exec
+// The fork path (kill_on_parent_death, cgroup), run inside std's pre_exec
 // ---------------------------------------------------------------------------
 
+/// Where the forked child moves itself before exec: a cgroup's
+/// `cgroup.procs`, opened for writing, and the write end of a pipe on
+/// which it reports a failure to move (its errno), so the parent can tell
+/// that failure from one of exec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JoinCgroup {
+    pub procs: RawFd,
+    pub report: RawFd,
+}
+
+/// What the forked child does before exec besides placing its fds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BeforeExec {
+    pub kill_on_parent_death: bool,
+    pub join_cgroup: Option<JoinCgroup>,
+    /// SIGPIPE back to its default (else it stays as this process has it).
+    pub reset_sigpipe: bool,
+}
+
 /// Spawns through std's fork path with `in_child_before_exec` as the
-/// `pre_exec` hook. Only `kill_on_parent_death` needs this path.
+/// `pre_exec` hook: for what needs code in the child before exec.
 pub(crate) fn spawn_forked(
     mut cmd: std::process::Command,
     extra: Vec<(RawFd, RawFd)>,
-    kill_on_parent_death: bool,
+    before_exec: BeforeExec,
 ) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
-    let parent_pid = getpid();
+    let state = ForkedChildState {
+        parent_pid: getpid(),
+        kill_on_parent_death: before_exec.kill_on_parent_death,
+        join_cgroup: before_exec.join_cgroup,
+        empty_mask: empty_sigset(),
+        sigpipe: if before_exec.reset_sigpipe || !signal_is_ignored(libc::SIGPIPE) {
+            libc::SIG_DFL
+        } else {
+            libc::SIG_IGN
+        },
+    };
     // SAFETY: the hook runs in the forked child and only makes the
     // async-signal-safe calls of `in_child_before_exec`; it allocates
-    // nothing (`extra` was built before the fork and is only read).
+    // nothing (`extra` and `state` were built before the fork and are only
+    // read).
     unsafe {
-        cmd.pre_exec(move || in_child_before_exec(&extra, parent_pid, kill_on_parent_death));
+        cmd.pre_exec(move || in_child_before_exec(&extra, &state));
     }
     cmd.spawn()
+}
+
+/// In the forked child: joins the cgroup (writing `0` to its
+/// `cgroup.procs` moves the writer), before the program's first
+/// instruction, so nothing it forks can start outside. Async-signal-safe.
+fn join_cgroup_in_child(join: JoinCgroup) -> io::Result<()> {
+    // SAFETY: write from a static byte string to an fd number.
+    if unsafe { libc::write(join.procs, b"0".as_ptr().cast(), 1) } == 1 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    let errno = err.raw_os_error().unwrap_or(libc::EIO).to_ne_bytes();
+    // SAFETY: write from a local array to the report pipe.
+    unsafe { libc::write(join.report, errno.as_ptr().cast(), errno.len()) };
+    Err(err)
+}
+
+/// What the forked child sets before exec, computed before the fork.
+struct ForkedChildState {
+    parent_pid: libc::pid_t,
+    kill_on_parent_death: bool,
+    join_cgroup: Option<JoinCgroup>,
+    /// The child's signal mask: empty. std's fork path leaves the spawning
+    /// thread's mask in place, so a caller that blocks SIGTERM (for
+    /// `sigwait` or a signalfd) would hand the child a mask in which the
+    /// escalation's SIGTERM never arrives.
+    empty_mask: libc::sigset_t,
+    /// SIGPIPE's disposition in the child (`SIG_DFL` or `SIG_IGN`).
+    sigpipe: libc::sighandler_t,
 }
 
 /// Runs in the forked child before exec: place the extra fds, make every
 /// other fd above 2 close-on-exec, and ask for SIGKILL when the spawning
 /// thread dies. Close-on-exec rather than close, so std's own exec-error
 /// pipe keeps working. Only async-signal-safe calls; no allocation.
-fn in_child_before_exec(
-    extra: &[(RawFd, RawFd)],
-    parent_pid: libc::pid_t,
-    kill_on_parent_death: bool,
-) -> io::Result<()> {
+fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> io::Result<()> {
+    if let Some(join) = state.join_cgroup {
+        join_cgroup_in_child(join)?;
+    }
+    // SAFETY: sets this (single-threaded, forked) process's mask from an
+    // initialised set; async-signal-safe.
+    let rc =
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &state.empty_mask, ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: signal() with SIG_DFL or SIG_IGN installs no handler code;
+    // async-signal-safe.
+    if unsafe { libc::signal(libc::SIGPIPE, state.sigpipe) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
     let mut max_target = 2;
     for &(from, to) in extra {
         // SAFETY: dup2 on integers; we are the single-threaded forked child.
@@ -609,7 +759,7 @@ fn in_child_before_exec(
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
-    if kill_on_parent_death {
+    if state.kill_on_parent_death {
         // SAFETY: prctl with integer arguments affects only this process.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
             return Err(io::Error::last_os_error());
@@ -617,7 +767,7 @@ fn in_child_before_exec(
         // The parent may have died between fork and prctl; then no signal
         // will ever come, so act on it now.
         // SAFETY: getppid has no arguments and cannot fail.
-        if unsafe { libc::getppid() } != parent_pid {
+        if unsafe { libc::getppid() } != state.parent_pid {
             // No allocation here (we are the forked child): std only
             // passes the errno on anyway.
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
@@ -638,6 +788,29 @@ pub(crate) unsafe fn extend_job_lifetime<'a>(
     // SAFETY: the two types differ only in the lifetime bound, so the layout
     // is the same; the caller upholds that the borrow outlives every use.
     unsafe { std::mem::transmute(job) }
+}
+
+/// The current disposition of `signal`, or `None` if it cannot be read.
+fn disposition(signal: libc::c_int) -> Option<libc::sigaction> {
+    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // a plain C struct we own.
+    let rc = unsafe { libc::sigaction(signal, ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zero-initialised, and filled in by sigaction on success.
+    (rc == 0).then(|| unsafe { old.assume_init() })
+}
+
+/// True when `signal` is ignored (`SIG_IGN`) in this process.
+pub(crate) fn signal_is_ignored(signal: libc::c_int) -> bool {
+    disposition(signal).is_some_and(|a| a.sa_sigaction == libc::SIG_IGN)
+}
+
+/// True when this process has the kernel reap its children by itself:
+/// SIGCHLD ignored (`SIG_IGN`) or `SA_NOCLDWAIT`. A child's exit status is
+/// then lost, and every wait fails with ECHILD.
+pub(crate) fn children_are_reaped_by_the_kernel() -> bool {
+    disposition(libc::SIGCHLD)
+        .is_some_and(|a| a.sa_sigaction == libc::SIG_IGN || a.sa_flags & libc::SA_NOCLDWAIT != 0)
 }
 
 pub(crate) fn getpid() -> libc::pid_t {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
+use crate::contain::cgroup::Leaf;
 use crate::result::{ExitStatus, ResourceUsage};
 use crate::signal::Signal;
 use crate::sys;
@@ -25,6 +26,9 @@ pub(crate) struct Target {
     pid: u32,
     uses_pidfd: bool,
     group: bool,
+    /// The child's own cgroup: then the escalation reaches its members
+    /// instead of the group.
+    cgroup: Option<Arc<Leaf>>,
     state: Mutex<State>,
 }
 
@@ -54,13 +58,19 @@ fn gone() -> io::Error {
 
 impl Target {
     /// Must be called inside a tokio runtime (registers the pidfd).
-    pub(crate) fn new(pid: u32, pidfd: Option<OwnedFd>, group: bool) -> io::Result<Target> {
+    pub(crate) fn new(
+        pid: u32,
+        pidfd: Option<OwnedFd>,
+        group: bool,
+        cgroup: Option<Arc<Leaf>>,
+    ) -> io::Result<Target> {
         let uses_pidfd = pidfd.is_some();
         let pidfd = pidfd.map(sys::register_pidfd).transpose()?.map(Arc::new);
         Ok(Target {
             pid,
             uses_pidfd,
             group,
+            cgroup,
             state: Mutex::new(State {
                 pidfd,
                 reaped: false,
@@ -80,6 +90,11 @@ impl Target {
 
     pub(crate) fn uses_pidfd(&self) -> bool {
         self.uses_pidfd
+    }
+
+    /// The child's own cgroup, with `Command::cgroup`.
+    pub(crate) fn cgroup(&self) -> Option<&Leaf> {
+        self.cgroup.as_deref()
     }
 
     /// Signals the child alone. `Ok(false)` when it is already gone (a
@@ -107,6 +122,11 @@ impl Target {
     /// Signals what the escalation targets: the whole group when the child
     /// leads one, else the child.
     pub(crate) fn signal_escalation(&self, sig: Signal) -> io::Result<bool> {
+        if let Some(cgroup) = &self.cgroup {
+            // Every member, the child and anything that left its group
+            // alike; SIGKILL as cgroup.kill.
+            return cgroup.signal_members(sig);
+        }
         if !self.group {
             return self.signal_child(sig);
         }
@@ -142,6 +162,9 @@ impl Target {
     /// the child has exited and no live member of its group is left (its
     /// own zombie would otherwise still count).
     pub(crate) fn signal_group_members(&self, sig: Signal) -> io::Result<bool> {
+        if let Some(cgroup) = &self.cgroup {
+            return cgroup.signal_members(sig);
+        }
         let exited = self.state().reaped || self.try_status()?.is_some();
         if self.group && exited && !self.group_has_others()? {
             return Ok(false);
@@ -166,6 +189,11 @@ impl Target {
     /// Whether any member of the child's group other than the child itself
     /// is still alive. Only meaningful once the child has exited.
     pub(crate) fn group_has_others(&self) -> io::Result<bool> {
+        if let Some(cgroup) = &self.cgroup {
+            // Zombies are not members: once the child has exited, any
+            // member is another process.
+            return cgroup.populated();
+        }
         if !self.group {
             return Ok(false);
         }
@@ -187,6 +215,9 @@ impl Target {
     /// the pidfd on Linux 6.9+, which reaps the child first). False means
     /// "maybe": the teardown's sweep finds out.
     pub(crate) fn nothing_left_of_group(&self) -> bool {
+        if let Some(cgroup) = &self.cgroup {
+            return matches!(cgroup.populated(), Ok(false));
+        }
         !self.group || matches!(self.probe_group_through_pidfd(), Some(Ok(false)))
     }
 
@@ -266,7 +297,11 @@ impl Target {
             // The reap's figures are the final ones (a zombie's can still
             // grow by its last time slice).
             state.usage = Some(usage);
-            state.reaped |= reap;
+            if reap {
+                state.reaped = true;
+                // Its pid may be anyone's now, an escapee's included.
+                crate::contain::subreaper::unregister(self.pid);
+            }
         }
         Ok(state.exit)
     }

@@ -293,3 +293,25 @@ fn term_signal_is_the_first_signal_of_the_escalation() {
     assert!(r.term_sent_after.is_some() && r.kill_sent_after.is_none());
     leak.assert_clean();
 }
+
+/// `term_signal(None)` (GNU `timeout -s 0`): the deadline sends nothing,
+/// and SIGKILL comes a grace period later. A fixture that dies on any
+/// catchable signal dying by KILL proves nothing else was sent.
+#[test]
+fn term_signal_none_sends_nothing_first_then_kill_after_the_grace() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let grace = Duration::from_millis(300);
+    let r = fixture_cmd(["sleep", "300"])
+        .term_signal(None)
+        .deadline(Duration::from_millis(100))
+        .grace_period(grace)
+        .run()
+        .unwrap();
+    assert_eq!(r.exit.unwrap().signal(), Some(Signal::KILL), "{r:?}");
+    assert_eq!(r.termination, Termination::Escalated);
+    assert!(r.timed_out(), "{r:?}");
+    let (term, kill) = (r.term_sent_after.unwrap(), r.kill_sent_after.unwrap());
+    assert!(kill >= term + grace, "{r:?}");
+    leak.assert_clean();
+}

@@ -2,6 +2,7 @@
 
 pub mod escalation;
 pub mod latency;
+pub mod restart;
 pub mod scale;
 pub mod spawn_wait;
 pub mod throughput;

@@ -52,7 +52,7 @@ pub struct ScaleResult {
     pub nofile_after: u64,
 }
 
-pub const CONTENDERS: [&str; 3] = ["childminder-async", "tokio", "std"];
+pub const CONTENDERS: [&str; 4] = ["childminder-async", "childminder-tree", "tokio", "std"];
 
 /// The worker's side: runs one contender and prints a `ScaleResult`.
 pub fn worker(contender: &str, children: usize, window: Duration) {
@@ -96,6 +96,54 @@ pub fn worker(contender: &str, children: usize, window: Duration) {
                 });
                 each.push(t.elapsed());
             }
+        }
+        "childminder-tree" => {
+            // One supervisor, N permanent children: spawned in order, each
+            // once the one before is running.
+            let mut cmd = childminder::Command::new(SLEEP);
+            cmd.arg(SLEEP_SECONDS)
+                .stdin(childminder::Stdio::Null)
+                .stdout(childminder::Stdio::Null)
+                .stderr(childminder::Stdio::Null);
+            let spec =
+                childminder::supervisor::SupervisorSpec::new().children((0..children).map(|i| {
+                    childminder::supervisor::ChildSpec::process(format!("s{i}"), cmd.clone())
+                }));
+            let mut options = childminder::supervisor::TreeOptions::new();
+            let mut events = options.events();
+            let t = Instant::now();
+            let tree =
+                childminder::supervisor::Tree::start_with(&spec, options).expect("a valid tree");
+            let mut last = t;
+            rt.block_on(async {
+                while each.len() < children {
+                    let event = events.recv().await.expect("the tree ended early");
+                    if event.kind.as_str() == "ready" {
+                        let now = Instant::now();
+                        each.push(now - last);
+                        last = now;
+                    }
+                }
+            });
+            let (exited, mut kill) = (exited.clone(), kill_rx.clone());
+            tasks.spawn(async move {
+                tokio::select! {
+                    outcome = tree.wait() => {
+                        panic!("the tree ended early: {outcome:?}");
+                    }
+                    _ = kill.changed() => {}
+                }
+                tree.kill();
+                tree.wait().await;
+                // Restarts are failures here (the children sleep 600 s).
+                while let Some(event) = events.recv().await {
+                    use childminder::supervisor::{EventKind, Verdict};
+                    if matches!(event.kind, EventKind::Exited { verdict, .. } if verdict != Verdict::Requested)
+                    {
+                        exited.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
         }
         "tokio" => {
             for _ in 0..children {

@@ -73,7 +73,11 @@ pub fn run(cfg: &Config) -> Vec<Row> {
     };
     let expected = input_len + lines * format!("{NAME} | ").len() as u64;
     let procfile = dir.join("Procfile");
-    std::fs::write(&procfile, format!("{NAME}: exec {CAT} {}\n", input.display())).unwrap();
+    std::fs::write(
+        &procfile,
+        format!("{NAME}: exec {CAT} {}\n", input.display()),
+    )
+    .unwrap();
     let me = std::env::current_exe().expect("the bench's own path");
     let scenario = format!("up output {} MiB", bytes >> 20);
 
@@ -101,7 +105,10 @@ pub fn run(cfg: &Config) -> Vec<Row> {
         .iter()
         .zip(samples)
         .map(|(c, secs)| {
-            let rates: Vec<f64> = secs.iter().map(|s| mb_per_s(input_len, std::time::Duration::from_secs_f64(*s))).collect();
+            let rates: Vec<f64> = secs
+                .iter()
+                .map(|s| mb_per_s(input_len, std::time::Duration::from_secs_f64(*s)))
+                .collect();
             Row::new(&scenario, c.name.clone(), "MB/s", Better::Higher, &rates)
                 .with_note(format!("{} lines of input", lines))
         })

@@ -679,7 +679,9 @@ fn ready(at: &Locator, value: Spanned<toml::Value>) -> Result<Ready, ConfigError
             Some((k, toml::Value::String(addr))) if k == "tcp" => {
                 // The host is resolved at each attempt (it may not exist
                 // yet); check the form now.
-                let port = addr.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+                let port = addr
+                    .rsplit_once(':')
+                    .map(|(host, port)| (host, port.parse::<u16>()));
                 match port {
                     Some((host, Ok(_))) if !host.is_empty() => Ok(Ready::Tcp(addr)),
                     _ => Err(bad(format!("{addr:?} is not a HOST:PORT address"))),
@@ -1100,9 +1102,15 @@ command = "true"
         let e = err("[[process]]\nname = \"a\"\ncommand = \"x\"\nstop_signal = \"TERMX\"\n");
         assert!(e.starts_with("test.toml:4: stop_signal: "), "{e}");
         let e = err("[[process]]\nname = \"a\"\ncommand = \"x\"\nready = { tcp = \"8000\" }\n");
-        assert!(e.starts_with("test.toml:4: ready: \"8000\" is not a HOST:PORT"), "{e}");
+        assert!(
+            e.starts_with("test.toml:4: ready: \"8000\" is not a HOST:PORT"),
+            "{e}"
+        );
         let e = err("[[process]]\nname = \"a\"\ncommand = \"x\"\nshutdown = \"infinity\"\n");
-        assert!(e.starts_with("test.toml:4: shutdown: \"infinity\" is not one of"), "{e}");
+        assert!(
+            e.starts_with("test.toml:4: shutdown: \"infinity\" is not one of"),
+            "{e}"
+        );
         let e = err("intensity = -1\n");
         assert!(e.starts_with("test.toml:1: intensity: -1 is not"), "{e}");
         let e = err("period = \"5s\"\nperiod = \"6s\"\n");

@@ -115,9 +115,9 @@ pub fn describe(event: &Event) -> Option<String> {
         EventKind::Restarting { delay, .. } => {
             format!("{who} restarting in {} ms", millis(*delay))
         }
-        EventKind::GaveUp { child } => format!(
-            "{who} gave up: too many restarts (the last: {child})"
-        ),
+        EventKind::GaveUp { child } => {
+            format!("{who} gave up: too many restarts (the last: {child})")
+        }
         _ => return None,
     })
 }

@@ -81,7 +81,10 @@ mod tests {
     fn requests_and_kills_are_zero() {
         assert_eq!(exit_status(&Outcome::Stopped, &no_verdicts), 0);
         assert_eq!(exit_status(&Outcome::Killed, &no_verdicts), 0);
-        assert_eq!(exit_status(&Outcome::Completed { last: vec![] }, &no_verdicts), 0);
+        assert_eq!(
+            exit_status(&Outcome::Completed { last: vec![] }, &no_verdicts),
+            0
+        );
     }
 
     #[test]

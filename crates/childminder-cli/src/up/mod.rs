@@ -2,12 +2,12 @@
 //! `Procfile`, a presenter over [`childminder::supervisor`].
 
 pub mod config;
-mod output;
-mod tree;
 pub mod events;
 pub mod exit;
+mod output;
 pub mod prefix;
 pub mod procfile;
+mod tree;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -15,11 +15,10 @@ use std::path::{Path, PathBuf};
 
 use childminder::Signal;
 use childminder::supervisor::{Event, EventKind, Tree, TreeOptions, Verdict};
-use tokio::signal::unix;
 
 use crate::cli::UpArgs;
 use crate::run::diagnose;
-use crate::signals::is_ignored;
+use crate::signals;
 use config::{ConfigError, SupervisorConfig};
 use events::{EventLine, EventSink};
 use output::Printer;
@@ -108,51 +107,16 @@ pub fn up(args: UpArgs) -> i32 {
     }
 }
 
-/// The signals `up` acts on; one that was ignored when `up` started
-/// (`nohup`) stays ignored.
-struct Signals {
-    int: Option<unix::Signal>,
-    term: Option<unix::Signal>,
-    hup: Option<unix::Signal>,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        let catch = |raw: i32| -> std::io::Result<Option<unix::Signal>> {
-            if is_ignored(raw) {
-                Ok(None)
-            } else {
-                unix::signal(unix::SignalKind::from_raw(raw)).map(Some)
-            }
-        };
-        Ok(Signals {
-            int: catch(libc::SIGINT)?,
-            term: catch(libc::SIGTERM)?,
-            hup: catch(libc::SIGHUP)?,
-        })
-    }
-}
-
-async fn next(signal: &mut Option<unix::Signal>) {
-    match signal {
-        Some(s) => {
-            if s.recv().await.is_none() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
 /// Starts the tree and presents it until it ends: output through the
 /// printer thread, events to the sink and stderr, signals to the tree.
 async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Result<i32, String> {
     let spec = tree::spec(config);
     // The configuration was checked; the library checks again (and would
     // say so here, before anything starts).
-    spec.validate().map_err(|e| format!("invalid configuration: {e}"))?;
-    let mut signals =
-        Signals::install().map_err(|e| format!("cannot set up the signal handlers: {e}"))?;
+    spec.validate()
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    let mut signals = signals::Receiver::start()
+        .map_err(|e| format!("cannot set up the signal handlers: {e}"))?;
     let mut options = TreeOptions::new();
     let mut events = options.events();
     let output = options.output(OUTPUT_CHANNEL_CHUNKS);
@@ -160,7 +124,8 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let printer = Printer::start(output, config.process_paths(), colour)
         .map_err(|e| format!("cannot start the output thread: {e}"))?;
-    let tree = Tree::start_with(&spec, options).map_err(|e| format!("invalid configuration: {e}"))?;
+    let tree =
+        Tree::start_with(&spec, options).map_err(|e| format!("invalid configuration: {e}"))?;
 
     let mut stop_requests = 0;
     let mut events_open = true;
@@ -174,9 +139,14 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
                 }
                 None => events_open = false,
             },
-            () = next(&mut signals.int) => stop_request(&tree, &mut stop_requests),
-            () = next(&mut signals.term) => stop_request(&tree, &mut stop_requests),
-            () = next(&mut signals.hup) => tree.signal(Signal::HUP),
+            signal = signals.recv() => {
+                if signal == Signal::INT || signal == Signal::TERM {
+                    stop_request(&tree, &mut stop_requests);
+                } else {
+                    // HUP (reload) and QUIT go to every process's group.
+                    tree.signal(signal);
+                }
+            }
             outcome = tree.wait() => break outcome,
         }
     };
@@ -187,7 +157,9 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
     // The last chunks are still being pumped by tasks of this runtime:
     // wait for the printer without blocking it.
     let _ = tokio::task::spawn_blocking(move || printer.join()).await;
-    Ok(exit::exit_status(&outcome, &|path| verdicts.0.get(path).copied()))
+    Ok(exit::exit_status(&outcome, &|path| {
+        verdicts.0.get(path).copied()
+    }))
 }
 
 /// How the last run of each process was judged, from the events.
@@ -226,7 +198,9 @@ fn present(event: &Event, sink: &mut Option<EventSink>) {
     }
     if let Some(out) = sink {
         if let Err(e) = out.write(&EventLine::from_event(event)) {
-            diagnose(&format!("cannot write the events, no more will be written: {e}"));
+            diagnose(&format!(
+                "cannot write the events, no more will be written: {e}"
+            ));
             *sink = None;
         }
     }

@@ -1,0 +1,321 @@
+//! Integration tests of how `childminder run` connects and copies the
+//! command's streams: the deadline bounds the copy-out, undelivered output
+//! is not a success, terminals are handed over, and running out of fds is
+//! a clean 125.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+use common::*;
+
+// ---------------------------------------------------------------------------
+// Where the bytes go: the deadline bounds the copy-out; terminals are
+// handed over
+// ---------------------------------------------------------------------------
+
+/// Waits for `child` to exit, killing it after [`WATCHDOG`].
+fn wait_or_kill(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {WATCHDOG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_reader_that_never_reads_cannot_keep_childminder_past_the_deadline() {
+    // `(childminder run -t 1s -g 1s -- yes) | sleep 5` used to end only
+    // when `sleep` did; a reader that never reads kept it alive forever.
+    // Here the reader never reads at all: childminder must still end.
+    let path = temp_path("report.json");
+    let mut run = Running::start(&[
+        "run",
+        "-t",
+        "300ms",
+        "-g",
+        "300ms",
+        "--report",
+        path.to_str().unwrap(),
+        "--",
+        "yes",
+    ]);
+    let status = wait_or_kill(&mut run.child, "childminder with a stalled reader");
+    assert_eq!(status.code(), Some(124));
+    let report: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = fs::remove_file(&path);
+    assert_eq!(report["delivery_cut_off"], true, "{report}");
+    assert_eq!(report["timed_out"], true, "{report}");
+    assert_eq!(report["exit_status"], 124, "{report}");
+    // What was counted was delivered: at most what the pipe to us holds.
+    let delivered = report["stdout_bytes"].as_u64().unwrap();
+    drop(run.stdout.take());
+    assert!(delivered <= 1 << 20, "{report}");
+}
+
+#[test]
+fn a_slow_reader_without_a_deadline_still_gets_every_byte() {
+    // The bound is the deadline's: without one, childminder waits for its
+    // reader as long as `cat` would, and nothing is cut off.
+    let run = Running::start(&[
+        "run",
+        "--report",
+        "-",
+        "--",
+        "head",
+        "-c",
+        "300000",
+        "/dev/zero",
+    ]);
+    std::thread::sleep(Duration::from_millis(300)); // a reader that is late, not absent
+    let out = run.finish();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 300_000);
+    let report = last_line_json(&out.stderr);
+    assert_eq!(report["delivery_cut_off"], false);
+    assert_eq!(report["output_cut_off"], false);
+    assert_eq!(report["stdout_bytes"], 300_000);
+}
+
+/// childminder with stdout on `/dev/full`: every write fails with ENOSPC.
+fn run_into_dev_full(args: &[&str]) -> (i32, String) {
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = childminder()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn output_that_cannot_be_delivered_is_not_a_success() {
+    // `childminder run -- echo hello > /dev/full` exited 0.
+    let (code, stderr) = run_into_dev_full(&["run", "--report", "-", "--", "echo", "hello"]);
+    assert_eq!(code, 125, "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    let report = last_line_json(&stderr);
+    assert_eq!(report["worker_errors"][0]["stream"], "stdout");
+    assert_eq!(report["worker_errors"][0]["op"], "consume");
+    assert_eq!(report["exit_status"], 125);
+    // A failure status of the command says more, and stays.
+    let (code, stderr) = run_into_dev_full(&["run", "--", "sh", "-c", "echo hello; exit 3"]);
+    assert_eq!(code, 3, "{stderr}");
+}
+
+#[test]
+fn output_appended_to_a_file_arrives() {
+    // splice(2) refuses O_APPEND files (`>>`): the copy falls back to
+    // read/write instead of failing.
+    let path = temp_path("append.txt");
+    fs::write(&path, "before\n").unwrap();
+    let file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let status = childminder()
+        .args(["run", "--", "seq", "3"])
+        .stdin(Stdio::null())
+        .stdout(file)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "before\n1\n2\n3\n");
+    let _ = fs::remove_file(&path);
+}
+
+/// A pseudo-terminal: the master (the test's side) and the slave (what
+/// childminder is given as its terminal).
+struct Pty {
+    master: fs::File,
+    slave: fs::File,
+}
+
+fn openpty() -> Pty {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds into the integers it is given; the
+    // name, termios and window size are optional (null).
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just opened and are owned by nobody else.
+    unsafe {
+        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
+        Pty {
+            master: fs::File::from_raw_fd(master),
+            slave: fs::File::from_raw_fd(slave),
+        }
+    }
+}
+
+impl Pty {
+    /// Everything the terminal shows until every slave fd is closed.
+    fn read_all(mut self) -> String {
+        drop(self.slave);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.master.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                // EIO: the last slave fd was closed.
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+const WHAT_IS_A_TERMINAL: &str = "for fd in 0 1 2; do if [ -t $fd ]; then printf 'tty%s ' $fd; else printf 'no%s ' $fd; fi; done; echo";
+
+/// Runs childminder with `args` (the report goes to a file) and the
+/// streams `stdio` makes of a fresh terminal; returns what the command
+/// printed there (or on the stdout pipe), its status and the report.
+fn run_at_terminal(args: &[&str], stdio: impl FnOnce(&mut Command, &Pty)) -> (String, i32, Value) {
+    let pty = openpty();
+    let path = temp_path("report.json");
+    let mut cmd = childminder();
+    cmd.arg("run")
+        .args(["--report", path.to_str().unwrap()])
+        .args(args)
+        .args(["--", "sh", "-c", WHAT_IS_A_TERMINAL])
+        .stdout(Stdio::piped());
+    stdio(&mut cmd, &pty);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut piped = String::new();
+    child
+        .stdout
+        .take()
+        .map(|mut out| out.read_to_string(&mut piped));
+    let shown = pty.read_all();
+    let code = wait_or_kill(&mut child, "childminder").code().unwrap();
+    let report: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = fs::remove_file(&path);
+    (shown + &piped, code, report)
+}
+
+fn terminal(pty: &Pty) -> fs::File {
+    pty.slave.try_clone().unwrap()
+}
+
+#[test]
+fn streams_that_are_terminals_are_handed_to_the_command() {
+    // `childminder run -- cargo test` at a terminal gave the command pipes:
+    // no colours, no progress bars, no line editing.
+    let (shown, code, report) = run_at_terminal(&[], |cmd, pty| {
+        cmd.stdin(terminal(pty))
+            .stdout(terminal(pty))
+            .stderr(terminal(pty));
+    });
+    assert_eq!(code, 0);
+    assert!(shown.contains("tty0 tty1 tty2"), "{shown:?}");
+    assert_eq!(
+        report["inherited_streams"],
+        serde_json::json!(["stdin", "stdout", "stderr"])
+    );
+    assert_eq!(report["stdout_bytes"], Value::Null);
+}
+
+#[test]
+fn a_pipe_next_to_a_terminal_is_still_streamed_and_counted() {
+    let (shown, code, report) = run_at_terminal(&[], |cmd, pty| {
+        cmd.stdin(terminal(pty)).stderr(terminal(pty));
+    });
+    assert_eq!(code, 0);
+    assert!(shown.contains("tty0 no1 tty2 \n"), "{shown:?}");
+    assert_eq!(
+        report["inherited_streams"],
+        serde_json::json!(["stdin", "stderr"])
+    );
+    assert_eq!(report["stdout_bytes"], 15);
+}
+
+#[test]
+fn stream_stdio_streams_terminals_too() {
+    let (shown, code, report) = run_at_terminal(&["--stream-stdio"], |cmd, pty| {
+        cmd.stdin(Stdio::null())
+            .stdout(terminal(pty))
+            .stderr(terminal(pty));
+    });
+    assert_eq!(code, 0);
+    assert!(shown.contains("no0 no1 no2"), "{shown:?}");
+    // stdin is /dev/null, a file: nothing to stream, so it is handed over.
+    assert_eq!(report["inherited_streams"], serde_json::json!(["stdin"]));
+    assert_eq!(report["stdout_bytes"], 13);
+}
+
+#[test]
+fn running_out_of_fds_at_any_step_of_the_start_is_a_clean_125() {
+    // tokio's signal driver panicked (101, a backtrace) at `ulimit -n 6`.
+    for limit in 5..=16 {
+        let out = childminder()
+            .args(["run", "--", "true"])
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .output_with_fd_limit(limit);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code();
+        if stderr.contains("failed to start") {
+            // From here on the limit hits the library's spawn, whose
+            // errors the library's tests cover.
+            break;
+        }
+        assert!(
+            code == Some(0) || (code == Some(125) && stderr.starts_with("childminder: ")),
+            "ulimit -n {limit}: {code:?} {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "ulimit -n {limit}: {stderr}");
+    }
+}
+
+trait WithFdLimit {
+    fn output_with_fd_limit(&mut self, limit: u64) -> std::process::Output;
+}
+
+impl WithFdLimit for Command {
+    /// Runs to the end with `RLIMIT_NOFILE` set to `limit` in the child.
+    fn output_with_fd_limit(&mut self, limit: u64) -> std::process::Output {
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            self.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.output().unwrap()
+    }
+}

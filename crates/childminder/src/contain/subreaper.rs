@@ -1,0 +1,379 @@
+//! The subreaper: descendants that leave the child's process group
+//! (`setsid`, a double-forking daemon) and are orphaned re-parent to this
+//! process instead of to init. At the end of a supervision they are the
+//! escapees: every child of this process that childminder did not start.
+//! They are ended here, through pidfds opened while they are our children
+//! (so unreaped: their pids cannot have been recycled), TERM first, KILL a
+//! grace period later, and reaped, until none is left.
+
+use std::collections::BTreeSet;
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+
+use crate::signal::Signal;
+use crate::sys;
+
+/// How long the sweep waits for escapees to go after SIGKILL before it
+/// gives up on them (a process stuck in the kernel): the seed's 1 s.
+const AFTER_KILL: Duration = Duration::from_secs(1);
+
+/// Interval of the exit check where the kernel has no pidfd.
+const PID_POLL: Duration = Duration::from_millis(10);
+
+/// Children that childminder itself started and has not reaped yet: never
+/// escapees, whichever supervision sweeps.
+static STARTED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+/// Held shared by every spawn from before the child exists until it is in
+/// [`STARTED`]; held exclusively while the sweep lists our children. So no
+/// sweep can see a child of childminder before it is registered.
+static SPAWN_GATE: RwLock<()> = RwLock::new(());
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Subreaper supervisions not yet at their end: the sweep runs when the
+/// last one ends, so no escapee of a supervision still running is ended by
+/// another's.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`), for
+/// the rest of its life.
+///
+/// What that changes for the whole program: every process that any of its
+/// descendants orphans (the grandchild of a child that exited, a daemon
+/// that double-forked) re-parents to this process instead of to init, and
+/// stays a zombie until this process reaps it. childminder reaps those it
+/// finds at the end of every supervision with
+/// [`Command::subreaper`](crate::Command::subreaper) on, and
+/// [`reap_orphans`] reaps the ones that already exited. A program that
+/// also starts children outside childminder and waits for them with
+/// `waitpid(-1)` would steal childminder's statuses; one that waits by pid
+/// is unaffected.
+///
+/// Calling it again does nothing.
+///
+/// # Errors
+///
+/// The OS error of `prctl` (a seccomp filter may forbid it).
+///
+/// # Examples
+///
+/// ```
+/// childminder::subreaper::enable().unwrap();
+/// assert!(childminder::subreaper::is_enabled());
+/// ```
+pub fn enable() -> io::Result<()> {
+    if ENABLED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    sys::set_child_subreaper()?;
+    ENABLED.store(true, Ordering::Release);
+    tracing::debug!("this process is now a child subreaper");
+    Ok(())
+}
+
+/// Whether this process is a child subreaper, by [`enable`] or by anything
+/// else (asked of the kernel).
+///
+/// # Examples
+///
+/// ```
+/// childminder::subreaper::enable().unwrap();
+/// assert!(childminder::subreaper::is_enabled());
+/// ```
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Acquire) || sys::is_child_subreaper().unwrap_or(false)
+}
+
+/// Reaps every zombie child of this process that childminder did not start:
+/// the orphans a subreaper (or PID 1) adopts, once they have exited.
+/// Returns how many it reaped. Never touches a running process, nor a
+/// child of a supervision in progress. What an init process calls on every
+/// SIGCHLD, so no zombie accumulates.
+///
+/// It cannot tell the orphans from children this program started by other
+/// means (`std::process`): call it only in a program whose children are all
+/// started through childminder, or that does not wait for its own.
+///
+/// # Errors
+///
+/// Never fails for a single process (one that vanished is skipped); the
+/// `Result` is for the listing of `/proc`.
+///
+/// # Examples
+///
+/// ```
+/// let reaped = childminder::subreaper::reap_orphans().unwrap();
+/// assert_eq!(reaped, 0); // nothing was orphaned to this process
+/// ```
+pub fn reap_orphans() -> io::Result<usize> {
+    let mut reaped = 0;
+    for adopted in adopt(&[], true) {
+        if matches!(adopted.try_reap(), Ok(true)) {
+            reaped += 1;
+        }
+    }
+    Ok(reaped)
+}
+
+/// Taken around a spawn: the child is registered before any sweep can list
+/// it.
+pub(crate) fn spawn_gate() -> RwLockReadGuard<'static, ()> {
+    SPAWN_GATE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records a child childminder started (under the [`spawn_gate`]).
+pub(crate) fn register(pid: u32) {
+    started().insert(pid);
+}
+
+/// Forgets a child once reaped: its pid may now be anyone's.
+pub(crate) fn unregister(pid: u32) {
+    started().remove(&pid);
+}
+
+fn started() -> std::sync::MutexGuard<'static, BTreeSet<u32>> {
+    STARTED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A subreaper supervision that has not reached its end yet. Dropping it
+/// without [`finish`](Self::finish) (the runtime shut down) just leaves.
+#[derive(Debug)]
+pub(crate) struct Participation {
+    left: bool,
+}
+
+impl Participation {
+    pub(crate) fn join() -> Participation {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Participation { left: false }
+    }
+
+    /// Leaves; true when no other subreaper supervision is still running,
+    /// so this one must sweep.
+    pub(crate) fn finish(mut self) -> bool {
+        self.left = true;
+        RUNNING.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+}
+
+impl Drop for Participation {
+    fn drop(&mut self) {
+        if !self.left {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Whether this process has a child childminder did not start (alive or a
+/// zombie): something to sweep.
+pub(crate) fn has_escapees() -> bool {
+    let _gate = SPAWN_GATE.write().unwrap_or_else(|e| e.into_inner());
+    let started = started();
+    sys::own_children().iter().any(|pid| !started.contains(pid))
+}
+
+/// One child of ours that childminder did not start, held by a pidfd
+/// opened while it was our unreaped child.
+struct Adopted {
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Adopted {
+    fn signal(&self, sig: Signal) -> io::Result<()> {
+        match &self.pidfd {
+            Some(fd) => sys::pidfd_signal(fd.as_fd(), sig),
+            // Still our unreaped child: the pid is certainly its own.
+            None => sys::kill(self.pid as i32, sig.as_raw()),
+        }
+    }
+
+    /// Reaps it if it has exited. `Ok(true)` when it is gone for good
+    /// (reaped now, or by someone else).
+    fn try_reap(&self) -> io::Result<bool> {
+        let status = match &self.pidfd {
+            Some(fd) => sys::pidfd_try_wait(fd.as_fd(), true),
+            None => sys::pid_try_wait(self.pid, true),
+        };
+        match status {
+            Ok(status) => Ok(status.is_some()),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Lists the children of this process that childminder did not start and
+/// that are not in `known`, each with a pidfd verified to name it (opened
+/// by pid, then the parent checked again: still ours, so the pid was not
+/// recycled in between). `zombies_only` skips the running ones.
+fn adopt(known: &[u32], zombies_only: bool) -> Vec<Adopted> {
+    let _gate = SPAWN_GATE.write().unwrap_or_else(|e| e.into_inner());
+    let started = started();
+    let me = sys::getpid() as u32;
+    let use_pidfd = sys::features().pidfd;
+    sys::own_children()
+        .into_iter()
+        .filter(|pid| !started.contains(pid) && !known.contains(pid))
+        .filter_map(|pid| {
+            let pidfd = if use_pidfd {
+                Some(sys::pidfd_open(pid).ok()?)
+            } else {
+                None
+            };
+            let stat = sys::proc_stat(pid)?;
+            let wanted = stat.ppid == me && (!zombies_only || !stat.is_alive());
+            wanted.then_some(Adopted { pid, pidfd })
+        })
+        .collect()
+}
+
+/// What the escapee sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SweepTally {
+    /// Escapees found and ended (or found already exited and reaped).
+    pub ended: u32,
+    /// Of those, how many needed SIGKILL.
+    pub killed: u32,
+    /// Escapees still there when the sweep gave up (stuck in the kernel).
+    pub survivors: u32,
+}
+
+/// An escapee being ended, with its pidfd registered for the exit event.
+struct Tracked {
+    adopted: Adopted,
+    exit_event: Option<AsyncFd<OwnedFd>>,
+    /// The last signal of the escalation it got: none yet, the first
+    /// signal, or KILL.
+    sent: Option<Signal>,
+}
+
+impl Tracked {
+    fn new(adopted: Adopted) -> Tracked {
+        // Registration fails only when the reactor is out of room: fall
+        // back to checking on the poll interval.
+        let exit_event = adopted
+            .pidfd
+            .as_ref()
+            .and_then(|fd| fd.try_clone().ok())
+            .and_then(|fd| sys::register_pidfd(fd).ok());
+        Tracked {
+            adopted,
+            exit_event,
+            sent: None,
+        }
+    }
+
+    fn send(&mut self, program: &str, sig: Signal) {
+        self.sent = Some(sig);
+        match self.adopted.signal(sig) {
+            Ok(()) => {
+                tracing::info!(program, pid = self.adopted.pid, %sig, "escapee: signal sent");
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(e) => {
+                tracing::warn!(program, pid = self.adopted.pid, %sig, error = %e, "escapee: signal failed");
+            }
+        }
+    }
+}
+
+/// Ends every escapee: the first signal (and CONT, so a stopped one acts on
+/// it) at once to each found, SIGKILL to those still there `grace` later,
+/// and to any found after that at once; each reaped. An escapee's own
+/// children re-parent to us when it exits (before its pidfd turns
+/// readable), so the listing is repeated after every exit until none is
+/// left.
+pub(crate) async fn end_escapees(
+    program: &str,
+    term_signal: Signal,
+    grace: Duration,
+) -> SweepTally {
+    let mut tally = SweepTally::default();
+    let kill_at = Instant::now() + grace;
+    let mut tracked: Vec<Tracked> = Vec::new();
+    loop {
+        let known: Vec<u32> = tracked.iter().map(|t| t.adopted.pid).collect();
+        for adopted in adopt(&known, false) {
+            tally.ended += 1;
+            tracked.push(Tracked::new(adopted));
+        }
+        let before = tracked.len();
+        tracked.retain(|t| match t.adopted.try_reap() {
+            Ok(gone) => !gone,
+            Err(e) => {
+                tracing::warn!(program, pid = t.adopted.pid, error = %e, "escapee: reaping failed");
+                false
+            }
+        });
+        if tracked.len() < before {
+            // Its children are ours now: list again before waiting.
+            continue;
+        }
+        if tracked.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        let killing = now >= kill_at;
+        for escapee in &mut tracked {
+            match (escapee.sent, killing) {
+                (None, false) if term_signal == Signal::KILL => {
+                    escapee.send(program, Signal::KILL);
+                    tally.killed += 1;
+                }
+                (None, false) => {
+                    escapee.send(program, term_signal);
+                    if term_signal != Signal::CONT {
+                        escapee.send(program, Signal::CONT);
+                    }
+                    escapee.sent = Some(term_signal);
+                }
+                (Some(Signal::KILL), _) | (Some(_), false) => {}
+                (_, true) => {
+                    escapee.send(program, Signal::KILL);
+                    tally.killed += 1;
+                }
+            }
+        }
+        if now >= kill_at + AFTER_KILL {
+            tracing::warn!(program, left = tracked.len(), "escapees survived SIGKILL");
+            tally.survivors = tracked.len() as u32;
+            break;
+        }
+        let wake_at = if killing {
+            kill_at + AFTER_KILL
+        } else {
+            kill_at
+        };
+        let _ = tokio::time::timeout_at(wake_at.into(), any_exit(&tracked)).await;
+    }
+    tally
+}
+
+/// Resolves when any tracked escapee has exited (its pidfd turned
+/// readable), or after the poll interval when one has no exit event.
+async fn any_exit(tracked: &[Tracked]) {
+    if tracked.iter().any(|t| t.exit_event.is_none()) {
+        tokio::time::sleep(PID_POLL).await;
+        return;
+    }
+    poll_fn(|cx| {
+        for t in tracked {
+            if let Some(fd) = &t.exit_event {
+                if fd.poll_read_ready(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,301 @@
+//! Issue 10, part 2: cgroup v2 containment. The child runs in a cgroup of
+//! its own, which a double-forked daemon cannot leave; the end is TERM to
+//! every member, then `cgroup.kill`, with "empty" seen as the event of
+//! `cgroup.events`; the cgroup is removed afterwards. And each fallback.
+//!
+//! Tests that need a writable cgroup v2 print why they skip where there is
+//! none (no cgroup2 mount, no write access).
+
+mod common;
+#[path = "common/support.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use childminder::{
+    Cgroup, Command, Error, ExitStatus, Signal, discard, stdin, with_process_result,
+};
+use common::{LeakCheck, pid_alive};
+use support::{assert_all_dead, expect_ready, fixture_cmd, line_consumer, warm_up};
+
+const GRACE: Duration = Duration::from_millis(300);
+
+/// The leak accounting is per process: under plain `cargo test` (tests as
+/// threads of one process) the tests of this file take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether a cgroup can be made here; prints why not.
+fn cgroup_available(test: &str) -> bool {
+    match Command::new("true").cgroup(Cgroup::new()).run() {
+        Ok(_) => true,
+        Err(e @ Error::CgroupUnavailable { .. }) => {
+            eprintln!("SKIPPED {test}: no writable cgroup v2 here: {e}");
+            false
+        }
+        Err(e) => panic!("probe: {e}"),
+    }
+}
+
+/// The cgroup v2 path of `pid` (relative to the mount), from /proc.
+fn cgroup_of(pid: i32) -> String {
+    let all = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    all.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_owned()
+}
+
+fn ends_with_leaf(member: &str, leaf: &Path) -> bool {
+    member.ends_with(&format!("/{}", leaf.file_name().unwrap().to_str().unwrap()))
+}
+
+#[test]
+fn a_double_forked_daemon_stays_in_the_cgroup_and_is_ended_with_it() {
+    let _serial = serial();
+    warm_up();
+    if !cgroup_available("a_double_forked_daemon_stays_in_the_cgroup") {
+        return;
+    }
+    let leak = LeakCheck::new();
+    let mut cmd = fixture_cmd(["daemon", "300"]);
+    cmd.grace_period(Duration::from_secs(30))
+        .cgroup(Cgroup::new());
+    let (lines, rx) = line_consumer();
+    let ((daemon, leaf), r) = with_process_result(&cmd, stdin::empty(), lines, discard, |p| {
+        let daemon = expect_ready(&rx)[0];
+        let at_exit = p.wait();
+        let leaf = at_exit.containment.cgroup.clone().unwrap().path;
+        assert!(leaf.is_dir());
+        // setsid did not take it out of the cgroup.
+        assert!(
+            ends_with_leaf(&cgroup_of(daemon), &leaf),
+            "{}",
+            cgroup_of(daemon)
+        );
+        assert!(pid_alive(daemon));
+        (daemon, leaf)
+    })
+    .unwrap();
+    assert_eq!(r.exit, Some(ExitStatus::Exited(0)), "{r:?}");
+    let usage = r.containment.cgroup.clone().unwrap();
+    assert_eq!(usage.path, leaf);
+    assert!(usage.cpu_usage.is_some(), "{r:?}");
+    assert!(!leaf.exists(), "the cgroup was not removed");
+    assert_all_dead(&[daemon]);
+    leak.assert_clean();
+}
+
+#[test]
+fn a_tree_of_300_that_ignores_term_is_ended_by_cgroup_kill() {
+    let _serial = serial();
+    warm_up();
+    if !cgroup_available("a_tree_of_300_that_ignores_term") {
+        return;
+    }
+    let leak = LeakCheck::new();
+    let mut cmd = fixture_cmd(["daemon", "300", "ignore-term", "300"]);
+    cmd.grace_period(GRACE).cgroup(Cgroup::new());
+    let (lines, rx) = line_consumer();
+    let mut swept_at = None;
+    let (leaf, r) = with_process_result(&cmd, stdin::empty(), lines, discard, |p| {
+        expect_ready(&rx);
+        let leaf = p.wait().containment.cgroup.unwrap().path;
+        let members = std::fs::read_to_string(leaf.join("cgroup.procs")).unwrap();
+        assert_eq!(members.lines().count(), 301, "the daemon and its 300");
+        swept_at = Some(Instant::now());
+        leaf
+    })
+    .unwrap();
+    let sweep = swept_at.unwrap().elapsed();
+    assert!(
+        sweep >= GRACE,
+        "cgroup.kill came before the grace: {sweep:?}"
+    );
+    assert!(sweep < GRACE + Duration::from_secs(10), "{sweep:?}");
+    assert!(!leaf.exists(), "the cgroup was not removed");
+    assert!(r.containment.cgroup.unwrap().cpu_usage.is_some());
+    leak.assert_clean();
+}
+
+#[test]
+fn the_deadline_reaches_a_daemon_that_left_the_group_while_the_child_runs() {
+    let _serial = serial();
+    warm_up();
+    if !cgroup_available("the_deadline_reaches_a_daemon") {
+        return;
+    }
+    let leak = LeakCheck::new();
+    let script = format!(
+        "{fx} daemon 300 ignore-term && exec {fx} sleep 300",
+        fx = common::fixture()
+    );
+    let mut cmd = support::marked("sh");
+    cmd.args(["-c", &script])
+        .grace_period(GRACE)
+        .deadline(Duration::from_millis(500))
+        .cgroup(Cgroup::new());
+    let (lines, rx) = line_consumer();
+    let (daemon, r) = with_process_result(&cmd, stdin::empty(), lines, discard, |p| {
+        let daemon = expect_ready(&rx)[0];
+        expect_ready(&rx);
+        p.wait();
+        daemon
+    })
+    .unwrap();
+    assert!(r.timed_out(), "{r:?}");
+    assert_eq!(r.exit.unwrap().signal(), Some(Signal::TERM), "{r:?}");
+    // It ignored TERM: cgroup.kill ended it, a grace period later.
+    assert_all_dead(&[daemon]);
+    assert!(!r.containment.cgroup.unwrap().path.exists());
+    leak.assert_clean();
+}
+
+#[test]
+fn cpu_time_of_the_whole_tree_is_reported() {
+    let _serial = serial();
+    warm_up();
+    if !cgroup_available("cpu_time_of_the_whole_tree_is_reported") {
+        return;
+    }
+    // The work is done by a grandchild, which the child's own rusage
+    // would not count.
+    let r = Command::new("sh")
+        .args([
+            "-c",
+            "sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done' & wait",
+        ])
+        .cgroup(Cgroup::new())
+        .run()
+        .unwrap();
+    assert!(r.success(), "{r:?}");
+    let usage = r.containment.cgroup.unwrap();
+    assert!(usage.cpu_usage.unwrap() > Duration::ZERO, "{usage:?}");
+    let parent = usage.path.parent().unwrap();
+    let memory_enabled = std::fs::read_to_string(parent.join("cgroup.subtree_control"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
+    assert_eq!(usage.memory_peak.is_some(), memory_enabled, "{usage:?}");
+}
+
+#[test]
+fn a_parent_that_is_not_a_writable_cgroup_is_a_typed_error_and_nothing_runs() {
+    let _serial = serial();
+    warm_up();
+    let leak = LeakCheck::new();
+    for parent in ["/proc/no-such-cgroup", "/sys/fs/cgroup/memory"] {
+        let mut cmd = fixture_cmd(["exit", "0"]);
+        cmd.cgroup(Cgroup::new().parent(parent));
+        match cmd.run() {
+            Err(Error::CgroupUnavailable { program, .. }) => {
+                assert!(program.ends_with("childminder-fixture"));
+            }
+            other => panic!("{parent}: expected CgroupUnavailable, got {other:?}"),
+        }
+    }
+    leak.assert_clean();
+}
+
+#[test]
+fn a_cgroup_v1_hierarchy_is_refused_and_left_as_it_was() {
+    let _serial = serial();
+    let v1 = Path::new("/sys/fs/cgroup/memory");
+    if !v1.join("memory.limit_in_bytes").exists() {
+        eprintln!("SKIPPED a_cgroup_v1_hierarchy_is_refused: no cgroup v1 memory hierarchy here");
+        return;
+    }
+    let before: Vec<PathBuf> = subdirs(v1);
+    let err = Command::new("true")
+        .cgroup(Cgroup::new().parent(v1))
+        .run()
+        .unwrap_err();
+    assert!(err.to_string().contains("cgroup.kill"), "{err}");
+    assert_eq!(
+        subdirs(v1),
+        before,
+        "the directory made there was not removed"
+    );
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn with_the_fallback_the_group_and_the_subreaper_contain_the_child_and_say_so() {
+    let _serial = serial();
+    warm_up();
+    let leak = LeakCheck::new();
+    let mut cmd = fixture_cmd(["daemon", "300"]);
+    cmd.grace_period(GRACE)
+        .cgroup(Cgroup::new().parent("/proc/no-such-cgroup").fallback(true));
+    let (lines, rx) = line_consumer();
+    let (daemon, r) = with_process_result(&cmd, stdin::empty(), lines, discard, |p| {
+        let daemon = expect_ready(&rx)[0];
+        p.wait();
+        daemon
+    })
+    .unwrap();
+    assert_eq!(r.exit, Some(ExitStatus::Exited(0)), "{r:?}");
+    assert!(r.containment.cgroup.is_none());
+    let why = r.containment.cgroup_fallback.as_deref().unwrap();
+    assert!(why.contains("/proc/no-such-cgroup"), "{why}");
+    assert!(r.containment.subreaper);
+    assert_eq!(r.containment.escapees_ended, 1, "{r:?}");
+    assert!(!pid_alive(daemon));
+    leak.assert_clean();
+}
+
+#[test]
+fn missing_parent_directories_are_created_and_removed_again() {
+    let _serial = serial();
+    warm_up();
+    if !cgroup_available("missing_parent_directories_are_created") {
+        return;
+    }
+    let own = cgroup_of(std::process::id() as i32);
+    let mount = Path::new("/sys/fs/cgroup/unified");
+    let base = mount.join(own.trim_start_matches('/'));
+    if !base.is_dir() {
+        eprintln!(
+            "SKIPPED missing_parent_directories: cgroup2 is not at {}",
+            mount.display()
+        );
+        return;
+    }
+    let top = base.join(format!("cm-test-{}", std::process::id()));
+    let r = Command::new("true")
+        .cgroup(Cgroup::new().parent(top.join("jobs")))
+        .run()
+        .unwrap();
+    assert!(
+        r.containment
+            .cgroup
+            .unwrap()
+            .path
+            .starts_with(top.join("jobs"))
+    );
+    assert!(!top.exists(), "the parents created were not removed");
+}
+
+#[test]
+fn pass_fd_cannot_be_combined_with_a_cgroup() {
+    let _serial = serial();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let err = Command::new("true")
+        .cgroup(Cgroup::new())
+        .pass_fd(file, 3)
+        .validate()
+        .unwrap_err();
+    assert!(err.to_string().contains("cgroup"), "{err}");
+}
