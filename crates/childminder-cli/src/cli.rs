@@ -105,6 +105,23 @@ pub enum Commands {
         after_help = RUN_AFTER_HELP
     )]
     Run(RunArgs),
+    /// Be the init (PID 1) of a container: run PROGRAM, forward signals, reap orphans.
+    #[command(
+        override_usage = "childminder init [OPTIONS] [--] PROGRAM [ARGS]...",
+        long_about = "Run PROGRAM as the one job of a container or PID namespace, as its \
+            init (PID 1): PROGRAM leads its own process group; every catchable signal \
+            childminder receives is forwarded to that group as it is (SIGTERM from \
+            `docker stop` included); every orphan that lands on childminder is reaped \
+            as it exits, so no zombie accumulates; and when PROGRAM exits, whatever is \
+            left gets SIGTERM, SIGKILL a grace period later, and is reaped. childminder \
+            exits with PROGRAM's status (128+N when a signal N ended it). Not PID 1, \
+            it is a subreaper and does the same with the orphans of PROGRAM's tree.\n\n\
+            It takes run's options (deadline, grace, report, --cgroup ...) but not \
+            --no-subreaper: an init always reaps.\n\n\
+            Dockerfile: ENTRYPOINT [\"childminder\", \"init\", \"--\"]",
+        after_help = RUN_AFTER_HELP
+    )]
+    Init(RunArgs),
     /// Run a set of processes from childminder.toml or a Procfile, as a supervision tree.
     #[command(
         override_usage = "childminder up [-f FILE] [--events PATH|-] [NAME]...",
@@ -437,7 +454,7 @@ mod tests {
         let mut full = vec!["childminder", "run"];
         full.extend_from_slice(args);
         Cli::try_parse_from(full).map(|cli| match cli.command {
-            Commands::Run(run) => run,
+            Commands::Run(run) | Commands::Init(run) => run,
             Commands::Up(_) => panic!("not run"),
         })
     }

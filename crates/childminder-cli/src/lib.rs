@@ -1,5 +1,8 @@
 //! `childminder`: the command-line tool of the childminder library.
 //!
+//! `childminder init [OPTIONS] -- PROGRAM [ARGS]...` is the same as the init
+//! (PID 1) of a container: signals forwarded, orphans reaped.
+//!
 //! `childminder run [OPTIONS] -- PROGRAM [ARGS]...` supervises one command
 //! with the library's blocking API: parse the command line, run, exit with
 //! the status decided by `run::exit_status` (GNU `timeout` conventions).
@@ -30,9 +33,20 @@ pub fn main_entry() -> ExitCode {
     };
     let status = match cli.command {
         cli::Commands::Run(args) => run::run(args),
+        cli::Commands::Init(args) => init(args),
         cli::Commands::Up(args) => up::up(args),
     };
     exit_code(status)
+}
+
+/// `childminder init`: `run` as an init process. `--no-subreaper` is a
+/// usage error there: an init that does not reap would let zombies pile up.
+fn init(args: cli::RunArgs) -> i32 {
+    if args.no_subreaper {
+        run::diagnose("init always reaps orphans: --no-subreaper does not apply to it");
+        return run::EXIT_FAILURE;
+    }
+    run::run_as(args, signals::Role::Init)
 }
 
 /// The status as `exit(3)` passes it on: its low 8 bits. Every status

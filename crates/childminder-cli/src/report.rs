@@ -31,6 +31,7 @@
 //! | `cgroup` | string or null | the command's own cgroup (`--cgroup`), removed by the time of the report |
 //! | `cgroup_cpu_ms` | number or null | CPU time of everything that ran in the cgroup |
 //! | `cgroup_memory_peak_bytes` | number or null | its memory peak (`memory.peak`), where the memory controller is enabled for it |
+//! | `orphans_reaped` | number | as `init`: orphans (processes re-parented to childminder) reaped as they exited, while the command ran; 0 for `run` |
 //! | `cgroup_fallback` | string or null | with `--cgroup=auto`: why no cgroup could be used (the group and the subreaper contained the command instead) |
 
 use std::time::Duration;
@@ -74,6 +75,7 @@ pub struct Report {
     pub cgroup_cpu_ms: Option<u64>,
     pub cgroup_memory_peak_bytes: Option<u64>,
     pub cgroup_fallback: Option<String>,
+    pub orphans_reaped: u64,
 }
 
 /// How the child ended: `{"code": N}` or `{"signal": N, ...}`.
@@ -117,6 +119,8 @@ pub struct RunFacts {
     pub delivery_cut_off: bool,
     /// The streams handed over.
     pub inherited_streams: Vec<&'static str>,
+    /// As `init`: orphans reaped as they exited.
+    pub orphans_reaped: u64,
 }
 
 impl RunFacts {
@@ -203,6 +207,7 @@ impl Report {
             cgroup_cpu_ms: cgroup.and_then(|c| c.cpu_usage).map(millis),
             cgroup_memory_peak_bytes: cgroup.and_then(|c| c.memory_peak),
             cgroup_fallback: result.containment.cgroup_fallback.clone(),
+            orphans_reaped: facts.orphans_reaped,
         }
     }
 
@@ -248,6 +253,7 @@ impl Report {
             cgroup_cpu_ms: None,
             cgroup_memory_peak_bytes: None,
             cgroup_fallback: None,
+            orphans_reaped: 0,
         }
     }
 

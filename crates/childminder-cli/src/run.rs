@@ -13,7 +13,7 @@ use childminder::{Command, Error, Signal, Stdio, SupervisionResult, Termination}
 
 use crate::cli::RunArgs;
 use crate::report::{Report, RunFacts};
-use crate::signals::{self, Forwarding};
+use crate::signals::{self, Forwarding, Role};
 use crate::stdio;
 
 /// childminder's own failure: bad options, usage, an unwritable report.
@@ -96,6 +96,12 @@ impl ReportSink {
 
 /// Runs the command of `args` and returns the exit status.
 pub fn run(args: RunArgs) -> i32 {
+    run_as(args, Role::Run)
+}
+
+/// `run` or `init` (which forwards every signal as it is, reaps orphans as
+/// they exit, and is always a subreaper): returns the exit status.
+pub fn run_as(args: RunArgs, role: Role) -> i32 {
     let sink = match args.report.as_ref().map(ReportSink::open).transpose() {
         Ok(sink) => sink,
         Err(message) => {
@@ -114,7 +120,7 @@ pub fn run(args: RunArgs) -> i32 {
         .grace_period(args.grace())
         .term_signal(args.signal())
         .process_group(!args.no_group)
-        .subreaper(!args.no_subreaper)
+        .subreaper(role == Role::Init || !args.no_subreaper)
         .kill_on_parent_death(true);
     if let Some(cgroup) = args.cgroup() {
         cmd.cgroup(cgroup);
@@ -194,6 +200,7 @@ pub fn run(args: RunArgs) -> i32 {
         }
     };
     let (status, report) = report(runtime.block_on(supervise(
+        role,
         &mut cmd,
         stdio_mode(&args),
         deadline,
@@ -270,6 +277,7 @@ enum Outcome {
 /// Starts the command and supervises it to the end: forwards signals,
 /// copies its output, bounds the copy-out, sweeps its group.
 async fn supervise(
+    role: Role,
     cmd: &mut Command,
     mode: stdio::Mode,
     deadline: Option<Duration>,
@@ -277,7 +285,7 @@ async fn supervise(
 ) -> Outcome {
     // Catch the signals before the child exists: one arriving during the
     // start is then acted on as soon as the child runs.
-    let mut signals = match signals::Receiver::start() {
+    let mut signals = match signals::Receiver::start(role) {
         Ok(receiver) => receiver,
         Err(e) => return Outcome::Failed(format!("cannot set up the signal handlers: {e}")),
     };
@@ -330,7 +338,7 @@ async fn supervise(
         }
     });
     let (mut outputs_done, mut input_done) = (false, false);
-    let mut forwarding = Forwarding::default();
+    let mut forwarding = Forwarding::new(role);
 
     // Until the command's exit.
     let result = loop {
@@ -401,7 +409,7 @@ async fn supervise(
     };
     let mut result = result;
     result.containment = swept.containment;
-    facts.signals_received = forwarding.into_received();
+    (facts.signals_received, facts.orphans_reaped) = forwarding.into_received();
     Outcome::Ran(Box::new(result), facts)
 }
 

@@ -1,5 +1,5 @@
-//! The signals childminder receives (INT, TERM, HUP, QUIT) and what it does
-//! with them.
+//! The signals childminder receives (INT, TERM, HUP, QUIT; every catchable
+//! one as `init`) and what it does with them.
 //!
 //! The handlers are tokio's (a self-pipe read by the event loop on
 //! childminder's one thread, no thread of their own): [`Receiver::recv`]
@@ -14,6 +14,42 @@ use tokio::signal::unix::SignalKind;
 
 /// The signals that are forwarded to the child.
 const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// What `init` forwards to the command's group as it is, as tini does:
+/// every catchable signal but SIGCHLD (which means "reap"), the ones a
+/// fault raises in the process itself (ILL, TRAP, ABRT, BUS, FPE, SEGV,
+/// SYS), SIGPIPE (about childminder's own writes) and the terminal's
+/// stop signals for background reads and writes (TTIN, TTOU).
+const INIT_FORWARDED: [i32; 18] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGSTKFLT,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGURG,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGWINCH,
+    libc::SIGIO,
+    libc::SIGPWR,
+];
+
+/// Which face of childminder receives the signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `childminder run` (and `up`): INT, TERM, HUP and QUIT.
+    Run,
+    /// `childminder init`: every catchable signal is forwarded as it is,
+    /// and SIGCHLD reaps the orphans.
+    Init,
+}
 
 /// The installed handlers. They stay installed when this is dropped
 /// (tokio never uninstalls one), doing nothing, so a late signal cannot
@@ -35,9 +71,19 @@ impl Receiver {
     /// # Panics
     ///
     /// Outside a tokio runtime with IO enabled.
-    pub fn start() -> io::Result<Receiver> {
+    pub fn start(role: Role) -> io::Result<Receiver> {
+        let caught: &[i32] = match role {
+            Role::Run => &FORWARDED,
+            Role::Init => &INIT_FORWARDED,
+        };
         let mut streams = Vec::new();
-        for raw in FORWARDED.into_iter().filter(|&s| !is_ignored(s)) {
+        let reap = (role == Role::Init).then_some(libc::SIGCHLD);
+        for raw in caught
+            .iter()
+            .copied()
+            .filter(|&s| !is_ignored(s))
+            .chain(reap)
+        {
             let Some(signal) = Signal::from_raw(raw) else {
                 continue;
             };
@@ -88,14 +134,40 @@ pub(crate) fn is_ignored(signal: i32) -> bool {
 ///
 /// If the deadline has already started the escalation, the first signal
 /// changes nothing: the child has had its signal and SIGKILL is on its way.
-#[derive(Debug, Default)]
+///
+/// As `init` ([`Role::Init`]) every signal is forwarded to the group as it
+/// is (the command decides what it means, as under tini), and SIGCHLD reaps
+/// every orphan that has exited, so no zombie accumulates.
+#[derive(Debug)]
 pub struct Forwarding {
+    role: Role,
     received: Vec<Signal>,
+    orphans_reaped: u64,
 }
 
 impl Forwarding {
+    pub fn new(role: Role) -> Forwarding {
+        Forwarding {
+            role,
+            received: Vec::new(),
+            orphans_reaped: 0,
+        }
+    }
+
     /// Acts on `signal`.
     pub fn on_signal(&mut self, process: &Child, signal: Signal) {
+        if self.role == Role::Init {
+            if signal.as_raw() == libc::SIGCHLD {
+                match childminder::subreaper::reap_orphans() {
+                    Ok(n) => self.orphans_reaped += n as u64,
+                    Err(e) => crate::run::diagnose(&format!("warning: reaping orphans: {e}")),
+                }
+            } else {
+                self.received.push(signal);
+                let _ = process.signal_group(signal);
+            }
+            return;
+        }
         let first = self.received.is_empty();
         self.received.push(signal);
         if first {
@@ -107,8 +179,9 @@ impl Forwarding {
         }
     }
 
-    /// Every signal received, in order.
-    pub fn into_received(self) -> Vec<Signal> {
-        self.received
+    /// Every signal received (but SIGCHLD), in order, and how many orphans
+    /// were reaped.
+    pub fn into_received(self) -> (Vec<Signal>, u64) {
+        (self.received, self.orphans_reaped)
     }
 }

@@ -641,6 +641,7 @@ fn the_report_has_every_key_with_its_type() {
         ("cgroup_cpu_ms", "null"),
         ("cgroup_memory_peak_bytes", "null"),
         ("cgroup_fallback", "null"),
+        ("orphans_reaped", "number"),
     ];
     for (key, kind) in expected {
         let value = object

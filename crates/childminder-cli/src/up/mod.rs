@@ -115,7 +115,7 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
     // say so here, before anything starts).
     spec.validate()
         .map_err(|e| format!("invalid configuration: {e}"))?;
-    let mut signals = signals::Receiver::start()
+    let mut signals = signals::Receiver::start(signals::Role::Run)
         .map_err(|e| format!("cannot set up the signal handlers: {e}"))?;
     let mut options = TreeOptions::new();
     let mut events = options.events();
