@@ -7,6 +7,9 @@
 //! with the library's blocking API: parse the command line, run, exit with
 //! the status decided by `run::exit_status` (GNU `timeout` conventions).
 //!
+//! `childminder up [-f FILE] [--events PATH|-] [NAME]...` runs a Procfile or
+//! a `childminder.toml` as a supervision tree ([`up`]).
+//!
 //! The binary (`src/main.rs`) only calls [`main_entry`]. The code lives in
 //! this library so that tests can reach the parsers directly:
 //! [`duration::parse`] for DURATION and [`cli::parse_signal`] for SIGNAL.

@@ -120,6 +120,11 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
     let mut options = TreeOptions::new();
     let mut events = options.events();
     let output = options.output(OUTPUT_CHANNEL_CHUNKS);
+    // Nothing outlives `up`, even SIGKILLed: the kernel kills each process
+    // when the thread that spawned it (the runtime's only one, which lives
+    // as long as `up`) dies. (Not a process with `ready = { fd = N }`: the
+    // library cannot combine the two.)
+    options.kill_on_parent_death(true);
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let printer = Printer::start(output, config.process_paths(), colour)

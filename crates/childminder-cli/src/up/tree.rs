@@ -67,12 +67,6 @@ fn process(p: &ProcessConfig) -> ChildSpec {
     let argv = p.command.argv();
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
-    // Nothing outlives `up`, even SIGKILLed: the kernel kills each process
-    // when the thread that spawned it (the runtime's only one, which lives
-    // as long as `up`) dies. The library cannot combine this with passing
-    // a descriptor, which `ready = { fd = N }` needs: such a process is
-    // still stopped with the tree, but not if `up` is SIGKILLed.
-    cmd.kill_on_parent_death(!matches!(p.ready, Some(Ready::Fd(_))));
     cmd.envs(p.env.iter().map(|(k, v)| (k, v)));
     if let Some(dir) = &p.cwd {
         cmd.current_dir(dir);
