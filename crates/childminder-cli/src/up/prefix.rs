@@ -6,7 +6,7 @@
 //! whole lines; [`Prefixer`] keeps one assembler per stream and writes
 //! prefixed lines into a buffer. Time is passed in, so the 1 s wait of a
 //! partial line is tested without sleeping. The driver that owns stdout
-//! and the timer is in [`super::output`].
+//! and the timer is in `up::output`.
 
 use std::time::{Duration, Instant};
 
