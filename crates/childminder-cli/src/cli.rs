@@ -35,20 +35,31 @@ See `childminder run --help` for every option and the exit statuses.";
 const RUN_AFTER_HELP: &str = "\
 Exit status (GNU timeout conventions):
   N        the command exited with status N
-  128+N    a signal N ended the command (137 = SIGKILL, 143 = SIGTERM)
-  124      the deadline expired and the command was escalated
-           (with --preserve-status: the command's own status instead), or
-           the deadline's bound cut off output a reader did not take
+  signal N the command was ended by signal N (and the deadline did not expire): \
+childminder ends itself by the same signal, as GNU timeout does, after writing the \
+report (a shell shows 128+N: 130 for Ctrl-C), so a shell loop stops on Ctrl-C
+  124      the deadline expired (or SIGALRM came) and the command was escalated
+           (with --preserve-status: the command's own status, 128+N for a signal),
+           or the deadline's bound cut off output a reader did not take
   125      childminder itself failed (bad options, usage, report not
-           writable), or output could not be delivered (ENOSPC, EIO) by a
+           creatable), or output could not be delivered (ENOSPC, EIO) by a
            command that exited 0
   126      the program was found but could not be run
   127      the program was not found
 
-Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to childminder are forwarded to \
-the command's process group and start the escalation (grace period, then SIGKILL). \
-A second SIGINT or SIGTERM kills at once. Signals ignored when childminder \
-starts (nohup, background jobs) stay ignored.
+Signals sent to childminder:
+  ALRM                  the deadline, now: escalate, exit 124
+  INT, TERM, HUP, QUIT  the first one is sent to the command's process group and \
+starts the escalation (grace period, then SIGKILL); a second INT or TERM kills at \
+once; a later HUP or QUIT is passed on
+  any other             passed on to the command's process group (USR1, USR2, WINCH, \
+CONT, URG, the real-time signals, ...); childminder stays alive
+  not caught            CHLD; TSTP, TTIN, TTOU (they stop childminder itself); PIPE \
+(ignored: a closed reader is an error childminder handles); SEGV, BUS, FPE, ILL, \
+TRAP, SYS (a fault of childminder's own)
+Every signal received is listed in the report (signals_received). A signal ignored \
+when childminder starts (nohup, background jobs) stays ignored; SIGCHLD is reset to \
+its default, and SIGPIPE reaches the command as childminder got it.
 
 Streams: each of stdin, stdout and stderr that is a terminal is handed to the \
 command as it is (so is a stdin that is a file); pipes and files are streamed \
@@ -142,8 +153,8 @@ to stderr.";
 
 const UP_AFTER_HELP: &str = "\
 Signals: SIGINT or SIGTERM stops every process in reverse start order, each with its \
-grace period; a second one kills them all at once. SIGHUP and SIGQUIT are forwarded to every \
-process's group.
+grace period; a second one kills them all at once. SIGHUP, SIGQUIT and every other catchable \
+signal (USR1, USR2, WINCH, ...) are forwarded to every process's group as they are.
 
 Exit status:
   0        stopped on request (SIGINT, SIGTERM)

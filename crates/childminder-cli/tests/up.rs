@@ -720,3 +720,20 @@ fn no_colour_when_not_a_terminal_even_without_no_color() {
     let out = Up::start_env(&dir, &[], &[]).finish();
     assert_eq!(out.stdout, ["a | plain"]);
 }
+
+#[test]
+fn usr1_is_forwarded_and_up_stays() {
+    let dir = test_dir("usr1");
+    fs::write(
+        dir.join("childminder.toml"),
+        "[[process]]\nname = \"a\"\n\
+         command = \"trap 'echo got-usr1' USR1; echo ready; while :; do sleep 0.05; done\"\n",
+    )
+    .unwrap();
+    let up = Up::start(&dir, &[]);
+    up.wait_stdout(|l| l == "a | ready");
+    up.signal(libc::SIGUSR1);
+    up.wait_stdout(|l| l == "a | got-usr1");
+    up.signal(libc::SIGTERM);
+    assert_eq!(up.finish().code, 0);
+}

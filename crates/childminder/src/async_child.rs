@@ -13,13 +13,15 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 
-use crate::command::Command;
+use crate::blocking::Output;
+use crate::command::{Command, Stdio};
 use crate::coordinator::{Policy, supervise};
 use crate::error::Error;
 use crate::result::SupervisionResult;
-use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
+use crate::shared::{REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
+use crate::target::PidfdLease;
 
 /// A supervised child on the caller's tokio runtime.
 ///
@@ -61,6 +63,7 @@ pub struct Child {
     /// The child's stderr, if piped.
     pub stderr: Option<ChildStderr>,
     shared: Arc<Shared>,
+    pidfd: PidfdLease,
 }
 
 impl Command {
@@ -130,6 +133,8 @@ impl Command {
             deadline: self.deadline,
             term_signal: self.term_signal,
         };
+        // Taken before the coordinator runs, which closes its own copy.
+        let pidfd = PidfdLease::of(&shared.target);
         tokio::spawn(supervise(shared.clone(), policy, None));
         Ok(Child {
             stdin: shared.stdin.is_open().then(|| ChildStdin {
@@ -137,8 +142,66 @@ impl Command {
             }),
             stdout: stdout.map(|pipe| ChildStdout { pipe }),
             stderr: stderr.map(|pipe| ChildStderr { pipe }),
+            pidfd,
             shared,
         })
+    }
+
+    /// Runs the command to its end on the current runtime with stdin at
+    /// `/dev/null` (unless set otherwise) and collects stdout and stderr:
+    /// tokio's `Command::output`.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn), and [`Error::Io`] when reading the output
+    /// fails.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let out = childminder::Command::new("echo").arg("hi").output_async().await.unwrap();
+    /// assert_eq!(out.stdout, b"hi\n");
+    /// assert!(out.result.success());
+    /// # }
+    /// ```
+    pub async fn output_async(&self) -> Result<Output, Error> {
+        let mut cmd = self.clone();
+        if cmd.stdio[0].is_piped() {
+            cmd.stdio[0] = Stdio::Null;
+        }
+        cmd.spawn()?.wait_with_output().await
+    }
+
+    /// Runs the command to its end on the current runtime with the
+    /// streams left at [`Stdio::Piped`] inherited from this process, as
+    /// tokio's (and std's) `Command::status`: the child's output shows.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let r = childminder::Command::new("sh").args(["-c", "exit 4"]).status_async().await.unwrap();
+    /// assert_eq!(r.exit.unwrap().code(), Some(4));
+    /// # }
+    /// ```
+    pub async fn status_async(&self) -> Result<SupervisionResult, Error> {
+        let child = self.inheriting_piped().spawn()?;
+        Ok(child.wait().await)
     }
 }
 
@@ -156,6 +219,92 @@ impl Child {
     /// ```
     pub fn pid(&self) -> u32 {
         self.shared.target.pid()
+    }
+
+    /// The child's pid until it is reaped; `None` afterwards, when the
+    /// number may name another process (tokio's `Child::id`). childminder
+    /// reaps in the background, so this can be `None` before
+    /// [`wait`](Self::wait) is awaited.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("true").spawn().unwrap();
+    /// assert!(child.id().is_some());
+    /// child.wait().await;
+    /// assert_eq!(child.id(), None);
+    /// # }
+    /// ```
+    pub fn id(&self) -> Option<u32> {
+        (!self.shared.target.is_reaped()).then(|| self.pid())
+    }
+
+    /// The pidfd, to poll or pass on; `None` on kernels without pidfd. It
+    /// stays open as long as this handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("true").spawn().unwrap();
+    /// assert!(child.pidfd().is_some());
+    /// # }
+    /// ```
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.borrow()
+    }
+
+    /// Closes stdin, reads stdout and stderr to their ends concurrently, and
+    /// waits for the result: tokio's `Child::wait_with_output`. A stream
+    /// already taken out of the `Child` is returned empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when reading either stream fails (the child is then
+    /// torn down in the background, as on drop).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the `Child`: the teardown runs in the
+    /// background.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("sh").args(["-c", "echo out; echo err >&2"])
+    ///     .spawn().unwrap();
+    /// let out = child.wait_with_output().await.unwrap();
+    /// assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+    /// # }
+    /// ```
+    pub async fn wait_with_output(mut self) -> Result<Output, Error> {
+        use tokio::io::AsyncReadExt;
+        self.close_stdin();
+        async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> io::Result<Vec<u8>> {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut buf).await?;
+            }
+            Ok(buf)
+        }
+        let (stdout, stderr) =
+            tokio::join!(read_all(self.stdout.take()), read_all(self.stderr.take()));
+        let failed = |source| Error::Io {
+            program: self.shared.program.clone(),
+            context: "reading the child's output",
+            source,
+        };
+        let (stdout, stderr) = (stdout.map_err(failed)?, stderr.map_err(failed)?);
+        Ok(Output {
+            stdout,
+            stderr,
+            result: self.wait().await,
+        })
     }
 
     /// Signals the child alone through its pidfd; `Ok(false)` once it has
@@ -216,8 +365,11 @@ impl Child {
         self.shared.result.get().cloned()
     }
 
-    /// Waits for the child's end and returns the result. Does not start any
-    /// escalation by itself (the deadline, if set, still applies).
+    /// Waits for the child's end and returns the result, once the child is
+    /// reaped (as tokio's `wait`; unless members of its process group live
+    /// on, which are swept on drop or [`shutdown`](Self::shutdown)). Does
+    /// not start any escalation by itself (the deadline, if set, still
+    /// applies).
     ///
     /// # Cancel safety
     ///
@@ -233,7 +385,7 @@ impl Child {
     /// # }
     /// ```
     pub async fn wait(&self) -> SupervisionResult {
-        self.shared.result.wait().await.clone()
+        self.shared.wait_settled().await
     }
 
     /// Runs the escalation now (close stdin, grace, TERM, grace, KILL),
@@ -281,6 +433,26 @@ impl Child {
         self.shared.request_terminate(signal);
     }
 
+    /// Starts the escalation now as if the deadline had expired: the
+    /// configured first signal, SIGKILL a grace period later, and
+    /// [`timed_out`](crate::SupervisionResult::timed_out) true in the
+    /// result. Changes nothing once the escalation has reached its first
+    /// signal. Returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("sleep").arg("30").spawn().unwrap();
+    /// child.expire_deadline();
+    /// assert!(child.wait().await.timed_out());
+    /// # }
+    /// ```
+    pub fn expire_deadline(&self) {
+        self.shared.request(REQ_DEADLINE);
+    }
+
     /// Sends SIGKILL to the child's group now; returns at once.
     ///
     /// # Examples
@@ -313,6 +485,18 @@ impl Child {
     pub fn close_stdin(&mut self) {
         self.stdin = None;
         self.shared.stdin.close();
+    }
+}
+
+/// Borrows the pidfd.
+///
+/// # Panics
+///
+/// On kernels without pidfd (before Linux 5.4, or with
+/// `CHILDMINDER_FALLBACK=pid`); [`Child::pidfd`] is the fallible form.
+impl AsFd for Child {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.pidfd.expect_fd()
     }
 }
 

@@ -14,9 +14,10 @@ use crate::error::{Error, Stream, WorkerError, WorkerOp};
 use crate::input::{Input, Source};
 use crate::pool;
 use crate::result::SupervisionResult;
-use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
+use crate::shared::{REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
+use crate::target::PidfdLease;
 use crate::workers::{self, ProducerThread, StdinControl, StdinFeed, StdioJob};
 
 /// The runtime that drives every blocking supervision: two worker threads,
@@ -66,6 +67,7 @@ pub fn discard(_chunk: &[u8]) -> io::Result<()> {
 /// ```
 pub struct Process {
     shared: Arc<Shared>,
+    pidfd: PidfdLease,
     /// Present while a writer task feeds stdin.
     stdin_close: Option<Arc<StdinControl>>,
 }
@@ -73,7 +75,9 @@ pub struct Process {
 impl Process {
     /// Blocks until the final result is published: the child has exited (or
     /// the escalation gave up) and, for piped output, every byte has been
-    /// handed to the consumers. The seed's `waitProcess`.
+    /// handed to the consumers; and the child reaped, unless members of its
+    /// group live on (they are swept in the teardown). The seed's
+    /// `waitProcess`.
     ///
     /// # Examples
     ///
@@ -83,7 +87,7 @@ impl Process {
     /// assert!(r.success());
     /// ```
     pub fn wait(&self) -> SupervisionResult {
-        self.shared.result.wait_blocking().clone()
+        self.shared.wait_settled_blocking()
     }
 
     /// Like [`wait`](Self::wait), but gives up after `limit`.
@@ -98,7 +102,10 @@ impl Process {
     /// }).unwrap();
     /// ```
     pub fn wait_timeout(&self, limit: std::time::Duration) -> Option<SupervisionResult> {
-        self.shared.result.wait_blocking_timeout(limit).cloned()
+        self.shared
+            .settled
+            .wait_blocking_timeout(limit)
+            .map(|()| self.shared.final_result())
     }
 
     /// The final result if it has been published; never blocks. The seed's
@@ -131,6 +138,37 @@ impl Process {
     /// ```
     pub fn pid(&self) -> u32 {
         self.shared.target.pid()
+    }
+
+    /// The child's pid until it is reaped; `None` afterwards, when the
+    /// number may name another process (tokio's `Child::id`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command};
+    /// with_process(&Command::new("true"), stdin::empty(), discard, discard, |p| {
+    ///     assert!(p.id().is_some());
+    ///     p.wait();
+    ///     assert_eq!(p.id(), None);
+    /// }).unwrap();
+    /// ```
+    pub fn id(&self) -> Option<u32> {
+        (!self.shared.target.is_reaped()).then(|| self.pid())
+    }
+
+    /// The pidfd, to poll or pass on; `None` on kernels without pidfd.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command};
+    /// with_process(&Command::new("true"), stdin::empty(), discard, discard, |p| {
+    ///     assert!(p.pidfd().is_some());
+    /// }).unwrap();
+    /// ```
+    pub fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pidfd.borrow()
     }
 
     /// Sends `signal` to the child alone, through its pidfd. Returns
@@ -246,6 +284,30 @@ impl Process {
         self.shared.request_terminate(signal);
     }
 
+    /// Starts the escalation now as if the deadline had expired, whether
+    /// or not [`Command::deadline`](crate::Command::deadline) was set: the
+    /// configured first signal, then SIGKILL a grace period later, and the
+    /// result says [`EscalationCause::Deadline`](crate::EscalationCause::Deadline)
+    /// ([`timed_out`](crate::SupervisionResult::timed_out) is true). Like
+    /// the deadline, it changes nothing once the escalation has reached its
+    /// first signal. Returns at once. (`childminder run` does this on
+    /// SIGALRM, as GNU `timeout` does.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command, Signal};
+    /// let r = with_process(&Command::new("sleep").arg("30"), stdin::empty(), discard, discard, |p| {
+    ///     p.expire_deadline();
+    ///     p.wait()
+    /// }).unwrap();
+    /// assert!(r.timed_out());
+    /// assert_eq!(r.exit.unwrap().signal(), Some(Signal::TERM));
+    /// ```
+    pub fn expire_deadline(&self) {
+        self.shared.request(REQ_DEADLINE);
+    }
+
     /// Sends SIGKILL to the child's group now, the escalation's last step,
     /// whatever step it was at. Returns at once.
     ///
@@ -278,6 +340,18 @@ impl Process {
     /// ```
     pub fn begin_shutdown(&self) {
         self.shared.request(REQ_SHUTDOWN);
+    }
+}
+
+/// Borrows the pidfd.
+///
+/// # Panics
+///
+/// On kernels without pidfd (before Linux 5.4, or with
+/// `CHILDMINDER_FALLBACK=pid`); [`Process::pidfd`] is the fallible form.
+impl std::os::fd::AsFd for Process {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pidfd.expect_fd()
     }
 }
 
@@ -398,7 +472,7 @@ where
     let engine = engine();
     // Built before the spawn, so running out of fds is an error before
     // anything runs rather than output lost after.
-    let stdio_runtime = if cmd.stdio[1..].contains(&Stdio::Piped) {
+    let stdio_runtime = if cmd.stdio[1..].iter().any(Stdio::is_piped) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -423,6 +497,8 @@ where
         deadline: cmd.deadline,
         term_signal: cmd.term_signal,
     };
+    // Taken before the coordinator runs, which closes its own copy.
+    let pidfd = PidfdLease::of(&shared.target);
     let has_stdio_work = stdout.is_some() || stderr.is_some();
     let (exit_seen, exit_seen_rx) = watch::channel(None);
     let (outputs_done_tx, outputs_done) = oneshot::channel();
@@ -478,6 +554,7 @@ where
     }
 
     let process = Process {
+        pidfd,
         shared: shared.clone(),
         stdin_close,
     };
@@ -600,9 +677,9 @@ pub struct Output {
 
 impl Command {
     /// Runs the command to its end under the full supervision (deadline,
-    /// escalation, group sweep) and returns the result. Streams left at
-    /// [`Stdio::Piped`] are connected to `/dev/null` instead: empty stdin,
-    /// output discarded, and no pipes or output thread to pay for.
+    /// escalation, group sweep), as std's `Command::status`: streams left at
+    /// [`Stdio::Piped`] are inherited from this process, so the child's
+    /// output shows (and it may read this process's stdin).
     ///
     /// # Errors
     ///
@@ -611,17 +688,51 @@ impl Command {
     /// # Examples
     ///
     /// ```
-    /// let r = childminder::Command::new("sh").args(["-c", "exit 7"]).run().unwrap();
+    /// let r = childminder::Command::new("echo").arg("shown").status().unwrap();
+    /// assert!(r.success());
+    /// ```
+    pub fn status(&self) -> Result<SupervisionResult, Error> {
+        self.inheriting_piped().run_to_end()
+    }
+
+    /// The quiet form of [`status`](Self::status): streams left at
+    /// [`Stdio::Piped`] are connected to `/dev/null` instead (empty stdin,
+    /// output discarded, and no pipes or output thread to pay for). For a
+    /// job whose output nobody wants; `status()` is std's meaning.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_process`]: when the child cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = childminder::Command::new("sh").args(["-c", "echo hidden; exit 7"]).run().unwrap();
     /// assert_eq!(r.exit.unwrap().code(), Some(7));
     /// ```
     pub fn run(&self) -> Result<SupervisionResult, Error> {
-        let mut quiet = self.clone();
-        for stdio in &mut quiet.stdio {
-            if *stdio == Stdio::Piped {
-                *stdio = Stdio::Null;
+        self.replacing_piped(Stdio::Null).run_to_end()
+    }
+
+    /// A copy with every stream left at [`Stdio::Piped`] inherited.
+    pub(crate) fn inheriting_piped(&self) -> Command {
+        self.replacing_piped(Stdio::Inherit)
+    }
+
+    fn replacing_piped(&self, with: Stdio) -> Command {
+        let mut cmd = self.clone();
+        for stdio in &mut cmd.stdio {
+            if stdio.is_piped() {
+                *stdio = with.clone();
             }
         }
-        with_process_result(&quiet, crate::stdin::empty(), discard, discard, |p| {
+        cmd
+    }
+
+    /// Runs a command without pipes to its end.
+    fn run_to_end(&self) -> Result<SupervisionResult, Error> {
+        // The result after the teardown, with what its sweeps did.
+        with_process_result(self, crate::stdin::empty(), discard, discard, |p| {
             drop(p.wait())
         })
         .map(|((), result)| result)

@@ -14,7 +14,9 @@ use crate::contain::subreaper;
 use crate::error::Error;
 use crate::escalation::{Escalation, Step};
 use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
-use crate::shared::{REQ_ANY_END, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared};
+use crate::shared::{
+    REQ_ANY_END, REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared,
+};
 use crate::signal::Signal;
 
 /// The supervision settings the coordinator needs from the `Command`.
@@ -58,12 +60,23 @@ impl Drop for LastResort {
         let _ = shared.target.reap();
         shared.target.close();
         shared.final_result();
-        shared.finished.publish(());
+        shared.publish_finished();
     }
 }
 
-pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>) {
+/// The coordinator's future. Its last-resort guard exists from the call
+/// on, not from the first poll: a runtime that shuts down before it ever
+/// ran the task still kills and reaps the child.
+pub(crate) fn supervise(
+    shared: Arc<Shared>,
+    policy: Policy,
+    drain: Option<OutputDrain>,
+) -> impl std::future::Future<Output = ()> + Send {
     let guard = LastResort(shared.clone());
+    run(shared, policy, drain, guard)
+}
+
+async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, guard: LastResort) {
     let mut esc = Escalation::new(policy.grace);
     let deadline_at = policy.deadline.map(|d| shared.started + d);
     let (exit, supervisor_error) = observe_exit(&shared, policy, &mut esc, deadline_at).await;
@@ -104,6 +117,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
         "result published"
     );
     shared.result.publish(result);
+    shared.kill_handled.publish(());
     // Whatever had the child's stdin open has no reader any more.
     shared.stdin.close();
 
@@ -115,6 +129,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
         || !shared.target.nothing_left_of_group()
         || (subreaper && subreaper::has_escapees())
     {
+        shared.settled.publish(());
         while esc.cause().is_none() && shared.take_requests() & REQ_ANY_END == 0 {
             shared.requested().await;
         }
@@ -146,7 +161,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     if exit.is_none() {
         // The fallback found no exit (a process stuck in the kernel): keep
         // waiting in the background, so it is reaped when it finally goes.
-        shared.finished.publish(());
+        shared.publish_finished();
         let _ = shared.target.exited().await;
     }
     if let Err(e) = shared.target.reap() {
@@ -155,7 +170,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>, policy: Policy, drain: Option
     // Closed here, not when the last handle goes: the caller may return
     // before this task has dropped its references.
     shared.target.close();
-    shared.finished.publish(());
+    shared.publish_finished();
     drop(guard);
 }
 
@@ -185,8 +200,10 @@ async fn observe_exit(
         if requests & REQ_KILL != 0 {
             let steps = esc.kill_now(now);
             run_steps(shared, policy, esc, steps);
+            shared.kill_handled.publish(());
         }
-        if deadline_pending && deadline_at.is_some_and(|d| now >= d) {
+        let deadline_due = deadline_pending && deadline_at.is_some_and(|d| now >= d);
+        if deadline_due || requests & REQ_DEADLINE != 0 {
             deadline_pending = false;
             tracing::info!(program = %shared.program, pid = shared.target.pid(), "deadline expired");
             let steps = esc.begin(now, EscalationCause::Deadline);

@@ -140,6 +140,49 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The [`io::ErrorKind`] std would give for this failure:
+    /// `InvalidInput` for rejected options (std's kind for a NUL byte), the
+    /// OS error's kind otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// let err = childminder::Command::new("true").arg("a\0b").run().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::InvalidOptions { .. } => io::ErrorKind::InvalidInput,
+            Error::ProcessStartFailed { source, .. }
+            | Error::PipeCreationFailed { source, .. }
+            | Error::Io { source, .. }
+            | Error::CgroupUnavailable { source, .. } => source.kind(),
+            Error::WorkerDied(worker) => worker.source.kind(),
+            Error::ChildrenReapedByTheKernel { .. } => io::ErrorKind::Unsupported,
+        }
+    }
+}
+
+/// So `?` works in a function returning `io::Result`, as with std's
+/// process calls: the kind is [`Error::kind`], the message the whole
+/// error's, and the `Error` is the source.
+///
+/// # Examples
+///
+/// ```
+/// fn run() -> std::io::Result<bool> {
+///     Ok(childminder::Command::new("true").run()?.success())
+/// }
+/// assert!(run().unwrap());
+/// ```
+impl From<Error> for io::Error {
+    fn from(error: Error) -> io::Error {
+        io::Error::new(error.kind(), error)
+    }
+}
+
 /// Which standard stream a worker served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {

@@ -84,7 +84,9 @@ compile_error!(
 
 mod async_child;
 mod blocking;
+mod blocking_child;
 mod command;
+pub mod consume;
 mod contain;
 mod coordinator;
 mod error;
@@ -102,6 +104,7 @@ mod workers;
 
 pub use async_child::{Child, ChildStderr, ChildStdin, ChildStdout, with_child};
 pub use blocking::{Output, Process, discard, with_process, with_process_result};
+pub use blocking_child::BlockingChild;
 pub use command::{
     Command, DEFAULT_BUFFER_SIZE, DEFAULT_GRACE_PERIOD, MAX_BUFFER_SIZE, MAX_DURATION, Stdio,
 };

@@ -107,8 +107,11 @@ pub(crate) const REQ_SHUTDOWN: u8 = 1;
 pub(crate) const REQ_TEARDOWN: u8 = 2;
 pub(crate) const REQ_TERMINATE: u8 = 4;
 pub(crate) const REQ_KILL: u8 = 8;
+/// The deadline, now (`expire_deadline`).
+pub(crate) const REQ_DEADLINE: u8 = 16;
 /// Any request that asks the child to end.
-pub(crate) const REQ_ANY_END: u8 = REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL;
+pub(crate) const REQ_ANY_END: u8 =
+    REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL | REQ_DEADLINE;
 
 pub(crate) struct Shared {
     pub program: String,
@@ -117,6 +120,14 @@ pub(crate) struct Shared {
     pub result: Published<SupervisionResult>,
     /// Set when the coordinator has finished: group swept, child reaped.
     pub finished: Published<()>,
+    /// Set once the supervision has settled after the result: finished, or
+    /// waiting for a request to sweep what is left of the group. What the
+    /// handles' `wait` waits for, so that once it returns the child is
+    /// reaped in the usual case (as with std and tokio).
+    pub settled: Published<()>,
+    /// Set once a kill request has been carried out (SIGKILL sent), or the
+    /// child's end was seen: what a synchronous `kill` waits for.
+    pub kill_handled: Published<()>,
     pub stdin: Arc<StdinSlot>,
     requests: AtomicU8,
     /// The first signal asked for by `terminate`, or 0 for the policy's.
@@ -144,6 +155,8 @@ impl Shared {
             started,
             result: Published::default(),
             finished: Published::default(),
+            settled: Published::default(),
+            kill_handled: Published::default(),
             stdin: Arc::new(StdinSlot::new(stdin)),
             requests: AtomicU8::new(0),
             term_signal_override: AtomicI32::new(0),
@@ -152,6 +165,29 @@ impl Shared {
             subreaper_sweep: Mutex::new(None),
             containment: Mutex::new(Containment::default()),
         }
+    }
+
+    /// Marks the supervision finished (and so settled).
+    pub(crate) fn publish_finished(&self) {
+        self.kill_handled.publish(());
+        self.settled.publish(());
+        self.finished.publish(());
+    }
+
+    /// Blocks until the result is published and the supervision settled.
+    pub(crate) fn wait_settled_blocking(&self) -> SupervisionResult {
+        self.settled.wait_blocking();
+        self.final_result()
+    }
+
+    /// Waits until the result is published and the supervision settled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub(crate) async fn wait_settled(&self) -> SupervisionResult {
+        self.settled.wait().await;
+        self.final_result()
     }
 
     /// Counts this supervision among those whose end sweeps the escapees.
@@ -355,6 +391,15 @@ impl StdinSlot {
             state.pipe = Some(pipe::Sender::from_owned_fd_unchecked(fd)?);
         }
         Ok(())
+    }
+
+    /// Hands the unregistered pipe over to a caller who writes it directly
+    /// (the blocking handle), leaving the slot closed: from then on the
+    /// pipe is the caller's to close.
+    pub(crate) fn take_fd(&self) -> Option<OwnedFd> {
+        let mut state = self.lock();
+        state.is_closed = true;
+        state.unregistered.take()
     }
 
     /// Closes the pipe now (the child reads EOF once no other copy is open).

@@ -39,20 +39,34 @@ struct StreamEnds {
     child: Option<OwnedFd>,
 }
 
-fn stream_ends(mode: Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, Error> {
+fn stream_ends(
+    mode: &Stdio,
+    index: usize,
+    stdout: Option<&StreamEnds>,
+    cmd: &Command,
+) -> Result<StreamEnds, Error> {
     let pipe_err = |source| Error::PipeCreationFailed {
         program: cmd.program_lossy(),
         source,
+    };
+    let child_only = |fd: std::io::Result<OwnedFd>| {
+        Ok(StreamEnds {
+            parent: None,
+            child: Some(fd.map_err(pipe_err)?),
+        })
     };
     match mode {
         Stdio::Inherit => Ok(StreamEnds {
             parent: None,
             child: None,
         }),
-        Stdio::Null => Ok(StreamEnds {
-            parent: None,
-            child: Some(sys::open_dev_null(index != 0).map_err(pipe_err)?),
-        }),
+        Stdio::Null => child_only(sys::open_dev_null(index != 0)),
+        Stdio::Fd(fd) => child_only(fd.try_clone()),
+        // Validation allows it for stderr only, which comes after stdout.
+        Stdio::ToStdout => match stdout.and_then(|ends| ends.child.as_ref()) {
+            Some(fd) => child_only(fd.try_clone()),
+            None => child_only(std::io::stdout().as_fd().try_clone_to_owned()),
+        },
         Stdio::Piped => {
             let (read, write) = sys::pipe().map_err(pipe_err)?;
             let (parent, child) = if index == 0 {
@@ -88,8 +102,9 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             program: cmd.program_lossy(),
         });
     }
-    let [stdin, stdout, stderr] = [0, 1, 2].map(|i| stream_ends(cmd.stdio[i], i, cmd));
-    let (mut stdin, mut stdout, mut stderr) = (stdin?, stdout?, stderr?);
+    let mut stdin = stream_ends(&cmd.stdio[0], 0, None, cmd)?;
+    let mut stdout = stream_ends(&cmd.stdio[1], 1, None, cmd)?;
+    let mut stderr = stream_ends(&cmd.stdio[2], 2, Some(&stdout), cmd)?;
 
     // Extra fds are first copied above every target, so no dup2 in the
     // child can overwrite a source that a later dup2 still needs.
@@ -128,7 +143,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         program: cmd.program_lossy(),
         source: explain_exec_error(source, &prepared),
     };
-    let pid = if cmd.kill_on_parent_death || cgroup.is_some() {
+    let pid = if cmd.uses_fork() || cgroup.is_some() {
         spawn_with_fork(cmd, &prepared, &child_fds, cgroup.as_ref(), start_failed)?
     } else {
         sys::posix_spawn(&sys::SpawnRequest {
@@ -232,7 +247,7 @@ fn open_pidfd(cmd: &Command, pid: u32) -> Result<Option<OwnedFd>, Error> {
     }
 }
 
-/// The slow path, for `kill_on_parent_death` and `cgroup`: std's
+/// The slow path, for `kill_on_parent_death`, `uid`/`gid`/`groups` and `cgroup`: std's
 /// fork-based spawn with our code before `exec`. A failure to join the
 /// cgroup is told from one of exec by the errno the child reports on a pipe
 /// of its own.
@@ -264,6 +279,9 @@ fn spawn_with_fork(
     };
     let before_exec = sys::BeforeExec {
         kill_on_parent_death: cmd.kill_on_parent_death,
+        uid: cmd.uid,
+        gid: cmd.gid,
+        groups: cmd.groups.clone(),
         reset_sigpipe: !cmd.inherit_sigpipe,
         join_cgroup: join.as_ref().map(|(procs, (_, write))| sys::JoinCgroup {
             procs: procs.as_raw_fd(),

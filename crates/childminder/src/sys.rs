@@ -408,6 +408,12 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
 /// Grows a pipe's kernel buffer. Best effort: a refusal (the size is above
 /// `fs.pipe-max-size` for an unprivileged user) keeps the default 64 KiB.
 pub(crate) fn try_set_pipe_size(fd: BorrowedFd<'_>, size: usize) {
@@ -626,7 +632,7 @@ fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
 }
 
 // ---------------------------------------------------------------------------
-// The fork path (kill_on_parent_death, cgroup), run inside std's pre_exec
+// The fork path (kill_on_parent_death, uid/gid/groups, cgroup), run inside std's pre_exec
 // ---------------------------------------------------------------------------
 
 /// Where the forked child moves itself before exec: a cgroup's
@@ -640,9 +646,12 @@ pub(crate) struct JoinCgroup {
 }
 
 /// What the forked child does before exec besides placing its fds.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct BeforeExec {
     pub kill_on_parent_death: bool,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub groups: Option<Vec<libc::gid_t>>,
     pub join_cgroup: Option<JoinCgroup>,
     /// SIGPIPE back to its default (else it stays as this process has it).
     pub reset_sigpipe: bool,
@@ -659,6 +668,9 @@ pub(crate) fn spawn_forked(
     let state = ForkedChildState {
         parent_pid: getpid(),
         kill_on_parent_death: before_exec.kill_on_parent_death,
+        uid: before_exec.uid,
+        gid: before_exec.gid,
+        groups: before_exec.groups,
         join_cgroup: before_exec.join_cgroup,
         empty_mask: empty_sigset(),
         sigpipe: if before_exec.reset_sigpipe || !signal_is_ignored(libc::SIGPIPE) {
@@ -696,6 +708,9 @@ fn join_cgroup_in_child(join: JoinCgroup) -> io::Result<()> {
 struct ForkedChildState {
     parent_pid: libc::pid_t,
     kill_on_parent_death: bool,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: Option<Vec<libc::gid_t>>,
     join_cgroup: Option<JoinCgroup>,
     /// The child's signal mask: empty. std's fork path leaves the spawning
     /// thread's mask in place, so a caller that blocks SIGTERM (for
@@ -707,8 +722,8 @@ struct ForkedChildState {
 }
 
 /// Runs in the forked child before exec: place the extra fds, make every
-/// other fd above 2 close-on-exec, and ask for SIGKILL when the spawning
-/// thread dies. Close-on-exec rather than close, so std's own exec-error
+/// other fd above 2 close-on-exec, take on the requested credentials, and
+/// ask for SIGKILL when the spawning thread dies. Close-on-exec rather than close, so std's own exec-error
 /// pipe keeps working. Only async-signal-safe calls; no allocation.
 fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> io::Result<()> {
     if let Some(join) = state.join_cgroup {
@@ -759,6 +774,8 @@ fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> i
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
+    // Credentials before the death signal: changing them clears it.
+    set_credentials(state)?;
     if state.kill_on_parent_death {
         // SAFETY: prctl with integer arguments affects only this process.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
@@ -771,6 +788,40 @@ fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> i
             // No allocation here (we are the forked child): std only
             // passes the errno on anyway.
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    Ok(())
+}
+
+/// In the forked child: supplementary groups, then the group, then the
+/// user (after `setuid` the others are no longer allowed). As std does, a
+/// new user without explicit groups drops the inherited supplementary
+/// groups when permitted.
+fn set_credentials(setup: &ForkedChildState) -> io::Result<()> {
+    let groups = match (&setup.groups, setup.uid) {
+        (Some(groups), _) => Some(groups.as_slice()),
+        (None, Some(_)) => Some(&[][..]),
+        (None, None) => None,
+    };
+    if let Some(groups) = groups {
+        // SAFETY: setgroups reads `len` gids from a live slice.
+        let rc = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
+        // Dropping them is best effort (EPERM when unprivileged); setting
+        // them is what was asked for.
+        if rc != 0 && setup.groups.is_some() {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(gid) = setup.gid {
+        // SAFETY: setgid takes an integer.
+        if unsafe { libc::setgid(gid) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(uid) = setup.uid {
+        // SAFETY: setuid takes an integer.
+        if unsafe { libc::setuid(uid) } != 0 {
+            return Err(io::Error::last_os_error());
         }
     }
     Ok(())

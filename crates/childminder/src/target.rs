@@ -306,6 +306,11 @@ impl Target {
         Ok(state.exit)
     }
 
+    /// Whether the child has been reaped (its pid may be reused since).
+    pub(crate) fn is_reaped(&self) -> bool {
+        self.state().reaped
+    }
+
     /// What the kernel accounted to the child, once its exit was seen.
     pub(crate) fn resource_usage(&self) -> Option<ResourceUsage> {
         self.state().usage
@@ -342,5 +347,29 @@ impl Target {
                 }
             }
         }
+    }
+}
+
+/// A handle's own reference to the pidfd, lent out through `AsFd`: it
+/// keeps the descriptor open for the handle's life, even after the
+/// coordinator has closed its copy, so a borrowed fd never dangles.
+pub(crate) struct PidfdLease(Option<Arc<AsyncFd<OwnedFd>>>);
+
+impl PidfdLease {
+    pub(crate) fn of(target: &Target) -> PidfdLease {
+        PidfdLease(target.state().pidfd.clone())
+    }
+
+    pub(crate) fn borrow(&self) -> Option<BorrowedFd<'_>> {
+        self.0.as_deref().map(|fd| fd.get_ref().as_fd())
+    }
+
+    /// # Panics
+    ///
+    /// Without pidfd support.
+    pub(crate) fn expect_fd(&self) -> BorrowedFd<'_> {
+        self.borrow().expect(
+            "childminder: this kernel has no pidfd (Linux 5.4+); use pidfd() instead of as_fd()",
+        )
     }
 }

@@ -148,7 +148,8 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
                 if signal == Signal::INT || signal == Signal::TERM {
                     stop_request(&tree, &mut stop_requests);
                 } else {
-                    // HUP (reload) and QUIT go to every process's group.
+                    // HUP (reload), QUIT, USR1, ... go to every process's
+                    // group, as they are.
                     tree.signal(signal);
                 }
             }

@@ -1,0 +1,312 @@
+//! The ready-made consumers (`consume::Lines`, `consume::Capture`) and the
+//! merged stream (`Stdio::ToStdout`): property tests over every way a
+//! stream can be cut into chunks, then real children.
+
+mod common;
+#[path = "common/support.rs"]
+mod support;
+
+use std::io::{self, Read};
+
+use childminder::consume::{Capture, Lines};
+use childminder::{Command, Error, Stdio, discard, stdin, with_process};
+use common::LeakCheck;
+use proptest::prelude::*;
+use support::{fixture_cmd, pattern, warm_up};
+
+/// What `Lines` must deliver: the stream split at `\n`, each line cut into
+/// pieces of `max`, and no extra empty line after a final `\n`.
+fn model_lines(data: &[u8], max: usize) -> Vec<Vec<u8>> {
+    let parts: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let mut lines = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 && part.is_empty() {
+            break;
+        }
+        if part.is_empty() {
+            lines.push(Vec::new());
+        }
+        lines.extend(part.chunks(max).map(<[u8]>::to_vec));
+    }
+    lines
+}
+
+/// Cuts `data` at the given points (taken modulo its length).
+fn chunks_at(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+    points.push(0);
+    points.push(data.len());
+    points.sort_unstable();
+    points
+        .windows(2)
+        .map(|w| data[w[0]..w[1]].to_vec())
+        .collect()
+}
+
+fn split_with(chunks: &[Vec<u8>], max: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut lines = Lines::new(|l: &[u8]| {
+        got.push(l.to_vec());
+        Ok(())
+    })
+    .max_line_length(max);
+    for chunk in chunks {
+        lines.feed(chunk).unwrap();
+    }
+    lines.finish().unwrap();
+    drop(lines);
+    got
+}
+
+fn stream() -> impl Strategy<Value = Vec<u8>> {
+    // Mostly letters, often newlines, so lines are short and long.
+    proptest::collection::vec(prop_oneof![4 => b'a'..=b'e', 1 => Just(b'\n')], 0..200)
+}
+
+proptest! {
+    #[test]
+    fn lines_are_the_same_however_the_stream_is_chunked(
+        data in stream(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        max in 1usize..12,
+    ) {
+        let chunks = chunks_at(&data, &cuts);
+        prop_assert_eq!(split_with(&chunks, max), model_lines(&data, max));
+    }
+
+    #[test]
+    fn lines_flushed_by_drop_equal_lines_flushed_by_finish(
+        data in stream(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..10),
+    ) {
+        let mut got = Vec::new();
+        let mut consumer = Lines::new(|l: &[u8]| { got.push(l.to_vec()); Ok(()) }).into_consumer();
+        for chunk in chunks_at(&data, &cuts) {
+            consumer(&chunk).unwrap();
+        }
+        drop(consumer);
+        prop_assert_eq!(got, model_lines(&data, childminder::consume::DEFAULT_MAX_LINE));
+    }
+
+    #[test]
+    fn capture_keeps_the_head_and_the_tail_however_the_stream_is_chunked(
+        data in proptest::collection::vec(any::<u8>(), 0..300),
+        cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        limit in 0usize..64,
+    ) {
+        let mut capture = Capture::new(limit);
+        for chunk in chunks_at(&data, &cuts) {
+            capture.push(&chunk);
+        }
+        let head_len = data.len().min(limit - limit / 2);
+        let tail_start = data.len().saturating_sub(limit / 2).max(head_len);
+        prop_assert_eq!(capture.head(), &data[..head_len]);
+        prop_assert_eq!(capture.tail(), &data[tail_start..]);
+        prop_assert_eq!(capture.total_len(), data.len() as u64);
+        prop_assert_eq!(capture.dropped(), (tail_start - head_len) as u64);
+        prop_assert_eq!(capture.is_truncated(), data.len() > limit);
+        if data.len() <= limit {
+            prop_assert_eq!(capture.to_vec(), data.clone());
+        }
+    }
+}
+
+#[test]
+fn a_callback_error_stops_the_chunk_and_is_returned() {
+    let mut seen = Vec::new();
+    let mut lines = Lines::new(|l: &[u8]| {
+        seen.push(l.to_vec());
+        if l == b"bad" {
+            Err(io::Error::other("refused"))
+        } else {
+            Ok(())
+        }
+    });
+    let err = lines.feed(b"ok\nbad\nnever\n").unwrap_err();
+    assert_eq!(err.to_string(), "refused");
+    lines.feed(b"tail").unwrap();
+    let err = {
+        let mut failing = Lines::new(|_: &[u8]| Err(io::Error::other("last")));
+        failing.feed(b"no newline").unwrap();
+        failing.finish().unwrap_err()
+    };
+    assert_eq!(err.to_string(), "last");
+    drop(lines);
+    assert_eq!(seen, [b"ok".to_vec(), b"bad".to_vec(), b"tail".to_vec()]);
+}
+
+#[test]
+fn a_zero_line_length_means_one_byte() {
+    assert_eq!(
+        split_with(&[b"ab\n".to_vec()], 0),
+        [b"a".to_vec(), b"b".to_vec()]
+    );
+}
+
+#[test]
+fn lines_of_a_real_child_in_small_reads_match_its_output() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let total = 300_000;
+    let mut got = Vec::new();
+    let mut cmd = fixture_cmd(["write", &total.to_string()]);
+    cmd.buffer_size(997);
+    let r = with_process(
+        &cmd,
+        stdin::empty(),
+        Lines::new(|l: &[u8]| {
+            got.push(l.to_vec());
+            Ok(())
+        })
+        .max_line_length(100)
+        .into_consumer(),
+        discard,
+        |p| p.wait(),
+    )
+    .unwrap();
+    assert!(r.success(), "{r:?}");
+    // The last line has no `\n`: it arrived through the drop, before wait().
+    assert_eq!(got, model_lines(&pattern(0, total), 100));
+    leak.assert_clean();
+}
+
+#[test]
+fn capture_of_a_real_childs_stderr_keeps_its_first_and_last_bytes() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let total = 1 << 20;
+    let mut capture = Capture::new(32 * 1024);
+    let r = with_process(
+        &fixture_cmd(["write", &total.to_string(), "err"]),
+        stdin::empty(),
+        discard,
+        capture.consumer(),
+        |p| p.wait(),
+    )
+    .unwrap();
+    assert!(r.success(), "{r:?}");
+    assert_eq!(capture.total_len(), total as u64);
+    assert_eq!(capture.head(), pattern(0, 16 * 1024));
+    assert_eq!(
+        capture.tail(),
+        pattern((total - 16 * 1024) as u64, 16 * 1024)
+    );
+    assert_eq!(capture.dropped(), (total - 32 * 1024) as u64);
+    leak.assert_clean();
+}
+
+fn interleaved(n: u32) -> String {
+    (0..n).map(|i| format!("out {i}\nerr {i}\n")).collect()
+}
+
+#[test]
+fn merged_stderr_arrives_in_the_order_the_child_wrote_it() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let out = fixture_cmd(["interleave", "2000"])
+        .stderr(Stdio::ToStdout)
+        .output()
+        .unwrap();
+    assert!(out.result.success(), "{:?}", out.result);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), interleaved(2000));
+    assert!(out.stderr.is_empty());
+    leak.assert_clean();
+}
+
+#[test]
+fn merged_stderr_reaches_the_async_childs_stdout_in_order() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let mut cmd = fixture_cmd(["interleave", "500"]);
+        cmd.stderr(Stdio::ToStdout);
+        let mut child = cmd.spawn().unwrap();
+        assert!(child.stderr.is_none());
+        let mut text = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .await
+            .unwrap();
+        assert_eq!(text, interleaved(500));
+        assert!(child.wait().await.success());
+    });
+    drop(runtime);
+    leak.assert_clean();
+}
+
+#[test]
+fn merged_stderr_follows_stdout_to_a_file_and_to_null() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let scratch = support::Scratch::new("merged");
+    let path = scratch.path().join("out.txt");
+    let file = std::fs::File::create(&path).unwrap();
+    let r = fixture_cmd(["interleave", "3"])
+        .stdout(file)
+        .stderr(Stdio::ToStdout)
+        .run()
+        .unwrap();
+    assert!(r.success(), "{r:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), interleaved(3));
+
+    let out = fixture_cmd(["interleave", "3"])
+        .stdout(Stdio::Null)
+        .stderr(Stdio::ToStdout)
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    leak.assert_clean();
+}
+
+#[test]
+fn to_stdout_is_rejected_for_stdin_and_stdout() {
+    for cmd in [
+        Command::new("true").stdin(Stdio::ToStdout).clone(),
+        Command::new("true").stdout(Stdio::ToStdout).clone(),
+    ] {
+        match cmd.run() {
+            Err(Error::InvalidOptions { reason, .. }) => {
+                assert!(reason.contains("stderr only"), "{reason}")
+            }
+            other => panic!("expected InvalidOptions, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn stdio_from_a_pipe_and_an_owned_fd_reaches_the_child() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let (mut reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let r = fixture_cmd(["print-then-exit", "piped", "0"])
+        .stdout(std::os::fd::OwnedFd::from(writer))
+        .stderr(Stdio::Null)
+        .run()
+        .unwrap();
+    assert!(r.success(), "{r:?}");
+    let mut text = [0u8; 6];
+    reader.read_exact(&mut text).unwrap();
+    assert_eq!(&text, b"piped\n");
+
+    let input: std::os::fd::OwnedFd = std::fs::File::open("/proc/self/cmdline").unwrap().into();
+    let out = fixture_cmd(["count-stdin"]).stdin(input).output().unwrap();
+    assert!(out.result.success());
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    drop(reader);
+    leak.assert_clean();
+}
