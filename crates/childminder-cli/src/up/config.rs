@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use childminder::Signal;
+pub use childminder::supervisor::{AutoShutdown, Restart, Strategy};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -78,30 +79,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// OTP's restart strategies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    OneForOne,
-    OneForAll,
-    RestForOne,
-}
-
-/// OTP's restart types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    Permanent,
-    Transient,
-    Temporary,
-}
-
-/// OTP's auto-shutdown modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoShutdown {
-    Never,
-    AnySignificant,
-    AllSignificant,
-}
 
 /// How a process says it is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,19 +3,13 @@
 use childminder::Command;
 use childminder::supervisor::{self, ChildSpec, Readiness, Shutdown, SupervisorSpec};
 
-use super::config::{
-    AutoShutdown, ChildConfig, ProcessConfig, Ready, Restart, Strategy, SupervisorConfig,
-};
+use super::config::{ChildConfig, ProcessConfig, Ready, SupervisorConfig};
 
 /// The spec of the whole tree.
 pub fn spec(config: &SupervisorConfig) -> SupervisorSpec {
     let mut spec = SupervisorSpec::new();
     if let Some(strategy) = config.strategy {
-        spec = spec.strategy(match strategy {
-            Strategy::OneForOne => supervisor::Strategy::OneForOne,
-            Strategy::OneForAll => supervisor::Strategy::OneForAll,
-            Strategy::RestForOne => supervisor::Strategy::RestForOne,
-        });
+        spec = spec.strategy(strategy);
     }
     if let Some(intensity) = config.intensity {
         spec = spec.intensity(intensity);
@@ -24,11 +18,7 @@ pub fn spec(config: &SupervisorConfig) -> SupervisorSpec {
         spec = spec.period(period);
     }
     if let Some(auto_shutdown) = config.auto_shutdown {
-        spec = spec.auto_shutdown(match auto_shutdown {
-            AutoShutdown::Never => supervisor::AutoShutdown::Never,
-            AutoShutdown::AnySignificant => supervisor::AutoShutdown::AnySignificant,
-            AutoShutdown::AllSignificant => supervisor::AutoShutdown::AllSignificant,
-        });
+        spec = spec.auto_shutdown(auto_shutdown);
     }
     spec.children(config.children.iter().map(child))
 }
@@ -51,11 +41,7 @@ fn child(config: &ChildConfig) -> ChildSpec {
     };
     let mut spec = spec.significant(significant);
     if let Some(restart) = restart {
-        spec = spec.restart(match restart {
-            Restart::Permanent => supervisor::Restart::Permanent,
-            Restart::Transient => supervisor::Restart::Transient,
-            Restart::Temporary => supervisor::Restart::Temporary,
-        });
+        spec = spec.restart(restart);
     }
     if brutal_kill {
         spec = spec.shutdown(Shutdown::BrutalKill);
