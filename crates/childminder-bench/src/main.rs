@@ -32,6 +32,7 @@ enum Scenario {
     Escalation,
     Scale,
     UpOutput,
+    Cli,
     Restart,
 }
 
@@ -69,12 +70,6 @@ struct Args {
 }
 
 fn main() {
-    if std::env::var_os(scenarios::up_output::AS_CHILDMINDER).is_some() {
-        // A re-run of this binary as the `childminder` command (the up-output scenario).
-        std::process::exit(i32::from(
-            childminder_cli::main_entry() != std::process::ExitCode::SUCCESS,
-        ));
-    }
     let args = Args::parse();
     if let Some(contender) = &args.scale_worker {
         scenarios::scale::worker(
@@ -156,6 +151,11 @@ fn main() {
             Scenario::UpOutput,
             "up output",
             Box::new(|| scenarios::up_output::run(&cfg)),
+        ),
+        (
+            Scenario::Cli,
+            "cli (the childminder command vs timeout and cat)",
+            Box::new(|| scenarios::cli::run(&cfg)),
         ),
     ];
     let mut rows = Vec::new();

@@ -244,25 +244,50 @@ pub fn evaluate(rows: &[Row]) -> Vec<Target> {
         1.2,
     ));
     t.extend(scale(rows));
-    t.push(up_output(rows));
+    t.push(ratio_at_most(
+        rows,
+        "cli start-up",
+        "childminder run",
+        "timeout",
+        1.15,
+    ));
+    // `childminder run` moves a stream at least as fast as `cat` does.
+    t.push(throughput_at_least(
+        rows,
+        "cli pass-through",
+        "childminder run",
+        "cat",
+    ));
+    // `childminder up`'s prefixed output is at least as fast as `sed 's/^/name | /'`.
+    t.push(throughput_at_least(
+        rows,
+        "up output",
+        "childminder up",
+        "sed",
+    ));
     t
 }
 
-/// `childminder up`'s prefixed output ≥ 1.00x `sed 's/^/name | /'`.
-fn up_output(rows: &[Row]) -> Target {
-    let name = "up output: childminder up ≥ 1.00x sed".to_owned();
-    let Some(scenario) = scenario_named(rows, "up output") else {
+/// `who`'s median ≥ 1.00x `peer`'s, in the first scenario named `prefix...`.
+fn throughput_at_least(rows: &[Row], prefix: &str, who: &str, peer: &str) -> Target {
+    let name = format!("{prefix}: {who} ≥ 1.00x {peer}");
+    let Some(scenario) = scenario_named(rows, prefix) else {
         return unmeasured(name);
     };
-    let (Some(m), Some(s)) = (
-        find(rows, &scenario, "childminder up").and_then(Row::median),
-        find(rows, &scenario, "sed").and_then(Row::median),
+    let (Some(m), Some(p)) = (
+        find(rows, &scenario, who).and_then(Row::median),
+        find(rows, &scenario, peer).and_then(Row::median),
     ) else {
         return unmeasured(name);
     };
     Target {
         target: name,
-        measured: format!("{:.2}x ({} vs {} MB/s)", m / s, fmt_num(m), fmt_num(s)),
-        met: Some(m >= s),
+        measured: format!(
+            "{:.2}x ({} vs {peer} {} MB/s)",
+            m / p,
+            fmt_num(m),
+            fmt_num(p)
+        ),
+        met: Some(m >= p),
     }
 }

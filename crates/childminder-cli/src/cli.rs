@@ -258,10 +258,10 @@ pub struct RunArgs {
         long = "no-group",
         long_help = "Keep the command in childminder's process group, and signal the \
             command alone. By default it leads a process group of its own, so the \
-            escalation reaches everything it started (grandchildren). Use it for a \
-            program that reads the terminal (with --inherit-stdio), which a separate \
-            group would stop (SIGTTIN), like `timeout --foreground`.\n\
-            Example: childminder run --no-group --inherit-stdio -- vim notes.txt"
+            escalation reaches everything it started (grandchildren); on a terminal \
+            that group is made the terminal's foreground group for the run (as a \
+            shell does for a job), so a terminal program works either way.\n\
+            Example: childminder run --no-group -- ./legacy-daemon"
     )]
     pub no_group: bool,
 
@@ -331,7 +331,7 @@ pub struct RunArgs {
             whatever they are, instead of streaming pipes and files through childminder \
             (terminals are handed over without it). stdout_bytes and stderr_bytes in the \
             report are then null.\n\
-            Example: childminder run --inherit-stdio -t 1h -- ./interactive-tool"
+            Example: childminder run --inherit-stdio -t 1h -- ./tool"
     )]
     pub inherit_stdio: bool,
 

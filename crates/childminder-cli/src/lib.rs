@@ -21,6 +21,7 @@ mod run;
 pub mod signals;
 mod stdio;
 mod sys;
+mod terminal;
 pub mod up;
 
 use std::process::ExitCode;

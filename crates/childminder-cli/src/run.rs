@@ -16,6 +16,7 @@ use crate::report::{Report, RunFacts};
 use crate::signals::{self, Forwarding, Role};
 use crate::stdio;
 use crate::sys;
+use crate::terminal;
 
 /// childminder's own failure: bad options, usage, an unwritable report.
 pub const EXIT_FAILURE: i32 = 125;
@@ -162,6 +163,8 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
         .process_group(!args.no_group)
         .subreaper(role == Role::Init || !args.no_subreaper)
         .kill_on_parent_death(true)
+        .pipe_capacity(1 << 20)
+        .terminal_foreground(true)
         // SIGPIPE as our parent gave it (recorded before the Rust runtime
         // ignored it): `trap '' PIPE` reaches the command, as with timeout.
         .inherit_sigpipe(sys::sigpipe_was_ignored_at_start());
@@ -355,6 +358,12 @@ async fn supervise(
         Err(error) => return Outcome::NotStarted(error),
     };
     let deadline_at = deadline.map(|d| Instant::now() + d);
+    // Without it, Ctrl-Z stops the command but leaves childminder running
+    // and the terminal with the stopped group: a warning, not a failure.
+    let mut foreground = terminal::Foreground::of_command(child.pid()).unwrap_or_else(|e| {
+        diagnose(&format!("warning: no job control for the command: {e}"));
+        None
+    });
 
     let mut facts = RunFacts {
         stdout_bytes: plan.stdout.is_some().then_some(0),
@@ -393,6 +402,11 @@ async fn supervise(
             biased;
             signal = signals.recv() => forwarding.on_signal(&child, signal),
             result = child.wait() => break result,
+            () = stopped(&mut foreground) => {
+                if let Some(foreground) = &foreground {
+                    foreground.suspend_with(&child);
+                }
+            }
             ends = &mut outputs, if !outputs_done => {
                 outputs_done = true;
                 facts.record_outputs(ends);
@@ -479,6 +493,15 @@ fn held_open<P: stdio::OutputPipe>(pipe: &Option<Weak<P>>) -> bool {
     pipe.as_ref()
         .and_then(Weak::upgrade)
         .is_some_and(|p| !stdio::writers_gone(&*p))
+}
+
+/// Resolves when the command holding the terminal has been stopped; never
+/// without a terminal.
+async fn stopped(foreground: &mut Option<terminal::Foreground>) {
+    match foreground {
+        Some(foreground) => foreground.stopped().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -126,7 +126,7 @@ pub fn write(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<usize> 
         // SAFETY: buf is a valid slice for its length; send only reads it.
         let n = unsafe {
             libc::send(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                fd.as_raw_fd(),
                 buf.as_ptr().cast(),
                 buf.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
@@ -147,7 +147,7 @@ pub fn recv_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid, writable slice for its length.
     let n = unsafe {
         libc::recv(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
             libc::MSG_DONTWAIT,
@@ -205,6 +205,64 @@ pub fn with_signal_blocked<R>(signal: libc::c_int, f: impl FnOnce() -> R) -> R {
     // SAFETY: restores the mask saved above, for this thread only.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     result
+}
+
+/// The foreground process group of the terminal `fd`, if it is one.
+pub fn foreground_group(fd: BorrowedFd<'_>) -> Option<libc::pid_t> {
+    // SAFETY: tcgetpgrp on an open fd; touches no memory. 0 (a group
+    // outside our PID namespace) and errors are "none".
+    let group = unsafe { libc::tcgetpgrp(fd.as_raw_fd()) };
+    (group > 0).then_some(group)
+}
+
+/// childminder's own process group.
+pub fn own_group() -> libc::pid_t {
+    // SAFETY: getpgrp has no arguments and cannot fail (0 when the group
+    // lies outside our PID namespace).
+    unsafe { libc::getpgrp() }
+}
+
+/// Makes `to` the foreground group of the terminal `tty` if `holder` holds
+/// it now, with SIGTTOU blocked (from a background group `tcsetpgrp` would
+/// stop childminder).
+pub fn give_terminal(tty: BorrowedFd<'_>, holder: Option<libc::pid_t>, to: libc::pid_t) {
+    let now = foreground_group(tty);
+    if to <= 0 || now.is_none() || now == Some(to) || holder.is_some_and(|h| Some(h) != now) {
+        return;
+    }
+    with_signal_blocked(libc::SIGTTOU, || {
+        // SAFETY: tcsetpgrp on an open fd with a group id; touches no memory.
+        unsafe { libc::tcsetpgrp(tty.as_raw_fd(), to) };
+    });
+}
+
+/// Consumes the report of the child `pid` having stopped, if there is one
+/// (`waitid(WSTOPPED | WNOHANG)`: never reaps, never sees an exit).
+pub fn take_stop_report(pid: libc::pid_t) -> bool {
+    // SAFETY: a plain C struct we own, zeroed as waitid expects for "none".
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes into `info` only; WSTOPPED without WEXITED
+    // leaves an exited child for the library to reap.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG,
+        )
+    };
+    // SAFETY: waitid filled `info` (or left it zeroed); si_pid is valid
+    // for SIGCHLD reports.
+    rc == 0 && unsafe { info.si_pid() } == pid && info.si_code == libc::CLD_STOPPED
+}
+
+/// Stops childminder's own process group with SIGTSTP, as Ctrl-Z would
+/// have, and returns once it is continued (SIGCONT). If SIGTSTP is
+/// ignored (no job control), nothing stops.
+pub fn stop_own_group(group: libc::pid_t) {
+    // SAFETY: kill with integers; a signal to our own group is delivered to
+    // us before kill returns, so we stop inside this call.
+    unsafe { libc::kill(-group, libc::SIGTSTP) };
 }
 
 // ---------------------------------------------------------------------------

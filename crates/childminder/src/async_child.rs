@@ -149,7 +149,14 @@ impl Command {
 
     /// Runs the command to its end on the current runtime with stdin at
     /// `/dev/null` (unless set otherwise) and collects stdout and stderr:
-    /// tokio's `Command::output`.
+    /// tokio's `Command::output`. The supervision (exit, escalation,
+    /// deadline, readers) runs inside this future, in the calling task: no
+    /// task is spawned, no wake-up crosses threads.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future kills the child's group (SIGKILL) and reaps the
+    /// child before the drop returns (waiting at most 1 s for its exit).
     ///
     /// # Errors
     ///
@@ -175,12 +182,24 @@ impl Command {
         if cmd.stdio[0].is_piped() {
             cmd.stdio[0] = Stdio::Null;
         }
-        cmd.spawn()?.wait_with_output().await
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let result = crate::direct::drive(&cmd, &mut stdout, &mut stderr).await?;
+        Ok(Output {
+            stdout,
+            stderr,
+            result,
+        })
     }
 
     /// Runs the command to its end on the current runtime with the
     /// streams left at [`Stdio::Piped`] inherited from this process, as
     /// tokio's (and std's) `Command::status`: the child's output shows.
+    /// Runs inside this future, as [`output_async`](Self::output_async).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`output_async`](Self::output_async): dropping the future kills
+    /// and reaps the child.
     ///
     /// # Errors
     ///
@@ -200,8 +219,7 @@ impl Command {
     /// # }
     /// ```
     pub async fn status_async(&self) -> Result<SupervisionResult, Error> {
-        let child = self.inheriting_piped().spawn()?;
-        Ok(child.wait().await)
+        crate::direct::drive(&self.inheriting_piped(), &mut Vec::new(), &mut Vec::new()).await
     }
 }
 

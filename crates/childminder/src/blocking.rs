@@ -731,6 +731,9 @@ impl Command {
 
     /// Runs a command without pipes to its end.
     fn run_to_end(&self) -> Result<SupervisionResult, Error> {
+        if let Some(result) = crate::direct::run(self, &mut Vec::new(), &mut Vec::new()) {
+            return result;
+        }
         // The result after the teardown, with what its sweeps did.
         with_process_result(self, crate::stdin::empty(), discard, discard, |p| {
             drop(p.wait())
@@ -753,6 +756,13 @@ impl Command {
     /// ```
     pub fn output(&self) -> Result<Output, Error> {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        if let Some(result) = crate::direct::run(self, &mut stdout, &mut stderr) {
+            return Ok(Output {
+                stdout,
+                stderr,
+                result: result?,
+            });
+        }
         let ((), result) = with_process_result(
             self,
             crate::stdin::empty(),

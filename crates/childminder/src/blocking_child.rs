@@ -137,8 +137,11 @@ impl BlockingChild {
     /// # Examples
     ///
     /// ```
-    /// let mut child = childminder::Command::new("true").start().unwrap();
+    /// // A child that is still running has an id ...
+    /// let mut child = childminder::Command::new("sleep").arg("30").start().unwrap();
     /// assert!(child.id().is_some());
+    /// // ... and one that was reaped has none.
+    /// child.kill();
     /// child.wait();
     /// assert_eq!(child.id(), None);
     /// ```

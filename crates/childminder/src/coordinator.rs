@@ -53,6 +53,7 @@ impl Drop for LastResort {
         if shared.finished.get().is_some() {
             return;
         }
+        shared.give_terminal_back();
         let _ = shared.target.signal_escalation(Signal::KILL);
         let _ = shared.target.signal_child(Signal::KILL);
         // No runtime is left to await on: block (briefly) on the exit event.
@@ -81,6 +82,7 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
     let deadline_at = policy.deadline.map(|d| shared.started + d);
     let (exit, supervisor_error) = observe_exit(&shared, policy, &mut esc, deadline_at).await;
     let exited_at = Instant::now();
+    shared.give_terminal_back();
 
     let output_cut_off = match drain {
         Some(drain) => finish_output(&shared, drain, exited_at).await,

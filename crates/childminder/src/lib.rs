@@ -89,6 +89,7 @@ mod command;
 pub mod consume;
 mod contain;
 mod coordinator;
+mod direct;
 mod error;
 mod escalation;
 mod input;

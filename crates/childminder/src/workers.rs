@@ -90,26 +90,50 @@ where
         exit_seen,
         outputs_done,
     } = job;
-    runtime.block_on(async {
-        let out = read_stream(
-            &shared,
-            Stream::Stdout,
-            stdout,
-            buffer_size,
-            grace,
-            exit_seen.clone(),
-        );
-        let err = read_stream(
-            &shared,
-            Stream::Stderr,
-            stderr,
-            buffer_size,
-            grace,
-            exit_seen.clone(),
-        );
-        let (out, err) = tokio::join!(out, err);
-        let _ = outputs_done.send(out == ReaderEnd::CutOff || err == ReaderEnd::CutOff);
-    });
+    runtime.block_on(read_outputs(
+        &shared,
+        stdout,
+        stderr,
+        buffer_size,
+        grace,
+        exit_seen,
+        outputs_done,
+    ));
+}
+
+/// Reads both output streams to their ends (or the cut-off), handing each
+/// chunk to its consumer, then tells the coordinator whether the output
+/// had to be cut off.
+pub(crate) async fn read_outputs<O, E>(
+    shared: &Shared,
+    stdout: Option<(OwnedFd, O)>,
+    stderr: Option<(OwnedFd, E)>,
+    buffer_size: usize,
+    grace: Duration,
+    exit_seen: watch::Receiver<Option<Instant>>,
+    outputs_done: oneshot::Sender<bool>,
+) where
+    O: FnMut(&[u8]) -> io::Result<()>,
+    E: FnMut(&[u8]) -> io::Result<()>,
+{
+    let out = read_stream(
+        shared,
+        Stream::Stdout,
+        stdout,
+        buffer_size,
+        grace,
+        exit_seen.clone(),
+    );
+    let err = read_stream(
+        shared,
+        Stream::Stderr,
+        stderr,
+        buffer_size,
+        grace,
+        exit_seen,
+    );
+    let (out, err) = tokio::join!(out, err);
+    let _ = outputs_done.send(out == ReaderEnd::CutOff || err == ReaderEnd::CutOff);
 }
 
 /// Reads one stream to end-of-file, handing each chunk to `consumer`, or

@@ -53,7 +53,7 @@ fn kill_pgrp_fallback_waits_escalates_and_sweeps_the_group() {
 #[ignore = "entry point run by the fallback tests in a child process with CHILDMINDER_FALLBACK set"]
 fn scenarios_in_forced_mode() {
     let mode = std::env::var("CHILDMINDER_FALLBACK").expect("run through the fallback tests");
-    Command::new("true").run().unwrap();
+    support::warm_up();
     let leak = LeakCheck::new();
 
     let r = Command::new("sh")

@@ -14,7 +14,7 @@ use common::{LeakCheck, MARKER_VAR, fixture, marker_value, pid_alive};
 /// the 1 s after KILL.
 #[test]
 fn group_sweep_does_not_wait_for_init_to_reap_dead_grandchildren() {
-    Command::new("true").run().unwrap();
+    support::warm_up();
     let leak = LeakCheck::new();
     let mut cmd = Command::new(fixture());
     cmd.args(["grandchildren", "5", "300", "exit"])
@@ -47,7 +47,7 @@ fn group_sweep_does_not_wait_for_init_to_reap_dead_grandchildren() {
 /// until SIGKILL; the escalation now follows the first signal with SIGCONT.
 #[test]
 fn escalation_wakes_a_stopped_child_so_it_acts_on_term() {
-    Command::new("true").run().unwrap();
+    support::warm_up();
     let leak = LeakCheck::new();
     let mut cmd = Command::new(fixture());
     cmd.args(["sleep", "300"])
@@ -121,7 +121,7 @@ mod libc_sig {
 /// coordinator then lost the status and spun on the pidfd forever.
 #[test]
 fn signal_group_after_the_exit_does_not_freeze_the_supervision() {
-    Command::new("true").run().unwrap();
+    support::warm_up();
     let leak = LeakCheck::new();
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "exit 3"]).env(MARKER_VAR, marker_value());
@@ -141,7 +141,7 @@ fn signal_group_after_the_exit_does_not_freeze_the_supervision() {
 /// grandchild that kept writing held the teardown forever.
 #[test]
 fn output_cut_off_fires_while_a_grandchild_keeps_writing() {
-    Command::new("true").run().unwrap();
+    support::warm_up();
     let leak = LeakCheck::new();
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "yes & sleep 0.05; exit 0"])
@@ -173,7 +173,7 @@ fn output_cut_off_fires_while_a_grandchild_keeps_writing() {
 /// group signal, and the teardown gave up with the child still running.
 #[test]
 fn a_child_that_leaves_its_group_is_still_killed() {
-    Command::new("true").run().unwrap();
+    support::warm_up();
     let leak = LeakCheck::new();
     let mut cmd = Command::new("python3");
     cmd.args([
@@ -220,7 +220,7 @@ fn pass_fd_targets_beyond_the_fd_limit_are_invalid_options() {
 /// once (`read line` then saw end-of-file).
 #[test]
 fn teardown_writes_the_input_already_handed_over_before_closing_stdin() {
-    Command::new("true").run().unwrap();
+    support::warm_up();
     let leak = LeakCheck::new();
     for _ in 0..20 {
         let mut cmd = Command::new("sh");
@@ -254,7 +254,7 @@ fn a_consumer_that_panics_when_dropped_does_not_unwind_out_of_with_process() {
             panic!("deliberate panic in a consumer's drop");
         }
     }
-    Command::new("true").run().unwrap();
+    support::warm_up();
     let leak = LeakCheck::new();
     let guard = PanicsOnDrop;
     let consumer = move |_: &[u8]| {

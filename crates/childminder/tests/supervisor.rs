@@ -614,6 +614,27 @@ fn any_significant_child_ending_stops_the_others() {
         };
         assert_eq!(&**child, "job");
         assert_eq!(outcome.exit_code(), 4);
+        // A significant child ending with one of its success codes: 0.
+        let job = ChildSpec::process("job", fx(&["sleep-exit", "0", "3"]))
+            .restart(Restart::Transient)
+            .success_exit_codes([0, 3])
+            .significant(true);
+        let spec = SupervisorSpec::new()
+            .auto_shutdown(AutoShutdown::AnySignificant)
+            .child(sleeper("a"))
+            .child(job);
+        let outcome = Tree::start(&spec).unwrap().wait().await;
+        assert!(
+            matches!(
+                &*outcome,
+                Outcome::AutoShutdown {
+                    verdict: Verdict::Normal,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.exit_code(), 0);
     });
 }
 
@@ -974,7 +995,11 @@ fn a_program_that_cannot_be_spawned_is_a_failure_that_trips_the_limit() {
                 ..
             }
         ));
-        assert_eq!(outcome.exit_code(), 125);
+        assert_eq!(
+            outcome.exit_code(),
+            127,
+            "not found, as `childminder run` says"
+        );
     });
 }
 

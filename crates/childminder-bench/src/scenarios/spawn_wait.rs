@@ -1,5 +1,7 @@
 //! spawn-wait: `/bin/true` to completion, all three streams piped, output
-//! drained, child reaped. Then the same with all three streams to
+//! drained, child reaped: through `with_process` (consumers and an action),
+//! the one-line `output()`, the blocking handle (`start()` then
+//! `wait_with_output()`), and the async forms. Then the same with all three streams to
 //! /dev/null, which takes the pipes (and, in childminder's blocking API,
 //! the delivery thread) out of the picture and leaves spawn, exit
 //! detection and reaping.
@@ -37,6 +39,36 @@ fn piped<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
             let elapsed = t.elapsed();
             assert!(result.success() && out == 0 && err == 0, "{result:?}");
             micros(elapsed)
+        }),
+        Contender::new("childminder output()", || {
+            let t = Instant::now();
+            let out = Command::new(TRUE).output().expect("spawning true");
+            let elapsed = t.elapsed();
+            assert!(out.result.success() && out.stdout.is_empty(), "{out:?}");
+            micros(elapsed)
+        }),
+        Contender::new("childminder start()", || {
+            let t = Instant::now();
+            let out = Command::new(TRUE)
+                .start()
+                .expect("spawning true")
+                .wait_with_output()
+                .expect("reading true's output");
+            let elapsed = t.elapsed();
+            assert!(out.result.success() && out.stdout.is_empty(), "{out:?}");
+            micros(elapsed)
+        }),
+        Contender::new("childminder-async output_async()", || {
+            on_runtime(rt, async {
+                let t = Instant::now();
+                let out = Command::new(TRUE)
+                    .output_async()
+                    .await
+                    .expect("spawning true");
+                let elapsed = t.elapsed();
+                assert!(out.result.success(), "{out:?}");
+                micros(elapsed)
+            })
         }),
         Contender::new("childminder-async", || {
             on_runtime(rt, async {
@@ -112,6 +144,22 @@ fn null<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
             let elapsed = t.elapsed();
             assert!(result.success(), "{result:?}");
             micros(elapsed)
+        }),
+        Contender::new("childminder status()", || {
+            let t = Instant::now();
+            let result = null_true().status().expect("spawning true");
+            let elapsed = t.elapsed();
+            assert!(result.success(), "{result:?}");
+            micros(elapsed)
+        }),
+        Contender::new("childminder-async status_async()", || {
+            on_runtime(rt, async {
+                let t = Instant::now();
+                let result = null_true().status_async().await.expect("spawning true");
+                let elapsed = t.elapsed();
+                assert!(result.success(), "{result:?}");
+                micros(elapsed)
+            })
         }),
         Contender::new("childminder-async", || {
             on_runtime(rt, async {

@@ -2,9 +2,9 @@
 //! same stream: a file of text lines `cat` into a pipe, prefixed, read by
 //! this process. MB/s of input, MB = 10^6 bytes.
 //!
-//! `childminder up` runs as this very binary (with
-//! [`AS_CHILDMINDER`] set, `main` hands over to the CLI's entry point), so
-//! the bench needs no separately built `childminder` binary.
+//! The binary is found as for the `cli` scenarios: `childminder` next to
+//! this harness (`cargo build --release -p childminder-cli` first), or
+//! `$CHILDMINDER_BIN`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -15,10 +15,6 @@ use std::time::Instant;
 use super::{CAT, Config, SH, count_blocking};
 use crate::runner::{Contender, interleave, mb_per_s};
 use crate::table::{Better, Row};
-
-/// Set in the environment of a re-run of this binary that is to act as
-/// the `childminder` command.
-pub const AS_CHILDMINDER: &str = "CHILDMINDER_BENCH_AS_CLI";
 
 /// The process name, as in the issue: the prefix is `name | `.
 const NAME: &str = "name";
@@ -61,6 +57,17 @@ fn run_counting(mut cmd: Command, expected: u64) -> f64 {
 
 pub fn run(cfg: &Config) -> Vec<Row> {
     let bytes: u64 = cfg.pick(256 << 20, 32 << 20);
+    let scenario = format!("up output {} MiB", bytes >> 20);
+    let Some(bin) = super::cli::binary() else {
+        let why = "no childminder binary: cargo build --release -p childminder-cli";
+        return vec![Row::not_applicable(
+            &scenario,
+            "childminder up",
+            "MB/s",
+            Better::Higher,
+            why,
+        )];
+    };
     let runs = cfg.pick(5, 3);
     let dir = std::env::temp_dir().join(format!("childminder-bench-up-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -78,16 +85,11 @@ pub fn run(cfg: &Config) -> Vec<Row> {
         format!("{NAME}: exec {CAT} {}\n", input.display()),
     )
     .unwrap();
-    let me = std::env::current_exe().expect("the bench's own path");
-    let scenario = format!("up output {} MiB", bytes >> 20);
 
     let mut contenders: Vec<Contender<'_, f64>> = vec![
         Contender::new("childminder up", || {
-            let mut cmd = Command::new(&me);
-            cmd.env(AS_CHILDMINDER, "1")
-                .env("NO_COLOR", "1")
-                .args(["up", "-f"])
-                .arg(&procfile);
+            let mut cmd = Command::new(&bin);
+            cmd.env("NO_COLOR", "1").args(["up", "-f"]).arg(&procfile);
             run_counting(cmd, expected)
         }),
         Contender::new("sed", || {

@@ -9,12 +9,11 @@ pub mod prefix;
 pub mod procfile;
 mod tree;
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use childminder::Signal;
-use childminder::supervisor::{Event, EventKind, Tree, TreeOptions, Verdict};
+use childminder::supervisor::{Event, Tree, TreeOptions};
 
 use crate::cli::UpArgs;
 use crate::run::diagnose;
@@ -134,14 +133,10 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
 
     let mut stop_requests = 0;
     let mut events_open = true;
-    let mut verdicts = Verdicts::default();
     let outcome = loop {
         tokio::select! {
             event = events.recv(), if events_open => match event {
-                Some(event) => {
-                    verdicts.note(&event);
-                    present(&event, &mut sink);
-                }
+                Some(event) => present(&event, &mut sink),
                 None => events_open = false,
             },
             signal = signals.recv() => {
@@ -157,30 +152,12 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
         }
     };
     while let Some(event) = events.recv().await {
-        verdicts.note(&event);
         present(&event, &mut sink);
     }
     // The last chunks are still being pumped by tasks of this runtime:
     // wait for the printer without blocking it.
     let _ = tokio::task::spawn_blocking(move || printer.join()).await;
-    Ok(exit::exit_status(&outcome, &|path| {
-        verdicts.0.get(path).copied()
-    }))
-}
-
-/// How the last run of each process was judged, from the events.
-#[derive(Default)]
-struct Verdicts(HashMap<String, Verdict>);
-
-impl Verdicts {
-    fn note(&mut self, event: &Event) {
-        let verdict = match &event.kind {
-            EventKind::Exited { verdict, .. } => *verdict,
-            EventKind::SpawnFailed { .. } | EventKind::StartTimeout => Verdict::Abnormal,
-            _ => return,
-        };
-        self.0.insert(event.path.to_string(), verdict);
-    }
+    Ok(exit::exit_status(&outcome))
 }
 
 /// Chunks the output channel holds before the children are slowed down.

@@ -356,7 +356,9 @@ impl Machine {
 
         if verdict == Verdict::Requested {
             let slot = &mut self.slots[i];
-            if slot.cycle && slot.want {
+            // A pending cycle always wants the child up again: whatever
+            // drops the wish (a stop, the end) drops the cycle with it.
+            if slot.cycle {
                 slot.cycle = false;
                 let manual = std::mem::take(&mut slot.manual_cycle);
                 let count = if manual {
@@ -437,13 +439,18 @@ impl Machine {
             let temporary = self.params.children[j].restart == Restart::Temporary;
             let slot = &mut self.slots[j];
             if j == i {
+                // It has ended: a stop it was waiting for is moot.
                 slot.want = true;
+                slot.cycle = false;
+                slot.manual_cycle = false;
                 slot.epoch = epoch;
                 slot.not_before = Some(not_before);
             } else if slot.active() {
                 if temporary {
-                    // OTP: a temporary sibling is stopped, never restarted.
+                    // OTP: a temporary sibling is stopped, never restarted
+                    // (even if the handle had asked for its restart).
                     slot.want = false;
+                    slot.cycle = false;
                 } else if slot.want {
                     slot.cycle = true;
                     slot.epoch = epoch;
@@ -459,9 +466,10 @@ impl Machine {
             }
         }
         // Children still waiting behind it in its old start sequence wait
-        // behind it in the new one.
-        for (j, slot) in self.slots.iter_mut().enumerate() {
-            if j > i && slot.pending() && slot.epoch == old_epoch {
+        // behind it in the new one. (None can wait *before* it there: it
+        // could not have started while they were pending.)
+        for slot in &mut self.slots {
+            if slot.pending() && slot.epoch == old_epoch {
                 slot.epoch = epoch;
             }
         }

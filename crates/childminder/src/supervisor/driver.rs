@@ -495,6 +495,7 @@ impl Level {
             Finish::AutoShutdown(i) => Outcome::AutoShutdown {
                 child: self.children[i].path.clone(),
                 exit: exit_of(i),
+                verdict: self.children[i].last_verdict.unwrap_or(Verdict::Normal),
             },
             Finish::Completed => Outcome::Completed {
                 last: self

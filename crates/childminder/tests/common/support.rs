@@ -41,10 +41,22 @@ where
     cmd
 }
 
-/// Starts the library's global engine (threads, epoll and eventfd fds) so a
-/// `LeakCheck` taken afterwards does not count it.
+/// Starts the library's global engine and this thread's runtime for the
+/// one-line calls (threads, epoll and eventfd fds) so a `LeakCheck` taken
+/// afterwards does not count them.
 pub fn warm_up() {
+    // The one-line calls run on this thread's own runtime; `with_process`
+    // starts the shared engine: both are kept for later calls.
     let r = Command::new("true").run().expect("warm-up run of `true`");
+    assert!(r.success(), "warm-up: {r:?}");
+    let r = childminder::with_process(
+        &Command::new("true"),
+        childminder::stdin::empty(),
+        childminder::discard,
+        childminder::discard,
+        |p| p.wait(),
+    )
+    .expect("warm-up with_process of `true`");
     assert!(r.success(), "warm-up: {r:?}");
 }
 

@@ -1018,3 +1018,70 @@ fn one_for_one_restarts_do_not_wait_for_a_sibling_in_backoff() {
         [Judged(1, Verdict::Abnormal), restarting(1, 1), Start(1)]
     );
 }
+
+#[test]
+fn a_sibling_already_stopping_joins_the_new_restart_in_order() {
+    let mut sim = Sim::new(params(Strategy::OneForAll, permanent(3)));
+    sim.start_all();
+    assert_eq!(
+        sim.after(S, Input::Ended(0, End::Failure)),
+        [Judged(0, Verdict::Abnormal), restarting(0, 1), Stop(2)]
+    );
+    // Child 1 fails too while child 2 is being stopped.
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Failure)),
+        [Judged(1, Verdict::Abnormal), restarting(1, 1)]
+    );
+    // Child 2 comes back after 0 and 1, in order.
+    assert_eq!(
+        sim.feed(Input::Ended(2, End::Success)),
+        [Judged(2, Verdict::Requested), restarting(2, 1), Start(0)]
+    );
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(1)), [Running(1), Start(2)]);
+}
+
+#[test]
+fn a_sibling_being_stopped_through_the_handle_stays_down_when_another_fails() {
+    let mut sim = Sim::new(params(Strategy::OneForAll, permanent(3)));
+    sim.start_all();
+    assert_eq!(sim.feed(Input::StopChild(2)), [Stop(2)]);
+    assert_eq!(
+        sim.after(S, Input::Ended(0, End::Failure)),
+        [Judged(0, Verdict::Abnormal), restarting(0, 1)]
+    );
+    assert_eq!(
+        sim.feed(Input::Ended(2, End::Success)),
+        [Judged(2, Verdict::Requested), Stopped(2), Stop(1)]
+    );
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Success)),
+        [Judged(1, Verdict::Requested), restarting(1, 1), Start(0)]
+    );
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(1)), [Running(1), AllRunning]);
+}
+
+#[test]
+fn a_temporary_child_with_a_queued_restart_is_not_restarted_by_the_strategy() {
+    let mut sim = Sim::new(params(
+        Strategy::OneForAll,
+        vec![
+            child(Restart::Permanent),
+            child(Restart::Temporary),
+            child(Restart::Permanent),
+        ],
+    ));
+    sim.start_all();
+    // A stop of child 2 is under way, so the handle's restart of child 1
+    // waits in line ...
+    assert_eq!(sim.feed(Input::StopChild(2)), [Stop(2)]);
+    assert_eq!(sim.feed(Input::RestartChild(1)), []);
+    // ... when child 0 fails: the temporary child 1 is stopped for good.
+    sim.after(S, Input::Ended(0, End::Failure));
+    sim.feed(Input::Ended(2, End::Success));
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Success)),
+        [Judged(1, Verdict::Requested), Stopped(1), Start(0)]
+    );
+}

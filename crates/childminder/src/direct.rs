@@ -1,0 +1,139 @@
+//! The one-line calls (`output`, `status`, `run`) driven on the caller's
+//! own thread.
+//!
+//! `with_process` runs the coordinator on the engine and the readers on a
+//! pooled stdio thread because user code (the action, the consumers) may
+//! block, and must never stall the escalation's timers. The one-line calls
+//! run no user code: their consumers append to a `Vec`. So nothing forces
+//! those threads, and each hop between them (engine worker → stdio thread
+//! → caller) costs a wake-up. Here the caller's thread drives the
+//! coordinator, the readers and the teardown together on a current-thread
+//! tokio runtime of its own: the same futures, the same escalation and
+//! timings, every byte, with no other thread involved.
+//!
+//! It cannot apply inside a tokio runtime (a runtime cannot block on
+//! another): the callers fall back to the engine path then. The async
+//! one-line calls (`output_async`, `status_async`) drive the same future
+//! on the caller's runtime, in the caller's task.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::OwnedFd;
+
+use tokio::runtime::Runtime;
+use tokio::sync::{oneshot, watch};
+
+use crate::command::Command;
+use crate::coordinator::{OutputDrain, Policy, supervise};
+use crate::error::Error;
+use crate::result::SupervisionResult;
+use crate::shared::REQ_TEARDOWN;
+use crate::spawn::{Started, start};
+use crate::workers::read_outputs;
+
+thread_local! {
+    /// This thread's runtime for the direct calls, built on first use and
+    /// kept: building one costs an epoll instance and an eventfd, about as
+    /// much as the rest of a call's overhead.
+    static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
+}
+
+/// Runs `cmd` to its end with stdin closed at once (unless it is not piped)
+/// and the piped output streams appended to `stdout` and `stderr`, all on
+/// this thread. `None` when the direct path cannot apply here (inside a
+/// tokio runtime): the caller takes the engine path.
+pub(crate) fn run(
+    cmd: &Command,
+    stdout: &mut Vec<u8>,
+    stderr: &mut Vec<u8>,
+) -> Option<Result<SupervisionResult, Error>> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return None;
+    }
+    RUNTIME
+        .try_with(|cell| {
+            // Taken out while in use, so a nested call (from a Drop run
+            // inside, say) builds its own instead of failing to borrow.
+            let runtime = match cell.borrow_mut().take() {
+                Some(runtime) => runtime,
+                None => match build_runtime() {
+                    Ok(runtime) => runtime,
+                    Err(source) => {
+                        return Err(Error::Io {
+                            program: cmd.program_lossy(),
+                            context: "starting the runtime of a one-line call",
+                            source,
+                        });
+                    }
+                },
+            };
+            let outcome = runtime.block_on(drive(cmd, stdout, stderr));
+            *cell.borrow_mut() = Some(runtime);
+            outcome
+        })
+        .ok()
+}
+
+fn build_runtime() -> io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}
+
+/// Spawns on the current runtime, then drives the coordinator, the readers
+/// and the teardown together, inside this future, until the supervision
+/// has finished. Dropped early, the coordinator's last resort kills and
+/// reaps the child.
+pub(crate) async fn drive(
+    cmd: &Command,
+    stdout: &mut Vec<u8>,
+    stderr: &mut Vec<u8>,
+) -> Result<SupervisionResult, Error> {
+    let Started {
+        shared,
+        stdout: out_pipe,
+        stderr: err_pipe,
+    } = start(cmd)?;
+    // What `stdin::empty()` does: the child reads EOF at once.
+    shared.stdin.close();
+    let policy = Policy {
+        grace: cmd.grace_period,
+        deadline: cmd.deadline,
+        term_signal: cmd.term_signal,
+    };
+    let reads_output = out_pipe.is_some() || err_pipe.is_some();
+    let (exit_seen, exit_seen_rx) = watch::channel(None);
+    let (outputs_done_tx, outputs_done) = oneshot::channel();
+    let coordinator = supervise(
+        shared.clone(),
+        policy,
+        reads_output.then_some(OutputDrain {
+            exit_seen,
+            outputs_done,
+        }),
+    );
+    let readers = read_outputs(
+        &shared,
+        out_pipe.map(|fd: OwnedFd| (fd, appender(stdout))),
+        err_pipe.map(|fd: OwnedFd| (fd, appender(stderr))),
+        cmd.buffer_size,
+        cmd.grace_period,
+        exit_seen_rx,
+        outputs_done_tx,
+    );
+    // What the action `|p| p.wait()` and its return do in `with_process`.
+    let teardown = async {
+        shared.result.wait().await;
+        shared.request(REQ_TEARDOWN);
+    };
+    tokio::join!(coordinator, readers, teardown);
+    Ok(shared.final_result())
+}
+
+fn appender(buf: &mut Vec<u8>) -> impl FnMut(&[u8]) -> io::Result<()> + '_ {
+    |chunk: &[u8]| {
+        buf.extend_from_slice(chunk);
+        Ok(())
+    }
+}

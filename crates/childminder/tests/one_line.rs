@@ -1,0 +1,180 @@
+//! The one-line calls (`output`, `status`, `run`, `output_async`,
+//! `status_async`) run on the caller's thread (or in the caller's task):
+//! no thread of childminder's is involved, and every guarantee of
+//! `with_process` holds — the deadline and the escalation, every byte, the
+//! output cut-off, the group sweep, nothing leaked — and inside a tokio
+//! runtime, where the direct path cannot apply, the engine path takes over.
+
+mod common;
+#[path = "common/support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use childminder::{Command, Signal, Stdio, Termination};
+use common::LeakCheck;
+use support::{PatternCheck, fixture_cmd, warm_up};
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// The engine, if it exists, has its two threads; this checks that the
+/// one-line calls add none and never start the engine themselves.
+#[test]
+fn output_and_status_start_no_thread() {
+    let before = threads();
+    let out = fixture_cmd(["print-then-exit", "hi", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(out.stderr, b"err:hi\n");
+    assert_eq!(out.result.exit.unwrap().code(), Some(3));
+    let r = fixture_cmd(["exit", "0"])
+        .stdout(Stdio::Null)
+        .status()
+        .unwrap();
+    assert!(r.success());
+    assert!(fixture_cmd(["exit", "0"]).run().unwrap().success());
+    assert_eq!(threads(), before);
+}
+
+#[test]
+fn output_delivers_every_byte_of_a_large_stream() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let total = 32 << 20;
+    let out = fixture_cmd(["write", &total.to_string()]).output().unwrap();
+    assert!(out.result.success(), "{:?}", out.result);
+    let mut check = PatternCheck::new();
+    check.feed(&out.stdout);
+    assert_eq!(check.total, total as u64);
+    assert_eq!(check.first_mismatch, None);
+    leak.assert_clean();
+}
+
+#[test]
+fn output_honours_the_deadline_and_the_escalation() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let t = Instant::now();
+    let out = fixture_cmd(["ignore-term", "30"])
+        .deadline(Duration::from_millis(100))
+        .grace_period(Duration::from_millis(200))
+        .output()
+        .unwrap();
+    let r = out.result;
+    assert!(r.timed_out(), "{r:?}");
+    assert_eq!(r.exit.unwrap().signal(), Some(Signal::KILL));
+    assert_eq!(r.termination, Termination::Escalated);
+    let term = r.term_sent_after.unwrap();
+    let kill = r.kill_sent_after.unwrap();
+    assert!(term >= Duration::from_millis(100), "{r:?}");
+    assert!(kill >= term + Duration::from_millis(200), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.stdout, b"ready\n");
+    leak.assert_clean();
+}
+
+#[test]
+fn output_cuts_off_a_pipe_held_by_a_grandchild_and_sweeps_the_group() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let out = fixture_cmd(["grandchild-holds-pipes", "30"])
+        .grace_period(Duration::from_millis(100))
+        .output()
+        .unwrap();
+    let r = out.result;
+    assert!(r.output_cut_off, "{r:?}");
+    assert_eq!(r.exit.unwrap().code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let pids = support::ready_pids(text.trim());
+    support::assert_all_dead(&pids);
+    leak.assert_clean();
+}
+
+#[test]
+fn status_inside_a_tokio_runtime_takes_the_engine_path() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // A blocking call inside async code: allowed, if unwise.
+        let out = fixture_cmd(["print-then-exit", "nested", "0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"nested\n");
+        let r = fixture_cmd(["exit", "4"]).run().unwrap();
+        assert_eq!(r.exit.unwrap().code(), Some(4));
+    });
+    drop(runtime);
+    leak.assert_clean();
+}
+
+#[test]
+fn output_async_runs_in_the_callers_task_and_keeps_every_guarantee() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let out = fixture_cmd(["write", "1000000", "err"])
+            .output_async()
+            .await
+            .unwrap();
+        assert!(out.result.success());
+        let mut check = PatternCheck::new();
+        check.feed(&out.stderr);
+        assert_eq!((check.total, check.first_mismatch), (1_000_000, None));
+
+        let r = fixture_cmd(["sleep", "30"])
+            .stdout(Stdio::Null)
+            .deadline(Duration::from_millis(50))
+            .status_async()
+            .await
+            .unwrap();
+        assert!(r.timed_out(), "{r:?}");
+        assert_eq!(r.exit.unwrap().signal(), Some(Signal::TERM));
+    });
+    drop(runtime);
+    leak.assert_clean();
+}
+
+#[test]
+fn cancelling_output_async_kills_and_reaps_the_child() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut cmd = fixture_cmd(["grandchildren", "2", "30", "stay"]);
+        cmd.grace_period(Duration::from_secs(30));
+        let cancelled = tokio::time::timeout(Duration::from_millis(200), cmd.output_async()).await;
+        assert!(cancelled.is_err(), "the child sleeps 30 s");
+    });
+    drop(runtime);
+    // The drop of the future killed the group and reaped the child.
+    assert!(common::our_children().is_empty());
+    assert!(support::wait_until(Duration::from_secs(2), || {
+        common::marker_processes().is_empty()
+    }));
+    leak.assert_clean();
+}
+
+#[test]
+fn a_command_that_cannot_start_is_a_typed_error_on_the_direct_path() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let err = Command::new("/no/such/program").output().unwrap_err();
+    assert!(err.is_not_found());
+    let err = Command::new("true").arg("a\0b").status().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    leak.assert_clean();
+}
