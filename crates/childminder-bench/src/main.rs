@@ -34,6 +34,7 @@ enum Scenario {
     UpOutput,
     Cli,
     Restart,
+    Containment,
 }
 
 /// Benchmarks childminder against std::process and tokio::process.
@@ -141,6 +142,11 @@ fn main() {
             Scenario::Restart,
             "restart",
             Box::new(|| scenarios::restart::run(&cfg, &rt)),
+        ),
+        (
+            Scenario::Containment,
+            "containment",
+            Box::new(|| scenarios::containment::run(&cfg)),
         ),
         (
             Scenario::Scale,

@@ -56,7 +56,7 @@ pub(crate) fn run(
             // inside, say) builds its own instead of failing to borrow.
             let runtime = match cell.borrow_mut().take() {
                 Some(runtime) => runtime,
-                None => match build_runtime() {
+                None => match crate::blocking::first_runtime() {
                     Ok(runtime) => runtime,
                     Err(source) => {
                         return Err(Error::Io {
@@ -72,13 +72,6 @@ pub(crate) fn run(
             outcome
         })
         .ok()
-}
-
-fn build_runtime() -> io::Result<Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
 }
 
 /// Spawns on the current runtime, then drives the coordinator, the readers

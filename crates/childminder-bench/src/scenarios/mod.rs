@@ -1,6 +1,7 @@
 //! The scenarios, one module per group. Each returns its table rows.
 
 pub mod cli;
+pub mod containment;
 pub mod escalation;
 pub mod latency;
 pub mod restart;

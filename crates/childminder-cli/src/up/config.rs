@@ -1089,9 +1089,15 @@ command = "true"
             "{e}"
         );
         let e = err("[[process]]\nname = \"a\"\ncommand = \"x\"\nenv = { \"A=B\" = \"1\" }\n");
-        assert!(e.starts_with("test.toml:4: env: \"A=B\" is not a variable name"), "{e}");
+        assert!(
+            e.starts_with("test.toml:4: env: \"A=B\" is not a variable name"),
+            "{e}"
+        );
         let e = err("[[process]]\nname = \"a\"\ncommand = \"x\"\nenv = { \"\" = \"1\" }\n");
-        assert!(e.starts_with("test.toml:4: env: \"\" is not a variable name"), "{e}");
+        assert!(
+            e.starts_with("test.toml:4: env: \"\" is not a variable name"),
+            "{e}"
+        );
         let e = err("intensity = -1\n");
         assert!(e.starts_with("test.toml:1: intensity: -1 is not"), "{e}");
         let e = err("period = \"5s\"\nperiod = \"6s\"\n");
