@@ -275,7 +275,11 @@ pub struct RunArgs {
             write a JSON report to PATH: program, args, pid, exit, termination, \
             timed_out, term_sent_after_ms, kill_sent_after_ms, runtime_ms, stdout_bytes, \
             stderr_bytes, worker_errors, supervisor_error and more. - means standard \
-            error. The file is created before the command starts.\n\
+            error. The file is created before the command starts (a bad path: \
+            status 125, nothing runs). A FIFO without a reader does not hold the \
+            start; the write waits at most one grace period for a reader. A report \
+            that cannot be written is a message; the exit status stays the \
+            command's.\n\
             Example: --report run.json, --report -"
     )]
     pub report: Option<OsString>,

@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod duration;
 mod report;
+mod report_sink;
 mod run;
 pub mod signals;
 mod stdio;

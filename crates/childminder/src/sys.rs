@@ -410,9 +410,16 @@ pub(crate) fn has_children() -> bool {
     )
 }
 
-/// The processes whose parent is this process, read from `/proc` (this
-/// kernel has no `/proc/self/task/*/children`). Zombies included.
+/// The processes whose parent is this process, zombies included: from
+/// `/proc/self/task/*/children` (each thread's children, where the kernel
+/// lists them: `CONFIG_PROC_CHILDREN`), one small read per thread; else by
+/// reading the parent of every process in `/proc`, which costs a
+/// millisecond or more on a busy machine, at the end of every supervision
+/// with the subreaper.
 pub(crate) fn own_children() -> Vec<u32> {
+    if let Some(children) = children_of_own_threads() {
+        return children;
+    }
     let me = getpid() as u32;
     let mut children = Vec::new();
     each_process(|pid, st| {
@@ -437,6 +444,26 @@ pub(crate) fn set_child_subreaper() -> io::Result<()> {
 
 pub(crate) fn is_child_subreaper() -> io::Result<bool> {
     Ok(rustix::process::child_subreaper()?.is_some())
+}
+
+/// The children of each of our threads, as the kernel lists them; `None`
+/// when it does not.
+fn children_of_own_threads() -> Option<Vec<u32>> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let list = match std::fs::read_to_string(task.path().join("children")) {
+            Ok(list) => list,
+            // A thread that ended since the listing has no children left.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && task.path().exists() => return None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => return None,
+        };
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok()),
+        );
+    }
+    Some(children)
 }
 
 // ---------------------------------------------------------------------------
