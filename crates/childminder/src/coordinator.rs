@@ -59,6 +59,14 @@ impl Drop for LastResort {
         // No runtime is left to await on: block (briefly) on the exit event.
         shared.target.wait_exit_blocking(Duration::from_secs(1));
         let _ = shared.target.reap();
+        if let Some(cgroup) = shared.target.cgroup() {
+            // cgroup.kill was the KILL above: once its members are gone the
+            // cgroup can be removed.
+            cgroup.wait_emptied_blocking(Duration::from_secs(1));
+            if let Err(e) = cgroup.remove() {
+                tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
+            }
+        }
         shared.target.close();
         shared.final_result();
         shared.publish_finished();
