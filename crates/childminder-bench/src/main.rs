@@ -4,7 +4,7 @@
 //! JSON. See `docs/bench.md`.
 //!
 //! ```text
-//! cargo run --release -p childminder-bench -- [--quick] [--json PATH] [--only SCENARIO]
+//! cargo run --profile bench -p childminder-bench -- [--quick] [--json PATH] [--only SCENARIO]
 //! ```
 
 mod runner;
@@ -31,6 +31,7 @@ enum Scenario {
     Teardown,
     Escalation,
     Scale,
+    UpOutput,
     Cli,
     Restart,
     Containment,
@@ -151,6 +152,11 @@ fn main() {
             Scenario::Scale,
             "scale",
             Box::new(|| scenarios::scale::run(&cfg).0),
+        ),
+        (
+            Scenario::UpOutput,
+            "up output",
+            Box::new(|| scenarios::up_output::run(&cfg)),
         ),
         (
             Scenario::Cli,

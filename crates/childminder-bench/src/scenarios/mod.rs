@@ -8,6 +8,7 @@ pub mod restart;
 pub mod scale;
 pub mod spawn_wait;
 pub mod throughput;
+pub mod up_output;
 
 /// The programs the children run, by absolute path so no contender pays
 /// for a `PATH` search.
