@@ -69,18 +69,7 @@ impl Plan {
     pub fn decide(mode: Mode) -> io::Result<Plan> {
         let mut inherited = Vec::new();
         let kinds = [0, 1, 2].map(sys::kind);
-        let streamed = |fd: usize| -> bool {
-            let kind = kinds[fd];
-            match mode {
-                Mode::InheritAll => false,
-                _ if kind == FdKind::Closed => false,
-                Mode::Auto if kind == FdKind::Terminal => false,
-                // A file needs no forwarding: the command reads it itself,
-                // may seek in it, and no byte is consumed on its behalf.
-                _ if fd == 0 && matches!(kind, FdKind::File | FdKind::Other) => false,
-                _ => true,
-            }
-        };
+        let streamed = |fd: usize| streamed(mode, fd, kinds[fd]);
         let stdin = if streamed(0) {
             Source::open(0, kinds[0])?
         } else {
@@ -102,6 +91,23 @@ impl Plan {
             stderr,
             inherited,
         })
+    }
+}
+
+/// Whether our stream `fd` (0, 1 or 2), of kind `kind`, is streamed
+/// through childminder in `mode`; otherwise it is handed to the command as
+/// it is.
+pub fn streamed(mode: Mode, fd: usize, kind: FdKind) -> bool {
+    match mode {
+        Mode::InheritAll => false,
+        // Nothing to read or write.
+        _ if kind == FdKind::Closed => false,
+        // The command keeps colours, line editing and job control.
+        Mode::Auto if kind == FdKind::Terminal => false,
+        // A file needs no forwarding: the command reads it itself, may seek
+        // in it, and no byte is consumed on its behalf.
+        _ if fd == 0 && matches!(kind, FdKind::File | FdKind::Other) => false,
+        _ => true,
     }
 }
 
@@ -402,5 +408,59 @@ pub async fn forward_input(
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
             Err(e) => return Err(("write", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FdKind::*;
+
+    const KINDS: [FdKind; 6] = [Closed, Terminal, Pipe, Socket, File, Other];
+
+    #[test]
+    fn by_default_a_terminal_is_handed_over_and_pipes_files_sockets_are_streamed() {
+        for fd in 0..3 {
+            assert!(!streamed(Mode::Auto, fd, Terminal));
+            assert!(streamed(Mode::Auto, fd, Pipe));
+            assert!(streamed(Mode::Auto, fd, Socket));
+        }
+        assert!(streamed(Mode::Auto, 1, File) && streamed(Mode::Auto, 2, File));
+        assert!(streamed(Mode::Auto, 1, Other) && streamed(Mode::Auto, 2, Other));
+    }
+
+    #[test]
+    fn a_stdin_file_is_handed_over_in_every_mode() {
+        for mode in [Mode::Auto, Mode::StreamAll, Mode::InheritAll] {
+            assert!(!streamed(mode, 0, File));
+            assert!(!streamed(mode, 0, Other));
+        }
+    }
+
+    #[test]
+    fn a_closed_fd_is_never_streamed() {
+        for mode in [Mode::Auto, Mode::StreamAll, Mode::InheritAll] {
+            for fd in 0..3 {
+                assert!(!streamed(mode, fd, Closed));
+            }
+        }
+    }
+
+    #[test]
+    fn inherit_stdio_hands_everything_over() {
+        for fd in 0..3 {
+            for kind in KINDS {
+                assert!(!streamed(Mode::InheritAll, fd, kind), "{fd} {kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn stream_stdio_streams_terminals_too() {
+        for fd in 0..3 {
+            assert!(streamed(Mode::StreamAll, fd, Terminal));
+            assert!(streamed(Mode::StreamAll, fd, Pipe));
+        }
+        assert!(streamed(Mode::StreamAll, 1, File));
     }
 }
