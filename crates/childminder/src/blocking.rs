@@ -449,15 +449,12 @@ where
     // Built before the spawn, so running out of fds is an error before
     // anything runs rather than output lost after.
     let stdio_runtime = if cmd.stdio[1..].iter().any(Stdio::is_piped) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|source| Error::Io {
-                program: cmd.program_lossy(),
-                context: "starting the stdio runtime",
-                source,
-            })?;
+        // This thread's kept runtime, lent to the stdio thread for the call.
+        let runtime = crate::direct::Lent::take().map_err(|source| Error::Io {
+            program: cmd.program_lossy(),
+            context: "starting the stdio runtime",
+            source,
+        })?;
         Some(runtime)
     } else {
         None
@@ -543,7 +540,7 @@ where
     let outcome = match (has_stdio_work, stdio_runtime) {
         (true, Some(runtime)) => {
             let job = StdioJob {
-                runtime,
+                runtime: runtime.into_inner(),
                 shared: shared.clone(),
                 stdout: stdout.map(|fd| (fd, on_stdout)),
                 stderr: stderr.map(|fd| (fd, on_stderr)),
@@ -552,7 +549,12 @@ where
                 exit_seen: exit_seen_rx,
                 outputs_done: outputs_done_tx,
             };
-            match pool::scope(move || workers::run_stdio(job), run_action) {
+            let mut lent = None;
+            let ran = pool::scope(|| lent = Some(workers::run_stdio(job)), run_action);
+            if let Some(runtime) = lent {
+                crate::direct::give_back(runtime);
+            }
+            match ran {
                 Ok((outcome, stdio)) => {
                     if let Err(panic) = stdio {
                         // Consumer calls are caught where they run; this is

@@ -50,35 +50,72 @@ pub(crate) fn run(
     if tokio::runtime::Handle::try_current().is_ok() {
         return None;
     }
-    RUNTIME
-        .try_with(|cell| {
-            // Taken out while in use, so a nested call (from a Drop run
-            // inside, say) builds its own instead of failing to borrow.
-            let runtime = match cell.borrow_mut().take() {
-                Some(runtime) => runtime,
-                None => match build_runtime() {
-                    Ok(runtime) => runtime,
-                    Err(source) => {
-                        return Err(Error::Io {
-                            program: cmd.program_lossy(),
-                            context: "starting the runtime of a one-line call",
-                            source,
-                        });
-                    }
-                },
-            };
-            let outcome = runtime.block_on(drive(cmd, stdout, stderr));
-            *cell.borrow_mut() = Some(runtime);
-            outcome
-        })
-        .ok()
+    let runtime = match take_runtime() {
+        Ok(runtime) => runtime,
+        Err(source) => {
+            return Some(Err(Error::Io {
+                program: cmd.program_lossy(),
+                context: "starting the runtime of a one-line call",
+                source,
+            }));
+        }
+    };
+    let outcome = runtime.block_on(drive(cmd, stdout, stderr));
+    give_back(runtime);
+    Some(outcome)
 }
 
-fn build_runtime() -> io::Result<Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
+/// This thread's kept runtime, or a new one. Taken out while in use, so a
+/// nested call (from a Drop run inside, say) builds its own instead of
+/// failing to borrow. `with_process` lends it to its stdio thread.
+fn take_runtime() -> io::Result<Runtime> {
+    match RUNTIME.try_with(|cell| cell.borrow_mut().take()) {
+        Ok(Some(runtime)) => Ok(runtime),
+        // None kept, or the thread is exiting.
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build(),
+    }
+}
+
+/// A runtime taken from this thread's slot: given back when dropped, on
+/// every path (an error before it was used included), unless taken out.
+pub(crate) struct Lent(Option<Runtime>);
+
+impl Lent {
+    /// This thread's kept runtime, or a new one.
+    ///
+    /// # Errors
+    ///
+    /// When a new one cannot be built (out of fds or memory).
+    pub(crate) fn take() -> io::Result<Lent> {
+        take_runtime().map(|runtime| Lent(Some(runtime)))
+    }
+
+    /// The runtime, for work elsewhere that gives it back itself.
+    pub(crate) fn into_inner(mut self) -> Runtime {
+        self.0.take().expect("a Lent holds its runtime until taken")
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            give_back(runtime);
+        }
+    }
+}
+
+/// Keeps `runtime` for this thread's next call (or drops it if one is kept
+/// already, or the thread is exiting).
+pub(crate) fn give_back(runtime: Runtime) {
+    let _ = RUNTIME.try_with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(runtime);
+        }
+    });
 }
 
 /// Spawns on the current runtime, then drives the coordinator, the readers
