@@ -31,6 +31,7 @@ enum Scenario {
     Teardown,
     Escalation,
     Scale,
+    Cli,
     Restart,
 }
 
@@ -144,6 +145,11 @@ fn main() {
             Scenario::Scale,
             "scale",
             Box::new(|| scenarios::scale::run(&cfg).0),
+        ),
+        (
+            Scenario::Cli,
+            "cli (the childminder command vs timeout and cat)",
+            Box::new(|| scenarios::cli::run(&cfg)),
         ),
     ];
     let mut rows = Vec::new();

@@ -261,5 +261,32 @@ pub fn evaluate(rows: &[Row]) -> Vec<Target> {
         1.2,
     ));
     t.extend(scale(rows));
+    t.push(ratio_at_most(
+        rows,
+        "cli start-up",
+        "childminder run",
+        "timeout",
+        1.15,
+    ));
+    t.push(cli_pass_through(rows));
     t
+}
+
+/// `childminder run` moves a stream at least as fast as `cat` does.
+fn cli_pass_through(rows: &[Row]) -> Target {
+    let name = "cli pass-through: childminder run ≥ 1.00x cat".to_owned();
+    let Some(scenario) = scenario_named(rows, "cli pass-through") else {
+        return unmeasured(name);
+    };
+    let (Some(m), Some(c)) = (
+        find(rows, &scenario, "childminder run").and_then(Row::median),
+        find(rows, &scenario, "cat").and_then(Row::median),
+    ) else {
+        return unmeasured(name);
+    };
+    Target {
+        target: name,
+        measured: format!("{:.2}x ({} vs cat {} MB/s)", m / c, fmt_num(m), fmt_num(c)),
+        met: Some(m >= c),
+    }
 }

@@ -34,20 +34,31 @@ See `childminder run --help` for every option and the exit statuses.";
 const RUN_AFTER_HELP: &str = "\
 Exit status (GNU timeout conventions):
   N        the command exited with status N
-  128+N    a signal N ended the command (137 = SIGKILL, 143 = SIGTERM)
-  124      the deadline expired and the command was escalated
-           (with --preserve-status: the command's own status instead), or
-           the deadline's bound cut off output a reader did not take
+  signal N the command was ended by signal N (and the deadline did not expire): \
+childminder ends itself by the same signal, as GNU timeout does, after writing the \
+report (a shell shows 128+N: 130 for Ctrl-C), so a shell loop stops on Ctrl-C
+  124      the deadline expired (or SIGALRM came) and the command was escalated
+           (with --preserve-status: the command's own status, 128+N for a signal),
+           or the deadline's bound cut off output a reader did not take
   125      childminder itself failed (bad options, usage, report not
-           writable), or output could not be delivered (ENOSPC, EIO) by a
+           creatable), or output could not be delivered (ENOSPC, EIO) by a
            command that exited 0
   126      the program was found but could not be run
   127      the program was not found
 
-Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to childminder are forwarded to \
-the command's process group and start the escalation (grace period, then SIGKILL). \
-A second SIGINT or SIGTERM kills at once. Signals ignored when childminder \
-starts (nohup, background jobs) stay ignored.
+Signals sent to childminder:
+  ALRM                  the deadline, now: escalate, exit 124
+  INT, TERM, HUP, QUIT  the first one is sent to the command's process group and \
+starts the escalation (grace period, then SIGKILL); a second INT or TERM kills at \
+once; a later HUP or QUIT is passed on
+  any other             passed on to the command's process group (USR1, USR2, WINCH, \
+CONT, URG, the real-time signals, ...); childminder stays alive
+  not caught            CHLD; TSTP, TTIN, TTOU (they stop childminder itself); PIPE \
+(ignored: a closed reader is an error childminder handles); SEGV, BUS, FPE, ILL, \
+TRAP, SYS (a fault of childminder's own)
+Every signal received is listed in the report (signals_received). A signal ignored \
+when childminder starts (nohup, background jobs) stays ignored; SIGCHLD is reset to \
+its default, and SIGPIPE reaches the command as childminder got it.
 
 Streams: each of stdin, stdout and stderr that is a terminal is handed to the \
 command as it is (so is a stdin that is a file); pipes and files are streamed \
@@ -177,10 +188,10 @@ pub struct RunArgs {
         long = "no-group",
         long_help = "Keep the command in childminder's process group, and signal the \
             command alone. By default it leads a process group of its own, so the \
-            escalation reaches everything it started (grandchildren). Use it for a \
-            program that reads the terminal (with --inherit-stdio), which a separate \
-            group would stop (SIGTTIN), like `timeout --foreground`.\n\
-            Example: childminder run --no-group --inherit-stdio -- vim notes.txt"
+            escalation reaches everything it started (grandchildren); on a terminal \
+            that group is made the terminal's foreground group for the run (as a \
+            shell does for a job), so a terminal program works either way.\n\
+            Example: childminder run --no-group -- ./legacy-daemon"
     )]
     pub no_group: bool,
 
@@ -250,7 +261,7 @@ pub struct RunArgs {
             whatever they are, instead of streaming pipes and files through childminder \
             (terminals are handed over without it). stdout_bytes and stderr_bytes in the \
             report are then null.\n\
-            Example: childminder run --inherit-stdio -t 1h -- ./interactive-tool"
+            Example: childminder run --inherit-stdio -t 1h -- ./tool"
     )]
     pub inherit_stdio: bool,
 

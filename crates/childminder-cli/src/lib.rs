@@ -15,9 +15,10 @@ pub mod cli;
 pub mod duration;
 mod report;
 mod run;
-mod signals;
+pub mod signals;
 mod stdio;
 mod sys;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -30,19 +31,31 @@ pub fn main_entry() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return exit_code(usage_error_status(&e)),
     };
-    let status = match cli.command {
+    let ending = match cli.command {
         cli::Commands::Run(args) => run::run(args),
         cli::Commands::Init(args) => init(args),
     };
-    exit_code(status)
+    if let Some(signal) = ending.die_by {
+        // The report is written: end the way the command ended, so a shell
+        // loop stops on Ctrl-C as it would without childminder.
+        sys::die_by_signal(signal);
+    }
+    exit_code(ending.status)
+}
+
+/// Records the signal state childminder inherited, before the Rust runtime
+/// changes it (SIGPIPE). The binary calls it from an `.init_array`
+/// constructor, before `main`; see `src/main.rs`.
+pub fn record_inherited_signal_state() {
+    sys::record_inherited_sigpipe();
 }
 
 /// `childminder init`: `run` as an init process. `--no-subreaper` is a
 /// usage error there: an init that does not reap would let zombies pile up.
-fn init(args: cli::RunArgs) -> i32 {
+fn init(args: cli::RunArgs) -> run::Ending {
     if args.no_subreaper {
         run::diagnose("init always reaps orphans: --no-subreaper does not apply to it");
-        return run::EXIT_FAILURE;
+        return run::EXIT_FAILURE.into();
     }
     run::run_as(args, signals::Role::Init)
 }

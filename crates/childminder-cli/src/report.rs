@@ -19,10 +19,10 @@
 //! | `max_rss_bytes` | number or null | the child's peak resident memory (the largest of it and its waited-for descendants), likewise |
 //! | `stdout_bytes`, `stderr_bytes` | number or null | bytes copied out; null with `--inherit-stdio` |
 //! | `output_cut_off` | bool | something (a grandchild) kept the output open past the grace period after the child exited, and was killed |
-//! | `signals_received` | array of strings | the signals childminder received and acted on, in order |
+//! | `signals_received` | array of strings | every signal childminder received, in order |
 //! | `worker_errors` | array of objects | `{"stream": "stdout", "op": "consume", "error": "..."}` for each failed stdio worker |
 //! | `supervisor_error` | string or null | childminder's own failure: the start error, or a supervision error |
-//! | `exit_status` | number | the status childminder itself exits with |
+//! | `exit_status` | number | the status childminder itself exits with; 128+N when it ends itself by the command's signal N |
 //! | `inherited_streams` | array of strings | the streams handed to the command as they are (`"stdin"`, `"stdout"`, `"stderr"`): not copied, not counted |
 //! | `delivery_cut_off` | bool | the deadline's bound (a grace period after the later of the deadline and the exit) passed before all output was delivered: childminder stopped copying and exited 124 |
 //! | `subreaper` | bool | childminder was a subreaper for the command (the default; `--no-subreaper` turns it off) |

@@ -9,12 +9,14 @@ use std::io::{self, Write};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use childminder::{Command, Error, Signal, Stdio, SupervisionResult, Termination};
+use childminder::{Command, Error, ExitStatus, Signal, Stdio, SupervisionResult, Termination};
 
 use crate::cli::RunArgs;
 use crate::report::{Report, RunFacts};
 use crate::signals::{self, Forwarding, Role};
 use crate::stdio;
+use crate::sys;
+use crate::terminal;
 
 /// childminder's own failure: bad options, usage, an unwritable report.
 pub const EXIT_FAILURE: i32 = 125;
@@ -32,7 +34,7 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// |---|---|
 /// | the deadline expired and childminder escalated (sent the first signal or SIGKILL), without `--preserve-status` | 124 |
 /// | the child exited with code N | N |
-/// | a signal N ended the child (a forwarded one, the escalation's, or any other) | 128 + N |
+/// | a signal N ended the child (a forwarded one, the escalation's, or any other) | 128 + N, and `run` then ends itself by N ([`dies_by`]) |
 /// | no exit was observed (the child survived SIGKILL, stuck in the kernel) | 125 |
 ///
 /// A deadline that expired as the child was exiting by itself (nothing
@@ -45,6 +47,37 @@ pub fn exit_status(result: &SupervisionResult, preserve_status: bool) -> i32 {
     match result.exit {
         Some(status) => status.shell_code(),
         None => EXIT_FAILURE,
+    }
+}
+
+/// The signal `childminder run` ends itself with, after writing the
+/// report, as GNU `timeout` does: the one that ended the command, unless
+/// the deadline expired (then the status is 124, or the command's with
+/// `--preserve-status`). A shell loop around `childminder run` then stops
+/// on Ctrl-C, as it would around the command itself.
+pub fn dies_by(result: &SupervisionResult) -> Option<Signal> {
+    match result.exit {
+        Some(ExitStatus::Signaled { signal, .. }) if !result.timed_out() => Some(signal),
+        _ => None,
+    }
+}
+
+/// How childminder ends: with `status`, or first by `die_by` (the
+/// command's signal), falling back to `status` (128+N) if that fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    /// The exit status (also the report's `exit_status`).
+    pub status: i32,
+    /// The signal to end childminder with, after the report is written.
+    pub die_by: Option<Signal>,
+}
+
+impl From<i32> for Ending {
+    fn from(status: i32) -> Ending {
+        Ending {
+            status,
+            die_by: None,
+        }
     }
 }
 
@@ -94,19 +127,27 @@ impl ReportSink {
     }
 }
 
-/// Runs the command of `args` and returns the exit status.
-pub fn run(args: RunArgs) -> i32 {
+/// Runs the command of `args` and returns how childminder ends.
+pub fn run(args: RunArgs) -> Ending {
     run_as(args, Role::Run)
 }
 
 /// `run` or `init` (which forwards every signal as it is, reaps orphans as
-/// they exit, and is always a subreaper): returns the exit status.
-pub fn run_as(args: RunArgs, role: Role) -> i32 {
+/// they exit, and is always a subreaper): returns how childminder ends
+/// (`init` exits with 128+N rather than ending itself by the command's
+/// signal, as tini does).
+pub fn run_as(args: RunArgs, role: Role) -> Ending {
+    // Started with SIGCHLD ignored, the kernel would reap the command and
+    // its status would be lost: back to the default, as GNU timeout does.
+    if let Err(e) = sys::reset_sigchld() {
+        diagnose(&format!("cannot reset SIGCHLD to its default: {e}"));
+        return EXIT_FAILURE.into();
+    }
     let sink = match args.report.as_ref().map(ReportSink::open).transpose() {
         Ok(sink) => sink,
         Err(message) => {
             diagnose(&message);
-            return EXIT_FAILURE;
+            return EXIT_FAILURE.into();
         }
     };
     let (program, program_args) = args.command.split_first().expect("clap requires PROGRAM");
@@ -121,7 +162,12 @@ pub fn run_as(args: RunArgs, role: Role) -> i32 {
         .term_signal(args.signal())
         .process_group(!args.no_group)
         .subreaper(role == Role::Init || !args.no_subreaper)
-        .kill_on_parent_death(true);
+        .kill_on_parent_death(true)
+        .pipe_capacity(1 << 20)
+        .terminal_foreground(true)
+        // SIGPIPE as our parent gave it (recorded before the Rust runtime
+        // ignored it): `trap '' PIPE` reaches the command, as with timeout.
+        .inherit_sigpipe(sys::sigpipe_was_ignored_at_start());
     if let Some(cgroup) = args.cgroup() {
         cmd.cgroup(cgroup);
     }
@@ -141,12 +187,16 @@ pub fn run_as(args: RunArgs, role: Role) -> i32 {
         Ok(runtime) => runtime,
         Err(e) => {
             diagnose(&format!("cannot start the event loop: {e}"));
-            return EXIT_FAILURE;
+            return EXIT_FAILURE.into();
         }
     };
     let report = |outcome: Outcome| match outcome {
         Outcome::Ran(result, facts) => {
             let status = run_status(&result, &facts, args.preserve_status);
+            // Only when the status is the command's signal (not a time-out,
+            // not a delivery failure), and not as init.
+            let die_by =
+                dies_by(&result).filter(|s| role == Role::Run && status == 128 + s.as_raw());
             for failure in &facts.worker_errors {
                 if failure.error_kind != Some(io::ErrorKind::BrokenPipe) {
                     diagnose(&format!(
@@ -169,7 +219,7 @@ pub fn run_as(args: RunArgs, role: Role) -> i32 {
                 ));
             }
             (
-                status,
+                Ending { status, die_by },
                 Report::from_result(lossy_args.clone(), &result, &facts, status),
             )
         }
@@ -177,7 +227,7 @@ pub fn run_as(args: RunArgs, role: Role) -> i32 {
             diagnose(&error.to_string());
             let status = start_failure_status(&error);
             (
-                status,
+                Ending::from(status),
                 Report::not_started(
                     program.to_string_lossy().into_owned(),
                     lossy_args.clone(),
@@ -189,7 +239,7 @@ pub fn run_as(args: RunArgs, role: Role) -> i32 {
         Outcome::Failed(message) => {
             diagnose(&message);
             (
-                EXIT_FAILURE,
+                Ending::from(EXIT_FAILURE),
                 Report::failed(
                     program.to_string_lossy().into_owned(),
                     lossy_args.clone(),
@@ -199,7 +249,7 @@ pub fn run_as(args: RunArgs, role: Role) -> i32 {
             )
         }
     };
-    let (status, report) = report(runtime.block_on(supervise(
+    let (ending, report) = report(runtime.block_on(supervise(
         role,
         &mut cmd,
         stdio_mode(&args),
@@ -209,9 +259,9 @@ pub fn run_as(args: RunArgs, role: Role) -> i32 {
     match sink.map(|sink| sink.write(&report)) {
         Some(Err(message)) => {
             diagnose(&message);
-            EXIT_FAILURE
+            EXIT_FAILURE.into()
         }
-        _ => status,
+        _ => ending,
     }
 }
 
@@ -308,6 +358,12 @@ async fn supervise(
         Err(error) => return Outcome::NotStarted(error),
     };
     let deadline_at = deadline.map(|d| Instant::now() + d);
+    // Without it, Ctrl-Z stops the command but leaves childminder running
+    // and the terminal with the stopped group: a warning, not a failure.
+    let mut foreground = terminal::Foreground::of_command(child.pid()).unwrap_or_else(|e| {
+        diagnose(&format!("warning: no job control for the command: {e}"));
+        None
+    });
 
     let mut facts = RunFacts {
         stdout_bytes: plan.stdout.is_some().then_some(0),
@@ -346,6 +402,11 @@ async fn supervise(
             biased;
             signal = signals.recv() => forwarding.on_signal(&child, signal),
             result = child.wait() => break result,
+            () = stopped(&mut foreground) => {
+                if let Some(foreground) = &foreground {
+                    foreground.suspend_with(&child);
+                }
+            }
             ends = &mut outputs, if !outputs_done => {
                 outputs_done = true;
                 facts.record_outputs(ends);
@@ -432,6 +493,15 @@ fn held_open<P: stdio::OutputPipe>(pipe: &Option<Weak<P>>) -> bool {
     pipe.as_ref()
         .and_then(Weak::upgrade)
         .is_some_and(|p| !stdio::writers_gone(&*p))
+}
+
+/// Resolves when the command holding the terminal has been stopped; never
+/// without a terminal.
+async fn stopped(foreground: &mut Option<terminal::Foreground>) {
+    match foreground {
+        Some(foreground) => foreground.stopped().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

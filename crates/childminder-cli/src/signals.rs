@@ -1,26 +1,76 @@
-//! The signals childminder receives (INT, TERM, HUP, QUIT; every catchable
-//! one as `init`) and what it does with them.
+//! The signals childminder receives, and what each one means.
 //!
-//! The handlers are tokio's (a self-pipe read by the event loop on
-//! childminder's one thread, no thread of their own): [`Receiver::recv`]
-//! yields each received signal, and the run loop applies [`Forwarding`].
+//! As `childminder init` ([`Role::Init`]) every signal in [`INIT_FORWARDED`]
+//! is forwarded to the command's group as it is (the command decides what
+//! it means, as under tini), and SIGCHLD reaps every orphan that has
+//! exited, so no zombie accumulates.
+//!
+//! As `childminder run` ([`Role::Run`]) every catchable signal has a
+//! defined meaning (the README's table):
+//!
+//! - SIGALRM is "the deadline, now", as GNU `timeout` takes it: the
+//!   escalation starts with the first signal (`-s`) and the exit status is
+//!   124.
+//! - SIGINT, SIGTERM, SIGHUP and SIGQUIT ask the command to end: the first
+//!   one starts the escalation with that signal; a later SIGINT or SIGTERM
+//!   kills at once; a later SIGHUP or SIGQUIT is passed on as it is.
+//! - Every other catchable signal (USR1, USR2, WINCH, CONT, the real-time
+//!   signals, ...) is passed on to the command's process group (the command
+//!   alone with `--no-group`), as tini and dumb-init do; childminder stays
+//!   alive.
+//! - Not caught, so they keep their default meaning for childminder itself
+//!   ([`NOT_CAUGHT`]): SIGKILL and SIGSTOP (they cannot be); SIGCHLD
+//!   (childminder's own children; the command's exit is seen through its
+//!   pidfd); SIGTSTP, SIGTTIN and SIGTTOU (job control of childminder
+//!   itself: the terminal stops childminder); SIGPIPE (childminder ignores
+//!   it for itself, so a closed reader is an error it can handle); and the
+//!   faults SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and SIGSYS (a fault in
+//!   childminder must end it, not be passed on).
+//! - A signal that was ignored when childminder started (`nohup`, a
+//!   background job of a non-interactive shell) stays ignored, as shells do.
+//!
+//! Each received signal is recorded (`signals_received` in the report).
+//! The policy ([`Forwarding::decide`], [`caught_signals`]) does not care
+//! how signals arrive. They arrive on a signalfd: the caught signals are
+//! blocked (one `pthread_sigmask`, before any other thread exists) and read
+//! by the event loop on childminder's one thread, with no handler and no
+//! thread of their own. [`Receiver::recv`] yields each received signal,
+//! and the run loop applies [`Forwarding`].
 
-use std::future::poll_fn;
 use std::io;
-use std::task::Poll;
+use std::os::fd::{AsFd, OwnedFd};
 
 use childminder::{Child, Signal};
-use tokio::signal::unix::SignalKind;
+use tokio::io::unix::AsyncFd;
 
-/// The signals that are forwarded to the child.
-const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+use crate::sys;
+
+/// The signals childminder never catches: they keep their default meaning
+/// for childminder itself (see the module documentation for why).
+pub const NOT_CAUGHT: [i32; 14] = [
+    libc::SIGKILL,
+    libc::SIGSTOP,
+    libc::SIGCHLD,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGPIPE,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+    // glibc keeps 32 and 33 (below SIGRTMIN) for its threads.
+    32,
+];
 
 /// What `init` forwards to the command's group as it is, as tini does:
 /// every catchable signal but SIGCHLD (which means "reap"), the ones a
 /// fault raises in the process itself (ILL, TRAP, ABRT, BUS, FPE, SEGV,
 /// SYS), SIGPIPE (about childminder's own writes) and the terminal's
 /// stop signals for background reads and writes (TTIN, TTOU).
-const INIT_FORWARDED: [i32; 18] = [
+pub const INIT_FORWARDED: [i32; 18] = [
     libc::SIGHUP,
     libc::SIGINT,
     libc::SIGQUIT,
@@ -44,144 +94,274 @@ const INIT_FORWARDED: [i32; 18] = [
 /// Which face of childminder receives the signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// `childminder run`: INT, TERM, HUP and QUIT end the command.
+    /// `childminder run`: every signal has the meaning of the module
+    /// documentation.
     Run,
-    /// `childminder init`: every catchable signal is forwarded as it is,
-    /// and SIGCHLD reaps the orphans.
+    /// `childminder init`: every signal of [`INIT_FORWARDED`] is forwarded
+    /// as it is, and SIGCHLD reaps the orphans.
     Init,
 }
 
-/// The installed handlers. They stay installed when this is dropped
-/// (tokio never uninstalls one), doing nothing, so a late signal cannot
-/// kill childminder before it has written the report.
+/// The signals `role` catches, leaving out those for which
+/// `ignored_at_start` is true (SIGCHLD, init's "reap", is always caught).
+pub fn caught_by(role: Role, ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
+    match role {
+        Role::Run => caught_signals(ignored_at_start),
+        Role::Init => INIT_FORWARDED
+            .into_iter()
+            .filter(|&s| !ignored_at_start(s))
+            .chain([libc::SIGCHLD])
+            .collect(),
+    }
+}
+
+/// The signals `run` catches: every signal up to `SIGRTMAX` except
+/// [`NOT_CAUGHT`], glibc's own (32 up to `SIGRTMIN`), and those for which
+/// `ignored_at_start` is true.
+pub fn caught_signals(ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
+    (1..=libc::SIGRTMAX())
+        .filter(|&s| !NOT_CAUGHT.contains(&s))
+        .filter(|&s| !(32..libc::SIGRTMIN()).contains(&s))
+        .filter(|&s| !ignored_at_start(s))
+        .collect()
+}
+
+/// The caught signals, blocked and read from a signalfd. They stay
+/// blocked when this is dropped, so a late signal stays pending and cannot
+/// end childminder before it has written the report.
 pub struct Receiver {
-    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+    fd: AsyncFd<OwnedFd>,
 }
 
 impl Receiver {
-    /// Catches INT, TERM, HUP and QUIT from now on. A signal that is
-    /// ignored now (`nohup`, a background job of a non-interactive shell)
-    /// stays ignored, as shells do.
+    /// Catches the signals of `role` ([`caught_by`]) from now on; a signal
+    /// ignored now stays ignored. Call it before any other thread exists: a
+    /// thread started earlier would still take the signals with their
+    /// default action.
     ///
     /// # Errors
     ///
-    /// When a handler cannot be installed (the runtime's signal driver
-    /// could not be set up: out of fds).
+    /// When the signalfd cannot be created or registered (out of fds).
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime with IO enabled.
     pub fn start(role: Role) -> io::Result<Receiver> {
-        let caught: &[i32] = match role {
-            Role::Run => &FORWARDED,
-            Role::Init => &INIT_FORWARDED,
-        };
-        let mut streams = Vec::new();
-        let reap = (role == Role::Init).then_some(libc::SIGCHLD);
-        for raw in caught
-            .iter()
-            .copied()
-            .filter(|&s| !is_ignored(s))
-            .chain(reap)
-        {
-            let Some(signal) = Signal::from_raw(raw) else {
-                continue;
-            };
-            streams.push((
-                signal,
-                tokio::signal::unix::signal(SignalKind::from_raw(raw))?,
-            ));
-        }
-        Ok(Receiver { streams })
+        let fd = sys::signalfd_for(&caught_by(role, sys::is_ignored))?;
+        Ok(Receiver {
+            fd: sys::register(fd)?,
+        })
     }
 
     /// The next signal received.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a signal not yet returned stays pending.
+    /// Cancel safe: a signal is taken from the kernel only in the poll that
+    /// returns it.
     pub async fn recv(&mut self) -> Signal {
-        poll_fn(|cx| {
-            for (signal, stream) in &mut self.streams {
-                if let Poll::Ready(Some(())) = stream.poll_recv(cx) {
-                    return Poll::Ready(*signal);
+        loop {
+            let Ok(mut ready) = self.fd.readable().await else {
+                return std::future::pending().await;
+            };
+            match sys::read_signal(ready.get_inner().as_fd()) {
+                Ok(Some(raw)) => {
+                    if let Some(signal) = Signal::from_raw(raw) {
+                        return signal;
+                    }
                 }
+                Ok(None) => ready.clear_ready(),
+                // Unreadable: no signal will come from it.
+                Err(_) => return std::future::pending().await,
             }
-            Poll::Pending
-        })
-        .await
+        }
     }
 }
 
-/// True when `signal`'s disposition is `SIG_IGN`.
-fn is_ignored(signal: i32) -> bool {
-    // SAFETY: sigaction with a null new action only reads the current one
-    // into `old`, a plain C struct we own.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_IGN
-    }
+/// What to do with one received signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start the escalation as the deadline would ([`Child::expire_deadline`]).
+    ExpireDeadline,
+    /// Start the escalation with this signal ([`Child::terminate`]).
+    Terminate(Signal),
+    /// SIGKILL now ([`Child::kill`]).
+    Kill,
+    /// Pass the signal on to the group ([`Child::signal_group`]).
+    Forward(Signal),
+    /// Reap every orphan that has exited (`init`'s SIGCHLD).
+    ReapOrphans,
 }
 
-/// The forwarding policy, applied to each received signal in order:
-///
-/// - the first INT, TERM, HUP or QUIT is forwarded to the child's group as
-///   the escalation's first signal ([`Child::terminate`]); SIGKILL
-///   follows a grace period later;
-/// - a later INT or TERM kills at once ([`Child::kill`]);
-/// - a later HUP or QUIT is forwarded to the group as it is.
-///
-/// If the deadline has already started the escalation, the first signal
-/// changes nothing: the child has had its signal and SIGKILL is on its way.
-///
-/// As `init` ([`Role::Init`]) every signal is forwarded to the group as it
-/// is (the command decides what it means, as under tini), and SIGCHLD reaps
-/// every orphan that has exited, so no zombie accumulates.
+/// The forwarding policy, applied to each received signal in order (see
+/// the module documentation). If the deadline has already started the
+/// escalation, a first INT/TERM/HUP/QUIT changes nothing: the command has
+/// had its signal and SIGKILL is on its way.
 #[derive(Debug)]
 pub struct Forwarding {
     role: Role,
     received: Vec<Signal>,
+    end_requested: bool,
     orphans_reaped: u64,
 }
 
 impl Forwarding {
+    /// The policy of `role`, before any signal.
     pub fn new(role: Role) -> Forwarding {
         Forwarding {
             role,
             received: Vec::new(),
+            end_requested: false,
             orphans_reaped: 0,
         }
     }
 
-    /// Acts on `signal`.
-    pub fn on_signal(&mut self, process: &Child, signal: Signal) {
+    /// Records `signal` (but init's SIGCHLD) and decides what it means.
+    pub fn decide(&mut self, signal: Signal) -> Action {
         if self.role == Role::Init {
             if signal.as_raw() == libc::SIGCHLD {
-                match childminder::subreaper::reap_orphans() {
-                    Ok(n) => self.orphans_reaped += n as u64,
-                    Err(e) => crate::run::diagnose(&format!("warning: reaping orphans: {e}")),
-                }
-            } else {
-                self.received.push(signal);
-                let _ = process.signal_group(signal);
+                return Action::ReapOrphans;
             }
-            return;
+            self.received.push(signal);
+            return Action::Forward(signal);
         }
-        let first = self.received.is_empty();
         self.received.push(signal);
-        if first {
-            process.terminate(signal);
+        let ends = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
+        if signal.as_raw() == libc::SIGALRM {
+            Action::ExpireDeadline
+        } else if !ends.contains(&signal) {
+            Action::Forward(signal)
+        } else if !std::mem::replace(&mut self.end_requested, true) {
+            Action::Terminate(signal)
         } else if signal == Signal::INT || signal == Signal::TERM {
-            process.kill();
+            Action::Kill
         } else {
-            let _ = process.signal_group(signal);
+            Action::Forward(signal)
         }
     }
 
-    /// Every signal received (but SIGCHLD), in order, and how many orphans
-    /// were reaped.
+    /// Decides what `signal` means and does it to `process`.
+    pub fn on_signal(&mut self, process: &Child, signal: Signal) {
+        match self.decide(signal) {
+            Action::ExpireDeadline => process.expire_deadline(),
+            Action::Terminate(signal) => process.terminate(signal),
+            Action::Kill => process.kill(),
+            Action::Forward(signal) => {
+                let _ = process.signal_group(signal);
+            }
+            Action::ReapOrphans => match childminder::subreaper::reap_orphans() {
+                Ok(n) => self.orphans_reaped += n as u64,
+                Err(e) => crate::run::diagnose(&format!("warning: reaping orphans: {e}")),
+            },
+        }
+    }
+
+    /// Every signal received (but init's SIGCHLD), in order, and how many
+    /// orphans were reaped.
     pub fn into_received(self) -> (Vec<Signal>, u64) {
         (self.received, self.orphans_reaped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(raw: i32) -> Signal {
+        Signal::from_raw(raw).unwrap()
+    }
+
+    #[test]
+    fn alarm_is_the_deadline_now_every_time() {
+        let mut f = Forwarding::new(Role::Run);
+        assert_eq!(f.decide(sig(libc::SIGALRM)), Action::ExpireDeadline);
+        assert_eq!(f.decide(Signal::TERM), Action::Terminate(Signal::TERM));
+        assert_eq!(f.decide(sig(libc::SIGALRM)), Action::ExpireDeadline);
+    }
+
+    #[test]
+    fn the_first_ending_signal_terminates_with_itself() {
+        for first in [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT] {
+            let mut f = Forwarding::new(Role::Run);
+            assert_eq!(f.decide(first), Action::Terminate(first));
+        }
+    }
+
+    #[test]
+    fn a_second_int_or_term_kills_and_a_second_hup_or_quit_is_forwarded() {
+        let mut f = Forwarding::new(Role::Run);
+        f.decide(Signal::HUP);
+        assert_eq!(f.decide(Signal::HUP), Action::Forward(Signal::HUP));
+        assert_eq!(f.decide(Signal::QUIT), Action::Forward(Signal::QUIT));
+        assert_eq!(f.decide(Signal::INT), Action::Kill);
+        assert_eq!(f.decide(Signal::TERM), Action::Kill);
+    }
+
+    #[test]
+    fn other_signals_are_forwarded_and_do_not_count_as_a_first_end() {
+        let mut f = Forwarding::new(Role::Run);
+        for other in [
+            Signal::USR1,
+            Signal::USR2,
+            Signal::CONT,
+            sig(libc::SIGWINCH),
+        ] {
+            assert_eq!(f.decide(other), Action::Forward(other));
+        }
+        let rt = sig(libc::SIGRTMIN() + 1);
+        assert_eq!(f.decide(rt), Action::Forward(rt));
+        assert_eq!(f.decide(Signal::TERM), Action::Terminate(Signal::TERM));
+        assert_eq!(
+            f.into_received().0,
+            [
+                Signal::USR1,
+                Signal::USR2,
+                Signal::CONT,
+                sig(libc::SIGWINCH),
+                rt,
+                Signal::TERM
+            ]
+        );
+    }
+
+    #[test]
+    fn init_forwards_every_signal_as_it_is_and_reaps_on_sigchld() {
+        let mut f = Forwarding::new(Role::Init);
+        for raw in INIT_FORWARDED {
+            assert_eq!(f.decide(sig(raw)), Action::Forward(sig(raw)));
+        }
+        assert_eq!(f.decide(sig(libc::SIGCHLD)), Action::ReapOrphans);
+        assert_eq!(f.into_received().0.len(), INIT_FORWARDED.len());
+        let caught = caught_by(Role::Init, |s| s == libc::SIGHUP);
+        assert!(caught.contains(&libc::SIGCHLD) && !caught.contains(&libc::SIGHUP));
+        assert_eq!(caught_by(Role::Run, |_| false), caught_signals(|_| false));
+    }
+
+    #[test]
+    fn caught_signals_are_all_but_the_exceptions_and_the_ignored() {
+        let all = caught_signals(|_| false);
+        for s in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGTERM,
+            libc::SIGALRM,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGWINCH,
+            libc::SIGCONT,
+            libc::SIGURG,
+            libc::SIGABRT,
+            libc::SIGRTMIN(),
+            libc::SIGRTMAX(),
+        ] {
+            assert!(all.contains(&s), "{s} not caught");
+        }
+        for s in NOT_CAUGHT.into_iter().chain(32..libc::SIGRTMIN()) {
+            assert!(!all.contains(&s), "{s} caught");
+        }
+        let without_hup = caught_signals(|s| s == libc::SIGHUP);
+        assert!(!without_hup.contains(&libc::SIGHUP));
+        assert_eq!(without_hup.len(), all.len() - 1);
     }
 }

@@ -149,6 +149,12 @@ impl Sink {
         !matches!(self.kind, FdKind::Terminal | FdKind::Socket)
     }
 
+    /// Every write is taken whole, never waiting for a reader: a file or a
+    /// device such as `/dev/null`, not a pipe, terminal or socket.
+    fn takes_all(&self) -> bool {
+        matches!(self.dest, Dest::Plain(_))
+    }
+
     /// Waits until the destination has room again, after a `splice` found
     /// it full.
     async fn wait_for_room(&self) -> io::Result<()> {
@@ -263,7 +269,17 @@ pub async fn pump(
             });
             match attempt {
                 Ok(Moved::Bytes(0)) => return Ok(()),
-                Ok(Moved::Bytes(n)) => delivered.set(delivered.get() + n as u64),
+                Ok(Moved::Bytes(n)) => {
+                    delivered.set(delivered.get() + n as u64);
+                    if n < SPLICE_CHUNK && to.takes_all() {
+                        // Into a file or /dev/null, splice stops short only
+                        // when the pipe is empty: wait for the command's next
+                        // write now instead of asking again (one syscall per
+                        // wake-up, as `cat`'s read). A write after the splice
+                        // has already queued its own event.
+                        let _ = from.try_io(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                    }
+                }
                 Ok(Moved::DestinationFull) => {
                     to.wait_for_room().await.map_err(PumpError::Deliver)?
                 }

@@ -1,9 +1,16 @@
 //! The command's own OS calls, in one place: what kind of file each of our
-//! stdio fds is, a private non-blocking copy of one, `splice(2)`, and the
-//! terminal's foreground group. Every `unsafe` block wraps one call.
+//! stdio fds is, a private non-blocking copy of one, `splice(2)`, the
+//! terminal's foreground group, and childminder's own signal state at its
+//! start and end (what it inherited: SIGPIPE, SIGCHLD; ending itself by the
+//! command's signal). Every `unsafe` block wraps one call.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use childminder::Signal;
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::pipe::SpliceFlags;
@@ -119,7 +126,7 @@ pub fn write(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> io::Result<usize> 
         // SAFETY: buf is a valid slice for its length; send only reads it.
         let n = unsafe {
             libc::send(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                fd.as_raw_fd(),
                 buf.as_ptr().cast(),
                 buf.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
@@ -140,7 +147,7 @@ pub fn recv_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid, writable slice for its length.
     let n = unsafe {
         libc::recv(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
             libc::MSG_DONTWAIT,
@@ -198,4 +205,241 @@ pub fn with_signal_blocked<R>(signal: libc::c_int, f: impl FnOnce() -> R) -> R {
     // SAFETY: restores the mask saved above, for this thread only.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     result
+}
+
+/// The foreground process group of the terminal `fd`, if it is one.
+pub fn foreground_group(fd: BorrowedFd<'_>) -> Option<libc::pid_t> {
+    // SAFETY: tcgetpgrp on an open fd; touches no memory. 0 (a group
+    // outside our PID namespace) and errors are "none".
+    let group = unsafe { libc::tcgetpgrp(fd.as_raw_fd()) };
+    (group > 0).then_some(group)
+}
+
+/// childminder's own process group.
+pub fn own_group() -> libc::pid_t {
+    // SAFETY: getpgrp has no arguments and cannot fail (0 when the group
+    // lies outside our PID namespace).
+    unsafe { libc::getpgrp() }
+}
+
+/// Makes `to` the foreground group of the terminal `tty` if `holder` holds
+/// it now, with SIGTTOU blocked (from a background group `tcsetpgrp` would
+/// stop childminder).
+pub fn give_terminal(tty: BorrowedFd<'_>, holder: Option<libc::pid_t>, to: libc::pid_t) {
+    let now = foreground_group(tty);
+    if to <= 0 || now.is_none() || now == Some(to) || holder.is_some_and(|h| Some(h) != now) {
+        return;
+    }
+    with_signal_blocked(libc::SIGTTOU, || {
+        // SAFETY: tcsetpgrp on an open fd with a group id; touches no memory.
+        unsafe { libc::tcsetpgrp(tty.as_raw_fd(), to) };
+    });
+}
+
+/// Consumes the report of the child `pid` having stopped, if there is one
+/// (`waitid(WSTOPPED | WNOHANG)`: never reaps, never sees an exit).
+pub fn take_stop_report(pid: libc::pid_t) -> bool {
+    // SAFETY: a plain C struct we own, zeroed as waitid expects for "none".
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes into `info` only; WSTOPPED without WEXITED
+    // leaves an exited child for the library to reap.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG,
+        )
+    };
+    // SAFETY: waitid filled `info` (or left it zeroed); si_pid is valid
+    // for SIGCHLD reports.
+    rc == 0 && unsafe { info.si_pid() } == pid && info.si_code == libc::CLD_STOPPED
+}
+
+/// Stops childminder's own process group with SIGTSTP, as Ctrl-Z would
+/// have, and returns once it is continued (SIGCONT). If SIGTSTP is
+/// ignored (no job control), nothing stops.
+pub fn stop_own_group(group: libc::pid_t) {
+    // SAFETY: kill with integers; a signal to our own group is delivered to
+    // us before kill returns, so we stop inside this call.
+    unsafe { libc::kill(-group, libc::SIGTSTP) };
+}
+
+// ---------------------------------------------------------------------------
+// childminder's own signal state
+// ---------------------------------------------------------------------------
+
+/// SIGPIPE's disposition when the process started, before the Rust runtime
+/// set it to ignored for itself: unknown (never recorded), default, or
+/// ignored.
+static SIGPIPE_AT_START: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const DEFAULT: u8 = 1;
+const IGNORED: u8 = 2;
+
+/// The current disposition of `signal`, or `None` if it cannot be read.
+fn disposition(signal: i32) -> Option<libc::sigaction> {
+    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`, a
+    // plain C struct we own.
+    let rc = unsafe { libc::sigaction(signal, ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zero-initialised, and filled in by sigaction on success.
+    (rc == 0).then(|| unsafe { old.assume_init() })
+}
+
+/// True when `signal`'s disposition is `SIG_IGN`.
+pub fn is_ignored(signal: i32) -> bool {
+    disposition(signal).is_some_and(|a| a.sa_sigaction == libc::SIG_IGN)
+}
+
+/// Records SIGPIPE's disposition as the parent gave it. The binary calls
+/// this from an `.init_array` constructor, which glibc runs before `main`
+/// and so before the Rust runtime ignores SIGPIPE (std captures `argv` on
+/// Linux the same way). It only reads the disposition and stores a byte.
+pub fn record_inherited_sigpipe() {
+    let state = if is_ignored(libc::SIGPIPE) {
+        IGNORED
+    } else {
+        DEFAULT
+    };
+    SIGPIPE_AT_START.store(state, Ordering::Relaxed);
+}
+
+/// True when the parent started childminder with SIGPIPE ignored (`trap ''
+/// PIPE`): the command then gets it ignored too, as GNU `timeout` passes
+/// it on. False when it was at its default, or never recorded.
+pub fn sigpipe_was_ignored_at_start() -> bool {
+    SIGPIPE_AT_START.load(Ordering::Relaxed) == IGNORED
+}
+
+/// Puts SIGCHLD back to its default (no `SA_NOCLDWAIT`), as GNU `timeout`
+/// does at its start: started with SIGCHLD ignored (`trap '' CHLD`), the
+/// kernel would reap the command by itself and its status would be lost.
+/// The command inherits the default too.
+///
+/// # Errors
+///
+/// The OS error of `sigaction`.
+pub fn reset_sigchld() -> std::io::Result<()> {
+    // SAFETY: zeroed is a valid sigaction: SIG_DFL, no flags, empty mask.
+    let default: libc::sigaction = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: installs the default disposition; no handler code is involved.
+    let rc = unsafe { libc::sigaction(libc::SIGCHLD, &default, ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Ends childminder by `signal`, as GNU `timeout` does when the command
+/// died by a signal: core dumps off (so a SIGQUIT or SIGSEGV of the command
+/// does not also dump childminder's core), the signal's default action
+/// back, the signal unblocked, then raised. Returns only if that did not
+/// end the process (core dumps could not be turned off, or the signal's
+/// default is not to terminate); the caller then exits with 128+N.
+pub fn die_by_signal(signal: Signal) {
+    if !disable_core_dumps() {
+        return;
+    }
+    let raw = signal.as_raw();
+    // SAFETY: zeroed is a valid sigaction: SIG_DFL, no flags, empty mask.
+    let default: libc::sigaction = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: installs the default disposition; no handler code is involved.
+    unsafe { libc::sigaction(raw, &default, ptr::null_mut()) };
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    // SAFETY: initialised just above; sigaddset sets one bit of it.
+    unsafe { libc::sigaddset(set.as_mut_ptr(), raw) };
+    // SAFETY: unblocks the signal for this thread only; the set is initialised.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), ptr::null_mut()) };
+    // SAFETY: raise sends the signal to this thread; its default action
+    // ends the process.
+    unsafe { libc::raise(raw) };
+}
+
+/// Turns core dumps off for this process: not dumpable (which also keeps
+/// a piped `core_pattern` helper away), and a core size limit of 0.
+fn disable_core_dumps() -> bool {
+    // SAFETY: prctl with integer arguments changes only this process.
+    let not_dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0;
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    let no_size = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } == 0;
+    not_dumpable || no_size
+}
+
+/// The set of `signals`.
+fn sigset(signals: &[i32]) -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    for &signal in signals {
+        // SAFETY: initialised above; sigaddset sets one bit of it.
+        unsafe { libc::sigaddset(set.as_mut_ptr(), signal) };
+    }
+    // SAFETY: initialised above.
+    unsafe { set.assume_init() }
+}
+
+/// Blocks `signals` in the calling thread (and so in every thread it
+/// starts later) and returns a non-blocking signalfd that receives them.
+/// A blocked signal stays pending until the signalfd reads it: no handler
+/// runs, nothing is lost between the block and the first read, and a
+/// signal that arrives after the last read cannot end childminder before
+/// it has written its report. The command gets an empty mask (the library
+/// resets it on both spawn paths).
+///
+/// # Errors
+///
+/// The OS error of `pthread_sigmask` or `signalfd` (out of fds).
+pub fn signalfd_for(signals: &[i32]) -> io::Result<OwnedFd> {
+    let set = sigset(signals);
+    // SAFETY: the set is initialised; only the calling thread's mask changes.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: -1 asks for a new fd; the set is initialised; the flags are
+    // valid SFD_* bits.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// The next signal pending on a signalfd, or `None` when none is (EAGAIN).
+///
+/// # Errors
+///
+/// The OS error of `read`.
+pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: reads at most `size` bytes into `info`, which we own.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                info.as_mut_ptr().cast(),
+                size,
+            )
+        };
+        if n == size as isize {
+            // SAFETY: the kernel filled the whole struct.
+            return Ok(Some(unsafe { info.assume_init() }.ssi_signo as i32));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    }
 }

@@ -77,3 +77,167 @@ fn a_realtime_signal_name_is_accepted_by_dash_s() {
     assert_eq!(out.code(), 124, "{}", out.stderr);
     assert_eq!(report["exit"]["signal_name"], "SIGRTMIN+1", "{report}");
 }
+
+/// USR1, USR2, WINCH and the others killed childminder (no report; the
+/// command died by the parent-death SIGKILL). Each is now passed on to the
+/// command's group and recorded, and childminder stays alive.
+#[test]
+fn every_other_catchable_signal_is_forwarded_and_recorded() {
+    let script = "for s in USR1 USR2 WINCH URG CONT; do trap \"echo got $s\" $s; done; \
+                  echo ready; while :; do sleep 1 & wait $!; done";
+    let mut run = Running::start(&[
+        "run", "--report", "-", "-g", "10s", "--", "sh", "-c", script,
+    ]);
+    assert_eq!(run.line(), "ready");
+    for (sig, name) in [
+        (libc::SIGUSR1, "USR1"),
+        (libc::SIGUSR2, "USR2"),
+        (libc::SIGWINCH, "WINCH"),
+        (libc::SIGURG, "URG"),
+        (libc::SIGCONT, "CONT"),
+    ] {
+        run.signal(sig);
+        assert_eq!(run.line(), format!("got {name}"));
+    }
+    // A real-time signal the shell does not trap ends it, and childminder
+    // then ends itself the same way.
+    let rt = libc::SIGRTMIN() + 1;
+    run.signal(rt);
+    let out = run.finish();
+    assert_eq!(out.signal, Some(rt), "{}", out.stderr);
+    let report = last_line_json(&out.stderr);
+    assert_eq!(
+        report["signals_received"],
+        serde_json::json!([
+            "SIGUSR1",
+            "SIGUSR2",
+            "SIGWINCH",
+            "SIGURG",
+            "SIGCONT",
+            "SIGRTMIN+1"
+        ])
+    );
+    assert_eq!(report["exit"]["signal_name"], "SIGRTMIN+1");
+    assert_eq!(report["exit_status"], 128 + rt);
+}
+
+/// SIGALRM killed childminder; GNU `timeout` takes it as "the deadline,
+/// now": escalate, exit 124.
+#[test]
+fn sigalrm_is_the_deadline_now_and_exits_124() {
+    let mut run = Running::start(&[
+        "run",
+        "--report",
+        "-",
+        "-g",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 60",
+    ]);
+    assert_eq!(run.line(), "ready");
+    run.signal(libc::SIGALRM);
+    let out = run.finish();
+    assert_eq!(out.code(), 124, "{}", out.stderr);
+    let report = last_line_json(&out.stderr);
+    assert_eq!(report["timed_out"], true, "{report}");
+    assert_eq!(report["escalation_cause"], "deadline");
+    assert_eq!(report["exit"]["signal_name"], "SIGTERM");
+    assert_eq!(report["signals_received"], serde_json::json!(["SIGALRM"]));
+}
+
+/// A command that dies by SIGINT (Ctrl-C) ends childminder by SIGINT, so
+/// `for f in *; do childminder run -- job $f; done` stops as it would
+/// without childminder.
+#[test]
+fn a_forwarded_sigint_ends_childminder_by_sigint() {
+    let mut run = Running::start(&["run", "--", "sh", "-c", "echo ready; exec sleep 60"]);
+    assert_eq!(run.line(), "ready");
+    run.signal(libc::SIGINT);
+    let out = run.finish();
+    assert_eq!(out.signal, Some(libc::SIGINT), "{}", out.stderr);
+}
+
+/// Ending itself by the command's SIGQUIT must not dump childminder's
+/// core, even where core dumps are allowed (GNU turns them off first).
+#[test]
+fn ending_by_the_commands_sigquit_dumps_no_core() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let dir = temp_path("core-dir");
+    // The command may dump its own core: in a directory of its own.
+    std::fs::create_dir_all(dir.join("command")).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_childminder"));
+    cmd.args(["run", "--", "sh", "-c", "cd command && kill -QUIT $$"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null());
+    // SAFETY: getrlimit/setrlimit are async-signal-safe; nothing else runs.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_CORE, &mut limit);
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_CORE, &limit);
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "command")
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status.signal(), Some(libc::SIGQUIT), "{status:?}");
+    assert!(!status.core_dumped(), "childminder dumped core");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Inherited dispositions (§3)
+// ---------------------------------------------------------------------------
+
+/// `bash -c "trap '' CHLD; exec childminder run -t 10 -- true"` exited 125
+/// "No child processes": the kernel reaped the command by itself.
+#[test]
+fn started_with_sigchld_ignored_it_still_sees_the_exit() {
+    let out = run_shell("trap '' CHLD; exec \"$CM\" run -t 10 -- sh -c 'exit 3'");
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+}
+
+/// Started with SIGPIPE ignored, GNU passes that on (`trap '' PIPE` then
+/// `yes | :` prints "Broken pipe"); childminder reset it to the default.
+#[test]
+fn started_with_sigpipe_ignored_the_command_inherits_it() {
+    let pipe_bit = 1u64 << (libc::SIGPIPE - 1);
+    let ignored_in_command = |script: &str| {
+        let out = run_shell(script);
+        assert_eq!(out.code(), 0, "{}", out.stderr);
+        let text = out.stdout_str();
+        let mask = text.split_whitespace().nth(1).expect("a SigIgn line");
+        u64::from_str_radix(mask, 16).unwrap() & pipe_bit != 0
+    };
+    let grep = "run -- grep ^SigIgn: /proc/self/status";
+    assert!(ignored_in_command(&format!(
+        "trap '' PIPE; exec \"$CM\" {grep}"
+    )));
+    assert!(!ignored_in_command(&format!(
+        "trap - PIPE; exec \"$CM\" {grep}"
+    )));
+    // And the GNU example itself: yes reports the broken pipe.
+    let out = run_shell("trap '' PIPE; exec \"$CM\" run -- sh -c 'yes | :'");
+    assert!(out.stderr.contains("Broken pipe"), "{}", out.stderr);
+}
+
+/// Runs `script` with bash (so `trap '' CHLD` works as the issue shows),
+/// with `$CM` the childminder binary.
+fn run_shell(script: &str) -> Finished {
+    let mut bash = std::process::Command::new("bash");
+    bash.args(["-c", script])
+        .env("CM", env!("CARGO_BIN_EXE_childminder"))
+        .stdin(std::process::Stdio::null());
+    Running::start_with(&mut bash).finish()
+}

@@ -319,3 +319,179 @@ impl WithFdLimit for Command {
         self.output().unwrap()
     }
 }
+
+/// A shell leading a new session whose controlling terminal is a fresh
+/// pseudo-terminal, as a terminal emulator starts one; the test types into
+/// it and reads what it shows.
+struct Session {
+    typing: fs::File,
+    shown: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: String,
+    shell: Child,
+}
+
+/// Prints the process group and the terminal's foreground group of the
+/// shell that runs it: equal when the shell holds the terminal.
+/// Shell code that prints `LABEL pgrp=P tpgid=T.`: the process group and
+/// the terminal's foreground group of the shell that runs it, equal when
+/// the shell holds the terminal.
+fn who_has_the_terminal(label: &str) -> String {
+    format!(r#"read -r _ _ _ _ p _ _ t _ < /proc/$$/stat; echo "{label} pgrp=$p tpgid=$t.""#)
+}
+
+impl Session {
+    fn start(script: &str) -> Session {
+        let pty = openpty();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script])
+            .env("CM", env!("CARGO_BIN_EXE_childminder"))
+            .stdin(terminal(&pty))
+            .stdout(terminal(&pty))
+            .stderr(terminal(&pty));
+        // SAFETY: setsid and ioctl are async-signal-safe; only the child runs
+        // them.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let shell = cmd.spawn().unwrap();
+        drop(cmd);
+        let Pty { mut master, slave } = pty;
+        drop(slave);
+        let typing = master.try_clone().unwrap();
+        let (tx, shown) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Session {
+            typing,
+            shown,
+            seen: String::new(),
+            shell,
+        }
+    }
+
+    /// Waits until the terminal has shown `needle`; returns all it showed.
+    fn wait_for(&mut self, needle: &str) -> &str {
+        let started = Instant::now();
+        while !self.seen.contains(needle) {
+            let left = WATCHDOG.saturating_sub(started.elapsed());
+            match self.shown.recv_timeout(left) {
+                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => {
+                    let _ = self.shell.kill();
+                    panic!(
+                        "the terminal never showed {needle:?}; it showed {:?}",
+                        self.seen
+                    );
+                }
+            }
+        }
+        &self.seen
+    }
+
+    fn type_in(&mut self, keys: &[u8]) {
+        std::io::Write::write_all(&mut self.typing, keys).unwrap();
+    }
+
+    /// The `pgrp=P tpgid=T.` line after `label`: whether P == T.
+    fn held_by_printer(&mut self, label: &str) -> bool {
+        let seen = self.wait_for(&format!("{label} pgrp=")).to_owned();
+        let line = &seen[seen.find(&format!("{label} pgrp=")).unwrap()..];
+        self.wait_for(".");
+        let line = line.split('.').next().unwrap();
+        let number = |key: &str| -> i32 {
+            line.split(key)
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('.')
+                .parse()
+                .unwrap()
+        };
+        number("pgrp=") == number("tpgid=")
+    }
+
+    fn finish(mut self) {
+        wait_or_kill(&mut self.shell, "the session's shell");
+    }
+}
+
+#[test]
+fn a_terminal_program_in_its_own_group_reads_the_terminal_and_gives_it_back() {
+    // `childminder run --inherit-stdio -t 1h -- ./tool` (the --help
+    // example) hung on a terminal: the tool, in its own group, was stopped
+    // by SIGTTIN at its first read.
+    let mut session = Session::start(&format!(
+        r#""$CM" run -t 60 -- sh -c 'echo ready; read x; echo "got $x"; {during}'; echo "status $?"; {after}"#,
+        during = who_has_the_terminal("during"),
+        after = who_has_the_terminal("after"),
+    ));
+    session.wait_for("ready");
+    session.type_in(b"hello\n");
+    session.wait_for("got hello");
+    assert!(
+        session.held_by_printer("during"),
+        "the command's group had no terminal: {}",
+        session.seen
+    );
+    session.wait_for("status 0");
+    assert!(
+        session.held_by_printer("after"),
+        "the terminal was not given back: {}",
+        session.seen
+    );
+    session.finish();
+}
+
+#[test]
+fn the_terminal_is_given_back_after_an_escalation() {
+    let mut session = Session::start(&format!(
+        r#""$CM" run -t 300ms -g 300ms -- sh -c 'trap "" TERM; echo ready; read x'; echo "status $?"; {after}"#,
+        after = who_has_the_terminal("after"),
+    ));
+    session.wait_for("ready");
+    session.wait_for("status 124");
+    assert!(
+        session.held_by_printer("after"),
+        "the terminal was not given back: {}",
+        session.seen
+    );
+    session.finish();
+}
+
+#[test]
+fn ctrl_z_stops_the_command_with_childminder_and_fg_continues_it_at_the_terminal() {
+    // A job-control shell (`set -m`, as an interactive one) runs
+    // childminder as a job of its own. Ctrl-Z stops the command (the
+    // terminal's foreground group); childminder must then stop too, or the
+    // shell waits forever on a job whose command is stopped; `fg` must
+    // bring the command back to the terminal.
+    let mut session = Session::start(&format!(
+        r#"set -m; "$CM" run -- sh -c 'echo ready; read x; echo "got $x"'; echo "stopped $?"; fg >/dev/null; echo "status $?"; {after}"#,
+        after = who_has_the_terminal("after"),
+    ));
+    session.wait_for("ready");
+    session.type_in(b"\x1a"); // Ctrl-Z: SIGTSTP to the terminal's foreground group
+    session.wait_for(&format!("stopped {}", 128 + libc::SIGTSTP));
+    session.type_in(b"again\n");
+    session.wait_for("got again");
+    session.wait_for("status 0");
+    assert!(
+        session.held_by_printer("after"),
+        "the terminal was not given back: {}",
+        session.seen
+    );
+    session.finish();
+}

@@ -18,7 +18,7 @@ use crate::command::{Command, Stdio};
 use crate::coordinator::{Policy, supervise};
 use crate::error::Error;
 use crate::result::SupervisionResult;
-use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
+use crate::shared::{REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
 use crate::target::PidfdLease;
@@ -449,6 +449,26 @@ impl Child {
     /// ```
     pub fn terminate(&self, signal: Signal) {
         self.shared.request_terminate(signal);
+    }
+
+    /// Starts the escalation now as if the deadline had expired: the
+    /// configured first signal, SIGKILL a grace period later, and
+    /// [`timed_out`](crate::SupervisionResult::timed_out) true in the
+    /// result. Changes nothing once the escalation has reached its first
+    /// signal. Returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let child = childminder::Command::new("sleep").arg("30").spawn().unwrap();
+    /// child.expire_deadline();
+    /// assert!(child.wait().await.timed_out());
+    /// # }
+    /// ```
+    pub fn expire_deadline(&self) {
+        self.shared.request(REQ_DEADLINE);
     }
 
     /// Sends SIGKILL to the child's group now; returns at once.

@@ -14,7 +14,7 @@ use crate::error::{Error, Stream, WorkerError, WorkerOp};
 use crate::input::{Input, Source};
 use crate::pool;
 use crate::result::SupervisionResult;
-use crate::shared::{REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
+use crate::shared::{REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
 use crate::target::PidfdLease;
@@ -282,6 +282,30 @@ impl Process {
     /// ```
     pub fn terminate(&self, signal: Signal) {
         self.shared.request_terminate(signal);
+    }
+
+    /// Starts the escalation now as if the deadline had expired, whether
+    /// or not [`Command::deadline`](crate::Command::deadline) was set: the
+    /// configured first signal, then SIGKILL a grace period later, and the
+    /// result says [`EscalationCause::Deadline`](crate::EscalationCause::Deadline)
+    /// ([`timed_out`](crate::SupervisionResult::timed_out) is true). Like
+    /// the deadline, it changes nothing once the escalation has reached its
+    /// first signal. Returns at once. (`childminder run` does this on
+    /// SIGALRM, as GNU `timeout` does.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{discard, stdin, with_process, Command, Signal};
+    /// let r = with_process(&Command::new("sleep").arg("30"), stdin::empty(), discard, discard, |p| {
+    ///     p.expire_deadline();
+    ///     p.wait()
+    /// }).unwrap();
+    /// assert!(r.timed_out());
+    /// assert_eq!(r.exit.unwrap().signal(), Some(Signal::TERM));
+    /// ```
+    pub fn expire_deadline(&self) {
+        self.shared.request(REQ_DEADLINE);
     }
 
     /// Sends SIGKILL to the child's group now, the escalation's last step,

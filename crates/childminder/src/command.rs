@@ -170,6 +170,7 @@ pub struct Command {
     pub(crate) deadline: Option<Duration>,
     pub(crate) process_group: bool,
     pub(crate) kill_on_parent_death: bool,
+    pub(crate) terminal_foreground: bool,
     arg0: Option<OsString>,
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
@@ -207,6 +208,7 @@ impl Command {
             deadline: None,
             process_group: true,
             kill_on_parent_death: false,
+            terminal_foreground: false,
             arg0: None,
             uid: None,
             gid: None,
@@ -437,6 +439,37 @@ impl Command {
     /// ```
     pub fn kill_on_parent_death(&mut self, enable: bool) -> &mut Command {
         self.kill_on_parent_death = enable;
+        self
+    }
+
+    /// Gives the terminal to the child for its run, as a shell does for a
+    /// foreground job. Default off.
+    ///
+    /// It applies when the child leads its own process group
+    /// ([`process_group`](Self::process_group), the default) and one of
+    /// the streams it inherits ([`Stdio::Inherit`]) is a terminal whose
+    /// foreground process group is the caller's. Then the child's group
+    /// becomes the terminal's foreground group before the program's first
+    /// instruction (`posix_spawn_file_actions_addtcsetpgrp_np` on the
+    /// `posix_spawn` path, `tcsetpgrp` before `exec` on the fork path), so
+    /// it can read the terminal and is not stopped by `SIGTTIN`, and Ctrl-C
+    /// and Ctrl-Z reach it (and not the caller). Once the child has exited
+    /// (by itself or escalated), the terminal is given back to the caller's
+    /// group, if the child's group still holds it. Otherwise this option
+    /// does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::{Command, Stdio};
+    /// let mut cmd = Command::new("vim");
+    /// cmd.stdin(Stdio::Inherit)
+    ///     .stdout(Stdio::Inherit)
+    ///     .stderr(Stdio::Inherit)
+    ///     .terminal_foreground(true);
+    /// ```
+    pub fn terminal_foreground(&mut self, enable: bool) -> &mut Command {
+        self.terminal_foreground = enable;
         self
     }
 

@@ -14,7 +14,9 @@ use crate::contain::subreaper;
 use crate::error::Error;
 use crate::escalation::{Escalation, Step};
 use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
-use crate::shared::{REQ_ANY_END, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared};
+use crate::shared::{
+    REQ_ANY_END, REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared,
+};
 use crate::signal::Signal;
 
 /// The supervision settings the coordinator needs from the `Command`.
@@ -51,6 +53,7 @@ impl Drop for LastResort {
         if shared.finished.get().is_some() {
             return;
         }
+        shared.give_terminal_back();
         let _ = shared.target.signal_escalation(Signal::KILL);
         let _ = shared.target.signal_child(Signal::KILL);
         // No runtime is left to await on: block (briefly) on the exit event.
@@ -79,6 +82,7 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
     let deadline_at = policy.deadline.map(|d| shared.started + d);
     let (exit, supervisor_error) = observe_exit(&shared, policy, &mut esc, deadline_at).await;
     let exited_at = Instant::now();
+    shared.give_terminal_back();
 
     let output_cut_off = match drain {
         Some(drain) => finish_output(&shared, drain, exited_at).await,
@@ -200,7 +204,8 @@ async fn observe_exit(
             run_steps(shared, policy, esc, steps);
             shared.kill_handled.publish(());
         }
-        if deadline_pending && deadline_at.is_some_and(|d| now >= d) {
+        let deadline_due = deadline_pending && deadline_at.is_some_and(|d| now >= d);
+        if deadline_due || requests & REQ_DEADLINE != 0 {
             deadline_pending = false;
             tracing::info!(program = %shared.program, pid = shared.target.pid(), "deadline expired");
             let steps = esc.begin(now, EscalationCause::Deadline);

@@ -18,6 +18,7 @@ use crate::contain::Containment;
 use crate::contain::subreaper::Participation;
 use crate::error::WorkerError;
 use crate::result::SupervisionResult;
+use crate::spawn::ForegroundTerminal;
 use crate::target::Target;
 
 /// A value set once, readable without blocking, awaitable from async code
@@ -107,8 +108,11 @@ pub(crate) const REQ_SHUTDOWN: u8 = 1;
 pub(crate) const REQ_TEARDOWN: u8 = 2;
 pub(crate) const REQ_TERMINATE: u8 = 4;
 pub(crate) const REQ_KILL: u8 = 8;
+/// The deadline, now (`expire_deadline`).
+pub(crate) const REQ_DEADLINE: u8 = 16;
 /// Any request that asks the child to end.
-pub(crate) const REQ_ANY_END: u8 = REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL;
+pub(crate) const REQ_ANY_END: u8 =
+    REQ_SHUTDOWN | REQ_TEARDOWN | REQ_TERMINATE | REQ_KILL | REQ_DEADLINE;
 
 pub(crate) struct Shared {
     pub program: String,
@@ -137,6 +141,8 @@ pub(crate) struct Shared {
     /// What the end of the supervision did beyond the group; complete once
     /// `finished` is published.
     containment: Mutex<Containment>,
+    /// The terminal given to the child's group, to give back at its exit.
+    terminal: Option<ForegroundTerminal>,
 }
 
 impl Shared {
@@ -161,6 +167,21 @@ impl Shared {
             worker_errors: Mutex::new(Vec::new()),
             subreaper_sweep: Mutex::new(None),
             containment: Mutex::new(Containment::default()),
+            terminal: None,
+        }
+    }
+
+    /// Records the terminal given to the child's group
+    /// (`Command::terminal_foreground`).
+    pub(crate) fn set_terminal(&mut self, terminal: Option<ForegroundTerminal>) {
+        self.terminal = terminal;
+    }
+
+    /// Gives the terminal back to the caller's group if the child's group
+    /// still holds it: once the child has exited, however it ended.
+    pub(crate) fn give_terminal_back(&self) {
+        if let Some(terminal) = &self.terminal {
+            terminal.give_back(self.target.pid() as libc::pid_t);
         }
     }
 

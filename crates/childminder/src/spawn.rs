@@ -31,6 +31,54 @@ pub(crate) struct Spawned {
     /// Whether the escapee sweep applies: `Command::subreaper`, or the
     /// cgroup's fallback.
     pub subreaper: bool,
+    /// The terminal given to the child's group
+    /// (`Command::terminal_foreground`), to give back at its exit.
+    pub terminal: Option<ForegroundTerminal>,
+}
+
+/// A terminal whose foreground group the child's group was made.
+#[derive(Debug)]
+pub(crate) struct ForegroundTerminal {
+    /// Our own copy of the terminal's fd (close-on-exec).
+    pub tty: OwnedFd,
+    /// The group it goes back to: the caller's.
+    pub owner: libc::pid_t,
+}
+
+impl ForegroundTerminal {
+    /// Gives the terminal back to its owner if `holder` (the child's group)
+    /// still has it.
+    pub(crate) fn give_back(&self, holder: libc::pid_t) {
+        sys::give_terminal(self.tty.as_fd(), Some(holder), self.owner);
+    }
+}
+
+/// The terminal to give the child's group, if `Command::terminal_foreground`
+/// applies: fds 0-2 it inherits, one of them a terminal in our foreground.
+fn foreground_terminal(cmd: &Command) -> Result<Option<(RawFd, ForegroundTerminal)>, Error> {
+    if !cmd.terminal_foreground || !cmd.process_group {
+        return Ok(None);
+    }
+    let Some(fd) =
+        sys::foreground_terminal(cmd.stdio.each_ref().map(|s| matches!(s, Stdio::Inherit)))
+    else {
+        return Ok(None);
+    };
+    // SAFETY: sys::foreground_terminal checked that the fd is open; it stays
+    // open for this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let tty =
+        sys::dup_cloexec_at_least(borrowed, 3).map_err(|source| Error::PipeCreationFailed {
+            program: cmd.program_lossy(),
+            source,
+        })?;
+    Ok(Some((
+        fd,
+        ForegroundTerminal {
+            tty,
+            owner: sys::own_process_group(),
+        },
+    )))
 }
 
 /// The two ends of one of the child's streams: ours and the child's.
@@ -136,15 +184,30 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             source,
         })?;
     }
+    let terminal = foreground_terminal(cmd)?;
+    let foreground_tty = terminal.as_ref().map(|(fd, _)| *fd);
     // No subreaper sweep may see the child before it is registered as ours.
     let gate = subreaper::spawn_gate();
     let started = Instant::now();
-    let start_failed = |source| Error::ProcessStartFailed {
-        program: cmd.program_lossy(),
-        source: explain_exec_error(source, &prepared),
+    let start_failed = |source| {
+        // The child may have taken the terminal before its exec failed.
+        if let Some((_, terminal)) = &terminal {
+            sys::give_terminal(terminal.tty.as_fd(), None, terminal.owner);
+        }
+        Error::ProcessStartFailed {
+            program: cmd.program_lossy(),
+            source: explain_exec_error(source, &prepared),
+        }
     };
     let pid = if cmd.uses_fork() || cgroup.is_some() {
-        spawn_with_fork(cmd, &prepared, &child_fds, cgroup.as_ref(), start_failed)?
+        spawn_with_fork(
+            cmd,
+            &prepared,
+            &child_fds,
+            cgroup.as_ref(),
+            foreground_tty,
+            start_failed,
+        )?
     } else {
         sys::posix_spawn(&sys::SpawnRequest {
             path: &prepared.path,
@@ -154,6 +217,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             new_process_group: cmd.process_group,
             reset_sigpipe: !cmd.inherit_sigpipe,
             fds: child_fds,
+            foreground_tty,
         })
         .map_err(start_failed)?
     };
@@ -183,6 +247,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         cgroup,
         cgroup_fallback,
         subreaper,
+        terminal: terminal.map(|(_, terminal)| terminal),
     })
 }
 
@@ -256,6 +321,7 @@ fn spawn_with_fork(
     prepared: &Prepared,
     fds: &sys::ChildFds<'_>,
     cgroup: Option<&Leaf>,
+    foreground_tty: Option<RawFd>,
     start_failed: impl FnOnce(std::io::Error) -> Error,
 ) -> Result<u32, Error> {
     let io = |context, source| Error::Io {
@@ -278,6 +344,7 @@ fn spawn_with_fork(
         None => None,
     };
     let before_exec = sys::BeforeExec {
+        foreground_tty,
         kill_on_parent_death: cmd.kill_on_parent_death,
         uid: cmd.uid,
         gid: cmd.gid,
@@ -407,6 +474,7 @@ pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
     if spawned.subreaper {
         shared.join_subreaper_sweep();
     }
+    shared.set_terminal(spawned.terminal);
     shared.update_containment(|c| {
         c.cgroup = cgroup.map(|leaf| CgroupUsage {
             path: leaf.path().to_owned(),

@@ -464,6 +464,9 @@ pub(crate) struct SpawnRequest<'a> {
     /// false), rather than as this process has it.
     pub reset_sigpipe: bool,
     pub fds: ChildFds<'a>,
+    /// The terminal (one of fds 0-2, inherited) whose foreground group the
+    /// child's new group becomes (`Command::terminal_foreground`).
+    pub foreground_tty: Option<RawFd>,
 }
 
 struct FileActions(libc::posix_spawn_file_actions_t);
@@ -486,6 +489,12 @@ impl FileActions {
     fn close(&mut self, fd: RawFd) -> io::Result<()> {
         // SAFETY: as above; glibc ignores EBADF for close actions in the child.
         check_spawn(unsafe { libc::posix_spawn_file_actions_addclose(&mut self.0, fd) })
+    }
+
+    fn tcsetpgrp(&mut self, tty: RawFd) -> io::Result<()> {
+        // SAFETY: as above (glibc 2.35+: the child calls tcsetpgrp(tty, its
+        // group) with every signal blocked, so SIGTTOU cannot stop it).
+        check_spawn(unsafe { libc::posix_spawn_file_actions_addtcsetpgrp_np(&mut self.0, tty) })
     }
 
     fn close_from(&mut self, from: RawFd) -> io::Result<()> {
@@ -574,6 +583,9 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
         }
     }
     actions.close_from(max_target + 1)?;
+    if let Some(tty) = req.foreground_tty.filter(|_| req.new_process_group) {
+        actions.tcsetpgrp(tty)?;
+    }
     if let Some(cwd) = req.cwd {
         actions.chdir(cwd)?;
     }
@@ -655,6 +667,8 @@ pub(crate) struct BeforeExec {
     pub join_cgroup: Option<JoinCgroup>,
     /// SIGPIPE back to its default (else it stays as this process has it).
     pub reset_sigpipe: bool,
+    /// The terminal whose foreground group the child's group becomes.
+    pub foreground_tty: Option<RawFd>,
 }
 
 /// Spawns through std's fork path with `in_child_before_exec` as the
@@ -666,6 +680,8 @@ pub(crate) fn spawn_forked(
 ) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let state = ForkedChildState {
+        foreground_tty: before_exec.foreground_tty,
+        ttou_only: sigset_of(libc::SIGTTOU),
         parent_pid: getpid(),
         kill_on_parent_death: before_exec.kill_on_parent_death,
         uid: before_exec.uid,
@@ -706,6 +722,11 @@ fn join_cgroup_in_child(join: JoinCgroup) -> io::Result<()> {
 
 /// What the forked child sets before exec, computed before the fork.
 struct ForkedChildState {
+    /// The terminal to make the child's group the foreground of.
+    foreground_tty: Option<RawFd>,
+    /// SIGTTOU alone, blocked around that `tcsetpgrp`: from the child's
+    /// new (background) group it would otherwise stop the child.
+    ttou_only: libc::sigset_t,
     parent_pid: libc::pid_t,
     kill_on_parent_death: bool,
     uid: Option<u32>,
@@ -726,6 +747,16 @@ struct ForkedChildState {
 /// ask for SIGKILL when the spawning thread dies. Close-on-exec rather than close, so std's own exec-error
 /// pipe keeps working. Only async-signal-safe calls; no allocation.
 fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> io::Result<()> {
+    if let Some(tty) = state.foreground_tty {
+        // SAFETY: blocks one signal in this single-threaded forked child
+        // (the mask is emptied below); async-signal-safe.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &state.ttou_only, ptr::null_mut()) };
+        // SAFETY: tcsetpgrp on an fd number with our own pid, which std has
+        // made a group leader (setpgid) before this hook; async-signal-safe.
+        if unsafe { libc::tcsetpgrp(tty, libc::getpid()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     if let Some(join) = state.join_cgroup {
         join_cgroup_in_child(join)?;
     }
@@ -867,6 +898,62 @@ pub(crate) fn children_are_reaped_by_the_kernel() -> bool {
 pub(crate) fn getpid() -> libc::pid_t {
     // SAFETY: getpid has no arguments and cannot fail.
     unsafe { libc::getpid() }
+}
+
+// ---------------------------------------------------------------------------
+// The terminal's foreground process group (Command::terminal_foreground)
+// ---------------------------------------------------------------------------
+
+/// The first of fds 0-2 that the child inherits (`inherited[fd]`) and that
+/// is a terminal whose foreground group is ours: the terminal the child's
+/// group may be given.
+pub(crate) fn foreground_terminal(inherited: [bool; 3]) -> Option<RawFd> {
+    let ours = own_process_group();
+    // 0: our group lies outside our PID namespace (PID 1 of a container).
+    if ours <= 0 {
+        return None;
+    }
+    (0..3).find(|&fd| inherited[fd as usize] && terminal_foreground_group(fd) == Some(ours))
+}
+
+/// The foreground group of the terminal `fd`; `None` when `fd` is not a
+/// terminal, or the group lies outside our PID namespace.
+fn terminal_foreground_group(fd: RawFd) -> Option<libc::pid_t> {
+    // SAFETY: tcgetpgrp on an fd number: EBADF or ENOTTY when it is not an
+    // open terminal; touches no memory.
+    let group = unsafe { libc::tcgetpgrp(fd) };
+    (group > 0).then_some(group)
+}
+
+/// Our own process group, which the terminal is given back to (0 when it
+/// lies outside our PID namespace).
+pub(crate) fn own_process_group() -> libc::pid_t {
+    // SAFETY: getpgrp has no arguments and cannot fail.
+    unsafe { libc::getpgrp() }
+}
+
+/// Makes `to` the foreground group of the terminal `tty` if `holder`
+/// holds it now (`None`: whoever holds it). SIGTTOU is blocked in the
+/// calling thread meanwhile: from a background group, `tcsetpgrp` would
+/// otherwise stop this whole process.
+pub(crate) fn give_terminal(tty: BorrowedFd<'_>, holder: Option<libc::pid_t>, to: libc::pid_t) {
+    let Some(now) = terminal_foreground_group(tty.as_raw_fd()) else {
+        return;
+    };
+    if to <= 0 || now == to || holder.is_some_and(|h| h != now) {
+        return;
+    }
+    let ttou = sigset_of(libc::SIGTTOU);
+    let mut old = empty_sigset();
+    // SAFETY: both sets are initialised; only this thread's mask changes.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, &mut old) };
+    // SAFETY: tcsetpgrp on an open fd with a group id; touches no memory.
+    let rc = unsafe { libc::tcsetpgrp(tty.as_raw_fd(), to) };
+    if rc != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "giving the terminal back failed");
+    }
+    // SAFETY: restores the mask saved above, for this thread only.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The scenarios, one module per group. Each returns its table rows.
 
+pub mod cli;
 pub mod escalation;
 pub mod latency;
 pub mod restart;

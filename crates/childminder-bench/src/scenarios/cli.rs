@@ -1,0 +1,130 @@
+//! The `childminder` command against the tools it replaces, whole process
+//! against whole process, each started by this harness with `std::process`
+//! and timed from before the spawn to after the wait:
+//!
+//! - *cli start-up*: `childminder run -- /usr/bin/true` against
+//!   `timeout 10 /usr/bin/true` and the bare `/usr/bin/true`, every stream
+//!   on `/dev/null` (childminder streams stdout and stderr, as it does for
+//!   anything that is not a terminal);
+//! - *cli pass-through*: `childminder run -- head -c N /dev/zero`, stdout
+//!   on `/dev/null`, against `head -c N /dev/zero | cat > /dev/null` and
+//!   `timeout 10 head ...` (no copy at all: the floor).
+//!
+//! The binary is `childminder` next to this harness's own executable
+//! (`cargo build --release -p childminder-cli` first), or
+//! `$CHILDMINDER_BIN`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use super::{Config, HEAD, TRUE};
+use crate::runner::{Contender, interleave, mb_per_s, micros};
+use crate::table::{Better, Row};
+
+const TIMEOUT: &str = "/usr/bin/timeout";
+
+/// The `childminder` binary, if it was built.
+fn binary() -> Option<PathBuf> {
+    let path = match std::env::var_os("CHILDMINDER_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe().ok()?.with_file_name("childminder"),
+    };
+    path.is_file().then_some(path)
+}
+
+/// Runs `cmd` to its end with every stream on `/dev/null` and returns its
+/// wall time in µs.
+fn timed(cmd: &mut Command) -> f64 {
+    let t = Instant::now();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("spawning");
+    let elapsed = t.elapsed();
+    assert!(status.success(), "{cmd:?}: {status}");
+    micros(elapsed)
+}
+
+fn start_up(bin: &PathBuf) -> Vec<Contender<'_, f64>> {
+    vec![
+        Contender::new("childminder run", move || {
+            timed(Command::new(bin).args(["run", "--", TRUE]))
+        }),
+        Contender::new("timeout", || {
+            timed(Command::new(TIMEOUT).args(["10", TRUE]))
+        }),
+        Contender::new("true", || timed(&mut Command::new(TRUE))),
+    ]
+}
+
+fn pass_through(bin: &PathBuf, bytes: u64) -> Vec<Contender<'_, f64>> {
+    let n = bytes.to_string();
+    let (n1, n2, n3) = (n.clone(), n.clone(), n);
+    vec![
+        Contender::new("childminder run", move || {
+            let us = timed(Command::new(bin).args(["run", "--", HEAD, "-c", &n1, "/dev/zero"]));
+            mb_per_s(bytes, std::time::Duration::from_secs_f64(us / 1e6))
+        }),
+        Contender::new("cat", move || {
+            let t = Instant::now();
+            let mut head = Command::new(HEAD)
+                .args(["-c", &n2, "/dev/zero"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawning head");
+            let cat = Command::new(super::CAT)
+                .stdin(head.stdout.take().unwrap())
+                .stdout(Stdio::null())
+                .status()
+                .expect("spawning cat");
+            let head = head.wait().expect("waiting for head");
+            let elapsed = t.elapsed();
+            assert!(cat.success() && head.success());
+            mb_per_s(bytes, elapsed)
+        }),
+        Contender::new("timeout", move || {
+            let us = timed(Command::new(TIMEOUT).args(["10", HEAD, "-c", &n3, "/dev/zero"]));
+            mb_per_s(bytes, std::time::Duration::from_secs_f64(us / 1e6))
+        }),
+    ]
+}
+
+pub fn run(cfg: &Config) -> Vec<Row> {
+    let Some(bin) = binary() else {
+        let why = "no childminder binary next to the harness: cargo build --release -p childminder-cli, or set CHILDMINDER_BIN";
+        return vec![
+            Row::not_applicable("cli start-up", "childminder run", "µs", Better::Lower, why),
+            Row::not_applicable(
+                "cli pass-through",
+                "childminder run",
+                "MB/s",
+                Better::Higher,
+                why,
+            ),
+        ];
+    };
+    let mut rows = Vec::new();
+    let mut contenders = start_up(&bin);
+    let samples = interleave(&mut contenders, cfg.pick(50, 10), cfg.pick(1000, 200));
+    rows.extend(
+        contenders
+            .iter()
+            .zip(samples)
+            .map(|(c, s)| Row::new("cli start-up", c.name.clone(), "µs", Better::Lower, &s)),
+    );
+    let bytes: u64 = cfg.pick(1 << 30, 128 << 20);
+    let scenario = format!("cli pass-through {} MiB", bytes >> 20);
+    let mut contenders = pass_through(&bin, bytes);
+    let samples = interleave(&mut contenders, 1, cfg.pick(10, 3));
+    rows.extend(
+        contenders
+            .iter()
+            .zip(samples)
+            .map(|(c, s)| Row::new(scenario.clone(), c.name.clone(), "MB/s", Better::Higher, &s)),
+    );
+    rows
+}
