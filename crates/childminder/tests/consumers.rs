@@ -310,3 +310,20 @@ fn stdio_from_a_pipe_and_an_owned_fd_reaches_the_child() {
     drop(reader);
     leak.assert_clean();
 }
+
+#[test]
+fn the_default_maximum_line_is_one_mebibyte() {
+    let mut got = Vec::new();
+    let mut lines = Lines::new(|l: &[u8]| {
+        got.push(l.len());
+        Ok(())
+    });
+    let mib = 1 << 20;
+    let mut data = vec![b'x'; mib];
+    data.push(b'\n');
+    data.extend(vec![b'y'; mib + 1]);
+    lines.feed(&data).unwrap();
+    lines.finish().unwrap();
+    drop(lines);
+    assert_eq!(got, [mib, mib, 1]);
+}
