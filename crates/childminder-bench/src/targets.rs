@@ -261,13 +261,9 @@ pub fn evaluate(rows: &[Row]) -> Vec<Target> {
         1.2,
     ));
     t.extend(scale(rows));
-    t.push(ratio_at_most(
-        rows,
-        "cli start-up",
-        "childminder run",
-        "timeout",
-        1.15,
-    ));
+    for who in ["childminder run", "childminder run --no-subreaper"] {
+        t.push(ratio_at_most(rows, "cli start-up", who, "timeout", 1.15));
+    }
     t.push(cli_pass_through(rows));
     t
 }

@@ -41,8 +41,9 @@ report (a shell shows 128+N: 130 for Ctrl-C), so a shell loop stops on Ctrl-C
            (with --preserve-status: the command's own status, 128+N for a signal),
            or the deadline's bound cut off output a reader did not take
   125      childminder itself failed (bad options, usage, report not
-           creatable), or output could not be delivered (ENOSPC, EIO) by a
-           command that exited 0
+           creatable; out of processes, memory or file descriptors), or
+           output could not be delivered (ENOSPC, EIO) by a command that
+           exited 0
   126      the program was found but could not be run
   127      the program was not found
 

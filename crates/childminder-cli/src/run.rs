@@ -183,13 +183,6 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
     // the child's supervision, the copy of its output, the deadline and the
     // signals. The fork path of `kill_on_parent_death` ties the child to
     // the thread that spawns it, and this one lives until the end.
-    let runtime = match event_loop() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            diagnose(&format!("cannot start the event loop: {e}"));
-            return EXIT_FAILURE.into();
-        }
-    };
     let report = |outcome: Outcome| match outcome {
         Outcome::Ran(result, facts) => {
             let status = run_status(&result, &facts, args.preserve_status);
@@ -249,13 +242,18 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
             )
         }
     };
-    let (ending, report) = report(runtime.block_on(supervise(
-        role,
-        &mut cmd,
-        stdio_mode(&args),
-        deadline,
-        args.grace(),
-    )));
+    let outcome = match event_loop() {
+        Ok(runtime) => runtime.block_on(supervise(
+            role,
+            &mut cmd,
+            stdio_mode(&args),
+            deadline,
+            args.grace(),
+        )),
+        // Out of fds (`ulimit -n`): reported like any other failure.
+        Err(e) => Outcome::Failed(format!("cannot start the event loop: {e}")),
+    };
+    let (ending, report) = report(outcome);
     match sink.map(|sink| sink.write(&report)) {
         Some(Err(message)) => {
             diagnose(&message);
@@ -271,6 +269,10 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
 /// ours) and becomes the error it is, so childminder exits 125 with one
 /// line instead of 101 with a backtrace.
 fn event_loop() -> io::Result<tokio::runtime::Runtime> {
+    // The common case, and the OS's own words for it: the fds the runtime
+    // takes (epoll, its waker, the signal driver's socket pair and a copy
+    // of one end) are not there.
+    sys::check_free_fds(6)?;
     let build = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_io()

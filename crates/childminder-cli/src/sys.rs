@@ -73,6 +73,16 @@ pub fn register(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
 }
 
+/// Checks that `count` more fds can be opened now, by opening that many
+/// (pipes) and closing them again: `EMFILE` or `ENFILE` when they cannot.
+pub fn check_free_fds(count: usize) -> io::Result<()> {
+    let held = (0..count.div_ceil(2))
+        .map(|_| rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(held);
+    Ok(())
+}
+
 /// A close-on-exec copy of `fd` (same open file description).
 pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)

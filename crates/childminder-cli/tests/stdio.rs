@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
+#[path = "../../childminder/tests/common/pty.rs"]
+mod pty;
 
 use common::*;
 
@@ -150,29 +152,8 @@ struct Pty {
 }
 
 fn openpty() -> Pty {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty writes two fds into the integers it is given; the
-    // name, termios and window size are optional (null).
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both fds were just opened and are owned by nobody else.
-    unsafe {
-        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
-        Pty {
-            master: fs::File::from_raw_fd(master),
-            slave: fs::File::from_raw_fd(slave),
-        }
-    }
+    let (master, slave) = pty::openpty();
+    Pty { master, slave }
 }
 
 impl Pty {
@@ -330,15 +311,6 @@ struct Session {
     shell: Child,
 }
 
-/// Prints the process group and the terminal's foreground group of the
-/// shell that runs it: equal when the shell holds the terminal.
-/// Shell code that prints `LABEL pgrp=P tpgid=T.`: the process group and
-/// the terminal's foreground group of the shell that runs it, equal when
-/// the shell holds the terminal.
-fn who_has_the_terminal(label: &str) -> String {
-    format!(r#"read -r _ _ _ _ p _ _ t _ < /proc/$$/stat; echo "{label} pgrp=$p tpgid=$t.""#)
-}
-
 impl Session {
     fn start(script: &str) -> Session {
         let pty = openpty();
@@ -384,19 +356,25 @@ impl Session {
     fn wait_for(&mut self, needle: &str) -> &str {
         let started = Instant::now();
         while !self.seen.contains(needle) {
-            let left = WATCHDOG.saturating_sub(started.elapsed());
-            match self.shown.recv_timeout(left) {
-                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
-                Err(_) => {
-                    let _ = self.shell.kill();
-                    panic!(
-                        "the terminal never showed {needle:?}; it showed {:?}",
-                        self.seen
-                    );
-                }
-            }
+            self.more(started, needle);
         }
         &self.seen
+    }
+
+    /// Adds the terminal's next output to `seen`; gives up (and ends the
+    /// session) [`WATCHDOG`] after `started`.
+    fn more(&mut self, started: Instant, waiting_for: &str) {
+        let left = WATCHDOG.saturating_sub(started.elapsed());
+        match self.shown.recv_timeout(left) {
+            Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => {
+                let _ = self.shell.kill();
+                panic!(
+                    "the terminal never showed {waiting_for:?}; it showed {:?}",
+                    self.seen
+                );
+            }
+        }
     }
 
     fn type_in(&mut self, keys: &[u8]) {
@@ -405,22 +383,14 @@ impl Session {
 
     /// The `pgrp=P tpgid=T.` line after `label`: whether P == T.
     fn held_by_printer(&mut self, label: &str) -> bool {
-        let seen = self.wait_for(&format!("{label} pgrp=")).to_owned();
-        let line = &seen[seen.find(&format!("{label} pgrp=")).unwrap()..];
-        self.wait_for(".");
-        let line = line.split('.').next().unwrap();
-        let number = |key: &str| -> i32 {
-            line.split(key)
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('.')
-                .parse()
-                .unwrap()
-        };
-        number("pgrp=") == number("tpgid=")
+        let start = format!("{label} pgrp=");
+        self.wait_for(&start);
+        // The whole line: it ends with a '.'.
+        let started = Instant::now();
+        while !self.seen[self.seen.find(&start).unwrap()..].contains('.') {
+            self.more(started, "the end of the line");
+        }
+        pty::holds_terminal(&self.seen, label)
     }
 
     fn finish(mut self) {
@@ -435,8 +405,8 @@ fn a_terminal_program_in_its_own_group_reads_the_terminal_and_gives_it_back() {
     // by SIGTTIN at its first read.
     let mut session = Session::start(&format!(
         r#""$CM" run -t 60 -- sh -c 'echo ready; read x; echo "got $x"; {during}'; echo "status $?"; {after}"#,
-        during = who_has_the_terminal("during"),
-        after = who_has_the_terminal("after"),
+        during = pty::who_has_the_terminal("during"),
+        after = pty::who_has_the_terminal("after"),
     ));
     session.wait_for("ready");
     session.type_in(b"hello\n");
@@ -459,7 +429,7 @@ fn a_terminal_program_in_its_own_group_reads_the_terminal_and_gives_it_back() {
 fn the_terminal_is_given_back_after_an_escalation() {
     let mut session = Session::start(&format!(
         r#""$CM" run -t 300ms -g 300ms -- sh -c 'trap "" TERM; echo ready; read x'; echo "status $?"; {after}"#,
-        after = who_has_the_terminal("after"),
+        after = pty::who_has_the_terminal("after"),
     ));
     session.wait_for("ready");
     session.wait_for("status 124");
@@ -480,7 +450,7 @@ fn ctrl_z_stops_the_command_with_childminder_and_fg_continues_it_at_the_terminal
     // bring the command back to the terminal.
     let mut session = Session::start(&format!(
         r#"set -m; "$CM" run -- sh -c 'echo ready; read x; echo "got $x"'; echo "stopped $?"; fg >/dev/null; echo "status $?"; {after}"#,
-        after = who_has_the_terminal("after"),
+        after = pty::who_has_the_terminal("after"),
     ));
     session.wait_for("ready");
     session.type_in(b"\x1a"); // Ctrl-Z: SIGTSTP to the terminal's foreground group

@@ -3,9 +3,9 @@
 
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{Command, Stdio};
@@ -17,23 +17,98 @@ use crate::result::SupervisionResult;
 use crate::shared::{REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
+use crate::sys;
 use crate::target::PidfdLease;
 use crate::workers::{self, ProducerThread, StdinControl, StdinFeed, StdioJob};
 
-/// The runtime that drives every blocking supervision: two worker threads,
-/// started on first use and shared by all calls, so a call starts no
-/// runtime of its own.
-pub(crate) fn engine() -> &'static Runtime {
-    static ENGINE: OnceLock<Runtime> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("childminder-engine")
+/// The runtime that drives every blocking supervision: a current-thread
+/// runtime on one thread of its own, started on first use and shared by all
+/// calls, so a call starts no runtime of its own.
+///
+/// Its thread is started here, with `std::thread::Builder`, rather than by
+/// tokio's multi-thread builder: when the OS refuses a thread (`ulimit -u`,
+/// `ulimit -v`), that builder panics half-way through its start and its
+/// unwinding then waits forever for the worker it did start. Here a refusal
+/// is an `io::Error`, nothing is left behind, and the next call tries again.
+///
+/// # Errors
+///
+/// When the runtime's fds (epoll, eventfd) or its thread cannot be created.
+pub(crate) fn engine() -> io::Result<&'static Handle> {
+    static ENGINE: OnceLock<Handle> = OnceLock::new();
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(handle) = ENGINE.get() {
+        return Ok(handle);
+    }
+    let _one_start_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = ENGINE.get() {
+        return Ok(handle);
+    }
+    let runtime = first_runtime()?;
+    let handle = runtime.handle().clone();
+    let (running_tx, running) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("childminder-engine".into())
+        // Drives every task spawned on the handle, for the life of the process.
+        .spawn(move || {
+            let _ = running_tx.send(());
+            runtime.block_on(std::future::pending::<()>())
+        })?;
+    // A thread can also die as it starts, before running this code (std
+    // panics when it cannot map the thread's signal stack): an engine that
+    // nothing drives would hang every call, so its start is confirmed.
+    running.recv().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "the engine's thread died as it started",
+        )
+    })?;
+    Ok(ENGINE.get_or_init(|| handle))
+}
+
+/// [`engine`], its failure as the error of starting `cmd`.
+pub(crate) fn engine_for(cmd: &Command) -> Result<&'static Handle, Error> {
+    engine().map_err(|source| Error::Io {
+        program: cmd.program_lossy(),
+        context: "starting the engine runtime",
+        source,
+    })
+}
+
+/// The most fds building a runtime takes: epoll, its waker, and with
+/// tokio's `signal` feature a socket pair and a copy of one end.
+const RUNTIME_FDS: usize = 6;
+
+/// [`current_thread_runtime`] for a runtime that may be the process's
+/// first: tokio sets up process-wide state on the first runtime with IO,
+/// and panics rather than fails when that runs out of fds (with its
+/// `signal` feature, which the program may enable for itself, a socket pair
+/// made with `.expect`). So the fds are checked first, and the error is
+/// the OS's own.
+///
+/// # Errors
+///
+/// As [`current_thread_runtime`]; `EMFILE` or `ENFILE` when the fds are
+/// not there.
+pub(crate) fn first_runtime() -> io::Result<tokio::runtime::Runtime> {
+    sys::check_free_fds(RUNTIME_FDS)?;
+    current_thread_runtime()
+}
+
+/// A current-thread runtime with IO and time.
+///
+/// # Errors
+///
+/// When its fds cannot be created; also when tokio panics instead of
+/// failing (see [`engine`]), which is caught and returned as an error.
+fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
+    let build = || {
+        tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
-            .expect("childminder: cannot start the engine runtime (out of threads or fds?)")
-    })
+    };
+    catch_unwind(build).unwrap_or_else(|panic| Err(crate::error::panic_to_io(panic)))
 }
 
 /// A consumer that drops what it is given.
@@ -394,7 +469,11 @@ impl std::fmt::Debug for Process {
 ///
 /// [`Error::InvalidOptions`], [`Error::PipeCreationFailed`],
 /// [`Error::ProcessStartFailed`] or [`Error::Io`] when the child could not
-/// be started; nothing is left running then. Once the action has run, the
+/// be started, or when a thread it needs (the engine's, the stdio thread,
+/// the input thread) or an fd could not be created: out of processes,
+/// threads, memory or fds is [`Error::is_resource_exhausted`]. Nothing is
+/// left running then: a child that had already started is killed and
+/// reaped before the error returns, and the action never runs. Once the action has run, the
 /// result is `Ok(action's value)`; what happened to the child is in the
 /// [`SupervisionResult`] that [`Process::wait`] returns.
 ///
@@ -469,11 +548,12 @@ where
     E: FnMut(&[u8]) -> io::Result<()> + Send,
 {
     let stdin = stdin.into();
-    let engine = engine();
+    let engine = engine_for(cmd)?;
     // Built before the spawn, so running out of fds is an error before
     // anything runs rather than output lost after.
     let stdio_runtime = if cmd.stdio[1..].iter().any(Stdio::is_piped) {
-        // This thread's kept runtime, lent to the stdio thread for the call.
+        // This thread's kept runtime (if a one-line call made one), lent
+        // to the stdio thread for the call.
         let runtime = crate::direct::Lent::take().map_err(|source| Error::Io {
             program: cmd.program_lossy(),
             context: "starting the stdio runtime",
@@ -563,8 +643,9 @@ where
     };
     let outcome = match (has_stdio_work, stdio_runtime) {
         (true, Some(runtime)) => {
+            let (runtime, loan) = runtime.into_inner();
             let job = StdioJob {
-                runtime: runtime.into_inner(),
+                runtime,
                 shared: shared.clone(),
                 stdout: stdout.map(|fd| (fd, on_stdout)),
                 stderr: stderr.map(|fd| (fd, on_stderr)),
@@ -576,7 +657,7 @@ where
             let mut lent = None;
             let ran = pool::scope(|| lent = Some(workers::run_stdio(job)), run_action);
             if let Some(runtime) = lent {
-                crate::direct::give_back(runtime);
+                loan.repay(runtime);
             }
             match ran {
                 Ok((outcome, stdio)) => {

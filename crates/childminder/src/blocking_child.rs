@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::blocking::{Output, engine};
+use crate::blocking::{Output, engine_for};
 use crate::command::Command;
 use crate::coordinator::{Policy, supervise};
 use crate::error::Error;
@@ -69,14 +69,15 @@ pub struct BlockingChild {
 impl Command {
     /// Spawns the child under supervision and returns at once with a
     /// blocking handle: std's `Command::spawn`. The coordinator (exit,
-    /// escalation, deadline) runs on childminder's engine threads; nothing
+    /// escalation, deadline) runs on childminder's engine thread; nothing
     /// is tied to the calling thread.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidOptions`], [`Error::PipeCreationFailed`],
-    /// [`Error::ProcessStartFailed`], or [`Error::Io`]; nothing is left
-    /// running on error.
+    /// [`Error::ProcessStartFailed`], or [`Error::Io`] (out of processes,
+    /// threads, memory or fds is [`Error::is_resource_exhausted`]); nothing
+    /// is left running on error.
     ///
     /// # Examples
     ///
@@ -85,7 +86,7 @@ impl Command {
     /// assert_eq!(child.wait().exit.unwrap().code(), Some(3));
     /// ```
     pub fn start(&self) -> Result<BlockingChild, Error> {
-        let engine = engine();
+        let engine = engine_for(self)?;
         let _context = engine.enter();
         let Started {
             shared,

@@ -38,10 +38,11 @@ pub enum Error {
         /// What was wrong, in words.
         reason: String,
     },
-    /// The program could not be started. `source.kind()` tells
-    /// [`NotFound`](io::ErrorKind::NotFound) (no such program on `PATH`)
-    /// from [`PermissionDenied`](io::ErrorKind::PermissionDenied) (found,
-    /// but not executable, or a directory).
+    /// The program could not be started: not found
+    /// ([`Error::is_not_found`]), found but not executable
+    /// ([`Error::is_permission_denied`]), or the OS out of processes or
+    /// memory for it ([`Error::is_resource_exhausted`]). `source` is the OS
+    /// error of the spawn.
     #[error("failed to start {program:?}: {source}")]
     ProcessStartFailed {
         /// The program as given.
@@ -125,19 +126,75 @@ impl Error {
         matches!(self, Error::ProcessStartFailed { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 
-    /// True when the program was found but could not be executed (no
-    /// execute bit, a directory, a bad interpreter line).
+    /// True when the program was found but could not be executed: no
+    /// execute permission (`EACCES`, `EPERM`), not an executable format
+    /// (`ENOEXEC`), a directory, a missing `#!` interpreter or dynamic
+    /// loader, an argument list too long (`E2BIG`), and the other refusals
+    /// of `execve` itself. `childminder run` exits 126 for these, as GNU
+    /// `timeout` does.
+    ///
+    /// False for a program that was not found ([`is_not_found`](Self::is_not_found))
+    /// and for a start that failed for lack of a resource
+    /// ([`is_resource_exhausted`](Self::is_resource_exhausted)): the program
+    /// itself may be fine then.
     ///
     /// # Examples
     ///
     /// ```
     /// let err = childminder::Command::new("/").run().unwrap_err();
     /// assert!(err.is_permission_denied());
+    /// assert!(!err.is_resource_exhausted());
     /// ```
     pub fn is_permission_denied(&self) -> bool {
         matches!(self, Error::ProcessStartFailed { source, .. }
-            if source.kind() != io::ErrorKind::NotFound)
+            if source.kind() != io::ErrorKind::NotFound && !is_resource_errno(source))
     }
+
+    /// True when the OS ran out of a resource that childminder needed:
+    /// processes or threads (`EAGAIN`, as with `ulimit -u`), memory
+    /// (`ENOMEM`, as with `ulimit -v`), file descriptors (`EMFILE`,
+    /// `ENFILE`, as with `ulimit -n`) or kernel buffers (`ENOBUFS`), while
+    /// starting the child ([`Error::ProcessStartFailed`],
+    /// [`Error::PipeCreationFailed`]) or supervising it ([`Error::Io`]:
+    /// the engine's thread, a stdio thread, the pidfd). It says nothing
+    /// about the program, and trying again later may succeed.
+    /// `childminder run` exits 125 for these, with the OS message.
+    ///
+    /// Whatever failed, nothing is left behind: a child that had already
+    /// started is ended (SIGKILL to its group) and reaped before the error
+    /// is returned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::Error;
+    ///
+    /// let err = Error::ProcessStartFailed {
+    ///     program: "make".into(),
+    ///     source: std::io::Error::from_raw_os_error(11), // EAGAIN: fork refused
+    /// };
+    /// assert!(err.is_resource_exhausted());
+    /// assert!(!err.is_permission_denied());
+    /// ```
+    pub fn is_resource_exhausted(&self) -> bool {
+        match self {
+            Error::ProcessStartFailed { source, .. }
+            | Error::PipeCreationFailed { source, .. }
+            | Error::Io { source, .. }
+            | Error::CgroupUnavailable { source, .. } => is_resource_errno(source),
+            Error::InvalidOptions { .. }
+            | Error::WorkerDied(_)
+            | Error::ChildrenReapedByTheKernel { .. } => false,
+        }
+    }
+}
+
+/// The errnos that mean "out of a resource", not "this program cannot run".
+fn is_resource_errno(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::ENOBUFS)
+    ) || error.kind() == io::ErrorKind::OutOfMemory
 }
 
 impl Error {

@@ -402,6 +402,16 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
+/// Checks that `count` more fds can be opened now, by opening that many
+/// (pipes) and closing them again. `EMFILE` or `ENFILE` when they cannot.
+pub(crate) fn check_free_fds(count: usize) -> io::Result<()> {
+    let held: Vec<(OwnedFd, OwnedFd)> = (0..count.div_ceil(2))
+        .map(|_| pipe())
+        .collect::<io::Result<_>>()?;
+    drop(held);
+    Ok(())
+}
+
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
     rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;

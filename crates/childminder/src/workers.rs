@@ -163,7 +163,15 @@ where
         Ok(pipe) => pipe,
         Err(e) => return fail(WorkerOp::Read, e),
     };
-    let mut buf = Vec::with_capacity(buffer_size);
+    // Fallible: out of memory (`ulimit -v`) is then a recorded failure of
+    // this stream (its pipe is closed) rather than an abort.
+    let mut buf = Vec::new();
+    if let Err(e) = buf.try_reserve_exact(buffer_size) {
+        return fail(
+            WorkerOp::Read,
+            io::Error::new(io::ErrorKind::OutOfMemory, e),
+        );
+    }
     loop {
         buf.clear();
         let cutoff = exit_seen.borrow().map(|at| at + grace);

@@ -2,7 +2,8 @@
 //! against whole process, each started by this harness with `std::process`
 //! and timed from before the spawn to after the wait:
 //!
-//! - *cli start-up*: `childminder run -- /usr/bin/true` against
+//! - *cli start-up*: `childminder run -- /usr/bin/true` (and with
+//!   `--no-subreaper`, without the end-of-run sweep of `/proc`) against
 //!   `timeout 10 /usr/bin/true` and the bare `/usr/bin/true`, every stream
 //!   on `/dev/null` (childminder streams stdout and stderr, as it does for
 //!   anything that is not a terminal);
@@ -52,6 +53,11 @@ fn start_up(bin: &PathBuf) -> Vec<Contender<'_, f64>> {
     vec![
         Contender::new("childminder run", move || {
             timed(Command::new(bin).args(["run", "--", TRUE]))
+        }),
+        // The end-of-run sweep for escapees (on by default) lists /proc:
+        // this row shows what it costs.
+        Contender::new("childminder run --no-subreaper", move || {
+            timed(Command::new(bin).args(["run", "--no-subreaper", "--", TRUE]))
         }),
         Contender::new("timeout", || {
             timed(Command::new(TIMEOUT).args(["10", TRUE]))

@@ -4,6 +4,8 @@
 //! and "our open fds" are per-test facts.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::fmt::Write as _;
@@ -224,4 +226,85 @@ fn open_fds() -> BTreeMap<i32, String> {
         libc::closedir(dir);
     }
     fds
+}
+
+/// The variable a test re-run by [`own_process`] finds its own name in.
+const OWN_PROCESS_VAR: &str = "CHILDMINDER_TEST_OWN_PROCESS";
+
+/// How long a test re-run by [`own_process`] may take before it counts as
+/// hung: nextest's own limit (`.config/nextest.toml`, 4 x 30 s).
+const OWN_PROCESS_LIMIT: Duration = Duration::from_secs(120);
+
+/// The name libtest knows the calling test function by
+/// (`module::function`, without the crate), for [`own_process`].
+#[macro_export]
+macro_rules! test_name {
+    () => {{
+        fn here() {}
+        let path = std::any::type_name_of_val(&here);
+        let path = path.strip_suffix("::here").unwrap_or(path);
+        path.split_once("::").map_or(path, |(_crate, rest)| rest)
+    }};
+}
+
+/// Gives the calling test a process of its own, for checks that count
+/// what the whole process holds ([`LeakCheck`]: fds, children) or that
+/// change it for good (resource limits, the uid). Call it first, as
+/// `if !own_process(test_name!()) { return; }`.
+///
+/// Under cargo-nextest every test already has its own process, and this
+/// returns true at once. Under plain `cargo test`, where tests are threads
+/// of one process, it re-runs the test binary with just this test
+/// (`NAME --exact`), waits for it (bounded: a hang fails the test), checks
+/// it ran and passed, and returns false; the re-run returns true.
+///
+/// # Panics
+///
+/// When the re-run fails, does not run the test, or outlives
+/// [`OWN_PROCESS_LIMIT`] (it is killed then).
+pub fn own_process(test_name: &str) -> bool {
+    if std::env::var_os("NEXTEST").is_some()
+        || std::env::var_os(OWN_PROCESS_VAR).is_some_and(|v| v == test_name)
+    {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(OWN_PROCESS_VAR, test_name)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("re-run the test binary");
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    // No event for a plain child's exit without a pidfd of our own: poll.
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the re-run") {
+            break status;
+        }
+        if started.elapsed() > OWN_PROCESS_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{test_name}: its own process still ran after {OWN_PROCESS_LIMIT:?} (hung)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(
+        status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test_name} failed in its own process ({status}):\n{stdout}\n{stderr}"
+    );
+    false
 }

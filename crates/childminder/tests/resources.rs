@@ -1,0 +1,289 @@
+//! Every OS resource can run out: each failure is a typed error
+//! ([`Error::is_resource_exhausted`]), never a panic or a hang, and a child
+//! that had already started is ended and reaped first.
+//!
+//! Each test lowers a limit of its own process for good (the fd limit, or
+//! the uid and then the process limit), so each runs in a process of its
+//! own ([`common::own_process`]) under either test runner, and a hang fails
+//! it rather than the suite.
+
+mod common;
+#[path = "common/support.rs"]
+mod support;
+
+use std::io;
+
+use childminder::{Command, Error, Stdio, stdin, with_process};
+use common::{LeakCheck, marker_processes, our_children, own_process};
+use support::{fixture_cmd, warm_up};
+
+/// The lowest free fd: the next one the process would get.
+fn lowest_free_fd() -> u64 {
+    // SAFETY: dup of fd 0, which the harness keeps open; closed at once.
+    let fd = unsafe { libc::dup(0) };
+    assert!(fd >= 0, "dup: {}", io::Error::last_os_error());
+    // SAFETY: `fd` was just returned by dup and is ours.
+    unsafe { libc::close(fd) };
+    u64::try_from(fd).expect("an fd is not negative")
+}
+
+/// Sets the soft limit of `resource`, keeping the hard one.
+fn set_soft_limit(resource: libc::__rlimit_resource_t, soft: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a plain struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(resource, &mut limit), 0);
+        limit.rlim_cur = soft.min(limit.rlim_max);
+        assert_eq!(
+            libc::setrlimit(resource, &limit),
+            0,
+            "setrlimit: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// The number of tasks (threads) of this process.
+fn own_threads() -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count() as u64
+}
+
+/// Makes this process an unprivileged user of its own, so that
+/// `RLIMIT_NPROC` applies (root is exempt): a uid no other process of the
+/// machine runs as, so the count is this process's alone. Returns false,
+/// with the reason printed, when that is impossible (not root).
+fn become_unprivileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: not root, cannot switch to a uid of its own for RLIMIT_NPROC");
+        return false;
+    }
+    let id = 50_000 + std::process::id() % 10_000;
+    // SAFETY: plain syscalls with integers; glibc applies setres[ug]id to
+    // every thread of the process. PR_SET_DUMPABLE keeps /proc/self
+    // readable (LeakCheck) after the switch.
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
+        assert_eq!(libc::setresgid(id, id, id), 0);
+        assert_eq!(libc::setresuid(id, id, id), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0), 0);
+    }
+    true
+}
+
+/// Asserts `err` is a resource failure of the supervisor, with `context`.
+fn assert_resource_error(err: &Error, context: &str) {
+    assert!(err.is_resource_exhausted(), "not a resource error: {err:?}");
+    assert!(
+        !err.is_permission_denied() && !err.is_not_found(),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(context),
+        "expected {context:?} in {err}"
+    );
+}
+
+/// With `resource` limited to `refused`, the first call (which starts the
+/// engine) fails with a resource error and starts nothing; limited to
+/// `enough`, the next call starts the engine and runs.
+fn assert_engine_refused_then_started(
+    resource: libc::__rlimit_resource_t,
+    refused: u64,
+    enough: u64,
+) {
+    set_soft_limit(resource, refused);
+    let err = true_on_the_engine().unwrap_err();
+    set_soft_limit(resource, enough);
+    assert_resource_error(&err, "starting the engine runtime");
+    assert!(our_children().is_empty(), "{:?}", our_children());
+    let result = true_on_the_engine().expect("the engine starts on the next call");
+    assert!(result.success(), "{result:?}");
+}
+
+/// `true` through `with_process`, which runs on the engine, with its
+/// output on `/dev/null`: no stdio thread either.
+fn true_on_the_engine() -> Result<childminder::SupervisionResult, Error> {
+    let mut cmd = Command::new("true");
+    cmd.stdout(Stdio::Null).stderr(Stdio::Null);
+    with_process(
+        &cmd,
+        stdin::empty(),
+        childminder::discard,
+        childminder::discard,
+        |p| p.wait(),
+    )
+}
+
+/// As the engine above, for the runtime that the one-line calls (`run`,
+/// `output`, `status`) build on the caller's thread: out of fds, an error
+/// with the OS's words, and the next call builds it.
+#[test]
+fn a_one_line_call_out_of_fds_is_a_resource_error_not_a_panic() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd());
+    let err = Command::new("true").run().unwrap_err();
+    set_soft_limit(libc::RLIMIT_NOFILE, 1024);
+    assert_resource_error(&err, "Too many open files");
+    assert!(our_children().is_empty(), "{:?}", our_children());
+    let result = Command::new("true").run().expect("built on the next call");
+    assert!(result.success(), "{result:?}");
+}
+
+/// Regression: with `ulimit -n` 5-10 the engine's start panicked on an
+/// `.expect` (exit 101 in the CLI). Now the fds its runtime needs (epoll,
+/// eventfd) failing is an error, and the next call tries again.
+#[test]
+fn engine_start_out_of_fds_is_a_resource_error_not_a_panic() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    assert_engine_refused_then_started(libc::RLIMIT_NOFILE, lowest_free_fd(), 1024);
+}
+
+/// Regression: with `ulimit -u` (or `ulimit -v`) tokio's multi-thread
+/// runtime failed half-way through the engine's start and waited forever
+/// for the worker it had started (the CLI then ignored SIGTERM). Now the
+/// engine's thread being refused is an error, at once.
+#[test]
+fn engine_start_out_of_threads_is_a_resource_error_not_a_hang() {
+    if !own_process(crate::test_name!()) || !become_unprivileged() {
+        return;
+    }
+    let tasks = own_threads();
+    assert_engine_refused_then_started(libc::RLIMIT_NPROC, tasks, tasks + 16);
+}
+
+/// Starts the fixture with `input` and piped output, with room for the
+/// child alone and not for the thread that must follow it, and checks the
+/// refusal: an error, returned only after the child was ended and reaped,
+/// with no fd left behind, and the action never run.
+fn assert_a_refused_thread_ends_the_child(input: childminder::Input) {
+    // The engine only: a warm-up with piped output would leave an idle
+    // stdio thread in the pool, and no thread would be refused.
+    let started = true_on_the_engine().expect("start the engine");
+    assert!(started.success(), "{started:?}");
+    if !become_unprivileged() {
+        return;
+    }
+    let leaks = LeakCheck::new();
+    set_soft_limit(libc::RLIMIT_NPROC, own_threads() + 1);
+    let err = with_process(
+        &fixture_cmd(["sleep", "30"]),
+        input,
+        childminder::discard,
+        childminder::discard,
+        |_| unreachable!("the action must not run without its threads"),
+    )
+    .unwrap_err();
+    set_soft_limit(libc::RLIMIT_NPROC, own_threads() + 16);
+    assert_resource_error(&err, "starting a worker thread");
+    assert!(marker_processes().is_empty(), "{:?}", marker_processes());
+    leaks.assert_clean();
+}
+
+/// Regression: a thread refused after the child started (the CLI under
+/// `ulimit -u 10`) panicked, with the child running and no report. Here the
+/// producer's thread is refused.
+#[test]
+fn a_refused_input_thread_ends_and_reaps_the_started_child() {
+    if own_process(crate::test_name!()) {
+        assert_a_refused_thread_ends_the_child(stdin::from_fn(|| Ok(Some(b"x".to_vec()))));
+    }
+}
+
+/// As above for the stdio thread that reads the child's output.
+#[test]
+fn a_refused_stdio_thread_ends_and_reaps_the_started_child() {
+    if own_process(crate::test_name!()) {
+        assert_a_refused_thread_ends_the_child(stdin::empty());
+    }
+}
+
+/// Regression: `fork` refused for lack of processes (EAGAIN) was
+/// classified as "permission denied" (`childminder run` exited 126, "cannot
+/// run"). It is a resource failure: the program may be fine.
+#[test]
+fn a_refused_fork_is_a_resource_error_not_permission_denied() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    warm_up();
+    if !become_unprivileged() {
+        return;
+    }
+    // No room for one more task: the spawn itself is refused.
+    set_soft_limit(libc::RLIMIT_NPROC, own_threads());
+    let err = Command::new("true").run().unwrap_err();
+    set_soft_limit(libc::RLIMIT_NPROC, own_threads() + 16);
+    assert!(
+        matches!(&err, Error::ProcessStartFailed { source, .. }
+            if source.raw_os_error() == Some(libc::EAGAIN)),
+        "{err:?}"
+    );
+    assert!(
+        err.is_resource_exhausted() && !err.is_permission_denied(),
+        "{err:?}"
+    );
+    assert!(our_children().is_empty(), "{:?}", our_children());
+}
+
+/// The errno classification, without processes: which start errors say
+/// "cannot run" and which say "out of a resource".
+#[test]
+fn start_errors_are_classified_by_errno() {
+    let start = |errno| Error::ProcessStartFailed {
+        program: "p".into(),
+        source: io::Error::from_raw_os_error(errno),
+    };
+    let resource = [
+        libc::EAGAIN,
+        libc::ENOMEM,
+        libc::EMFILE,
+        libc::ENFILE,
+        libc::ENOBUFS,
+    ];
+    let cannot_run = [
+        libc::EACCES,
+        libc::EPERM,
+        libc::ENOEXEC,
+        libc::EISDIR,
+        libc::E2BIG,
+    ];
+    for (errno, is_resource) in resource
+        .map(|e| (e, true))
+        .into_iter()
+        .chain(cannot_run.map(|e| (e, false)))
+    {
+        let err = start(errno);
+        assert_eq!(err.is_resource_exhausted(), is_resource, "{err}");
+        assert_eq!(err.is_permission_denied(), !is_resource, "{err}");
+        assert!(!err.is_not_found(), "{err}");
+    }
+    let err = start(libc::ENOENT);
+    assert!(err.is_not_found() && !err.is_permission_denied() && !err.is_resource_exhausted());
+    let pipes = Error::PipeCreationFailed {
+        program: "p".into(),
+        source: io::Error::from_raw_os_error(libc::EMFILE),
+    };
+    assert!(pipes.is_resource_exhausted() && !pipes.is_permission_denied());
+    let io = Error::Io {
+        program: "p".into(),
+        context: "starting the engine runtime",
+        source: io::Error::from_raw_os_error(libc::EAGAIN),
+    };
+    assert!(io.is_resource_exhausted());
+    let denied_io = Error::Io {
+        program: "p".into(),
+        context: "x",
+        source: io::Error::from_raw_os_error(libc::EPERM),
+    };
+    assert!(!denied_io.is_resource_exhausted());
+}
