@@ -31,8 +31,10 @@ enum Scenario {
     Teardown,
     Escalation,
     Scale,
+    UpOutput,
     Cli,
     Restart,
+    Containment,
 }
 
 /// Benchmarks childminder against std::process and tokio::process.
@@ -142,9 +144,19 @@ fn main() {
             Box::new(|| scenarios::restart::run(&cfg, &rt)),
         ),
         (
+            Scenario::Containment,
+            "containment",
+            Box::new(|| scenarios::containment::run(&cfg)),
+        ),
+        (
             Scenario::Scale,
             "scale",
             Box::new(|| scenarios::scale::run(&cfg).0),
+        ),
+        (
+            Scenario::UpOutput,
+            "up output",
+            Box::new(|| scenarios::up_output::run(&cfg)),
         ),
         (
             Scenario::Cli,

@@ -264,25 +264,43 @@ pub fn evaluate(rows: &[Row]) -> Vec<Target> {
     for who in ["childminder run", "childminder run --no-subreaper"] {
         t.push(ratio_at_most(rows, "cli start-up", who, "timeout", 1.15));
     }
-    t.push(cli_pass_through(rows));
+    // `childminder run` moves a stream at least as fast as `cat` does.
+    t.push(throughput_at_least(
+        rows,
+        "cli pass-through",
+        "childminder run",
+        "cat",
+    ));
+    // `childminder up`'s prefixed output is at least as fast as `sed 's/^/name | /'`.
+    t.push(throughput_at_least(
+        rows,
+        "up output",
+        "childminder up",
+        "sed",
+    ));
     t
 }
 
-/// `childminder run` moves a stream at least as fast as `cat` does.
-fn cli_pass_through(rows: &[Row]) -> Target {
-    let name = "cli pass-through: childminder run ≥ 1.00x cat".to_owned();
-    let Some(scenario) = scenario_named(rows, "cli pass-through") else {
+/// `who`'s median ≥ 1.00x `peer`'s, in the first scenario named `prefix...`.
+fn throughput_at_least(rows: &[Row], prefix: &str, who: &str, peer: &str) -> Target {
+    let name = format!("{prefix}: {who} ≥ 1.00x {peer}");
+    let Some(scenario) = scenario_named(rows, prefix) else {
         return unmeasured(name);
     };
-    let (Some(m), Some(c)) = (
-        find(rows, &scenario, "childminder run").and_then(Row::median),
-        find(rows, &scenario, "cat").and_then(Row::median),
+    let (Some(m), Some(p)) = (
+        find(rows, &scenario, who).and_then(Row::median),
+        find(rows, &scenario, peer).and_then(Row::median),
     ) else {
         return unmeasured(name);
     };
     Target {
         target: name,
-        measured: format!("{:.2}x ({} vs cat {} MB/s)", m / c, fmt_num(m), fmt_num(c)),
-        met: Some(m >= c),
+        measured: format!(
+            "{:.2}x ({} vs {peer} {} MB/s)",
+            m / p,
+            fmt_num(m),
+            fmt_num(p)
+        ),
+        met: Some(m >= p),
     }
 }

@@ -1,6 +1,7 @@
 //! The command line: `childminder run [OPTIONS] -- PROGRAM [ARGS]...`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use childminder::Signal;
@@ -133,6 +134,75 @@ pub enum Commands {
         after_help = RUN_AFTER_HELP
     )]
     Init(RunArgs),
+    /// Run a set of processes from childminder.toml or a Procfile, as a supervision tree.
+    #[command(
+        override_usage = "childminder up [-f FILE] [--events PATH|-] [NAME]...",
+        long_about = UP_LONG_ABOUT,
+        after_help = UP_AFTER_HELP
+    )]
+    Up(UpArgs),
+}
+
+const UP_LONG_ABOUT: &str = "\
+Run a set of processes, as foreman and overmind do, under a supervision tree with \
+OTP's strategies, restart types and restart intensity.
+
+The configuration is childminder.toml if there is one in the current directory, else \
+Procfile (`name: command` lines; when one ends, all stop). Every line the processes \
+print goes to stdout, prefixed with the process's name. childminder's own messages go \
+to stderr.";
+
+const UP_AFTER_HELP: &str = "\
+Signals: SIGINT or SIGTERM stops every process in reverse start order, each with its \
+grace period; a second one kills them all at once. SIGHUP, SIGQUIT and every other catchable \
+signal (USR1, USR2, WINCH, ...) are forwarded to every process's group as they are.
+
+Exit status:
+  0        stopped on request (SIGINT, SIGTERM)
+  N        a significant process's status when its end stopped them all (0 if it \
+succeeded); the status of the failure that made a supervisor give up (1 for a start \
+timeout); when all processes have ended by themselves, 0 if all succeeded, else the \
+status of the first that failed (128+N for a signal N)
+  125      bad configuration, or childminder's own failure
+
+Examples:
+  # run the Procfile or childminder.toml of the current directory
+  childminder up
+  # only web and worker, the events as JSON lines on stderr
+  childminder up --events - web worker
+  childminder up -f deploy/dev.toml";
+
+/// The options of `childminder up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The configuration: a .toml file, or a Procfile [default: childminder.toml, else Procfile]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        long_help = "The configuration file. A name ending in .toml is read as TOML, \
+            anything else as a Procfile. [default: childminder.toml in the current \
+            directory, else Procfile]\n\
+            Example: -f Procfile.dev, -f deploy/services.toml"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// Write every state change as a line of JSON to PATH; - is stderr [example: --events -]
+    #[arg(
+        long = "events",
+        value_name = "PATH",
+        allow_hyphen_values = true,
+        long_help = "Write the event stream to PATH as JSON lines, one object per event, \
+            flushed as it happens: time, process, event (starting, ready, exited, \
+            restarting, gave_up, stopping, stopped), pid, and for exited the exit and \
+            termination of `childminder run --report`. - means standard error.\n\
+            Example: --events events.jsonl, --events -"
+    )]
+    pub events: Option<PathBuf>,
+
+    /// Start only these processes (name paths such as web or workers/queue)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 /// The options of `childminder run`.
@@ -205,7 +275,11 @@ pub struct RunArgs {
             write a JSON report to PATH: program, args, pid, exit, termination, \
             timed_out, term_sent_after_ms, kill_sent_after_ms, runtime_ms, stdout_bytes, \
             stderr_bytes, worker_errors, supervisor_error and more. - means standard \
-            error. The file is created before the command starts.\n\
+            error. The file is created before the command starts (a bad path: \
+            status 125, nothing runs). A FIFO without a reader does not hold the \
+            start; the write waits at most one grace period for a reader. A report \
+            that cannot be written is a message; the exit status stays the \
+            command's.\n\
             Example: --report run.json, --report -"
     )]
     pub report: Option<OsString>,
@@ -397,6 +471,7 @@ mod tests {
         full.extend_from_slice(args);
         Cli::try_parse_from(full).map(|cli| match cli.command {
             Commands::Run(run) | Commands::Init(run) => run,
+            Commands::Up(_) => panic!("not run"),
         })
     }
 

@@ -7,6 +7,9 @@
 //! with the library's blocking API: parse the command line, run, exit with
 //! the status decided by `run::exit_status` (GNU `timeout` conventions).
 //!
+//! `childminder up [-f FILE] [--events PATH|-] [NAME]...` runs a Procfile or
+//! a `childminder.toml` as a supervision tree ([`up`]).
+//!
 //! The binary (`src/main.rs`) only calls [`main_entry`]. The code lives in
 //! this library so that tests can reach the parsers directly:
 //! [`duration::parse`] for DURATION and [`cli::parse_signal`] for SIGNAL.
@@ -14,11 +17,13 @@
 pub mod cli;
 pub mod duration;
 mod report;
+mod report_sink;
 mod run;
 pub mod signals;
 mod stdio;
 mod sys;
 mod terminal;
+pub mod up;
 
 use std::process::ExitCode;
 
@@ -34,6 +39,7 @@ pub fn main_entry() -> ExitCode {
     let ending = match cli.command {
         cli::Commands::Run(args) => run::run(args),
         cli::Commands::Init(args) => init(args),
+        cli::Commands::Up(args) => up::up(args).into(),
     };
     if let Some(signal) = ending.die_by {
         // The report is written: end the way the command ended, so a shell

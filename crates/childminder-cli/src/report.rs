@@ -287,7 +287,7 @@ pub fn signal_name(signal: Signal) -> String {
     signal.to_string()
 }
 
-fn cause_name(cause: EscalationCause) -> &'static str {
+pub(crate) fn cause_name(cause: EscalationCause) -> &'static str {
     match cause {
         EscalationCause::Deadline => "deadline",
         EscalationCause::Requested => "signal",
@@ -295,7 +295,7 @@ fn cause_name(cause: EscalationCause) -> &'static str {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

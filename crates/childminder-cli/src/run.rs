@@ -3,9 +3,7 @@
 //! output (see [`stdio`]), and decides the exit status.
 
 use std::cell::Cell;
-use std::ffi::OsString;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -13,6 +11,7 @@ use childminder::{Command, Error, ExitStatus, Signal, Stdio, SupervisionResult, 
 
 use crate::cli::RunArgs;
 use crate::report::{Report, RunFacts};
+use crate::report_sink::{self, ReportSink};
 use crate::signals::{self, Forwarding, Role};
 use crate::stdio;
 use crate::sys;
@@ -94,39 +93,6 @@ pub fn start_failure_status(error: &Error) -> i32 {
     }
 }
 
-/// Where the report goes.
-enum ReportSink {
-    Stderr,
-    File(File, OsString),
-}
-
-impl ReportSink {
-    /// Opens (creates, truncates) the report file before the child starts,
-    /// so a bad path is a usage error rather than a lost report.
-    fn open(path: &OsString) -> Result<ReportSink, String> {
-        if path == "-" {
-            return Ok(ReportSink::Stderr);
-        }
-        File::create(path)
-            .map(|f| ReportSink::File(f, path.clone()))
-            .map_err(|e| format!("cannot create the report file {path:?}: {e}"))
-    }
-
-    fn write(self, report: &Report) -> Result<(), String> {
-        let line = report.to_json_line();
-        match self {
-            ReportSink::Stderr => io::stderr()
-                .lock()
-                .write_all(line.as_bytes())
-                .map_err(|e| format!("cannot write the report to stderr: {e}")),
-            ReportSink::File(mut file, path) => file
-                .write_all(line.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| format!("cannot write the report file {path:?}: {e}")),
-        }
-    }
-}
-
 /// Runs the command of `args` and returns how childminder ends.
 pub fn run(args: RunArgs) -> Ending {
     run_as(args, Role::Run)
@@ -143,7 +109,7 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
         diagnose(&format!("cannot reset SIGCHLD to its default: {e}"));
         return EXIT_FAILURE.into();
     }
-    let sink = match args.report.as_ref().map(ReportSink::open).transpose() {
+    let sink = match args.report.as_deref().map(ReportSink::open).transpose() {
         Ok(sink) => sink,
         Err(message) => {
             diagnose(&message);
@@ -242,6 +208,7 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
             )
         }
     };
+    let started = Instant::now();
     let outcome = match event_loop() {
         Ok(runtime) => runtime.block_on(supervise(
             role,
@@ -254,13 +221,16 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
         Err(e) => Outcome::Failed(format!("cannot start the event loop: {e}")),
     };
     let (ending, report) = report(outcome);
-    match sink.map(|sink| sink.write(&report)) {
-        Some(Err(message)) => {
+    // The report never changes the verdict: a report that cannot be
+    // written is a message, and the status stays the command's.
+    if let Some(sink) = sink {
+        let limit =
+            report_sink::write_limit(Instant::now(), args.grace(), deadline.map(|d| started + d));
+        if let Err(message) = sink.write(&report.to_json_line(), limit) {
             diagnose(&message);
-            EXIT_FAILURE.into()
         }
-        _ => ending,
     }
+    ending
 }
 
 /// The current-thread runtime. Building it can panic rather than fail:
@@ -513,7 +483,14 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Prints one of childminder's own messages on stderr.
+/// How long one of childminder's own messages may wait for room on a
+/// stderr pipe that is full: a reader that does not read drops the
+/// message instead of holding childminder past the deadline's bound.
+const MESSAGE_WAIT: Duration = Duration::from_millis(100);
+
+/// Prints one of childminder's own messages on stderr, waiting at most
+/// [`MESSAGE_WAIT`] for a full pipe.
 pub fn diagnose(message: &str) {
-    let _ = writeln!(io::stderr().lock(), "childminder: {message}");
+    let line = format!("childminder: {message}\n");
+    let _ = sys::write_stderr_until(line.as_bytes(), Instant::now() + MESSAGE_WAIT);
 }

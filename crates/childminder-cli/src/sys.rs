@@ -453,3 +453,159 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The report file
+// ---------------------------------------------------------------------------
+
+/// Opens (creates, truncates) the report file for writing without ever
+/// waiting: a FIFO that no one reads yet fails with `ENXIO` instead of
+/// blocking until a reader comes.
+///
+/// # Errors
+///
+/// The OS error of `open`; `ENXIO` for a FIFO without a reader.
+pub fn open_report(path: &std::ffi::OsStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::TRUNC
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o666),
+    )?)
+}
+
+/// True for a regular file (which `fsync` applies to; a FIFO or a device
+/// such as `/dev/null` refuses it with `EINVAL`).
+pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd)
+        .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile)
+}
+
+/// `fsync(2)`.
+pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::fs::fsync(fd)?)
+}
+
+/// Writes all of `bytes` to `fd`, waiting for room with `poll(2)`, but
+/// not past `limit`: a reader that does not read cannot hold childminder.
+/// `fd` must be non-blocking (or a socket, written with `MSG_DONTWAIT`).
+///
+/// # Errors
+///
+/// The OS error of a write (`EPIPE` when the reader has gone, `ENOSPC`),
+/// or `TimedOut` when `limit` passed with bytes left.
+pub fn write_all_until(
+    fd: BorrowedFd<'_>,
+    mut bytes: &[u8],
+    socket: bool,
+    limit: std::time::Instant,
+) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    while !bytes.is_empty() {
+        match write(fd, bytes, socket) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = limit.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no room: the reader is not reading",
+                    ));
+                }
+                let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+                    tv_sec: i64::MAX,
+                    tv_nsec: 0,
+                });
+                let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+                match rustix::event::poll(&mut fds, Some(&timeout)) {
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` to our stderr without blocking past `limit` when
+/// it is a pipe or a socket (through a description of our own for a pipe,
+/// so its flags stay as the other processes sharing it set them): a reader
+/// that does not read cannot hold childminder.
+///
+/// # Errors
+///
+/// `EPIPE` when the reader has gone, `EBADF` when stderr is closed,
+/// `TimedOut` when `limit` passed first.
+pub fn write_stderr_until(bytes: &[u8], limit: std::time::Instant) -> io::Result<()> {
+    match kind(2) {
+        FdKind::Closed => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        FdKind::Pipe => match reopen_nonblocking(2, true) {
+            Ok(fd) => write_all_until(std::os::fd::AsFd::as_fd(&fd), bytes, false, limit),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                Err(io::Error::from_raw_os_error(libc::EPIPE))
+            }
+            // No fd to spare (EMFILE): the shared, blocking fd 2, written a
+            // pipe buffer's worth at a time once poll says there is room.
+            Err(_) => {
+                let fd = stdio_fd(2).ok_or(io::ErrorKind::NotFound)?;
+                write_polled_until(fd, bytes, limit)
+            }
+        },
+        FdKind::Socket => {
+            let fd = stdio_fd(2).ok_or(io::ErrorKind::NotFound)?;
+            write_all_until(fd, bytes, true, limit)
+        }
+        // A terminal, a file or a device: a write that does not wait long.
+        FdKind::Terminal | FdKind::File | FdKind::Other => {
+            let fd = stdio_fd(2).ok_or(io::ErrorKind::NotFound)?;
+            write_all_until(fd, bytes, false, limit)
+        }
+    }
+}
+
+/// Writes `bytes` to a blocking pipe without an fd of our own: waits with
+/// `poll(2)` (until `limit`) for room, then writes at most `PIPE_BUF`
+/// bytes, which a pipe with room takes without blocking.
+fn write_polled_until(
+    fd: BorrowedFd<'_>,
+    mut bytes: &[u8],
+    limit: std::time::Instant,
+) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    while !bytes.is_empty() {
+        let left = limit.saturating_duration_since(std::time::Instant::now());
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no room: the reader is not reading",
+                ));
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
+            return Err(io::Error::from_raw_os_error(libc::EPIPE));
+        }
+        let chunk = bytes.len().min(libc::PIPE_BUF);
+        match write(fd, &bytes[..chunk], false) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

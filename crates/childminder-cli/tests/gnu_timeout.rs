@@ -241,3 +241,150 @@ fn run_shell(script: &str) -> Finished {
         .stdin(std::process::Stdio::null());
     Running::start_with(&mut bash).finish()
 }
+
+// ---------------------------------------------------------------------------
+// The report never blocks or changes the verdict (§2)
+// ---------------------------------------------------------------------------
+
+/// `--report /dev/null` exited 125: fsync on a device fails with EINVAL.
+#[test]
+fn a_report_to_dev_null_keeps_the_commands_status() {
+    let out = run(&["run", "--report", "/dev/null", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+/// A report that cannot be written is a message; the status stays.
+#[test]
+fn a_report_to_dev_full_is_a_message_and_the_status_stays() {
+    let out = run(&["run", "--report", "/dev/full", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot write the report"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn mkfifo(name: &str) -> std::path::PathBuf {
+    let path = temp_path(name);
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    path
+}
+
+/// A FIFO nobody reads blocked childminder in `open` before the command
+/// started, so the deadline never applied. Now the run goes on, the
+/// deadline fires, and the report is given up a grace period later.
+#[test]
+fn a_report_fifo_nobody_reads_does_not_block_the_deadline() {
+    let fifo = mkfifo("report.fifo");
+    let out = run(&[
+        "run",
+        "--report",
+        fifo.to_str().unwrap(),
+        "-t",
+        "100ms",
+        "-g",
+        "300ms",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    let _ = std::fs::remove_file(&fifo);
+    assert_eq!(out.code(), 124, "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
+    assert!(
+        out.stderr.contains("cannot write the report"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A FIFO whose reader comes late (after the command ended) gets the
+/// report, and the status is the command's (it was 125).
+#[test]
+fn a_report_fifo_read_late_gets_the_report() {
+    let fifo = mkfifo("late.fifo");
+    let run = Running::start(&[
+        "run",
+        "--report",
+        fifo.to_str().unwrap(),
+        "-g",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    // Opening for reading waits for childminder to open its end: no sleep.
+    let text = std::fs::read_to_string(&fifo).unwrap();
+    let out = run.finish();
+    let _ = std::fs::remove_file(&fifo);
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["exit_status"], 3);
+}
+
+/// `--report -` with stderr a closed pipe and a fired deadline: 124.
+#[test]
+fn a_report_to_a_closed_stderr_keeps_124() {
+    let mut child = childminder()
+        .args([
+            "run", "--report", "-", "-t", "100ms", "-g", "5s", "--", "sleep", "30",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(124), "{status:?}");
+}
+
+/// `--report -` with stderr a pipe nobody reads (full): the report write
+/// is bounded, and childminder exits 124 instead of hanging.
+#[test]
+fn a_report_to_a_stalled_stderr_does_not_hang() {
+    let mut child = childminder()
+        .args([
+            "run",
+            "--report",
+            "-",
+            "-t",
+            "200ms",
+            "-g",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero >&2; exec sleep 30",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Hold the read end, never read it.
+    let _stalled = child.stderr.take();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("childminder hung on a stalled stderr");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(124), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -138,8 +138,10 @@ impl BlockingChild {
     /// # Examples
     ///
     /// ```
-    /// let mut child = childminder::Command::new("true").start().unwrap();
+    /// // A child that is still running is certainly not reaped yet.
+    /// let mut child = childminder::Command::new("sleep").arg("30").start().unwrap();
     /// assert!(child.id().is_some());
+    /// child.kill();
     /// child.wait();
     /// assert_eq!(child.id(), None);
     /// ```

@@ -59,6 +59,14 @@ impl Drop for LastResort {
         // No runtime is left to await on: block (briefly) on the exit event.
         shared.target.wait_exit_blocking(Duration::from_secs(1));
         let _ = shared.target.reap();
+        if let Some(cgroup) = shared.target.cgroup() {
+            // cgroup.kill was the KILL above: once its members are gone the
+            // cgroup can be removed.
+            cgroup.wait_emptied_blocking(Duration::from_secs(1));
+            if let Err(e) = cgroup.remove() {
+                tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
+            }
+        }
         shared.target.close();
         shared.final_result();
         shared.publish_finished();
@@ -123,19 +131,26 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
     // Whatever had the child's stdin open has no reader any more.
     shared.stdin.close();
 
-    // Whatever is left of the group (and, with the subreaper, outside it)
-    // is dealt with once something asked the child to end; when nothing is
-    // left, the supervision is over now, and the teardown will find it done.
+    // Whatever is left of the group (and, with the subreaper, outside it:
+    // escapees cannot be counted without a scan of /proc, so their sweep
+    // always waits) is dealt with once something asked the child to end;
+    // when nothing is left, the supervision is over now, and the teardown
+    // will find it done.
     let subreaper = shared.containment().subreaper;
-    if exit.is_none()
-        || !shared.target.nothing_left_of_group()
-        || (subreaper && subreaper::has_escapees())
-    {
+    let group_left = exit.is_none() || !shared.target.nothing_left_of_group();
+    if !group_left {
+        // Nothing of the group needs the zombie any more: reap it before
+        // `wait` can return.
+        reap(&shared);
+    }
+    if group_left || subreaper {
         shared.settled.publish(());
         while esc.cause().is_none() && shared.take_requests() & REQ_ANY_END == 0 {
             shared.requested().await;
         }
-        sweep_remaining(&shared, policy).await;
+        if group_left {
+            sweep_remaining(&shared, policy).await;
+        }
     }
     if let Some(cgroup) = shared.target.cgroup() {
         let usage = cgroup.usage();
@@ -143,6 +158,11 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
             tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
         }
         shared.update_containment(|c| c.cgroup = Some(usage));
+    }
+    if exit.is_some() {
+        // Reaped before the escapee sweep, so that with no other child
+        // left the sweep knows there is nothing to find without a scan.
+        reap(&shared);
     }
     if shared.leave_subreaper_sweep() == Some(true) {
         let tally = subreaper::end_escapees(
@@ -165,15 +185,19 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         // waiting in the background, so it is reaped when it finally goes.
         shared.publish_finished();
         let _ = shared.target.exited().await;
-    }
-    if let Err(e) = shared.target.reap() {
-        tracing::warn!(program = %shared.program, error = %e, "reaping the child failed");
+        reap(&shared);
     }
     // Closed here, not when the last handle goes: the caller may return
     // before this task has dropped its references.
     shared.target.close();
     shared.publish_finished();
     drop(guard);
+}
+
+fn reap(shared: &Shared) {
+    if let Err(e) = shared.target.reap() {
+        tracing::warn!(program = %shared.program, error = %e, "reaping the child failed");
+    }
 }
 
 /// Phase 1: until the child's exit is seen or the escalation gives up.

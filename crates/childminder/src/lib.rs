@@ -21,6 +21,11 @@
 //!   `posix_spawn` (vfork) fast path;
 //! - **event-driven I/O** on tokio: no polling, no thread per stream in the
 //!   async API, and backpressure from a slow reader to the child;
+//! - optionally, **nothing escapes** the group either: with
+//!   [`Command::subreaper`] the descendants that leave it (`setsid`, a
+//!   double-forking daemon) are ended and reaped at the end; with
+//!   [`Command::cgroup`] the child runs in a cgroup v2 of its own, ended
+//!   with `cgroup.kill` (see [`Containment`]);
 //! - every byte the child wrote reaches its consumer, teardown included;
 //!   producer and consumer failures are recorded, not dropped.
 //!

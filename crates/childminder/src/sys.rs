@@ -299,9 +299,7 @@ pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
 /// `pgid`, read from `/proc`. Used only where the kernel cannot tell us
 /// through a pidfd (before Linux 6.9).
 pub(crate) fn group_has_members_besides(pgid: i32, leader: i32) -> bool {
-    proc_pids()
-        .filter(|&pid| pid as i32 != leader)
-        .any(|pid| proc_stat(pid).is_some_and(|st| st.pgrp == pgid && st.is_alive()))
+    any_process(|pid, st| pid as i32 != leader && st.pgrp == pgid && st.is_alive()).is_some()
 }
 
 /// The fields of `/proc/PID/stat` childminder reads.
@@ -317,36 +315,155 @@ impl ProcStat {
     pub(crate) fn is_alive(self) -> bool {
         self.state != 'Z' && self.state != 'X'
     }
+
+    /// Parses the fields after the command name, which may itself hold
+    /// ") ": they start after the last `)`.
+    fn parse(stat: &[u8]) -> Option<ProcStat> {
+        let close = stat.iter().rposition(|&b| b == b')')?;
+        let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+        let mut fields = rest.split_ascii_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let ppid = fields.next()?.parse().ok()?;
+        let pgrp = fields.next()?.parse().ok()?;
+        Some(ProcStat { state, ppid, pgrp })
+    }
 }
 
-/// Every process (thread-group leader) `/proc` lists now.
-pub(crate) fn proc_pids() -> impl Iterator<Item = u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+/// Reads `stat` under `dir` (`/proc`, or `/proc/PID`) into a stack buffer:
+/// one open, one read, one close, no allocation (the scans below read it
+/// for every process of the system).
+fn read_stat_at(dir: BorrowedFd<'_>, path: &CStr) -> Option<ProcStat> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    // A stat line is about 300 bytes; the command name is at most 64.
+    let mut buf = [0u8; 1024];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    ProcStat::parse(&buf[..n])
 }
 
 /// `/proc/PID/stat`, or `None` when the process is gone.
 pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may itself hold ") ".
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some(ProcStat { state, ppid, pgrp })
+    let path = CString::new(format!("/proc/{pid}/stat")).ok()?;
+    read_stat_at(rustix::fs::CWD, &path)
 }
 
-/// The processes whose parent is this process, read from `/proc` (this
-/// kernel has no `/proc/self/task/*/children`). Zombies included.
+/// The first process (thread-group leader) for which `wanted(pid, stat)`
+/// holds, in one pass over `/proc`.
+fn any_process(mut wanted: impl FnMut(u32, ProcStat) -> bool) -> Option<u32> {
+    let mut found = None;
+    each_process(|pid, st| {
+        let hit = wanted(pid, st);
+        if hit {
+            found = Some(pid);
+        }
+        !hit
+    });
+    found
+}
+
+/// Calls `visit` with every process of `/proc` and its stat until it
+/// returns false.
+fn each_process(mut visit: impl FnMut(u32, ProcStat) -> bool) {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(proc_dir) = rustix::fs::open(
+        "/proc",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&proc_dir) else {
+        return;
+    };
+    let mut path = Vec::with_capacity(32);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_bytes();
+        let Some(pid) = std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        path.clear();
+        path.extend_from_slice(name);
+        path.extend_from_slice(b"/stat\0");
+        let Ok(path) = CStr::from_bytes_with_nul(&path) else {
+            continue;
+        };
+        if let Some(st) = read_stat_at(proc_dir.as_fd(), path) {
+            if !visit(pid, st) {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether this process has any child at all, running or a zombie:
+/// `waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)` fails with ECHILD only
+/// when there is none, and reaps nothing.
+pub(crate) fn has_children() -> bool {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    !matches!(
+        rustix::process::waitid(WaitId::All, options),
+        Err(rustix::io::Errno::CHILD)
+    )
+}
+
+/// The processes whose parent is this process, zombies included: from
+/// `/proc/self/task/*/children` (each thread's children, where the kernel
+/// lists them: `CONFIG_PROC_CHILDREN`), one small read per thread; else by
+/// reading the parent of every process in `/proc`, which costs a
+/// millisecond or more on a busy machine, at the end of every supervision
+/// with the subreaper.
 pub(crate) fn own_children() -> Vec<u32> {
+    if let Some(children) = children_of_own_threads() {
+        return children;
+    }
     let me = getpid() as u32;
-    proc_pids()
-        .filter(|&pid| proc_stat(pid).is_some_and(|st| st.ppid == me))
-        .collect()
+    let mut children = Vec::new();
+    each_process(|pid, st| {
+        if st.ppid == me {
+            children.push(pid);
+        }
+        true
+    });
+    children
+}
+
+// ---------------------------------------------------------------------------
+// Subreaper
+// ---------------------------------------------------------------------------
+
+/// `PR_SET_CHILD_SUBREAPER`: orphaned descendants re-parent to this process
+/// instead of to init. Process-wide and inherited by no one.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    let on = rustix::process::Pid::from_raw(1).expect("1 is a valid pid");
+    Ok(rustix::process::set_child_subreaper(Some(on))?)
+}
+
+pub(crate) fn is_child_subreaper() -> io::Result<bool> {
+    Ok(rustix::process::child_subreaper()?.is_some())
+}
+
+/// The children of each of our threads, as the kernel lists them; `None`
+/// when it does not.
+fn children_of_own_threads() -> Option<Vec<u32>> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let list = match std::fs::read_to_string(task.path().join("children")) {
+            Ok(list) => list,
+            // A thread that ended since the listing has no children left.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && task.path().exists() => return None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => return None,
+        };
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok()),
+        );
+    }
+    Some(children)
 }
 
 // ---------------------------------------------------------------------------
@@ -375,21 +492,6 @@ pub(crate) fn drain_inotify(fd: BorrowedFd<'_>) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Subreaper
-// ---------------------------------------------------------------------------
-
-/// `PR_SET_CHILD_SUBREAPER`: orphaned descendants re-parent to this process
-/// instead of to init. Process-wide and inherited by no one.
-pub(crate) fn set_child_subreaper() -> io::Result<()> {
-    let on = rustix::process::Pid::from_raw(1).expect("1 is a valid pid");
-    Ok(rustix::process::set_child_subreaper(Some(on))?)
-}
-
-pub(crate) fn is_child_subreaper() -> io::Result<bool> {
-    Ok(rustix::process::child_subreaper()?.is_some())
 }
 
 // ---------------------------------------------------------------------------

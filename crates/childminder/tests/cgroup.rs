@@ -299,3 +299,41 @@ fn pass_fd_cannot_be_combined_with_a_cgroup() {
         .unwrap_err();
     assert!(err.to_string().contains("cgroup"), "{err}");
 }
+
+#[test]
+fn a_runtime_that_shuts_down_kills_the_cgroup_and_removes_it() {
+    let _serial = serial();
+    warm_up();
+    if !cgroup_available("a_runtime_that_shuts_down_kills_the_cgroup") {
+        return;
+    }
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // tokio's process-wide signal state first, so the leak check sees ours.
+    drop(runtime());
+    let leak = LeakCheck::new();
+    let rt = runtime();
+    let (child, daemon) = rt.block_on(async {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = fixture_cmd(["daemon", "300", "ignore-term"]);
+        cmd.cgroup(Cgroup::new());
+        let mut child = cmd.spawn().unwrap();
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).await.unwrap();
+        let daemon = support::ready_pids(line.trim_end())[0];
+        (child, daemon)
+    });
+    // The runtime goes first, with the Child (and its cgroup) still held.
+    drop(rt);
+    assert_all_dead(&[daemon]);
+    let r = child.try_result().unwrap();
+    let path = r.containment.cgroup.unwrap().path;
+    assert!(!path.exists(), "{} left behind", path.display());
+    drop(child);
+    leak.assert_clean();
+}

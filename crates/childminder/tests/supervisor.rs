@@ -614,6 +614,27 @@ fn any_significant_child_ending_stops_the_others() {
         };
         assert_eq!(&**child, "job");
         assert_eq!(outcome.exit_code(), 4);
+        // A significant child ending with one of its success codes: 0.
+        let job = ChildSpec::process("job", fx(&["sleep-exit", "0", "3"]))
+            .restart(Restart::Transient)
+            .success_exit_codes([0, 3])
+            .significant(true);
+        let spec = SupervisorSpec::new()
+            .auto_shutdown(AutoShutdown::AnySignificant)
+            .child(sleeper("a"))
+            .child(job);
+        let outcome = Tree::start(&spec).unwrap().wait().await;
+        assert!(
+            matches!(
+                &*outcome,
+                Outcome::AutoShutdown {
+                    verdict: Verdict::Normal,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.exit_code(), 0);
     });
 }
 
@@ -678,6 +699,19 @@ fn with_auto_shutdown_never_the_tree_completes_when_nothing_is_left() {
             ]
         );
         assert_eq!(outcome.exit_code(), 3);
+        // A failure inside a nested supervisor that completed counts too.
+        let sub = SupervisorSpec::new().child(
+            ChildSpec::process("bad", fx(&["sleep-exit", "0", "5"])).restart(Restart::Temporary),
+        );
+        let spec = SupervisorSpec::new()
+            .child(
+                ChildSpec::process("ok", fx(&["sleep-exit", "0", "0"])).restart(Restart::Temporary),
+            )
+            .child(ChildSpec::supervisor("sub", sub).restart(Restart::Temporary));
+        let tree = Tree::start(&spec).unwrap();
+        let outcome = tree.wait().await;
+        assert!(matches!(*outcome, Outcome::Completed { .. }), "{outcome:?}");
+        assert_eq!(outcome.exit_code(), 5);
         // And significant children need a mode other than `never`.
         let err = SupervisorSpec::new()
             .child(
@@ -961,7 +995,11 @@ fn a_program_that_cannot_be_spawned_is_a_failure_that_trips_the_limit() {
                 ..
             }
         ));
-        assert_eq!(outcome.exit_code(), 125);
+        assert_eq!(
+            outcome.exit_code(),
+            127,
+            "not found, as `childminder run` says"
+        );
     });
 }
 
@@ -1017,4 +1055,148 @@ fn the_tree_runs_on_the_callers_runtime_without_threads_of_its_own() {
         assert!(threads() <= before + 1, "{before} -> {}", threads());
         tree.shutdown().await;
     });
+}
+
+#[test]
+fn every_output_byte_arrives_in_order_per_stream() {
+    check(async || {
+        const BYTES: u64 = 8 << 20;
+        let n = BYTES.to_string();
+        let spec = SupervisorSpec::new()
+            .child(
+                ChildSpec::process("out", fixture_cmd(["write", &n, "out"]))
+                    .restart(Restart::Temporary),
+            )
+            .child(
+                ChildSpec::process("err", fixture_cmd(["write", &n, "err"]))
+                    .restart(Restart::Temporary),
+            );
+        let mut options = TreeOptions::new();
+        let mut output = options.output(2);
+        let tree = Tree::start_with(&spec, options).unwrap();
+        let mut checks = [support::PatternCheck::new(), support::PatternCheck::new()];
+        let mut ends = 0;
+        while let Some(chunk) = tokio::time::timeout(HANDSHAKE, output.recv())
+            .await
+            .unwrap()
+        {
+            let i = usize::from(&*chunk.path == "err");
+            if chunk.eof {
+                assert!(chunk.bytes.is_empty());
+                ends += 1;
+                continue;
+            }
+            let expected = [Stream::Stdout, Stream::Stderr][i];
+            assert_eq!(chunk.stream, expected);
+            checks[i].feed(&chunk.bytes);
+        }
+        // Each child's other stream is empty and ends too.
+        assert_eq!(ends, 4);
+        for check in &checks {
+            assert_eq!((check.total, check.first_mismatch), (BYTES, None));
+        }
+        assert_eq!(tree.wait().await.exit_code(), 0);
+    });
+}
+
+#[test]
+fn a_tree_on_a_multi_thread_runtime() {
+    let _serial = serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    support::mark_fd_baseline();
+    let leaks = LeakCheck::new();
+    rt.block_on(async {
+        let mut run = Run::start(&abc(Strategy::RestForOne));
+        run.until("c", "ready").await;
+        kill(run.pid("a"));
+        let events = run.until("c", "ready").await;
+        assert_eq!(
+            only(&events, &["stopping", "starting"]),
+            [
+                "c stopping",
+                "b stopping",
+                "a starting",
+                "b starting",
+                "c starting"
+            ]
+        );
+        run.tree.stop();
+        run.rest().await;
+    });
+    drop(rt);
+    leaks.assert_clean();
+}
+
+/// Set in the helper process of the kill-on-parent-death test.
+const TREE_HOST: &str = "CHILDMINDER_TEST_TREE_HOST";
+
+#[test]
+fn kill_on_parent_death_takes_every_process_along_when_the_host_is_killed() {
+    if std::env::var_os(TREE_HOST).is_some() {
+        // The helper: a tree of three processes, two levels, then wait to
+        // be SIGKILLed.
+        let rt = runtime();
+        rt.block_on(async {
+            let sub = SupervisorSpec::new().child(sleeper("x"));
+            let spec = SupervisorSpec::new()
+                .children([sleeper("a"), sleeper("b")])
+                .child(ChildSpec::supervisor("sub", sub));
+            let mut options = TreeOptions::new();
+            options.kill_on_parent_death(true);
+            let tree = Tree::start_with(&spec, options).unwrap();
+            tree.running().await;
+            let pids: Vec<String> = tree
+                .status()
+                .iter()
+                .filter_map(|s| s.pid.map(|p| p.to_string()))
+                .collect();
+            println!("pids: {}", pids.join(" "));
+            std::future::pending::<()>().await;
+        });
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill_on_parent_death_takes_every_process_along_when_the_host_is_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TREE_HOST, "1")
+        .env(common::MARKER_VAR, common::marker_value())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = host.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            // libtest may print its own words before ours on the line.
+            if let Some(at) = line.find("pids: ") {
+                let _ = tx.send(line[at + "pids: ".len()..].to_owned());
+            }
+        }
+    });
+    let pids: Vec<i32> = rx
+        .recv_timeout(HANDSHAKE)
+        .expect("the host printed its tree's pids")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(pids.iter().all(|&p| common::pid_alive(p)));
+    host.kill().unwrap();
+    host.wait().unwrap();
+    reader.join().unwrap();
+    support::assert_all_dead(&pids);
+    leaks.assert_clean();
 }

@@ -26,7 +26,7 @@ use crate::table::{Better, Row};
 const TIMEOUT: &str = "/usr/bin/timeout";
 
 /// The `childminder` binary, if it was built.
-fn binary() -> Option<PathBuf> {
+pub fn binary() -> Option<PathBuf> {
     let path = match std::env::var_os("CHILDMINDER_BIN") {
         Some(path) => PathBuf::from(path),
         None => std::env::current_exe().ok()?.with_file_name("childminder"),

@@ -1,12 +1,14 @@
 //! The scenarios, one module per group. Each returns its table rows.
 
 pub mod cli;
+pub mod containment;
 pub mod escalation;
 pub mod latency;
 pub mod restart;
 pub mod scale;
 pub mod spawn_wait;
 pub mod throughput;
+pub mod up_output;
 
 /// The programs the children run, by absolute path so no contender pays
 /// for a `PATH` search.

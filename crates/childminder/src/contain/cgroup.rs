@@ -325,6 +325,22 @@ impl Leaf {
         }
     }
 
+    /// Blocks the thread until `populated 0` or `limit` passed: for the
+    /// last-resort path, where no runtime is left to await on.
+    pub(crate) fn wait_emptied_blocking(&self, limit: Duration) {
+        let Ok(watch) = sys::watch_modify(&self.path.join("cgroup.events")) else {
+            return;
+        };
+        let end = std::time::Instant::now() + limit;
+        while matches!(self.populated(), Ok(true)) {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || !matches!(sys::wait_readable(watch.as_fd(), left), Ok(true)) {
+                return;
+            }
+            let _ = sys::drain_inotify(watch.as_fd());
+        }
+    }
+
     /// The figures of everything that ran in it.
     pub(crate) fn usage(&self) -> CgroupUsage {
         let cpu_usage = std::fs::read_to_string(self.path.join("cpu.stat"))

@@ -172,14 +172,6 @@ impl Drop for Participation {
     }
 }
 
-/// Whether this process has a child childminder did not start (alive or a
-/// zombie): something to sweep.
-pub(crate) fn has_escapees() -> bool {
-    let _gate = SPAWN_GATE.write().unwrap_or_else(|e| e.into_inner());
-    let started = started();
-    sys::own_children().iter().any(|pid| !started.contains(pid))
-}
-
 /// One child of ours that childminder did not start, held by a pidfd
 /// opened while it was our unreaped child.
 struct Adopted {
@@ -298,6 +290,10 @@ pub(crate) async fn end_escapees(
     grace: Duration,
 ) -> SweepTally {
     let mut tally = SweepTally::default();
+    if !sys::has_children() {
+        // The common case, known without a scan of /proc.
+        return tally;
+    }
     let kill_at = Instant::now() + grace;
     let mut tracked: Vec<Tracked> = Vec::new();
     loop {

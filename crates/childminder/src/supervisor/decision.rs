@@ -114,6 +114,9 @@ pub(crate) enum Action {
     Stop(usize),
     /// SIGKILL child `i` (its whole subtree) now.
     Kill(usize),
+    /// Report: child `i` is running (its readiness was seen while it was
+    /// starting).
+    Running(usize),
     /// Report: child `i` was not ready in time (a `Stop(i)` follows).
     StartTimedOut(usize),
     /// Report how child `i`'s end was judged (answers `Ended`).
@@ -264,8 +267,11 @@ impl Machine {
                 }
             }
             Input::Ready(i) => {
-                if let State::Starting { .. } = self.slots[i].state {
-                    self.slots[i].state = State::Running { since: now };
+                let slot = &mut self.slots[i];
+                // A start that timed out stays failed, ready or not.
+                if matches!(slot.state, State::Starting { .. }) && !slot.timed_out {
+                    slot.state = State::Running { since: now };
+                    out.push(Action::Running(i));
                 }
             }
             Input::Ended(i, end) => self.on_ended(now, i, end, &mut out),
@@ -299,7 +305,9 @@ impl Machine {
             .iter()
             .zip(&self.params.children)
             .filter_map(|(slot, params)| match slot.state {
-                State::Down if slot.want => slot.not_before,
+                // Only a pending start has one (a slot that stops wanting
+                // to run loses its delay).
+                State::Down => slot.not_before,
                 State::Starting { since } if !slot.timed_out => {
                     params.start_timeout.map(|t| since + t)
                 }
@@ -348,7 +356,9 @@ impl Machine {
 
         if verdict == Verdict::Requested {
             let slot = &mut self.slots[i];
-            if slot.cycle && slot.want {
+            // A pending cycle always wants the child up again: whatever
+            // drops the wish (a stop, the end) drops the cycle with it.
+            if slot.cycle {
                 slot.cycle = false;
                 let manual = std::mem::take(&mut slot.manual_cycle);
                 let count = if manual {
@@ -371,6 +381,7 @@ impl Machine {
             } else {
                 slot.want = false;
                 slot.cycle = false;
+                slot.not_before = None;
                 out.push(Action::Stopped(i));
             }
             return;
@@ -386,6 +397,7 @@ impl Machine {
             let slot = &mut self.slots[i];
             slot.want = false;
             slot.cycle = false;
+            slot.not_before = None;
             slot.done = true;
             out.push(Action::Stopped(i));
             if params.significant {
@@ -427,13 +439,18 @@ impl Machine {
             let temporary = self.params.children[j].restart == Restart::Temporary;
             let slot = &mut self.slots[j];
             if j == i {
+                // It has ended: a stop it was waiting for is moot.
                 slot.want = true;
+                slot.cycle = false;
+                slot.manual_cycle = false;
                 slot.epoch = epoch;
                 slot.not_before = Some(not_before);
             } else if slot.active() {
                 if temporary {
-                    // OTP: a temporary sibling is stopped, never restarted.
+                    // OTP: a temporary sibling is stopped, never restarted
+                    // (even if the handle had asked for its restart).
                     slot.want = false;
+                    slot.cycle = false;
                 } else if slot.want {
                     slot.cycle = true;
                     slot.epoch = epoch;
@@ -449,9 +466,10 @@ impl Machine {
             }
         }
         // Children still waiting behind it in its old start sequence wait
-        // behind it in the new one.
-        for (j, slot) in self.slots.iter_mut().enumerate() {
-            if j > i && slot.pending() && slot.epoch == old_epoch {
+        // behind it in the new one. (None can wait *before* it there: it
+        // could not have started while they were pending.)
+        for slot in &mut self.slots {
+            if slot.pending() && slot.epoch == old_epoch {
                 slot.epoch = epoch;
             }
         }

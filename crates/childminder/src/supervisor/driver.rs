@@ -299,11 +299,6 @@ impl Level {
             }
             Msg::Ready { child, run } => {
                 if self.children[child].run_id == run && self.children[child].run.is_some() {
-                    let rt = &self.children[child];
-                    let pid = self.pid_of(child);
-                    self.shared.emit(&rt.path, pid, EventKind::Ready);
-                    self.shared
-                        .update(rt.row, |s| s.state = ChildState::Running);
                     self.feed(Input::Ready(child));
                 }
             }
@@ -399,6 +394,13 @@ impl Level {
             Action::Start(i) => self.start_child(i),
             Action::Stop(i) => self.stop_child(i, false),
             Action::Kill(i) => self.stop_child(i, true),
+            Action::Running(i) => {
+                let rt = &self.children[i];
+                let pid = self.pid_of(i);
+                self.shared
+                    .update(rt.row, |s| s.state = ChildState::Running);
+                self.shared.emit(&rt.path, pid, EventKind::Ready);
+            }
             Action::StartTimedOut(i) => {
                 let rt = &mut self.children[i];
                 rt.timed_out = true;
@@ -493,6 +495,7 @@ impl Level {
             Finish::AutoShutdown(i) => Outcome::AutoShutdown {
                 child: self.children[i].path.clone(),
                 exit: exit_of(i),
+                verdict: self.children[i].last_verdict.unwrap_or(Verdict::Normal),
             },
             Finish::Completed => Outcome::Completed {
                 last: self

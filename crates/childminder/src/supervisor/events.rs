@@ -192,9 +192,10 @@ pub enum ChildExit {
 
 impl ChildExit {
     /// The shell-style status `childminder up` exits with for this end:
-    /// the exit code, or 128 + the signal; 1 for a start timeout; 125 for a
-    /// failed spawn (childminder could not run it, as `run` reports); a
-    /// nested supervisor's [`Outcome::exit_code`].
+    /// the exit code, or 128 + the signal; 1 for a start timeout; for a
+    /// failed spawn, as `childminder run` reports it, 127 (not found), 126
+    /// (not executable) or 125 (anything else); a nested supervisor's
+    /// [`Outcome::exit_code`].
     ///
     /// # Examples
     ///
@@ -206,6 +207,8 @@ impl ChildExit {
     pub fn exit_code(&self) -> i32 {
         match self {
             ChildExit::Exited(result) => result.exit.map_or(1, |e| e.shell_code()),
+            ChildExit::SpawnFailed(error) if error.is_not_found() => 127,
+            ChildExit::SpawnFailed(error) if error.is_permission_denied() => 126,
             ChildExit::SpawnFailed(_) => 125,
             ChildExit::StartTimeout(_) => 1,
             ChildExit::Supervisor(outcome) => outcome.exit_code(),
@@ -271,6 +274,9 @@ pub enum Outcome {
         child: Arc<str>,
         /// How it ended.
         exit: ChildExit,
+        /// How that end was judged: normal (a success exit code) or
+        /// abnormal.
+        verdict: Verdict,
     },
     /// The restart intensity was exceeded.
     GaveUp {
@@ -295,11 +301,14 @@ impl Outcome {
     /// The exit status `childminder up` derives from the outcome:
     ///
     /// - stopped on request or killed: 0;
-    /// - auto-shutdown: the triggering child's status (0 if it succeeded);
+    /// - auto-shutdown: 0 if the triggering child succeeded (its exit
+    ///   code is one of its success codes), else its status;
     /// - gave up: the status of the process whose failure tripped it,
     ///   followed down nested supervisors (1 for a start timeout);
     /// - completed: 0 if every child's last run was normal, else the
-    ///   status of the first (in start order) that was abnormal.
+    ///   status of the first (in start order) that was abnormal; a nested
+    ///   supervisor counts with its own status, so a failure inside it
+    ///   counts where the supervisor stands.
     ///
     /// # Examples
     ///
@@ -309,18 +318,28 @@ impl Outcome {
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Stopped | Outcome::Killed => 0,
-            Outcome::AutoShutdown { exit, .. } | Outcome::GaveUp { exit, .. } => exit.exit_code(),
-            Outcome::Completed { last } => last
-                .iter()
-                .find(|run| run.verdict.is_abnormal())
-                .and_then(|run| run.exit.as_ref())
-                .map_or(0, |exit| match exit.exit_code() {
-                    // An abnormal end whose status reads as success (a
-                    // success code that is not in the set cannot be 0, but
-                    // a nested supervisor's can): still a failure.
+            Outcome::AutoShutdown { verdict, .. } if *verdict != Verdict::Abnormal => 0,
+            Outcome::AutoShutdown { exit, .. } | Outcome::GaveUp { exit, .. } => {
+                match exit.exit_code() {
                     0 => 1,
                     code => code,
-                }),
+                }
+            }
+            Outcome::Completed { last } => last
+                .iter()
+                .find_map(|run| match run.exit.as_ref()? {
+                    // A nested supervisor's own status, failures inside
+                    // it included (it may have completed with some).
+                    ChildExit::Supervisor(inner) => Some(inner.exit_code()).filter(|&c| c != 0),
+                    // An abnormal end whose status reads 0 (0 left out of
+                    // the success codes) is still a failure.
+                    exit if run.verdict.is_abnormal() => Some(match exit.exit_code() {
+                        0 => 1,
+                        code => code,
+                    }),
+                    _ => None,
+                })
+                .unwrap_or(0),
         }
     }
 
@@ -335,10 +354,12 @@ impl Outcome {
     /// ```
     pub fn culprit(&self) -> Option<(&Arc<str>, &ChildExit)> {
         match self {
-            Outcome::AutoShutdown { child, exit } | Outcome::GaveUp { child, exit } => match exit {
-                ChildExit::Supervisor(inner) => inner.culprit().or(Some((child, exit))),
-                _ => Some((child, exit)),
-            },
+            Outcome::AutoShutdown { child, exit, .. } | Outcome::GaveUp { child, exit } => {
+                match exit {
+                    ChildExit::Supervisor(inner) => inner.culprit().or(Some((child, exit))),
+                    _ => Some((child, exit)),
+                }
+            }
             _ => None,
         }
     }

@@ -103,8 +103,13 @@ impl Check {
 fn bind_notify_socket() -> io::Result<(UnixDatagram, String)> {
     use std::os::linux::net::SocketAddrExt;
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    // The clock makes the name hard to guess for an unrelated process
+    // (abstract sockets have no file permissions).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     let name = format!(
-        "childminder/{}/{}/notify",
+        "childminder/{}/{}/{nanos:08x}/notify",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );

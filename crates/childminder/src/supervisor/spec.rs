@@ -190,7 +190,10 @@ pub enum Readiness {
     /// unix datagram socket (in the abstract namespace, `@...`) and is
     /// ready when a datagram holds the line `READY=1` (what
     /// `sd_notify(0, "READY=1")` and `systemd-notify --ready` send). Other
-    /// lines (`STATUS=`, ...) are ignored.
+    /// lines (`STATUS=`, ...) are ignored. The sender is not checked (an
+    /// abstract socket has no permissions; its name holds the pid, a counter
+    /// and clock bits): a process of the same network namespace that learns
+    /// the name could declare the child ready.
     Notify,
     /// s6's notification-fd: the child gets the write end of a pipe as
     /// this descriptor number (3 or more) and is ready when it has written

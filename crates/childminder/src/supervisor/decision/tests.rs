@@ -88,9 +88,9 @@ fn children_start_in_order_each_after_the_previous_is_running() {
     let mut sim = Sim::new(params(Strategy::OneForOne, permanent(3)));
     assert_eq!(sim.feed(Input::Start), [Start(0)]);
     assert_eq!(sim.feed(Input::Tick), []);
-    assert_eq!(sim.feed(Input::Ready(0)), [Start(1)]);
-    assert_eq!(sim.feed(Input::Ready(1)), [Start(2)]);
-    assert_eq!(sim.feed(Input::Ready(2)), [AllRunning]);
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(1)), [Running(1), Start(2)]);
+    assert_eq!(sim.feed(Input::Ready(2)), [Running(2), AllRunning]);
     assert_eq!(sim.feed(Input::Ready(2)), []);
     assert_eq!(sim.m.next_deadline(), None);
 }
@@ -150,7 +150,7 @@ fn one_for_one_restarts_only_the_child_that_ended() {
         sim.after(S, Input::Ended(1, End::Failure)),
         [Judged(1, Verdict::Abnormal), restarting(1, 1), Start(1)]
     );
-    assert_eq!(sim.feed(Input::Ready(1)), [AllRunning]);
+    assert_eq!(sim.feed(Input::Ready(1)), [Running(1), AllRunning]);
 }
 
 #[test]
@@ -169,9 +169,9 @@ fn one_for_all_stops_the_others_in_reverse_and_restarts_all_in_order() {
         sim.feed(Input::Ended(0, End::Success)),
         [Judged(0, Verdict::Requested), restarting(0, 1), Start(0)]
     );
-    assert_eq!(sim.feed(Input::Ready(0)), [Start(1)]);
-    assert_eq!(sim.feed(Input::Ready(1)), [Start(2)]);
-    assert_eq!(sim.feed(Input::Ready(2)), [AllRunning]);
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(1)), [Running(1), Start(2)]);
+    assert_eq!(sim.feed(Input::Ready(2)), [Running(2), AllRunning]);
 }
 
 #[test]
@@ -190,9 +190,9 @@ fn rest_for_one_stops_and_restarts_the_later_children_only() {
         sim.feed(Input::Ended(2, End::Success)),
         [Judged(2, Verdict::Requested), restarting(2, 1), Start(1)]
     );
-    assert_eq!(sim.feed(Input::Ready(1)), [Start(2)]);
-    assert_eq!(sim.feed(Input::Ready(2)), [Start(3)]);
-    assert_eq!(sim.feed(Input::Ready(3)), [AllRunning]);
+    assert_eq!(sim.feed(Input::Ready(1)), [Running(1), Start(2)]);
+    assert_eq!(sim.feed(Input::Ready(2)), [Running(2), Start(3)]);
+    assert_eq!(sim.feed(Input::Ready(3)), [Running(3), AllRunning]);
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn a_temporary_sibling_stopped_by_the_strategy_is_not_restarted() {
         sim.feed(Input::Ended(1, End::Success)),
         [Judged(1, Verdict::Requested), Stopped(1), Start(0)]
     );
-    assert_eq!(sim.feed(Input::Ready(0)), [AllRunning]);
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), AllRunning]);
 }
 
 #[test]
@@ -568,7 +568,7 @@ fn a_start_timeout_stops_the_child_and_counts_as_its_abnormal_end() {
         sim.feed(Input::Ended(0, End::Success)),
         [Judged(0, Verdict::Abnormal), restarting(0, 1), Start(0)]
     );
-    assert_eq!(sim.feed(Input::Ready(0)), [Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
 }
 
 #[test]
@@ -586,7 +586,7 @@ fn a_failure_during_the_initial_start_keeps_the_start_order() {
     let delay = Sim::delay_of(&actions, 0);
     // Child 1 does not start while child 0 waits to be restarted.
     assert_eq!(sim.after(delay, Input::Tick), [Start(0)]);
-    assert_eq!(sim.feed(Input::Ready(0)), [Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
 }
 
 #[test]
@@ -728,7 +728,7 @@ fn stop_child_keeps_it_down_and_start_child_brings_it_back() {
     );
     assert!(!sim.m.is_finished());
     assert_eq!(sim.feed(Input::StartChild(0)), [Start(0)]);
-    assert_eq!(sim.feed(Input::Ready(0)), [AllRunning]);
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), AllRunning]);
     // Starting a running child does nothing.
     assert_eq!(sim.feed(Input::StartChild(0)), []);
 }
@@ -767,7 +767,7 @@ fn restart_child_cycles_it_without_counting() {
             sim.feed(Input::Ended(1, End::Failure)),
             [Judged(1, Verdict::Requested), restarting(1, 0), Start(1)]
         );
-        assert_eq!(sim.feed(Input::Ready(1)), [AllRunning]);
+        assert_eq!(sim.feed(Input::Ready(1)), [Running(1), AllRunning]);
     }
     // A down child is simply started.
     sim.feed(Input::StopChild(0));
@@ -890,7 +890,7 @@ fn one_for_all_failure_while_a_sibling_is_still_starting_restarts_it_too() {
         sim.feed(Input::Ended(1, End::Failure)),
         [Judged(1, Verdict::Requested), restarting(1, 1), Start(0)]
     );
-    assert_eq!(sim.feed(Input::Ready(0)), [Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
 }
 
 #[test]
@@ -915,4 +915,173 @@ fn a_one_for_all_failure_during_a_pending_restart_keeps_the_later_delay() {
     // Nothing starts before child 0's delay, whatever child 1's says.
     assert_eq!(sim.after(d0 - MS, Input::Tick), []);
     assert_eq!(sim.after(MS, Input::Tick), [Start(0)]);
+}
+
+#[test]
+fn a_timed_out_start_waiting_for_its_stop_sets_no_deadline() {
+    let mut c = child(Restart::Permanent);
+    c.start_timeout = Some(10 * S);
+    let mut sim = Sim::new(params(
+        Strategy::OneForOne,
+        vec![c, child(Restart::Permanent)],
+    ));
+    sim.start_all();
+    assert_eq!(
+        sim.after(S, Input::Ended(0, End::Failure)),
+        [Judged(0, Verdict::Abnormal), restarting(0, 1), Start(0)]
+    );
+    // Child 1's stop is under way when child 0's start times out: child 0
+    // must wait its turn, and there is nothing to wake up for meanwhile.
+    assert_eq!(sim.feed(Input::StopChild(1)), [Stop(1)]);
+    assert_eq!(sim.after(10 * S, Input::Tick), [StartTimedOut(0)]);
+    assert_eq!(sim.m.next_deadline(), None);
+    // Ready after all, too late: it stays failed.
+    assert_eq!(sim.feed(Input::Ready(0)), []);
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Success)),
+        [Judged(1, Verdict::Requested), Stopped(1), Stop(0)]
+    );
+}
+
+#[test]
+fn a_stopping_supervisor_sets_no_deadline_for_a_child_still_starting() {
+    let mut c = child(Restart::Permanent);
+    c.start_timeout = Some(10 * S);
+    let mut sim = Sim::new(params(
+        Strategy::OneForOne,
+        vec![child(Restart::Permanent), c, child(Restart::Permanent)],
+    ));
+    sim.start_all();
+    sim.after(S, Input::Ended(1, End::Failure));
+    // Child 1 is starting again (deadline: its start timeout) ...
+    assert_eq!(sim.m.next_deadline(), Some(sim.now + 10 * S));
+    // ... when the stop begins with child 2: no timeout applies any more.
+    assert_eq!(sim.feed(Input::Stop), [Stop(2)]);
+    assert_eq!(sim.m.next_deadline(), None);
+    assert_eq!(sim.after(20 * S, Input::Tick), []);
+}
+
+#[test]
+fn a_cycled_sibling_that_ends_by_itself_first_leaves_no_deadline() {
+    let mut slow = child(Restart::Permanent);
+    slow.backoff = Backoff {
+        initial: 5 * S,
+        max: 5 * S,
+        reset_after: 10 * S,
+    };
+    let mut sim = Sim::new(params(
+        Strategy::OneForAll,
+        vec![slow, child(Restart::Transient), child(Restart::Permanent)],
+    ));
+    sim.start_all();
+    // Child 0 fails: 2 then 1 are to be stopped, then all restart in 5 s.
+    let actions = sim.after(S, Input::Ended(0, End::Failure));
+    assert!(actions.ends_with(&[Stop(2)]), "{actions:?}");
+    // Child 1 ends normally by itself while child 2's stop is under way
+    // (transient: it stays down).
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Success)),
+        [Judged(1, Verdict::Normal), Stopped(1)]
+    );
+    let actions = sim.feed(Input::Ended(2, End::Success));
+    assert!(
+        matches!(
+            actions[..],
+            [Judged(2, Verdict::Requested), Restarting { child: 2, .. }]
+        ),
+        "{actions:?}"
+    );
+    // Keep the others down too: nothing is left to wake up for.
+    assert_eq!(sim.feed(Input::StopChild(0)), [Stopped(0)]);
+    assert_eq!(sim.feed(Input::StopChild(2)), [Stopped(2), AllRunning]);
+    assert_eq!(sim.m.next_deadline(), None);
+}
+
+#[test]
+fn one_for_one_restarts_do_not_wait_for_a_sibling_in_backoff() {
+    let mut slow = child(Restart::Permanent);
+    slow.backoff = Backoff {
+        initial: 30 * S,
+        max: 30 * S,
+        reset_after: 10 * S,
+    };
+    let mut sim = Sim::new(params(
+        Strategy::OneForOne,
+        vec![slow, child(Restart::Permanent)],
+    ));
+    sim.start_all();
+    let actions = sim.after(S, Input::Ended(0, End::Failure));
+    assert!(!actions.contains(&Start(0)));
+    // Child 1 is restarted at once: it is not part of child 0's restart.
+    assert_eq!(
+        sim.after(S, Input::Ended(1, End::Failure)),
+        [Judged(1, Verdict::Abnormal), restarting(1, 1), Start(1)]
+    );
+}
+
+#[test]
+fn a_sibling_already_stopping_joins_the_new_restart_in_order() {
+    let mut sim = Sim::new(params(Strategy::OneForAll, permanent(3)));
+    sim.start_all();
+    assert_eq!(
+        sim.after(S, Input::Ended(0, End::Failure)),
+        [Judged(0, Verdict::Abnormal), restarting(0, 1), Stop(2)]
+    );
+    // Child 1 fails too while child 2 is being stopped.
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Failure)),
+        [Judged(1, Verdict::Abnormal), restarting(1, 1)]
+    );
+    // Child 2 comes back after 0 and 1, in order.
+    assert_eq!(
+        sim.feed(Input::Ended(2, End::Success)),
+        [Judged(2, Verdict::Requested), restarting(2, 1), Start(0)]
+    );
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(1)), [Running(1), Start(2)]);
+}
+
+#[test]
+fn a_sibling_being_stopped_through_the_handle_stays_down_when_another_fails() {
+    let mut sim = Sim::new(params(Strategy::OneForAll, permanent(3)));
+    sim.start_all();
+    assert_eq!(sim.feed(Input::StopChild(2)), [Stop(2)]);
+    assert_eq!(
+        sim.after(S, Input::Ended(0, End::Failure)),
+        [Judged(0, Verdict::Abnormal), restarting(0, 1)]
+    );
+    assert_eq!(
+        sim.feed(Input::Ended(2, End::Success)),
+        [Judged(2, Verdict::Requested), Stopped(2), Stop(1)]
+    );
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Success)),
+        [Judged(1, Verdict::Requested), restarting(1, 1), Start(0)]
+    );
+    assert_eq!(sim.feed(Input::Ready(0)), [Running(0), Start(1)]);
+    assert_eq!(sim.feed(Input::Ready(1)), [Running(1), AllRunning]);
+}
+
+#[test]
+fn a_temporary_child_with_a_queued_restart_is_not_restarted_by_the_strategy() {
+    let mut sim = Sim::new(params(
+        Strategy::OneForAll,
+        vec![
+            child(Restart::Permanent),
+            child(Restart::Temporary),
+            child(Restart::Permanent),
+        ],
+    ));
+    sim.start_all();
+    // A stop of child 2 is under way, so the handle's restart of child 1
+    // waits in line ...
+    assert_eq!(sim.feed(Input::StopChild(2)), [Stop(2)]);
+    assert_eq!(sim.feed(Input::RestartChild(1)), []);
+    // ... when child 0 fails: the temporary child 1 is stopped for good.
+    sim.after(S, Input::Ended(0, End::Failure));
+    sim.feed(Input::Ended(2, End::Success));
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Success)),
+        [Judged(1, Verdict::Requested), Stopped(1), Start(0)]
+    );
 }

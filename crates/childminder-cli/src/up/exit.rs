@@ -1,0 +1,25 @@
+//! The exit status of `childminder up`, in one place.
+//!
+//! | how the tree ended | status |
+//! |---|---|
+//! | stopped on request (SIGINT, SIGTERM; a second one kills) | 0 |
+//! | a significant process ended and triggered the auto-shutdown | that process's status: 0 if it succeeded (its code is one of its `success_exit_codes`), else its code, or 128+N for a signal N |
+//! | a supervisor gave up (too many restarts) | the status of the process whose failure tripped it; 1 if that failure was a start timeout |
+//! | no process is left running and none will be restarted | 0 if the last run of every process (nested ones included) succeeded, else the status of the first (in start order) that failed |
+//! | bad configuration, or childminder's own failure | 125 |
+//!
+//! The status of a failed process is its code, 128+N for a signal N, 1 for
+//! a start timeout, and, as in `childminder run`, 127 for a program that
+//! was not found and 126 for one that could not be executed. A failure
+//! whose code is 0 (outside a custom success set) counts as 1.
+
+use childminder::supervisor::Outcome;
+
+/// Bad configuration, or childminder's own failure.
+pub const EXIT_FAILURE: i32 = 125;
+
+/// The exit status for a tree that ended with `outcome` (see the module
+/// table): the library's [`Outcome::exit_code`], which `up` presents as it is.
+pub fn exit_status(outcome: &Outcome) -> i32 {
+    outcome.exit_code()
+}

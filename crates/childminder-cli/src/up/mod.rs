@@ -1,0 +1,190 @@
+//! `childminder up`: runs a tree of processes from `childminder.toml` or a
+//! `Procfile`, a presenter over [`childminder::supervisor`].
+
+pub mod config;
+pub mod events;
+pub mod exit;
+mod output;
+pub mod prefix;
+pub mod procfile;
+mod tree;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use childminder::Signal;
+use childminder::supervisor::{Event, Tree, TreeOptions};
+
+use crate::cli::UpArgs;
+use crate::run::diagnose;
+use crate::signals;
+use config::{ConfigError, SupervisorConfig};
+use events::{EventLine, EventSink};
+use output::Printer;
+
+/// Reads the configuration `up` would run: `-f FILE` (`.toml` means TOML,
+/// anything else a Procfile), else `childminder.toml`, else `Procfile`, in
+/// `dir`; then keeps the entries `names` select.
+///
+/// # Errors
+///
+/// The message for the user: `FILE:LINE: KEY: what is wrong`, or which
+/// file is missing.
+pub fn load(file: Option<&Path>, dir: &Path, names: &[String]) -> Result<SupervisorConfig, String> {
+    let path: PathBuf = match file {
+        Some(f) => f.to_owned(),
+        None => ["childminder.toml", "Procfile"]
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                format!(
+                    "no childminder.toml or Procfile in {}; name one with -f FILE",
+                    dir.display()
+                )
+            })?,
+    };
+    let shown = match file {
+        Some(f) => f.display().to_string(),
+        None => path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError {
+            file: shown.clone(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read it: {e}"),
+        }
+        .to_string()
+    })?;
+    let is_toml = path.extension().is_some_and(|e| e == "toml");
+    let mut config = if is_toml {
+        config::parse_toml(&text, &shown, &path)
+    } else {
+        procfile::parse(&text, &shown)
+    }
+    .map_err(|e| e.to_string())?;
+    config.select(names)?;
+    Ok(config)
+}
+
+/// Runs `childminder up` and returns the exit status.
+pub fn up(args: UpArgs) -> i32 {
+    let config = match load(args.file.as_deref(), Path::new("."), &args.names) {
+        Ok(config) => config,
+        Err(message) => {
+            diagnose(&message);
+            return exit::EXIT_FAILURE;
+        }
+    };
+    let sink = match args.events.as_deref().map(EventSink::open).transpose() {
+        Ok(sink) => sink,
+        Err(message) => {
+            diagnose(&message);
+            return exit::EXIT_FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            diagnose(&format!("cannot start the runtime: {e}"));
+            return exit::EXIT_FAILURE;
+        }
+    };
+    match runtime.block_on(supervise(&config, sink)) {
+        Ok(status) => status,
+        Err(message) => {
+            diagnose(&message);
+            exit::EXIT_FAILURE
+        }
+    }
+}
+
+/// Starts the tree and presents it until it ends: output through the
+/// printer thread, events to the sink and stderr, signals to the tree.
+async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Result<i32, String> {
+    let spec = tree::spec(config);
+    // The configuration was checked; the library checks again (and would
+    // say so here, before anything starts).
+    spec.validate()
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    let mut signals = signals::Receiver::start(signals::Role::Run)
+        .map_err(|e| format!("cannot set up the signal handlers: {e}"))?;
+    let mut options = TreeOptions::new();
+    let mut events = options.events();
+    let output = options.output(OUTPUT_CHANNEL_CHUNKS);
+    // Nothing outlives `up`, even SIGKILLed: the kernel kills each process
+    // when the thread that spawned it (the runtime's only one, which lives
+    // as long as `up`) dies. (Not a process with `ready = { fd = N }`: the
+    // library cannot combine the two.)
+    options.kill_on_parent_death(true);
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let printer = Printer::start(output, config.process_paths(), colour)
+        .map_err(|e| format!("cannot start the output thread: {e}"))?;
+    let tree =
+        Tree::start_with(&spec, options).map_err(|e| format!("invalid configuration: {e}"))?;
+
+    let mut stop_requests = 0;
+    let mut events_open = true;
+    let outcome = loop {
+        tokio::select! {
+            event = events.recv(), if events_open => match event {
+                Some(event) => present(&event, &mut sink),
+                None => events_open = false,
+            },
+            signal = signals.recv() => {
+                if signal == Signal::INT || signal == Signal::TERM {
+                    stop_request(&tree, &mut stop_requests);
+                } else {
+                    // HUP (reload), QUIT, USR1, ... go to every process's
+                    // group, as they are.
+                    tree.signal(signal);
+                }
+            }
+            outcome = tree.wait() => break outcome,
+        }
+    };
+    while let Some(event) = events.recv().await {
+        present(&event, &mut sink);
+    }
+    // The last chunks are still being pumped by tasks of this runtime:
+    // wait for the printer without blocking it.
+    let _ = tokio::task::spawn_blocking(move || printer.join()).await;
+    Ok(exit::exit_status(&outcome))
+}
+
+/// Chunks the output channel holds before the children are slowed down.
+const OUTPUT_CHANNEL_CHUNKS: usize = 64;
+
+/// The first INT or TERM stops the tree in order; the next kills it.
+fn stop_request(tree: &Tree, count: &mut u32) {
+    *count += 1;
+    if *count == 1 {
+        diagnose("stopping every process (again to kill them at once)");
+        tree.stop();
+    } else {
+        diagnose("killing every process");
+        tree.kill();
+    }
+}
+
+fn present(event: &Event, sink: &mut Option<EventSink>) {
+    if let Some(message) = events::describe(event) {
+        diagnose(&message);
+    }
+    if let Some(out) = sink {
+        if let Err(e) = out.write(&EventLine::from_event(event)) {
+            diagnose(&format!(
+                "cannot write the events, no more will be written: {e}"
+            ));
+            *sink = None;
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The driver of [`Prefixer`]: a thread of its own that receives the
+//! tree's output chunks, writes each batch of prefixed lines to stdout in
+//! one write, and flushes partial lines when their wait is over.
+//!
+//! A thread, so that a slow stdout (a pager, a full pipe) blocks only this
+//! writer; the tree's bounded output channel then fills and the children
+//! slow down, while stops and restarts go on.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use childminder::Stream;
+use childminder::supervisor::{Output, OutputChunk};
+
+use super::prefix::{Prefixer, SourceId};
+
+/// Write when this much is gathered, even if more chunks are waiting.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// The printing thread.
+pub struct Printer {
+    thread: JoinHandle<()>,
+}
+
+impl Printer {
+    /// Starts printing `output` to stdout. `paths` are the name paths of
+    /// every process, in start order (they set the padding and colours).
+    ///
+    /// # Errors
+    ///
+    /// The thread or its runtime could not be created.
+    pub fn start(output: Output, paths: Vec<String>, colour: bool) -> io::Result<Printer> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("childminder-output".into())
+            .spawn(move || {
+                let printer = Sources::new(paths, colour);
+                runtime.block_on(print(output, printer, io::stdout()));
+            })?;
+        Ok(Printer { thread })
+    }
+
+    /// Waits until every chunk is printed (the tree has ended and its
+    /// readers have delivered everything).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// The prefixer with the map from (path, stream) to its sources.
+struct Sources {
+    prefixer: Prefixer,
+    paths: Vec<String>,
+    ids: HashMap<(Arc<str>, Stream), SourceId>,
+}
+
+impl Sources {
+    fn new(paths: Vec<String>, colour: bool) -> Sources {
+        Sources {
+            prefixer: Prefixer::new(paths.iter().map(String::as_str), colour),
+            paths,
+            ids: HashMap::new(),
+        }
+    }
+
+    fn take(&mut self, chunk: OutputChunk, out: &mut Vec<u8>) {
+        let key = (chunk.path, chunk.stream);
+        let id = match self.ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let index = self
+                    .paths
+                    .iter()
+                    .position(|p| **p == *key.0)
+                    .unwrap_or(self.paths.len());
+                let id = self.prefixer.add_source(&key.0, index);
+                self.ids.insert(key, id);
+                id
+            }
+        };
+        if chunk.eof {
+            self.prefixer.finish(id, out);
+        } else {
+            self.prefixer.feed(id, &chunk.bytes, Instant::now(), out);
+        }
+    }
+}
+
+async fn print(mut output: Output, mut sources: Sources, out: impl Write) {
+    let mut out = Sink::new(out);
+    let mut buf = Vec::with_capacity(BATCH_BYTES);
+    loop {
+        let deadline = sources.prefixer.next_deadline();
+        let chunk = tokio::select! {
+            chunk = output.recv() => chunk,
+            () = sleep_until(deadline) => {
+                sources.prefixer.expire(Instant::now(), &mut buf);
+                out.write(&mut buf);
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        sources.take(chunk, &mut buf);
+        // Gather what is already waiting into the same write.
+        while buf.len() < BATCH_BYTES {
+            match now_or_never(output.recv()) {
+                Some(Some(chunk)) => sources.take(chunk, &mut buf),
+                _ => break,
+            }
+        }
+        out.write(&mut buf);
+    }
+    // Every stream has had its end-of-file chunk; nothing is left over,
+    // but a partial line of a stream without one must not be lost.
+    sources.prefixer.expire(far_future(), &mut buf);
+    out.write(&mut buf);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+}
+
+/// Polls a cancel-safe future once.
+fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
+    }
+}
+
+/// stdout, until it fails: then the output is discarded (the reader went
+/// away, as with `| head`), so that the children are never blocked by it.
+struct Sink<W> {
+    out: W,
+    failed: bool,
+}
+
+impl<W: Write> Sink<W> {
+    fn new(out: W) -> Sink<W> {
+        Sink { out, failed: false }
+    }
+
+    fn write(&mut self, buf: &mut Vec<u8>) {
+        if !buf.is_empty() && !self.failed {
+            self.failed = self
+                .out
+                .write_all(buf)
+                .and_then(|()| self.out.flush())
+                .is_err();
+        }
+        buf.clear();
+    }
+}
