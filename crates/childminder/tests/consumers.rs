@@ -337,7 +337,10 @@ fn capture_as_text_marks_what_was_dropped() {
     cut.push(b"head\n");
     cut.push(b"middle part\n");
     cut.push(b"tail");
-    assert_eq!(cut.to_string_lossy(), "head\n[... 13 bytes dropped ...]\ntail");
+    assert_eq!(
+        cut.to_string_lossy(),
+        "head\n[... 13 bytes dropped ...]\ntail"
+    );
     let mut cut = Capture::new(4);
     cut.push(b"abcdef");
     assert_eq!(cut.to_string_lossy(), "ab\n[... 2 bytes dropped ...]\nef");
@@ -348,5 +351,8 @@ fn lines_debug_shows_what_is_pending() {
     let mut lines = Lines::new(|_: &[u8]| Ok(())).max_line_length(9);
     lines.feed(b"abc").unwrap();
     let text = format!("{lines:?}");
-    assert!(text.contains("pending: 3") && text.contains("max_len: 9"), "{text}");
+    assert!(
+        text.contains("pending: 3") && text.contains("max_len: 9"),
+        "{text}"
+    );
 }
