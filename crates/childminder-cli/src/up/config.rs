@@ -1098,6 +1098,33 @@ command = "true"
             e.starts_with("test.toml:4: env: \"\" is not a variable name"),
             "{e}"
         );
+        let process = |line: &str| format!("[[process]]\nname = \"a\"\n{line}\n");
+        for (line, wanted) in [
+            ("command = \"  \"", "test.toml:3: command: empty"),
+            (
+                "command = \"a\\u0000b\"",
+                "test.toml:3: command: holds a NUL byte",
+            ),
+            (
+                "command = [\"a\", \"b\\u0000\"]",
+                "test.toml:3: command: an argument holds a NUL",
+            ),
+            (
+                "command = \"x\"\nready = { tcp = \"h:1\", fd = 3 }",
+                "test.toml:4: ready: expected",
+            ),
+            (
+                "command = \"x\"\nready = { http = \"h:1\" }",
+                "test.toml:4: ready: expected",
+            ),
+            (
+                "command = \"x\"\nready = { port = 3 }",
+                "test.toml:4: ready: expected",
+            ),
+        ] {
+            let e = err(&process(line));
+            assert!(e.starts_with(wanted), "{line}: {e}");
+        }
         let e = err("intensity = -1\n");
         assert!(e.starts_with("test.toml:1: intensity: -1 is not"), "{e}");
         let e = err("period = \"5s\"\nperiod = \"6s\"\n");
