@@ -961,6 +961,7 @@ command = "true"
         assert_eq!(*restart, Some(Restart::Transient));
         assert!(significant);
         assert_eq!(config.strategy, Some(Strategy::RestForOne));
+        assert_eq!(config.auto_shutdown, None);
         let ChildConfig::Supervisor { config: inner, .. } = &config.children[1] else {
             panic!()
         };
@@ -968,6 +969,7 @@ command = "true"
             panic!()
         };
         assert!(c.brutal_kill && c.significant);
+        assert_eq!(inner.auto_shutdown, Some(AutoShutdown::AllSignificant));
         assert_eq!(c.ready, Some(Ready::Tcp("localhost:8000".into())));
     }
 
