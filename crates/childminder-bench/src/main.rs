@@ -4,7 +4,7 @@
 //! JSON. See `docs/bench.md`.
 //!
 //! ```text
-//! cargo run --release -p childminder-bench -- [--quick] [--json PATH] [--only SCENARIO]
+//! cargo run --profile bench -p childminder-bench -- [--quick] [--json PATH] [--only SCENARIO]
 //! ```
 
 mod runner;

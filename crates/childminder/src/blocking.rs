@@ -222,10 +222,13 @@ impl Process {
     ///
     /// ```
     /// use childminder::{discard, stdin, with_process, Command};
-    /// with_process(&Command::new("true"), stdin::empty(), discard, discard, |p| {
-    ///     assert!(p.id().is_some());
+    /// let mut sleeper = Command::new("sleep");
+    /// sleeper.arg("30");
+    /// with_process(&sleeper, stdin::empty(), discard, discard, |p| {
+    ///     assert!(p.id().is_some()); // still running
+    ///     p.kill();
     ///     p.wait();
-    ///     assert_eq!(p.id(), None);
+    ///     assert_eq!(p.id(), None); // reaped
     /// }).unwrap();
     /// ```
     pub fn id(&self) -> Option<u32> {

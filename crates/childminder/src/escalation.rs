@@ -196,17 +196,25 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// More deadlines than any escalation has: a machine that keeps asking
+    /// for ticks past this never ends, and fails the test instead of
+    /// hanging the suite.
+    const MAX_TICKS: usize = 64;
+
     /// Drives a machine the way the coordinator does, with the child never
     /// exiting, and returns each step with the offset it happened at.
     fn run_to_end(mut esc: Escalation, t0: Instant, first: Vec<Step>) -> Vec<(Duration, Step)> {
         let mut log: Vec<_> = first.into_iter().map(|s| (Duration::ZERO, s)).collect();
-        while let Some(at) = esc.deadline() {
+        for _ in 0..MAX_TICKS {
+            let Some(at) = esc.deadline() else {
+                assert!(esc.is_done());
+                return log;
+            };
             for step in esc.tick(at) {
                 log.push((at - t0, step));
             }
         }
-        assert!(esc.is_done());
-        log
+        panic!("the escalation did not end after {MAX_TICKS} ticks: {log:?}");
     }
 
     #[test]

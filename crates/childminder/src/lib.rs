@@ -1,8 +1,7 @@
 //! Start a child process, stream its stdin/stdout/stderr, and guarantee how
 //! it ends: on Linux, race-free, with nothing left behind.
 //!
-//! childminder is the Rust form of the Haskell module `Process.Supervisor`:
-//! a scoped run ([`with_process`]) with a stdin producer, stdout/stderr
+//! A scoped run ([`with_process`]) with a stdin producer, stdout/stderr
 //! consumers and a user action; a handle ([`Process`]) to wait, poll,
 //! signal and close stdin; and a fixed escalation when the child must end:
 //!
@@ -12,7 +11,10 @@
 //! with the result published exactly once and classified [`Termination::Clean`],
 //! [`Escalated`](Termination::Escalated) or [`Indeterminate`](Termination::Indeterminate).
 //!
-//! What it adds to the seed:
+//! It started as the Rust form of a Haskell module, `Process.Supervisor`,
+//! which these docs call *the seed*; the repository's `docs/history.md` says
+//! what that module is and where childminder differs from it. What
+//! childminder adds to it:
 //! - every wait and signal goes through a **pidfd**, so no signal can reach
 //!   a recycled pid;
 //! - the child leads its own **process group**, and the escalation reaches
@@ -124,3 +126,9 @@ pub use signal::{ParseSignalError, Signal};
 pub mod stdin {
     pub use crate::input::{Input, bytes, empty, from_fn, from_reader};
 }
+
+/// The README's Rust examples, compiled and run as doctests, so that what a
+/// newcomer pastes from it works.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

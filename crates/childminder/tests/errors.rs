@@ -250,6 +250,36 @@ fn non_executable_file_is_permission_denied() {
     leak.assert_clean();
 }
 
+/// `PATH` lookup as `execvp` does it: a directory, or a file without the
+/// execute bit, that carries the program's name in an earlier `PATH` entry
+/// is skipped, and the next real executable runs (untested until mutation
+/// testing asked for it).
+#[test]
+fn a_directory_named_like_the_program_earlier_on_path_is_skipped() {
+    warm_up();
+    let scratch = Scratch::new("path-order");
+    let [dir, noexec, real] = ["a", "b", "c"].map(|d| scratch.path().join(d));
+    for d in [&dir, &noexec, &real] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::create_dir(dir.join("cm-shadowed")).unwrap();
+    std::fs::write(noexec.join("cm-shadowed"), b"#!/bin/sh\necho wrong one\n").unwrap();
+    let program = real.join("cm-shadowed");
+    std::fs::write(&program, b"#!/bin/sh\necho the real one\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths([&dir, &noexec, &real]).unwrap();
+    let leak = LeakCheck::new();
+    for kill_on_parent_death in [false, true] {
+        let out = marked("cm-shadowed")
+            .env("PATH", &path)
+            .kill_on_parent_death(kill_on_parent_death)
+            .output()
+            .unwrap_or_else(|e| panic!("not found past the directory: {e}"));
+        assert_eq!(out.stdout, b"the real one\n", "{:?}", out.result);
+    }
+    leak.assert_clean();
+}
+
 /// `Error::is_permission_denied`: "True when the program was found but could
 /// not be executed (no execute bit, a directory, a bad interpreter line)".
 #[test]

@@ -57,6 +57,17 @@ fn escalation_wakes_a_stopped_child_so_it_acts_on_term() {
     let ((), result) = with_process_result(&cmd, stdin::empty(), lines, discard, |p| {
         support::expect_ready(&rx);
         assert!(p.signal(Signal::STOP).unwrap());
+        // Stopped for sure before the escalation starts (state T): sent
+        // and not yet delivered, the STOP would land after the TERM and a
+        // dropped SIGCONT would go unnoticed half the time.
+        let pid = p.pid() as i32;
+        assert!(
+            support::wait_until(support::HANDSHAKE, || {
+                support::stat_field(pid, 3).as_deref() == Some("T")
+            }),
+            "the child never stopped: state {:?}",
+            support::stat_field(pid, 3)
+        );
         p.terminate(Signal::TERM);
     })
     .unwrap();
@@ -271,5 +282,37 @@ fn a_consumer_that_panics_when_dropped_does_not_unwind_out_of_with_process() {
     .unwrap()
     .0;
     assert!(value);
+    leak.assert_clean();
+}
+
+/// Mutation testing found that sweeping a leftover group as soon as the
+/// leader exits, instead of when the action ends (the teardown) or asks
+/// for it, went unnoticed: nothing checked that a background grandchild is
+/// left alone while the action still runs. The action may still want it
+/// (a daemon the child started, output still coming); only the teardown
+/// ends it.
+#[test]
+fn a_leftover_group_is_swept_at_teardown_not_when_the_leader_exits() {
+    support::warm_up();
+    let leak = LeakCheck::new();
+    let mut cmd = support::marked("sh");
+    cmd.args(["-c", "sleep 30 >/dev/null 2>&1 & echo ready $!; exit 0"]);
+    let (lines, rx) = support::line_consumer();
+    let (grandchild, result) = with_process_result(&cmd, stdin::empty(), lines, discard, |p| {
+        let grandchild = support::expect_ready(&rx)[0];
+        let leader = p.wait();
+        assert_eq!(leader.exit.unwrap().code(), Some(0), "{leader:?}");
+        // No event marks "not swept": it must stay alive for a while after
+        // the leader's exit was published, where a sweep takes a few ms.
+        let swept = support::wait_until(Duration::from_millis(300), || !pid_alive(grandchild));
+        assert!(
+            !swept,
+            "the grandchild {grandchild} was ended while the action ran"
+        );
+        grandchild
+    })
+    .unwrap();
+    assert_eq!(result.termination, Termination::Clean, "{result:?}");
+    support::assert_all_dead(&[grandchild]);
     leak.assert_clean();
 }

@@ -257,3 +257,15 @@ fn the_async_shutdown_returns_the_sweep_in_its_result() {
     assert_eq!(r.containment.escapees_ended, 1, "{r:?}");
     leak.assert_clean();
 }
+
+/// Caught by mutation testing: `is_enabled` must ask the kernel too, not
+/// only remember its own `enable`.
+#[test]
+fn is_enabled_sees_a_subreaper_made_by_anyone() {
+    let _serial = serial();
+    // SAFETY: prctl with integer arguments, on this test process.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    assert!(childminder::subreaper::is_enabled());
+    childminder::subreaper::enable().unwrap();
+    assert!(childminder::subreaper::is_enabled());
+}

@@ -373,3 +373,35 @@ async fn any_exit(tracked: &[Tracked]) {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Caught by mutation testing: a reaped child left in the registry
+    /// would make an escapee that got its pid invisible to the sweep.
+    #[test]
+    fn a_reaped_child_is_no_longer_registered() {
+        let r = crate::Command::new("true").run().unwrap();
+        assert!(r.success());
+        assert!(!started().contains(&r.pid), "{} still registered", r.pid);
+    }
+
+    /// Caught by mutation testing: a supervision that ended without its
+    /// sweep (its runtime shut down) must not keep the others from
+    /// sweeping.
+    #[test]
+    fn a_participation_dropped_unfinished_leaves_too() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let last = Participation::join();
+        drop(Participation::join());
+        assert!(last.finish(), "the dropped one still counts as running");
+        let first = Participation::join();
+        let second = Participation::join();
+        assert!(!first.finish());
+        assert!(second.finish());
+    }
+
+    /// The unit tests that count participations take turns.
+    static SERIAL: Mutex<()> = Mutex::new(());
+}
