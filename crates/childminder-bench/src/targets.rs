@@ -213,7 +213,24 @@ fn scale_of(rows: &[Row], who: &'static str) -> Vec<Target> {
 
 pub fn evaluate(rows: &[Row]) -> Vec<Target> {
     let mut t = vec![
-        ratio_at_most(rows, "spawn-wait", "childminder", "std", 1.05),
+        // Issue 11: the one-line calls as fast as std's and tokio's; the
+        // scoped form with user code (consumers, an action) within 15 %.
+        ratio_at_most(rows, "spawn-wait", "childminder output()", "std", 1.05),
+        ratio_at_most(
+            rows,
+            "spawn-wait null stdio",
+            "childminder status()",
+            "std",
+            1.05,
+        ),
+        ratio_at_most(
+            rows,
+            "spawn-wait",
+            "childminder-async output_async()",
+            "tokio",
+            1.00,
+        ),
+        ratio_at_most(rows, "spawn-wait", "childminder", "std", 1.15),
         ratio_at_most(rows, "spawn-wait", "childminder-async", "tokio", 1.00),
         at_least_best_peer(rows, "stdout", "childminder"),
         at_least_best_peer(rows, "stdout", "childminder-async"),

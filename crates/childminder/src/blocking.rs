@@ -555,7 +555,9 @@ where
     // Built before the spawn, so running out of fds is an error before
     // anything runs rather than output lost after.
     let stdio_runtime = if cmd.stdio[1..].iter().any(Stdio::is_piped) {
-        let runtime = current_thread_runtime().map_err(|source| Error::Io {
+        // This thread's kept runtime (if a one-line call made one), lent
+        // to the stdio thread for the call.
+        let runtime = crate::direct::Lent::take().map_err(|source| Error::Io {
             program: cmd.program_lossy(),
             context: "starting the stdio runtime",
             source,
@@ -644,6 +646,7 @@ where
     };
     let outcome = match (has_stdio_work, stdio_runtime) {
         (true, Some(runtime)) => {
+            let (runtime, loan) = runtime.into_inner();
             let job = StdioJob {
                 runtime,
                 shared: shared.clone(),
@@ -654,7 +657,12 @@ where
                 exit_seen: exit_seen_rx,
                 outputs_done: outputs_done_tx,
             };
-            match pool::scope(move || workers::run_stdio(job), run_action) {
+            let mut lent = None;
+            let ran = pool::scope(|| lent = Some(workers::run_stdio(job)), run_action);
+            if let Some(runtime) = lent {
+                loan.repay(runtime);
+            }
+            match ran {
                 Ok((outcome, stdio)) => {
                     if let Err(panic) = stdio {
                         // Consumer calls are caught where they run; this is

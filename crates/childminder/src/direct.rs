@@ -50,28 +50,103 @@ pub(crate) fn run(
     if tokio::runtime::Handle::try_current().is_ok() {
         return None;
     }
-    RUNTIME
-        .try_with(|cell| {
-            // Taken out while in use, so a nested call (from a Drop run
-            // inside, say) builds its own instead of failing to borrow.
-            let runtime = match cell.borrow_mut().take() {
-                Some(runtime) => runtime,
-                None => match crate::blocking::first_runtime() {
-                    Ok(runtime) => runtime,
-                    Err(source) => {
-                        return Err(Error::Io {
-                            program: cmd.program_lossy(),
-                            context: "starting the runtime of a one-line call",
-                            source,
-                        });
-                    }
-                },
-            };
-            let outcome = runtime.block_on(drive(cmd, stdout, stderr));
-            *cell.borrow_mut() = Some(runtime);
-            outcome
-        })
-        .ok()
+    let runtime = match take_runtime() {
+        Ok(runtime) => runtime,
+        Err(source) => {
+            return Some(Err(Error::Io {
+                program: cmd.program_lossy(),
+                context: "starting the runtime of a one-line call",
+                source,
+            }));
+        }
+    };
+    let outcome = runtime.block_on(drive(cmd, stdout, stderr));
+    give_back(runtime);
+    Some(outcome)
+}
+
+/// This thread's kept runtime, or a new one. Taken out while in use, so a
+/// nested call (from a Drop run inside, say) builds its own instead of
+/// failing to borrow.
+fn take_runtime() -> io::Result<Runtime> {
+    match RUNTIME.try_with(|cell| cell.borrow_mut().take()) {
+        Ok(Some(runtime)) => Ok(runtime),
+        // None kept, or the thread is exiting.
+        _ => crate::blocking::first_runtime(),
+    }
+}
+
+/// A runtime for `with_process`'s stdio thread: this thread's kept one if
+/// there is one (given back after the call), else a new one used once.
+/// `with_process` does not create the kept runtime itself: only the
+/// one-line calls do, so a program that never makes one keeps no runtime
+/// per thread. Given back (or dropped) when the `Lent` is dropped, on every
+/// path, an error before it was used included.
+pub(crate) struct Lent {
+    runtime: Option<Runtime>,
+    kept: bool,
+}
+
+impl Lent {
+    /// This thread's kept runtime, or a new one.
+    ///
+    /// # Errors
+    ///
+    /// When a new one cannot be built (out of fds or memory).
+    pub(crate) fn take() -> io::Result<Lent> {
+        match RUNTIME.try_with(|cell| cell.borrow_mut().take()) {
+            Ok(Some(runtime)) => Ok(Lent {
+                runtime: Some(runtime),
+                kept: true,
+            }),
+            _ => crate::blocking::first_runtime().map(|runtime| Lent {
+                runtime: Some(runtime),
+                kept: false,
+            }),
+        }
+    }
+
+    /// The runtime, for work elsewhere, and the loan to repay with it.
+    pub(crate) fn into_inner(mut self) -> (Runtime, Loan) {
+        let runtime = self
+            .runtime
+            .take()
+            .expect("a Lent holds its runtime until taken");
+        (runtime, Loan { kept: self.kept })
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            Loan { kept: self.kept }.repay(runtime);
+        }
+    }
+}
+
+/// Where a lent runtime goes when the work is done.
+pub(crate) struct Loan {
+    kept: bool,
+}
+
+impl Loan {
+    /// Gives the runtime back to this thread, if it was the kept one.
+    pub(crate) fn repay(self, runtime: Runtime) {
+        if self.kept {
+            give_back(runtime);
+        }
+    }
+}
+
+/// Keeps `runtime` for this thread's next call (or drops it if one is kept
+/// already, or the thread is exiting).
+fn give_back(runtime: Runtime) {
+    let _ = RUNTIME.try_with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(runtime);
+        }
+    });
 }
 
 /// Spawns on the current runtime, then drives the coordinator, the readers

@@ -53,6 +53,30 @@
 //! assert_eq!(result.termination, Termination::Escalated);
 //! ```
 //!
+//! # One-line calls and the blocking handle, as with std
+//!
+//! ```
+//! use std::io::Write;
+//! use childminder::Command;
+//!
+//! // std's status(): the output shows. output(): captured. run(): quiet.
+//! assert!(Command::new("true").status().unwrap().success());
+//! let out = Command::new("echo").arg("hi").output().unwrap();
+//! assert_eq!(out.stdout, b"hi\n");
+//!
+//! // std's spawn(): a handle with std's pipe types; dropping it tears the
+//! // child down in the background.
+//! let mut child = Command::new("cat").start().unwrap();
+//! child.stdin.as_mut().unwrap().write_all(b"x").unwrap();
+//! let out = child.wait_with_output().unwrap();
+//! assert_eq!(out.stdout, b"x");
+//! assert!(out.result.resource_usage.is_some());
+//! ```
+//!
+//! What maps to what, from `std::process` and `tokio::process`: the README's
+//! "Switching from std / tokio". Ready-made consumers for [`with_process`]:
+//! [`consume`].
+//!
 //! # Async
 //!
 //! ```

@@ -8,7 +8,7 @@
 //! The work borrows from the caller's stack (the consumers), as with
 //! `std::thread::scope`, and [`scope`] guarantees what that does: the caller
 //! cannot get past it, not even by unwinding, before the work has finished. A pooled thread keeps no descriptor between jobs: each job
-//! brings its own runtime and drops it.
+//! brings its runtime (the caller's kept one) and hands it back.
 
 use std::any::Any;
 use std::io;

@@ -75,7 +75,8 @@ impl StdinControl {
 }
 
 /// The body of the stdio thread.
-pub(crate) fn run_stdio<O, E>(job: StdioJob<O, E>)
+/// Returns the runtime, for the caller to keep for its next call.
+pub(crate) fn run_stdio<O, E>(job: StdioJob<O, E>) -> tokio::runtime::Runtime
 where
     O: FnMut(&[u8]) -> io::Result<()>,
     E: FnMut(&[u8]) -> io::Result<()>,
@@ -99,6 +100,7 @@ where
         exit_seen,
         outputs_done,
     ));
+    runtime
 }
 
 /// Reads both output streams to their ends (or the cut-off), handing each

@@ -310,3 +310,49 @@ fn stdio_from_a_pipe_and_an_owned_fd_reaches_the_child() {
     drop(reader);
     leak.assert_clean();
 }
+
+#[test]
+fn the_default_maximum_line_is_one_mebibyte() {
+    let mut got = Vec::new();
+    let mut lines = Lines::new(|l: &[u8]| {
+        got.push(l.len());
+        Ok(())
+    });
+    let mib = 1 << 20;
+    let mut data = vec![b'x'; mib];
+    data.push(b'\n');
+    data.extend(vec![b'y'; mib + 1]);
+    lines.feed(&data).unwrap();
+    lines.finish().unwrap();
+    drop(lines);
+    assert_eq!(got, [mib, mib, 1]);
+}
+
+#[test]
+fn capture_as_text_marks_what_was_dropped() {
+    let mut whole = Capture::new(16);
+    whole.push(b"short\n");
+    assert_eq!(whole.to_string_lossy(), "short\n");
+    let mut cut = Capture::new(8);
+    cut.push(b"head\n");
+    cut.push(b"middle part\n");
+    cut.push(b"tail");
+    assert_eq!(
+        cut.to_string_lossy(),
+        "head\n[... 13 bytes dropped ...]\ntail"
+    );
+    let mut cut = Capture::new(4);
+    cut.push(b"abcdef");
+    assert_eq!(cut.to_string_lossy(), "ab\n[... 2 bytes dropped ...]\nef");
+}
+
+#[test]
+fn lines_debug_shows_what_is_pending() {
+    let mut lines = Lines::new(|_: &[u8]| Ok(())).max_line_length(9);
+    lines.feed(b"abc").unwrap();
+    let text = format!("{lines:?}");
+    assert!(
+        text.contains("pending: 3") && text.contains("max_len: 9"),
+        "{text}"
+    );
+}

@@ -961,6 +961,7 @@ command = "true"
         assert_eq!(*restart, Some(Restart::Transient));
         assert!(significant);
         assert_eq!(config.strategy, Some(Strategy::RestForOne));
+        assert_eq!(config.auto_shutdown, None);
         let ChildConfig::Supervisor { config: inner, .. } = &config.children[1] else {
             panic!()
         };
@@ -968,6 +969,7 @@ command = "true"
             panic!()
         };
         assert!(c.brutal_kill && c.significant);
+        assert_eq!(inner.auto_shutdown, Some(AutoShutdown::AllSignificant));
         assert_eq!(c.ready, Some(Ready::Tcp("localhost:8000".into())));
     }
 
@@ -1098,6 +1100,33 @@ command = "true"
             e.starts_with("test.toml:4: env: \"\" is not a variable name"),
             "{e}"
         );
+        let process = |line: &str| format!("[[process]]\nname = \"a\"\n{line}\n");
+        for (line, wanted) in [
+            ("command = \"  \"", "test.toml:3: command: empty"),
+            (
+                "command = \"a\\u0000b\"",
+                "test.toml:3: command: holds a NUL byte",
+            ),
+            (
+                "command = [\"a\", \"b\\u0000\"]",
+                "test.toml:3: command: an argument holds a NUL",
+            ),
+            (
+                "command = \"x\"\nready = { tcp = \"h:1\", fd = 3 }",
+                "test.toml:4: ready: expected",
+            ),
+            (
+                "command = \"x\"\nready = { http = \"h:1\" }",
+                "test.toml:4: ready: expected",
+            ),
+            (
+                "command = \"x\"\nready = { port = 3 }",
+                "test.toml:4: ready: expected",
+            ),
+        ] {
+            let e = err(&process(line));
+            assert!(e.starts_with(wanted), "{line}: {e}");
+        }
         let e = err("intensity = -1\n");
         assert!(e.starts_with("test.toml:1: intensity: -1 is not"), "{e}");
         let e = err("period = \"5s\"\nperiod = \"6s\"\n");

@@ -122,6 +122,23 @@ mod tests {
     }
 
     #[test]
+    fn environment_seeds_differ_from_call_to_call() {
+        let first = Jitter::seed_from_environment();
+        // The clock moves on: a bounded number of tries finds a new seed.
+        assert!((0..1_000_000).any(|_| Jitter::seed_from_environment() != first));
+        assert!(first > 1);
+    }
+
+    #[test]
+    fn the_random_source_is_splitmix64() {
+        // The reference sequence of splitmix64 from state 0.
+        let mut j = Jitter::new(0);
+        assert_eq!(j.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(j.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(j.next_u64(), 0x06C4_5D18_8009_454F);
+    }
+
+    #[test]
     fn the_random_source_covers_the_unit_interval_and_is_seeded() {
         let mut a = Jitter::new(7);
         let mut b = Jitter::new(7);
