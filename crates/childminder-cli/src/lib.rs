@@ -4,7 +4,8 @@
 //! (PID 1) of a container: signals forwarded, orphans reaped.
 //!
 //! `childminder run [OPTIONS] -- PROGRAM [ARGS]...` supervises one command
-//! with the library's blocking API: parse the command line, run, exit with
+//! with the library's async API on a current-thread event loop of the main
+//! thread (no thread of its own): parse the command line, run, exit with
 //! the status decided by `run::exit_status` (GNU `timeout` conventions).
 //!
 //! `childminder up [-f FILE] [--events PATH|-] [NAME]...` runs a Procfile or

@@ -145,6 +145,22 @@ impl Up {
         }
     }
 
+    /// Waits for one stdout line matching each of `wanted`, in whatever
+    /// order they arrive (processes started one after the other may still
+    /// print in either order), and returns them in the order of `wanted`.
+    fn wait_stdout_each(&self, wanted: &[&dyn Fn(&str) -> bool]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; wanted.len()];
+        while found.iter().any(Option::is_none) {
+            let line =
+                self.wait_stdout(|l| wanted.iter().zip(&found).any(|(w, f)| f.is_none() && w(l)));
+            let i = (0..wanted.len())
+                .find(|&i| found[i].is_none() && wanted[i](&line))
+                .expect("wait_stdout returned a wanted line");
+            found[i] = Some(line);
+        }
+        found.into_iter().map(Option::unwrap).collect()
+    }
+
     /// Waits for the `--events -` line of `event` for `process`.
     fn wait_event(&self, process: &str, event: &str) -> Value {
         let deadline = Instant::now() + WATCHDOG;
@@ -247,8 +263,10 @@ fn procfile_lines_are_prefixed_and_one_end_stops_all_with_its_status() {
     )
     .unwrap();
     let up = Up::start(&dir, &[]);
-    let web = printed_pid(&up.wait_stdout(|l| l.starts_with("web    | pid=")));
-    up.wait_stdout(|l| l == "worker | started");
+    let lines = up.wait_stdout_each(&[&|l| l.starts_with("web    | pid="), &|l| {
+        l == "worker | started"
+    }]);
+    let web = printed_pid(&lines[0]);
     fs::write(dir.join("go"), "").unwrap();
     let out = up.finish();
     assert_eq!(out.code, 3, "{out:?}");
@@ -555,8 +573,10 @@ fn int_stops_in_reverse_order_and_exits_0() {
     )
     .unwrap();
     let up = Up::start(&dir, &["--events", "-"]);
-    let a = printed_pid(&up.wait_stdout(|l| l.starts_with("a | pid=")));
-    let b = printed_pid(&up.wait_stdout(|l| l.starts_with("b | pid=")));
+    let lines = up.wait_stdout_each(&[&|l| l.starts_with("a | pid="), &|l| {
+        l.starts_with("b | pid=")
+    }]);
+    let (a, b) = (printed_pid(&lines[0]), printed_pid(&lines[1]));
     up.wait_event("b", "ready");
     up.signal(libc::SIGINT);
     let out = up.finish();
