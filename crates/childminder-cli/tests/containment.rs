@@ -107,3 +107,29 @@ fn cgroup_without_a_writable_cgroup_is_125_and_nothing_runs() {
     assert!(out.stderr.contains("no cgroup"), "{}", out.stderr);
     assert!(!marker.exists(), "the command ran");
 }
+
+#[test]
+fn a_group_member_orphaned_while_dying_is_not_counted_as_an_escapee() {
+    // The deadline's TERM reaches the whole group; the shell dies before
+    // its `sleep`, which is then orphaned to childminder while it dies of
+    // the same TERM. It never left the group: not an escapee.
+    let mut running = Running::start(&[
+        "run",
+        "--report",
+        "-",
+        "-t",
+        "200ms",
+        "-g",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; sleep 30; true",
+    ]);
+    assert_eq!(running.line(), "ready");
+    let out = running.finish();
+    let report = last_line_json(&out.stderr);
+    assert_eq!(out.code(), 124, "{report}");
+    assert_eq!(report["escapees_ended"], 0, "{report}");
+    assert_eq!(report["escapees_killed"], 0, "{report}");
+}

@@ -231,7 +231,9 @@ fn adopt(known: &[u32], zombies_only: bool) -> Vec<Adopted> {
 /// What the escapee sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SweepTally {
-    /// Escapees found and ended (or found already exited and reaped).
+    /// Escapees found alive and ended. One found already exited (a
+    /// group member orphaned to us while it was dying) is reaped, not
+    /// counted: it did not escape anything.
     pub ended: u32,
     /// Of those, how many needed SIGKILL.
     pub killed: u32,
@@ -299,7 +301,6 @@ pub(crate) async fn end_escapees(
     loop {
         let known: Vec<u32> = tracked.iter().map(|t| t.adopted.pid).collect();
         for adopted in adopt(&known, false) {
-            tally.ended += 1;
             tracked.push(Tracked::new(adopted));
         }
         let before = tracked.len();
@@ -320,6 +321,10 @@ pub(crate) async fn end_escapees(
         let now = Instant::now();
         let killing = now >= kill_at;
         for escapee in &mut tracked {
+            if escapee.sent.is_none() {
+                // Alive after the reap above: an escapee we end.
+                tally.ended += 1;
+            }
             match (escapee.sent, killing) {
                 (None, false) if term_signal == Signal::KILL => {
                     escapee.send(program, Signal::KILL);
