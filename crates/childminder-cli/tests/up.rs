@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
+use common::assert_dies;
+
 /// Longest any wait of a test may take before it fails.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -218,32 +222,6 @@ fn run(dir: &Path, args: &[&str]) -> Finished {
     Up::start(dir, args).finish()
 }
 
-/// The state letter of /proc/PID/stat, or `None` when there is no such process.
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.trim_start().chars().next()
-}
-
-/// Asserts `pid` is gone (a zombie waiting for init counts as gone), after
-/// up to 2 s; kills it if not.
-fn assert_gone(pid: u32, what: &str) {
-    let start = Instant::now();
-    loop {
-        match proc_state(pid) {
-            None | Some('Z') | Some('X') => return,
-            Some(_) if start.elapsed() < Duration::from_secs(2) => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Some(state) => {
-                // SAFETY: kill with integers; best-effort cleanup.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                panic!("{what} (pid {pid}) outlived childminder up (state {state})");
-            }
-        }
-    }
-}
-
 /// The pid a process printed as `NAME | pid=N`.
 fn printed_pid(line: &str) -> u32 {
     line.rsplit_once("pid=").unwrap().1.trim().parse().unwrap()
@@ -270,7 +248,7 @@ fn procfile_lines_are_prefixed_and_one_end_stops_all_with_its_status() {
     fs::write(dir.join("go"), "").unwrap();
     let out = up.finish();
     assert_eq!(out.code, 3, "{out:?}");
-    assert_gone(web, "web");
+    assert_dies(web, "web");
     assert!(
         out.stderr
             .iter()
@@ -590,8 +568,8 @@ fn int_stops_in_reverse_order_and_exits_0() {
     };
     assert!(at("b", "stopping") < at("a", "stopping"), "{names:?}");
     assert!(at("b", "exited") < at("a", "stopping"), "{names:?}");
-    assert_gone(a, "a");
-    assert_gone(b, "b");
+    assert_dies(a, "a");
+    assert_dies(b, "b");
 }
 
 #[test]
@@ -616,7 +594,7 @@ fn a_second_term_kills_at_once() {
         "{:?}",
         second.elapsed()
     );
-    assert_gone(pid, "stubborn");
+    assert_dies(pid, "stubborn");
 }
 
 #[test]
@@ -643,7 +621,7 @@ fn nothing_outlives_a_killed_up() {
     up.signal(libc::SIGKILL);
     let mut child = up.child;
     let _ = child.wait();
-    assert_gone(pid, "a");
+    assert_dies(pid, "a");
 }
 
 // ---------------------------------------------------------------------------
