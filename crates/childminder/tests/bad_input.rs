@@ -81,10 +81,7 @@ impl Drop for Scratch {
 }
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    current_thread_runtime()
 }
 
 /// Checks one error against the expectation and the program's name.

@@ -307,12 +307,7 @@ fn a_runtime_that_shuts_down_kills_the_cgroup_and_removes_it() {
     if !cgroup_available("a_runtime_that_shuts_down_kills_the_cgroup") {
         return;
     }
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
+    let runtime = || support::current_thread_runtime();
     // tokio's process-wide signal state first, so the leak check sees ours.
     drop(runtime());
     let leak = LeakCheck::new();

@@ -217,10 +217,7 @@ fn merged_stderr_arrives_in_the_order_the_child_wrote_it() {
 fn merged_stderr_reaches_the_async_childs_stdout_in_order() {
     warm_up();
     let leak = LeakCheck::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::current_thread_runtime();
     runtime.block_on(async {
         use tokio::io::AsyncReadExt;
         let mut cmd = fixture_cmd(["interleave", "500"]);

@@ -137,10 +137,7 @@ fn pass_fd_target_below_3_is_invalid() {
 
 #[test]
 fn invalid_options_are_reported_by_async_spawn_too() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::current_thread_runtime();
     let leak = LeakCheck::new();
     rt.block_on(async {
         let err = marked("true").buffer_size(0).spawn().unwrap_err();
@@ -330,10 +327,7 @@ fn executable_file_that_is_no_program_fails_to_start_without_leaking() {
 
 #[test]
 fn async_spawn_of_a_missing_program_is_not_found() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::current_thread_runtime();
     let leak = LeakCheck::new();
     rt.block_on(async {
         let mut cmd = Command::new("childminder-no-such-program-xyz");

@@ -97,10 +97,7 @@ fn output_cuts_off_a_pipe_held_by_a_grandchild_and_sweeps_the_group() {
 fn status_inside_a_tokio_runtime_takes_the_engine_path() {
     warm_up();
     let leak = LeakCheck::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::current_thread_runtime();
     runtime.block_on(async {
         // A blocking call inside async code: allowed, if unwise.
         let out = fixture_cmd(["print-then-exit", "nested", "0"])
@@ -118,10 +115,7 @@ fn status_inside_a_tokio_runtime_takes_the_engine_path() {
 fn output_async_runs_in_the_callers_task_and_keeps_every_guarantee() {
     warm_up();
     let leak = LeakCheck::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::current_thread_runtime();
     runtime.block_on(async {
         let out = fixture_cmd(["write", "1000000", "err"])
             .output_async()
@@ -149,10 +143,7 @@ fn output_async_runs_in_the_callers_task_and_keeps_every_guarantee() {
 fn cancelling_output_async_kills_and_reaps_the_child() {
     warm_up();
     let leak = LeakCheck::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::current_thread_runtime();
     runtime.block_on(async {
         let mut cmd = fixture_cmd(["grandchildren", "2", "30", "stay"]);
         cmd.grace_period(Duration::from_secs(30));

@@ -369,10 +369,7 @@ fn resource_usage_is_reported_for_a_killed_child_and_by_the_async_api() {
     assert!(r.timed_out());
     assert!(r.resource_usage.is_some_and(|u| u.max_rss > 0), "{r:?}");
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::current_thread_runtime();
     let usage = runtime.block_on(async {
         let mut cmd = fixture_cmd(["burn", "100", "16"]);
         cmd.stdout(childminder::Stdio::Null);

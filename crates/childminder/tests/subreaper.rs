@@ -237,10 +237,7 @@ fn the_async_shutdown_returns_the_sweep_in_its_result() {
     let _serial = serial();
     warm_up();
     let leak = LeakCheck::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::current_thread_runtime();
     let r = runtime.block_on(async {
         use tokio::io::AsyncBufReadExt;
         let mut cmd = fixture_cmd(["daemon", "300"]);

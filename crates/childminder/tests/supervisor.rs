@@ -27,10 +27,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    support::current_thread_runtime()
 }
 
 /// Runs `body` on a fresh runtime, then checks that nothing leaked.

@@ -41,6 +41,15 @@ where
     cmd
 }
 
+/// A current-thread tokio runtime with every driver enabled: what each
+/// async test here runs on.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Starts the library's global engine and this thread's runtime for the
 /// one-line calls (threads, epoll and eventfd fds) so a `LeakCheck` taken
 /// afterwards does not count them.

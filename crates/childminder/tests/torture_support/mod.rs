@@ -27,8 +27,8 @@ mod support;
 // Each test file uses its own subset.
 #[allow(unused_imports)]
 pub use support::{
-    PERIOD, expect_ready, line_consumer, line_forwarder, marked, next_line, pattern,
-    pattern_producer, ready_pids, wait_until, warm_up,
+    PERIOD, current_thread_runtime, expect_ready, line_consumer, line_forwarder, marked, next_line,
+    pattern, pattern_producer, ready_pids, wait_until, warm_up,
 };
 
 /// How long any handshake may take before the test gives up: generous,
