@@ -889,7 +889,15 @@ impl Command {
             // The same fork path.
             return Err(self.invalid("pass_fd cannot be combined with cgroup"));
         }
-        let envp = self.final_env()?;
+        self.check_env()?;
+        // std's fork-based spawn applies `env`/`env_clear` itself and, when
+        // neither was called, passes the environment on without copying it:
+        // only posix_spawn needs the whole list built here.
+        let envp = if self.spawns_with_fork() {
+            None
+        } else {
+            Some(self.final_env())
+        };
         let cwd = match &self.cwd {
             None => None,
             Some(dir) => {
@@ -901,7 +909,7 @@ impl Command {
                 Some(cstring("current_dir", dir.as_os_str())?)
             }
         };
-        let path = self.resolve_program(&program, &envp)?;
+        let path = self.resolve_program(&program)?;
         Ok(Prepared {
             path,
             argv,
@@ -910,7 +918,15 @@ impl Command {
         })
     }
 
-    fn final_env(&self) -> Result<Vec<CString>, Error> {
+    /// Whether the spawn goes through std's fork (see
+    /// [`uses_fork`](Self::uses_fork); a cgroup is joined there too).
+    pub(crate) fn spawns_with_fork(&self) -> bool {
+        self.uses_fork() || self.cgroup.is_some()
+    }
+
+    /// Checks that the variables set with [`env`](Self::env) are ones
+    /// `execve` can pass: a name, no `=` in it, no NUL anywhere.
+    fn check_env(&self) -> Result<(), Error> {
         for (key, value) in &self.env {
             if key.is_empty() {
                 return Err(self.invalid("an environment variable name is empty"));
@@ -928,7 +944,13 @@ impl Command {
                 )));
             }
         }
-        // Parent variables cannot hold NUL; ours were checked above.
+        Ok(())
+    }
+
+    /// The child's whole environment, for `posix_spawn`. The variables set
+    /// here were checked by [`check_env`](Self::check_env); the parent's
+    /// cannot hold NUL.
+    fn final_env(&self) -> Vec<CString> {
         let entry = |key: &OsStr, value: &OsStr| {
             let mut bytes = Vec::with_capacity(key.len() + value.len() + 1);
             bytes.extend_from_slice(key.as_bytes());
@@ -949,21 +971,33 @@ impl Command {
                 .iter()
                 .filter_map(|(key, value)| Some(entry(key, value.as_ref()?))),
         );
-        Ok(envp)
+        envp
+    }
+
+    /// The command's changes to the environment, given to std's `Command`
+    /// on the fork path.
+    pub(crate) fn apply_env(&self, std_cmd: &mut std::process::Command) {
+        if self.env_clear {
+            std_cmd.env_clear();
+        }
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => std_cmd.env(key, value),
+                None => std_cmd.env_remove(key),
+            };
+        }
     }
 
     /// `PATH` lookup as `execvp` does it, but against the child's `PATH`
     /// when the command sets one (as std does), and done here so a missing
     /// program is a clean `NotFound` before any spawn.
-    fn resolve_program(&self, program: &CString, envp: &[CString]) -> Result<CString, Error> {
+    fn resolve_program(&self, program: &CString) -> Result<CString, Error> {
         if self.program.as_bytes().contains(&b'/') {
             return Ok(program.clone());
         }
-        let child_path = envp
-            .iter()
-            .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="));
+        let child_path = self.env.get(OsStr::new("PATH")).and_then(Option::as_ref);
         let path_bytes = match child_path {
-            Some(p) => p.to_vec(),
+            Some(p) => p.as_bytes().to_vec(),
             None => std::env::var_os("PATH")
                 .map(OsString::into_vec)
                 .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec()),
@@ -1005,7 +1039,9 @@ impl Command {
 pub(crate) struct Prepared {
     pub path: CString,
     pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
+    /// The child's environment for `posix_spawn`; `None` on the fork path,
+    /// where std applies the command's changes itself.
+    pub envp: Option<Vec<CString>>,
     pub cwd: Option<CString>,
 }
 
@@ -1052,7 +1088,7 @@ mod tests {
         let mut cmd = Command::new("true");
         cmd.env("DROPPED", "1").env_clear().env("ONLY", "me");
         let prepared = cmd.prepare().unwrap();
-        assert_eq!(prepared.envp, vec![CString::new("ONLY=me").unwrap()]);
+        assert_eq!(prepared.envp, Some(vec![CString::new("ONLY=me").unwrap()]));
     }
 
     #[test]

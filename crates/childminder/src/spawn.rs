@@ -199,7 +199,8 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             source: explain_exec_error(source, &prepared),
         }
     };
-    let pid = if cmd.uses_fork() || cgroup.is_some() {
+    // A cgroup that fell back still takes the fork path: prepare decided.
+    let pid = if cmd.spawns_with_fork() {
         spawn_with_fork(
             cmd,
             &prepared,
@@ -212,7 +213,10 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         sys::posix_spawn(&sys::SpawnRequest {
             path: &prepared.path,
             argv: &prepared.argv,
-            envp: &prepared.envp,
+            envp: prepared
+                .envp
+                .as_deref()
+                .expect("prepare builds the environment for posix_spawn"),
             cwd: prepared.cwd.as_deref(),
             new_process_group: cmd.process_group,
             reset_sigpipe: !cmd.inherit_sigpipe,
@@ -393,15 +397,7 @@ fn fork_exec(
     let mut std_cmd = std::process::Command::new(os(&prepared.path));
     std_cmd.arg0(os(&prepared.argv[0]));
     std_cmd.args(prepared.argv[1..].iter().map(|a| os(a)));
-    std_cmd.env_clear();
-    for kv in &prepared.envp {
-        let bytes = kv.to_bytes();
-        let eq = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
-        std_cmd.env(
-            std::ffi::OsStr::from_bytes(&bytes[..eq]),
-            std::ffi::OsStr::from_bytes(bytes.get(eq + 1..).unwrap_or_default()),
-        );
-    }
+    cmd.apply_env(&mut std_cmd);
     if let Some(cwd) = &prepared.cwd {
         std_cmd.current_dir(os(cwd));
     }

@@ -15,7 +15,21 @@ use childminder::{
 use common::{LeakCheck, MARKER_VAR, fixture, marker_value};
 use support::{Scratch, fixture_cmd, warm_up};
 
+/// The fixture's stdout, the same on both spawn paths: `posix_spawn`
+/// (given the whole environment) and std's fork, which
+/// `kill_on_parent_death` takes (given the command's changes to it).
 fn stdout_of(cmd: &Command) -> Vec<u8> {
+    let spawned = stdout_on_one_path(cmd);
+    let forked = stdout_on_one_path(cmd.clone().kill_on_parent_death(true));
+    assert_eq!(
+        String::from_utf8_lossy(&spawned),
+        String::from_utf8_lossy(&forked),
+        "posix_spawn and the fork path gave the child different options"
+    );
+    spawned
+}
+
+fn stdout_on_one_path(cmd: &Command) -> Vec<u8> {
     let out = cmd.output().expect("run the fixture");
     assert!(
         out.result.success(),
