@@ -221,6 +221,37 @@ fn help_and_version_exit_0_and_explain_each_option() {
     }
 }
 
+/// Caught when clap's `defer` was turned on: `run` and `init` share one
+/// options struct, and its doc comment replaced each subcommand's own
+/// description, so `init --help` opened with run's.
+#[test]
+fn each_subcommands_help_opens_with_its_own_description() {
+    for (sub, opening) in [
+        ("run", "Run PROGRAM with ARGS under supervision"),
+        ("init", "Run PROGRAM as the one job of a container"),
+        ("up", "Run a set of processes, as foreman and overmind do"),
+    ] {
+        let out = run(&[sub, "--help"]);
+        assert_eq!(out.code(), 0);
+        let text = out.stdout_str();
+        assert!(
+            text.starts_with(opening),
+            "{sub} --help opens with:\n{}",
+            text.lines().next().unwrap_or("")
+        );
+        // The short help names the subcommand's own description too.
+        let out = run(&["--help"]);
+        assert!(out.stdout_str().contains(sub));
+    }
+    let out = run(&["init", "-h"]);
+    assert!(
+        out.stdout_str()
+            .starts_with("Be the init (PID 1) of a container"),
+        "{}",
+        out.stdout_str()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Process groups
 // ---------------------------------------------------------------------------

@@ -128,8 +128,8 @@ fn output_that_cannot_be_delivered_is_not_a_success() {
 
 #[test]
 fn output_appended_to_a_file_arrives() {
-    // splice(2) refuses O_APPEND files (`>>`): the copy falls back to
-    // read/write instead of failing.
+    // splice(2) refuses O_APPEND files (`>>`): whatever path the copy-out
+    // takes into a file, an appended one gets every byte.
     let path = temp_path("append.txt");
     fs::write(&path, "before\n").unwrap();
     let file = fs::OpenOptions::new().append(true).open(&path).unwrap();

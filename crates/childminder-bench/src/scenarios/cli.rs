@@ -13,7 +13,11 @@
 //!
 //! The binary is `childminder` next to this harness's own executable
 //! (`cargo build --release -p childminder-cli` first), or
-//! `$CHILDMINDER_BIN`.
+//! `$CHILDMINDER_BIN`. The start-up scenario also times the statically
+//! linked binary that `cargo build-static` makes (the one to ship: no
+//! dynamic loader at start), when it was built:
+//! `target/x86_64-unknown-linux-gnu/release/childminder`, or
+//! `$CHILDMINDER_STATIC_BIN`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -49,8 +53,22 @@ fn timed(cmd: &mut Command) -> f64 {
     micros(elapsed)
 }
 
-fn start_up(bin: &PathBuf) -> Vec<Contender<'_, f64>> {
-    vec![
+/// The statically linked binary (`cargo build-static`), if it was built.
+pub fn static_binary() -> Option<PathBuf> {
+    let path = match std::env::var_os("CHILDMINDER_STATIC_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            // The harness runs from target/<profile>/; the static build is
+            // target/x86_64-unknown-linux-gnu/release/.
+            let target_dir = std::env::current_exe().ok()?.parent()?.parent()?.to_owned();
+            target_dir.join("x86_64-unknown-linux-gnu/release/childminder")
+        }
+    };
+    path.is_file().then_some(path)
+}
+
+fn start_up<'a>(bin: &'a PathBuf, static_bin: Option<&'a PathBuf>) -> Vec<Contender<'a, f64>> {
+    let mut contenders = vec![
         Contender::new("childminder run", move || {
             timed(Command::new(bin).args(["run", "--", TRUE]))
         }),
@@ -63,7 +81,16 @@ fn start_up(bin: &PathBuf) -> Vec<Contender<'_, f64>> {
             timed(Command::new(TIMEOUT).args(["10", TRUE]))
         }),
         Contender::new("true", || timed(&mut Command::new(TRUE))),
-    ]
+    ];
+    if let Some(static_bin) = static_bin {
+        contenders.insert(
+            1,
+            Contender::new("childminder run (static)", move || {
+                timed(Command::new(static_bin).args(["run", "--", TRUE]))
+            }),
+        );
+    }
+    contenders
 }
 
 fn pass_through(bin: &PathBuf, bytes: u64) -> Vec<Contender<'_, f64>> {
@@ -114,7 +141,8 @@ pub fn run(cfg: &Config) -> Vec<Row> {
         ];
     };
     let mut rows = Vec::new();
-    let mut contenders = start_up(&bin);
+    let static_bin = static_binary();
+    let mut contenders = start_up(&bin, static_bin.as_ref());
     let samples = interleave(&mut contenders, cfg.pick(50, 10), cfg.pick(1000, 200));
     rows.extend(
         contenders
