@@ -18,8 +18,8 @@ use childminder::{
 };
 use common::{LeakCheck, MARKER_VAR, fixture, marker_value, pid_alive};
 use support::{
-    HANDSHAKE, Scratch, assert_all_dead, expect_ready, fixture_cmd, line_consumer, marked,
-    next_line, own_pgid, warm_up,
+    HANDSHAKE, Scratch, assert_all_dead, cpu_time, expect_ready, fixture_cmd, line_consumer,
+    marked, next_line, own_pgid, warm_up,
 };
 
 const SLACK: Duration = Duration::from_secs(4);
@@ -175,6 +175,41 @@ fn grandchild_ignoring_term_is_killed() {
     assert!(took < 3 * grace + SLACK, "{took:?}");
     assert_eq!(gpid.len(), 1);
     assert_all_dead(&gpid);
+    leak.assert_clean();
+}
+
+#[test]
+fn the_group_sweep_sleeps_between_its_liveness_checks() {
+    // After the leader's exit no event tells when the rest of its group has
+    // gone: the sweep checks, backing off to a pause between checks. Without
+    // the pause it would still kill the grandchild on time, spinning.
+    warm_up();
+    let leak = LeakCheck::new();
+    let grace = Duration::from_secs(1);
+    let (on_out, lines) = line_consumer();
+    let mut gpid = Vec::new();
+    let mut used = Duration::ZERO;
+    let ((), r) = with_process_result(
+        fixture_cmd(["grandchild-ignores-term", "300"]).grace_period(grace),
+        stdin::empty(),
+        on_out,
+        discard,
+        |p| {
+            gpid = expect_ready(&lines);
+            // The leader ends on TERM, its TERM-ignoring grandchild is left
+            // for the sweep: TERM, a grace of liveness checks, KILL.
+            p.terminate(Signal::TERM);
+            used = cpu_time();
+        },
+    )
+    .unwrap();
+    let used = cpu_time() - used;
+    assert_eq!(r.exit.unwrap().signal(), Some(Signal::TERM), "{r:?}");
+    assert_all_dead(&gpid);
+    assert!(
+        used < grace / 5,
+        "{used:?} of CPU over a sweep of {grace:?}"
+    );
     leak.assert_clean();
 }
 

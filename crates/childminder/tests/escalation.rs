@@ -12,7 +12,7 @@ use childminder::{
     with_process_result,
 };
 use common::{LeakCheck, pid_alive};
-use support::{expect_ready, fixture_cmd, line_consumer, warm_up};
+use support::{cpu_time, expect_ready, fixture_cmd, line_consumer, warm_up};
 
 const SLACK: Duration = Duration::from_secs(4);
 
@@ -332,5 +332,35 @@ fn deadline_cuts_a_shutdowns_natural_exit_wait_short() {
     let term = r.term_sent_after.expect("TERM sent");
     assert!(term >= deadline, "{term:?}");
     assert!(term < Duration::from_millis(2500), "TERM only at {term:?}");
+    leak.assert_clean();
+}
+
+#[test]
+fn the_coordinator_sleeps_until_the_deadline() {
+    // A coordinator that polled for the deadline instead of setting a timer
+    // would still keep every deadline: only its CPU time shows it.
+    warm_up();
+    let leak = LeakCheck::new();
+    let wait = Duration::from_secs(1);
+    let (on_out, lines) = line_consumer();
+    let (used, r) = with_process(
+        fixture_cmd(["sleep", "300"])
+            .deadline(wait)
+            .grace_period(Duration::from_millis(100)),
+        stdin::empty(),
+        on_out,
+        discard,
+        |p| {
+            expect_ready(&lines);
+            let before = cpu_time();
+            let r = p.wait();
+            (cpu_time() - before, r)
+        },
+    )
+    .unwrap();
+    assert!(r.timed_out(), "{r:?}");
+    // Sleeping, the wait costs well under a millisecond; a busy loop costs
+    // most of the second even on a loaded machine.
+    assert!(used < wait / 5, "{used:?} of CPU while waiting {wait:?}");
     leak.assert_clean();
 }

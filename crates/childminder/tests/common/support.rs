@@ -260,6 +260,28 @@ pub fn stat_field(pid: i32, n: usize) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// CPU time this test process has used so far, all its threads summed
+/// (the first field of each `/proc/self/task/*/schedstat`). A supervision
+/// that waits by sleeping on events adds next to nothing while it waits; a
+/// loop that polls without sleeping adds the whole wait.
+pub fn cpu_time() -> Duration {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task").expect("read /proc/self/task") {
+        let path = task.expect("a task entry").path().join("schedstat");
+        // A thread that ended since the listing has nothing left to count.
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let on_cpu: u64 = stat
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .expect("schedstat starts with the time on the CPU in ns");
+        total += Duration::from_nanos(on_cpu);
+    }
+    total
+}
+
 /// The `wchar` counter of `/proc/PID/io`: bytes the process asked to write.
 pub fn wchar(pid: i32) -> Option<u64> {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
