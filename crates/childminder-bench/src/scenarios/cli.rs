@@ -18,15 +18,8 @@
 //! dynamic loader at start), when it was built:
 //! `target/x86_64-unknown-linux-gnu/release/childminder`, or
 //! `$CHILDMINDER_STATIC_BIN`.
-//!
-//! Each binary is timed as a copy ([`Installed`]), as `cargo install`, a
-//! package or a container image's `COPY` places it: measured on this
-//! kernel (6.18), `exec` of the file exactly as the linker left it takes
-//! about 30 more page faults (208 against 180 for `run -- true`) and was
-//! 1.2x slower in the cli start-up rows than the same bytes copied, which
-//! is a fact about a fresh build tree, not about the binary users run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -43,34 +36,6 @@ pub fn binary() -> Option<PathBuf> {
         None => std::env::current_exe().ok()?.with_file_name("childminder"),
     };
     path.is_file().then_some(path)
-}
-
-/// Copies of the binaries under test in a directory of their own, removed
-/// on drop.
-pub struct Installed {
-    dir: PathBuf,
-}
-
-impl Installed {
-    /// An empty directory for the copies.
-    fn new() -> std::io::Result<Installed> {
-        let dir = std::env::temp_dir().join(format!("childminder-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Installed { dir })
-    }
-
-    /// A copy of `bin` (mode included) named `name` in the directory.
-    fn copy(&self, bin: &Path, name: &str) -> std::io::Result<PathBuf> {
-        let to = self.dir.join(name);
-        std::fs::copy(bin, &to)?;
-        Ok(to)
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Runs `cmd` to its end with every stream on `/dev/null` and returns its
@@ -175,16 +140,8 @@ pub fn run(cfg: &Config) -> Vec<Row> {
             ),
         ];
     };
-    let installed = Installed::new().expect("creating a directory for the binaries' copies");
-    let bin = installed
-        .copy(&bin, "childminder")
-        .expect("copying the childminder binary");
-    let static_bin = static_binary().map(|path| {
-        installed
-            .copy(&path, "childminder-static")
-            .expect("copying the static childminder binary")
-    });
     let mut rows = Vec::new();
+    let static_bin = static_binary();
     let mut contenders = start_up(&bin, static_bin.as_ref());
     let samples = interleave(&mut contenders, cfg.pick(50, 10), cfg.pick(1000, 200));
     rows.extend(
