@@ -25,7 +25,10 @@ use crate::target::Target;
 /// and from threads. Holds the final result, and the "finished" mark.
 pub(crate) struct Published<T> {
     value: OnceLock<T>,
-    lock: Mutex<()>,
+    /// How many threads wait in `cond`: `publish` wakes them only if there
+    /// are any (std's `notify_all` is a system call even with no waiter,
+    /// and most values are published before anyone waits for them).
+    blocked_waiters: Mutex<usize>,
     cond: Condvar,
     notify: Notify,
 }
@@ -34,7 +37,7 @@ impl<T> Default for Published<T> {
     fn default() -> Self {
         Published {
             value: OnceLock::new(),
-            lock: Mutex::new(()),
+            blocked_waiters: Mutex::new(0),
             cond: Condvar::new(),
             notify: Notify::new(),
         }
@@ -47,9 +50,15 @@ impl<T> Published<T> {
         if self.value.set(value).is_err() {
             return false;
         }
-        // Taking the lock orders this wake-up after any waiter's check.
-        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
-        self.cond.notify_all();
+        // Taking the lock orders this wake-up after any waiter's check: a
+        // waiter that missed the value is counted and in `cond` by now.
+        let blocked = *self
+            .blocked_waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if blocked > 0 {
+            self.cond.notify_all();
+        }
         self.notify.notify_waiters();
         true
     }
@@ -59,32 +68,41 @@ impl<T> Published<T> {
     }
 
     pub(crate) fn wait_blocking(&self) -> &T {
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(v) = self.value.get() {
-                return v;
-            }
-            guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner());
-        }
+        self.wait_blocking_until(None)
+            .expect("without a time limit only the value ends the wait")
     }
 
     pub(crate) fn wait_blocking_timeout(&self, limit: std::time::Duration) -> Option<&T> {
-        let end = Instant::now() + limit;
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
+        self.wait_blocking_until(Some(Instant::now() + limit))
+    }
+
+    fn wait_blocking_until(&self, end: Option<Instant>) -> Option<&T> {
+        let mut blocked = self
+            .blocked_waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *blocked += 1;
+        let value = loop {
             if let Some(v) = self.value.get() {
-                return Some(v);
+                break Some(v);
             }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
+            match end {
+                None => blocked = self.cond.wait(blocked).unwrap_or_else(|e| e.into_inner()),
+                Some(end) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break None;
+                    }
+                    blocked = self
+                        .cond
+                        .wait_timeout(blocked, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
             }
-            guard = self
-                .cond
-                .wait_timeout(guard, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        };
+        *blocked -= 1;
+        value
     }
 
     /// # Cancel safety
@@ -471,5 +489,55 @@ impl StdinSlot {
             }
             ready => ready,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Published;
+
+    fn blocked(p: &Published<u32>) -> usize {
+        *p.blocked_waiters.lock().unwrap()
+    }
+
+    #[test]
+    fn a_thread_blocked_before_the_publish_is_woken_with_the_value() {
+        let p = Arc::new(Published::<u32>::default());
+        let waiter = {
+            let p = Arc::clone(&p);
+            // Bounded, so that a publish that forgot to wake it fails the
+            // test instead of hanging it.
+            std::thread::spawn(move || p.wait_blocking_timeout(Duration::from_secs(10)).copied())
+        };
+        // The waiter counts itself under the lock before it sleeps: once it
+        // is counted, only `publish` can wake it.
+        while blocked(&p) == 0 {
+            std::thread::yield_now();
+        }
+        assert!(p.publish(7));
+        assert_eq!(waiter.join().unwrap(), Some(7));
+        assert_eq!(blocked(&p), 0);
+    }
+
+    #[test]
+    fn a_value_published_first_is_returned_without_waiting() {
+        let p = Published::<u32>::default();
+        assert!(p.publish(3));
+        assert!(!p.publish(4), "the value is written once");
+        assert_eq!(*p.wait_blocking(), 3);
+        assert_eq!(p.wait_blocking_timeout(Duration::ZERO), Some(&3));
+        assert_eq!(blocked(&p), 0);
+    }
+
+    #[test]
+    fn a_timed_wait_without_a_value_ends_and_uncounts_itself() {
+        let p = Published::<u32>::default();
+        assert_eq!(p.wait_blocking_timeout(Duration::from_millis(20)), None);
+        assert_eq!(blocked(&p), 0);
+        assert!(p.publish(1));
+        assert_eq!(p.wait_blocking_timeout(Duration::from_millis(20)), Some(&1));
     }
 }

@@ -122,7 +122,7 @@ fn stream_ends(
             } else {
                 (read, write)
             };
-            sys::set_nonblocking(parent.as_fd()).map_err(pipe_err)?;
+            sys::set_new_pipe_nonblocking(parent.as_fd()).map_err(pipe_err)?;
             if let Some(size) = cmd.pipe_capacity {
                 sys::try_set_pipe_size(parent.as_fd(), size);
             }
@@ -364,7 +364,7 @@ fn spawn_with_fork(
         Err(source) => {
             let reported = join.and_then(|(_, (read, write))| {
                 drop(write);
-                sys::set_nonblocking(read.as_fd()).ok()?;
+                sys::set_new_pipe_nonblocking(read.as_fd()).ok()?;
                 let mut errno = [0u8; 4];
                 let n = rustix::io::read(&read, &mut errno).ok()?;
                 (n == 4).then(|| i32::from_ne_bytes(errno))

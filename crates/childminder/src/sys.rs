@@ -514,9 +514,11 @@ pub(crate) fn check_free_fds(count: usize) -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+/// Makes our end of a pipe this crate has just created non-blocking.
+/// One `F_SETFL`, without reading the flags first: a new pipe end has no
+/// status flag `F_SETFL` could clear (its access mode is not one).
+pub(crate) fn set_new_pipe_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)?;
     Ok(())
 }
 

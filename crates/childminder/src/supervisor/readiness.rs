@@ -56,7 +56,7 @@ impl Check {
             }
             Readiness::Fd(n) => {
                 let (read, write) = sys::pipe()?;
-                sys::set_nonblocking(std::os::fd::AsFd::as_fd(&read))?;
+                sys::set_new_pipe_nonblocking(std::os::fd::AsFd::as_fd(&read))?;
                 cmd.pass_fd(write, *n);
                 Check::Fd(read)
             }
