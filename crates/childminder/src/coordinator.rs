@@ -316,7 +316,8 @@ fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<S
                     esc.record_term(now);
                     // A stopped process (Ctrl-Z, SIGTTIN) would not act on
                     // the signal until the KILL: wake it, as timeout(1) does.
-                    if signal != Signal::CONT && signal != Signal::KILL {
+                    // (A second CONT, when CONT was the signal, is harmless.)
+                    if signal != Signal::KILL {
                         let _ = shared.target.signal_escalation(Signal::CONT);
                     }
                 } else {
