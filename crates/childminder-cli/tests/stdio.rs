@@ -282,9 +282,15 @@ trait WithFdLimit {
 }
 
 impl WithFdLimit for Command {
-    /// Runs to the end with `RLIMIT_NOFILE` set to `limit` in the child.
+    /// Runs to the end with `RLIMIT_NOFILE` set to `limit` in the child,
+    /// which starts with fds 0-2 only: whatever else the test runner left
+    /// open and inheritable (cargo-mutants' jobserver pipe, say) would
+    /// otherwise take the few fds the limit leaves, and the dynamic loader
+    /// would fail before childminder runs at all.
     fn output_with_fd_limit(&mut self, limit: u64) -> std::process::Output {
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        // SAFETY: setrlimit and close_range are async-signal-safe and
+        // touch only the child; CLOEXEC (not closing) keeps std's own
+        // exec-error pipe working.
         unsafe {
             self.pre_exec(move || {
                 let rlimit = libc::rlimit {
@@ -292,6 +298,16 @@ impl WithFdLimit for Command {
                     rlim_max: limit,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let first_extra: libc::c_uint = 3;
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    first_extra,
+                    libc::c_uint::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
