@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,15 +24,20 @@ use common::*;
 
 /// Waits for `child` to exit, killing it after [`WATCHDOG`].
 fn wait_or_kill(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    wait_or_kill_after(child, what, WATCHDOG)
+}
+
+/// Waits for `child` to exit, killing it after `limit`.
+fn wait_or_kill_after(child: &mut Child, what: &str, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        if started.elapsed() > WATCHDOG {
+        if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what}: still running after {WATCHDOG:?}");
+            panic!("{what}: still running after {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -66,6 +71,73 @@ fn a_reader_that_never_reads_cannot_keep_childminder_past_the_deadline() {
     let delivered = report["stdout_bytes"].as_u64().unwrap();
     drop(run.stdout.take());
     assert!(delivered <= 1 << 20, "{report}");
+}
+
+/// `yes` under `-t 300ms -g 300ms`, its stdout `stdout`, nothing reading
+/// it: childminder must still end at the deadline's bound with 124 and say
+/// it cut the delivery off. Returns the report.
+fn stalled_destination_is_cut_off(extra: &[&str], stdout: impl Into<Stdio>) -> Value {
+    let path = temp_path("report.json");
+    let mut child = childminder()
+        .args(["run", "-t", "300ms", "-g", "300ms"])
+        .args(extra)
+        .args(["--report", path.to_str().unwrap(), "--", "yes"])
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Due after 0.6 s; a copy-out blocked on the destination never ends.
+    let status = wait_or_kill_after(
+        &mut child,
+        "childminder with a stalled destination",
+        Duration::from_secs(15),
+    );
+    let report: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = fs::remove_file(&path);
+    assert_eq!(status.code(), Some(124), "{report}");
+    assert_eq!(report["delivery_cut_off"], true, "{report}");
+    report
+}
+
+#[test]
+fn a_terminal_nobody_reads_cannot_keep_stream_stdio_past_the_deadline() {
+    // A paused terminal: its buffer fills and a blocking write would wait
+    // for ever. The copy-out writes through a private non-blocking
+    // description of it, so the deadline still bounds childminder.
+    let pty = openpty();
+    stalled_destination_is_cut_off(&["--stream-stdio"], terminal(&pty));
+    drop(pty);
+}
+
+#[test]
+fn a_socket_nobody_reads_cannot_keep_childminder_past_the_deadline() {
+    // A stuck log shipper on a socket: the socket's buffer fills, and
+    // neither a blocking write nor a splice may wait on it.
+    let (ours, unread) = std::os::unix::net::UnixStream::pair().unwrap();
+    stalled_destination_is_cut_off(&[], std::os::fd::OwnedFd::from(ours));
+    drop(unread);
+}
+
+#[test]
+fn a_socket_whose_reader_has_gone_ends_the_command_like_a_closed_pipe() {
+    // EPIPE from the socket: the copy-out stops, and the command meets the
+    // closed pipe at its next write, as in a pipeline; nothing spins.
+    let (ours, gone) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(gone);
+    let mut child = childminder()
+        .args(["run", "--", "yes"])
+        .stdin(Stdio::null())
+        .stdout(std::os::fd::OwnedFd::from(ours))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_or_kill_after(
+        &mut child,
+        "childminder writing to a closed socket",
+        Duration::from_secs(15),
+    );
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
 }
 
 #[test]
