@@ -216,6 +216,31 @@ fn output_appended_to_a_file_arrives() {
     let _ = fs::remove_file(&path);
 }
 
+#[test]
+fn output_written_in_bursts_into_a_file_all_arrives() {
+    // Into a file the copy-out reads the command's pipe into a buffer.
+    // After a read that found data it reads again: while the command
+    // pauses between bursts that read finds the pipe empty (EAGAIN), which
+    // means "wait", not "stop copying".
+    let path = temp_path("bursts.txt");
+    let file = fs::File::create(&path).unwrap();
+    let status = childminder()
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo one; sleep 0.2; echo two; sleep 0.2; echo three",
+        ])
+        .stdin(Stdio::null())
+        .stdout(file)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
+    let _ = fs::remove_file(&path);
+}
+
 /// A pseudo-terminal: the master (the test's side) and the slave (what
 /// childminder is given as its terminal).
 struct Pty {
