@@ -16,7 +16,7 @@
 //! `$CHILDMINDER_BIN`. The start-up scenario also times the statically
 //! linked binary that `cargo build-static` makes (the one to ship: no
 //! dynamic loader at start), when it was built:
-//! `target/x86_64-unknown-linux-gnu/release/childminder`, or
+//! `target/x86_64-unknown-linux-gnu/dist/childminder`, or
 //! `$CHILDMINDER_STATIC_BIN`.
 
 use std::path::PathBuf;
@@ -31,9 +31,17 @@ const TIMEOUT: &str = "/usr/bin/timeout";
 
 /// The `childminder` binary, if it was built.
 pub fn binary() -> Option<PathBuf> {
-    let path = match std::env::var_os("CHILDMINDER_BIN") {
+    built("CHILDMINDER_BIN", |harness| {
+        Some(harness.with_file_name("childminder"))
+    })
+}
+
+/// `$var` if set, else `beside(this harness's executable)`; if that file
+/// exists.
+fn built(var: &str, beside: impl FnOnce(PathBuf) -> Option<PathBuf>) -> Option<PathBuf> {
+    let path = match std::env::var_os(var) {
         Some(path) => PathBuf::from(path),
-        None => std::env::current_exe().ok()?.with_file_name("childminder"),
+        None => beside(std::env::current_exe().ok()?)?,
     };
     path.is_file().then_some(path)
 }
@@ -55,16 +63,12 @@ fn timed(cmd: &mut Command) -> f64 {
 
 /// The statically linked binary (`cargo build-static`), if it was built.
 pub fn static_binary() -> Option<PathBuf> {
-    let path = match std::env::var_os("CHILDMINDER_STATIC_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            // The harness runs from target/<profile>/; the static build is
-            // target/x86_64-unknown-linux-gnu/release/.
-            let target_dir = std::env::current_exe().ok()?.parent()?.parent()?.to_owned();
-            target_dir.join("x86_64-unknown-linux-gnu/release/childminder")
-        }
-    };
-    path.is_file().then_some(path)
+    built("CHILDMINDER_STATIC_BIN", |harness| {
+        // The harness runs from target/<profile>/; the static build is
+        // target/x86_64-unknown-linux-gnu/dist/.
+        let target_dir = harness.parent()?.parent()?;
+        Some(target_dir.join("x86_64-unknown-linux-gnu/dist/childminder"))
+    })
 }
 
 fn start_up<'a>(bin: &'a PathBuf, static_bin: Option<&'a PathBuf>) -> Vec<Contender<'a, f64>> {
