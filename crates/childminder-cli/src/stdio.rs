@@ -164,7 +164,8 @@ impl Sink {
     /// share, and into a file or device `read`/`write` is faster (see the
     /// module docs).
     fn splices(&self) -> bool {
-        self.kind == FdKind::Pipe && matches!(self.dest, Dest::Ready(_))
+        // (A pipe's destination is always `Dest::Ready`: see `open`.)
+        self.kind == FdKind::Pipe
     }
 
     /// Waits until the destination has room again, after a `splice` found

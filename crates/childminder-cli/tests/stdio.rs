@@ -73,31 +73,37 @@ fn a_reader_that_never_reads_cannot_keep_childminder_past_the_deadline() {
     assert!(delivered <= 1 << 20, "{report}");
 }
 
-/// `yes` under `-t 300ms -g 300ms`, its stdout `stdout`, nothing reading
-/// it: childminder must still end at the deadline's bound with 124 and say
-/// it cut the delivery off. Returns the report.
-fn stalled_destination_is_cut_off(extra: &[&str], stdout: impl Into<Stdio>) -> Value {
-    let path = temp_path("report.json");
+/// Runs childminder with `args`, its stdout `stdout` (stdin and stderr on
+/// `/dev/null`), to its end: due well within a second, killed after 15 s,
+/// where a copy-out blocked on its destination would still be.
+fn run_with_stdout(args: &[&str], stdout: impl Into<Stdio>) -> std::process::ExitStatus {
     let mut child = childminder()
-        .args(["run", "-t", "300ms", "-g", "300ms"])
-        .args(extra)
-        .args(["--report", path.to_str().unwrap(), "--", "yes"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Due after 0.6 s; a copy-out blocked on the destination never ends.
-    let status = wait_or_kill_after(
+    wait_or_kill_after(
         &mut child,
-        "childminder with a stalled destination",
+        &format!("childminder {args:?}"),
         Duration::from_secs(15),
-    );
+    )
+}
+
+/// `yes` under `-t 300ms -g 300ms`, its stdout `stdout`, nothing reading
+/// it: childminder must still end at the deadline's bound with 124 and say
+/// it cut the delivery off.
+fn stalled_destination_is_cut_off(extra: &[&str], stdout: impl Into<Stdio>) {
+    let path = temp_path("report.json");
+    let mut args = vec!["run", "-t", "300ms", "-g", "300ms"];
+    args.extend(extra);
+    args.extend(["--report", path.to_str().unwrap(), "--", "yes"]);
+    let status = run_with_stdout(&args, stdout);
     let report: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
     let _ = fs::remove_file(&path);
     assert_eq!(status.code(), Some(124), "{report}");
     assert_eq!(report["delivery_cut_off"], true, "{report}");
-    report
 }
 
 #[test]
@@ -125,18 +131,7 @@ fn a_socket_whose_reader_has_gone_ends_the_command_like_a_closed_pipe() {
     // closed pipe at its next write, as in a pipeline; nothing spins.
     let (ours, gone) = std::os::unix::net::UnixStream::pair().unwrap();
     drop(gone);
-    let mut child = childminder()
-        .args(["run", "--", "yes"])
-        .stdin(Stdio::null())
-        .stdout(std::os::fd::OwnedFd::from(ours))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let status = wait_or_kill_after(
-        &mut child,
-        "childminder writing to a closed socket",
-        Duration::from_secs(15),
-    );
+    let status = run_with_stdout(&["run", "--", "yes"], std::os::fd::OwnedFd::from(ours));
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
 }
 

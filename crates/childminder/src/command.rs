@@ -864,19 +864,18 @@ impl Command {
         }
         // Asked only when there is something to check: validation runs on
         // every call, and most pass no fd.
-        let fd_limit = || {
-            rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        if !self.extra_fds.is_empty() {
+            let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
                 .current
                 .unwrap_or(1 << 20)
-                .min(1 << 20) as RawFd
-        };
-        for (_, target) in &self.extra_fds {
-            let fd_limit = fd_limit();
-            if *target < 3 || *target >= fd_limit {
-                return Err(self.invalid(format!(
-                    "pass_fd target {target} must be from 3 (0-2 are stdio) to {} (the fd limit)",
-                    fd_limit - 1
-                )));
+                .min(1 << 20) as RawFd;
+            for (_, target) in &self.extra_fds {
+                if *target < 3 || *target >= fd_limit {
+                    return Err(self.invalid(format!(
+                        "pass_fd target {target} must be from 3 (0-2 are stdio) to {} (the fd limit)",
+                        fd_limit - 1
+                    )));
+                }
             }
         }
         for (name, stdio) in ["stdin", "stdout"].iter().zip(&self.stdio) {
