@@ -178,12 +178,9 @@ impl Command {
     /// # }
     /// ```
     pub async fn output_async(&self) -> Result<Output, Error> {
-        let mut cmd = self.clone();
-        if cmd.stdio[0].is_piped() {
-            cmd.stdio[0] = Stdio::Null;
-        }
+        let stdio = self.piped_as(Stdio::Null, Stdio::Piped);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let result = crate::direct::drive(&cmd, &mut stdout, &mut stderr).await?;
+        let result = crate::direct::drive(self, &stdio, &mut stdout, &mut stderr).await?;
         Ok(Output {
             stdout,
             stderr,
@@ -219,7 +216,8 @@ impl Command {
     /// # }
     /// ```
     pub async fn status_async(&self) -> Result<SupervisionResult, Error> {
-        crate::direct::drive(&self.inheriting_piped(), &mut Vec::new(), &mut Vec::new()).await
+        let stdio = self.piped_as(Stdio::Inherit, Stdio::Inherit);
+        crate::direct::drive(self, &stdio, &mut Vec::new(), &mut Vec::new()).await
     }
 }
 

@@ -778,7 +778,7 @@ impl Command {
     /// assert!(r.success());
     /// ```
     pub fn status(&self) -> Result<SupervisionResult, Error> {
-        self.inheriting_piped().run_to_end()
+        self.run_to_end(self.piped_as(Stdio::Inherit, Stdio::Inherit))
     }
 
     /// The quiet form of [`status`](Self::status): streams left at
@@ -797,37 +797,52 @@ impl Command {
     /// assert_eq!(r.exit.unwrap().code(), Some(7));
     /// ```
     pub fn run(&self) -> Result<SupervisionResult, Error> {
-        self.replacing_piped(Stdio::Null).run_to_end()
+        self.run_to_end(self.piped_as(Stdio::Null, Stdio::Null))
     }
 
-    /// A copy with every stream left at [`Stdio::Piped`] inherited.
-    pub(crate) fn inheriting_piped(&self) -> Command {
-        self.replacing_piped(Stdio::Inherit)
-    }
-
-    fn replacing_piped(&self, with: Stdio) -> Command {
-        let mut cmd = self.clone();
-        for stdio in &mut cmd.stdio {
-            if stdio.is_piped() {
-                *stdio = with.clone();
+    /// The streams of a one-line call: stdin left at [`Stdio::Piped`]
+    /// becomes `stdin`, stdout and stderr left at it become `output`.
+    pub(crate) fn piped_as(&self, stdin: Stdio, output: Stdio) -> [Stdio; 3] {
+        let mut stdio = self.stdio.clone();
+        for (index, slot) in stdio.iter_mut().enumerate() {
+            if slot.is_piped() {
+                *slot = if index == 0 {
+                    stdin.clone()
+                } else {
+                    output.clone()
+                };
             }
         }
+        stdio
+    }
+
+    /// This command with its streams set as `stdio`.
+    fn with_stdio(&self, stdio: [Stdio; 3]) -> Command {
+        let mut cmd = self.clone();
+        cmd.stdio = stdio;
         cmd
     }
 
     /// Runs a command without pipes to its end.
-    fn run_to_end(&self) -> Result<SupervisionResult, Error> {
-        if let Some(result) = crate::direct::run(self, &mut Vec::new(), &mut Vec::new()) {
+    fn run_to_end(&self, stdio: [Stdio; 3]) -> Result<SupervisionResult, Error> {
+        if let Some(result) = crate::direct::run(self, &stdio, &mut Vec::new(), &mut Vec::new()) {
             return result;
         }
         // The result after the teardown, with what its sweeps did.
-        with_process_result(self, crate::stdin::empty(), discard, discard, |p| {
-            drop(p.wait())
-        })
+        with_process_result(
+            &self.with_stdio(stdio),
+            crate::stdin::empty(),
+            discard,
+            discard,
+            |p| drop(p.wait()),
+        )
         .map(|((), result)| result)
     }
 
     /// Runs the command to its end with empty stdin and collects its output.
+    /// As std's `output()`, a stdin left at [`Stdio::Piped`] is `/dev/null`
+    /// (the child reads end-of-file at once); stdout and stderr left at it
+    /// are captured.
     ///
     /// # Errors
     ///
@@ -842,7 +857,8 @@ impl Command {
     /// ```
     pub fn output(&self) -> Result<Output, Error> {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        if let Some(result) = crate::direct::run(self, &mut stdout, &mut stderr) {
+        let stdio = self.piped_as(Stdio::Null, Stdio::Piped);
+        if let Some(result) = crate::direct::run(self, &stdio, &mut stdout, &mut stderr) {
             return Ok(Output {
                 stdout,
                 stderr,
@@ -850,7 +866,7 @@ impl Command {
             });
         }
         let ((), result) = with_process_result(
-            self,
+            &self.with_stdio(stdio),
             crate::stdin::empty(),
             |c: &[u8]| {
                 stdout.extend_from_slice(c);

@@ -355,7 +355,7 @@ async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) 
 /// cgroup) may stay. The same escalation runs against the remaining
 /// members, starting at TERM (the leader is gone: there is no natural exit
 /// to wait for).
-async fn sweep_remaining(shared: &Shared, policy: Policy) {
+pub(crate) async fn sweep_remaining(shared: &Shared, policy: Policy) {
     let mut esc = Escalation::new(policy.grace);
     let mut wake = Wakeup::new(shared);
     loop {

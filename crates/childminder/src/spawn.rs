@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::command::{Command, Prepared, Stdio};
+use crate::command::{ChildEnv, Command, Prepared, Stdio};
 use crate::contain::CgroupUsage;
 use crate::contain::cgroup::Leaf;
 use crate::contain::subreaper;
@@ -55,12 +55,14 @@ impl ForegroundTerminal {
 
 /// The terminal to give the child's group, if `Command::terminal_foreground`
 /// applies: fds 0-2 it inherits, one of them a terminal in our foreground.
-fn foreground_terminal(cmd: &Command) -> Result<Option<(RawFd, ForegroundTerminal)>, Error> {
+fn foreground_terminal(
+    cmd: &Command,
+    stdio: &[Stdio; 3],
+) -> Result<Option<(RawFd, ForegroundTerminal)>, Error> {
     if !cmd.terminal_foreground || !cmd.process_group {
         return Ok(None);
     }
-    let Some(fd) =
-        sys::foreground_terminal(cmd.stdio.each_ref().map(|s| matches!(s, Stdio::Inherit)))
+    let Some(fd) = sys::foreground_terminal(stdio.each_ref().map(|s| matches!(s, Stdio::Inherit)))
     else {
         return Ok(None);
     };
@@ -87,12 +89,9 @@ struct StreamEnds {
     child: Option<OwnedFd>,
 }
 
-fn stream_ends(
-    mode: &Stdio,
-    index: usize,
-    stdout: Option<&StreamEnds>,
-    cmd: &Command,
-) -> Result<StreamEnds, Error> {
+/// The ends of stream `index`. stderr following a stdout that the child
+/// gets a descriptor for is the caller's (it borrows stdout's).
+fn stream_ends(mode: &Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, Error> {
     let pipe_err = |source| Error::PipeCreationFailed {
         program: cmd.program_lossy(),
         source,
@@ -110,11 +109,10 @@ fn stream_ends(
         }),
         Stdio::Null => child_only(sys::open_dev_null(index != 0)),
         Stdio::Fd(fd) => child_only(fd.try_clone()),
-        // Validation allows it for stderr only, which comes after stdout.
-        Stdio::ToStdout => match stdout.and_then(|ends| ends.child.as_ref()) {
-            Some(fd) => child_only(fd.try_clone()),
-            None => child_only(std::io::stdout().as_fd().try_clone_to_owned()),
-        },
+        // Validation allows it for stderr only; a stdout the child gets a
+        // descriptor for is shared by the caller, so here stdout is
+        // inherited: this process's own.
+        Stdio::ToStdout => child_only(std::io::stdout().as_fd().try_clone_to_owned()),
         Stdio::Piped => {
             let (read, write) = sys::pipe().map_err(pipe_err)?;
             let (parent, child) = if index == 0 {
@@ -143,16 +141,31 @@ fn stream_ends(
 /// the fd limit is reached; `ProcessStartFailed` when the program cannot be
 /// executed; `Io` when the pidfd cannot be opened on a kernel that has them
 /// (the child is then killed and reaped before returning).
-pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
+pub(crate) fn spawn(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawned, Error> {
     let prepared = cmd.prepare()?;
     if sys::children_are_reaped_by_the_kernel() {
         return Err(Error::ChildrenReapedByTheKernel {
             program: cmd.program_lossy(),
         });
     }
-    let mut stdin = stream_ends(&cmd.stdio[0], 0, None, cmd)?;
-    let mut stdout = stream_ends(&cmd.stdio[1], 1, None, cmd)?;
-    let mut stderr = stream_ends(&cmd.stdio[2], 2, Some(&stdout), cmd)?;
+    let mut stdin = stream_ends(&stdio[0], 0, cmd)?;
+    let mut stdout = stream_ends(&stdio[1], 1, cmd)?;
+    // stderr as stdout's copy: the child's dup2 makes fd 2 from the same
+    // descriptor, so ours need not be opened or duplicated again (an open
+    // of /dev/null and its close are a tenth of a one-line call's overhead).
+    let stderr_is_stdout = match &stdio[2] {
+        Stdio::ToStdout => stdout.child.is_some(),
+        Stdio::Null => stdio[1] == Stdio::Null,
+        _ => false,
+    };
+    let mut stderr = if stderr_is_stdout {
+        StreamEnds {
+            parent: None,
+            child: None,
+        }
+    } else {
+        stream_ends(&stdio[2], 2, cmd)?
+    };
 
     // Extra fds are first copied above every target, so no dup2 in the
     // child can overwrite a source that a later dup2 still needs.
@@ -170,8 +183,13 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         })
         .collect::<Result<_, _>>()?;
 
+    let stderr_child = if stderr_is_stdout {
+        &stdout.child
+    } else {
+        &stderr.child
+    };
     let child_fds = sys::ChildFds {
-        stdio: [&stdin.child, &stdout.child, &stderr.child]
+        stdio: [&stdin.child, &stdout.child, stderr_child]
             .map(|fd| fd.as_ref().map(OwnedFd::as_fd)),
         extra: extra.iter().map(|(fd, t)| (fd.as_fd(), *t)).collect(),
     };
@@ -184,7 +202,7 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
             source,
         })?;
     }
-    let terminal = foreground_terminal(cmd)?;
+    let terminal = foreground_terminal(cmd, stdio)?;
     let foreground_tty = terminal.as_ref().map(|(fd, _)| *fd);
     // No subreaper sweep may see the child before it is registered as ours.
     let gate = subreaper::spawn_gate();
@@ -213,10 +231,11 @@ pub(crate) fn spawn(cmd: &Command) -> Result<Spawned, Error> {
         sys::posix_spawn(&sys::SpawnRequest {
             path: &prepared.path,
             argv: &prepared.argv,
-            envp: prepared
-                .envp
-                .as_deref()
-                .expect("prepare builds the environment for posix_spawn"),
+            envp: match &prepared.envp {
+                ChildEnv::Inherited => None,
+                ChildEnv::Built(list) => Some(list),
+                ChildEnv::AppliedByStd => unreachable!("prepare chose posix_spawn"),
+            },
             cwd: prepared.cwd.as_deref(),
             new_process_group: cmd.process_group,
             reset_sigpipe: !cmd.inherit_sigpipe,
@@ -440,7 +459,18 @@ pub(crate) struct Started {
 ///
 /// Outside a tokio runtime context.
 pub(crate) fn start(cmd: &Command) -> Result<Started, Error> {
-    let spawned = spawn(cmd)?;
+    start_with(cmd, &cmd.stdio)
+}
+
+/// [`start`] with the streams set as `stdio` instead of as `cmd` sets them
+/// (the one-line calls' meaning of [`Stdio::Piped`]), without a copy of the
+/// whole command.
+///
+/// # Panics
+///
+/// As [`start`].
+pub(crate) fn start_with(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Started, Error> {
+    let spawned = spawn(cmd, stdio)?;
     let program = cmd.program_lossy();
     let pid = spawned.pid;
     let cgroup = spawned.cgroup.map(Arc::new);

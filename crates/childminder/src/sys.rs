@@ -230,6 +230,78 @@ pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd
     }?)
 }
 
+/// Which of the fds given to [`poll_readable`] are ready.
+pub(crate) struct Ready {
+    pub pidfd: bool,
+    pub outputs: [bool; 2],
+}
+
+/// Blocks until the pidfd (the child has exited) or an output pipe (data,
+/// end-of-file or an error) is ready, or `timeout` passes (`None`: no
+/// limit). Interrupted by a signal, it returns nothing ready.
+pub(crate) fn poll_readable(
+    pidfd: Option<BorrowedFd<'_>>,
+    outputs: [Option<BorrowedFd<'_>>; 2],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Ready> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let watched = [pidfd, outputs[0], outputs[1]];
+    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
+    let mut slots = [None; 3];
+    for (slot, fd) in slots.iter_mut().zip(&watched) {
+        if let Some(fd) = fd {
+            *slot = Some(fds.len());
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
+    }
+    // Rounded up, so the wake-up is never before the moment asked for.
+    let timeout = timeout.map(|t| {
+        Timespec::try_from(t + std::time::Duration::from_nanos(999)).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        })
+    });
+    match rustix::event::poll(&mut fds, timeout.as_ref()) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => {
+            return Ok(Ready {
+                pidfd: false,
+                outputs: [false; 2],
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let ready = |slot: Option<usize>| slot.is_some_and(|i| !fds[i].revents().is_empty());
+    Ok(Ready {
+        pidfd: ready(slots[0]),
+        outputs: [ready(slots[1]), ready(slots[2])],
+    })
+}
+
+/// One `read` from a non-blocking pipe appended to `into`: straight into
+/// its spare room (grown by `chunk` when full), or, while it is still
+/// empty, through a small stack buffer first, so an empty stream costs no
+/// allocation (std's `read_to_end` does the same). `Ok(0)` at end-of-file;
+/// `OutOfMemory` when the buffer cannot grow.
+pub(crate) fn read_appending(
+    fd: BorrowedFd<'_>,
+    into: &mut Vec<u8>,
+    chunk: usize,
+) -> io::Result<usize> {
+    let out_of_memory = |e| io::Error::new(io::ErrorKind::OutOfMemory, e);
+    if into.len() == into.capacity() {
+        if into.is_empty() {
+            let mut probe = [0u8; 4096];
+            let n = rustix::io::read(fd, &mut probe)?;
+            into.try_reserve(n).map_err(out_of_memory)?;
+            into.extend_from_slice(&probe[..n]);
+            return Ok(n);
+        }
+        into.try_reserve(chunk).map_err(out_of_memory)?;
+    }
+    Ok(rustix::io::read(fd, rustix::buffer::spare_capacity(into))?)
+}
+
 /// `waitid(P_PIDFD, WEXITED | WNOHANG [| WNOWAIT])`: the child's status if it
 /// has exited, without blocking. With `reap == false` the zombie stays, so
 /// its pid and group id cannot be recycled yet.
@@ -267,8 +339,10 @@ pub(crate) fn pid_try_wait(pid: u32, reap: bool) -> io::Result<Option<Exited>> {
     )
 }
 
-/// Blocks until our child `pid` exits, and reaps it. Only for a child just
-/// sent SIGKILL on an error path.
+/// Blocks until our child `pid` exits, and reaps it: a child just sent
+/// SIGKILL on an error path, or the polled one-line path's child when
+/// there is nothing else to wait for. Sound only on our own child that
+/// nobody else reaps (std's `wait` makes the same assumption).
 pub(crate) fn pid_wait_blocking(pid: u32) -> io::Result<Option<Exited>> {
     waitid(
         libc::P_PID,
@@ -571,7 +645,8 @@ pub(crate) struct ChildFds<'a> {
 pub(crate) struct SpawnRequest<'a> {
     pub path: &'a CStr,
     pub argv: &'a [CString],
-    pub envp: &'a [CString],
+    /// `None`: this process's own environment, passed as it is.
+    pub envp: Option<&'a [CString]>,
     pub cwd: Option<&'a CStr>,
     pub new_process_group: bool,
     /// SIGPIPE back to its default in the child (`Command::inherit_sigpipe`
@@ -729,7 +804,11 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
     check_spawn(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as libc::c_short) })?;
 
     let argv = null_terminated(req.argv);
-    let envp = null_terminated(req.envp);
+    let built_envp = req.envp.map(null_terminated);
+    let envp = match &built_envp {
+        Some(list) => list.as_ptr(),
+        None => inherited_environment(),
+    };
     let mut pid: libc::pid_t = 0;
     // SAFETY: path, argv and envp are NUL-terminated strings in
     // NULL-terminated arrays that outlive the call; actions and attr are
@@ -742,11 +821,27 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
             &actions.0,
             &attr.0,
             argv.as_ptr(),
-            envp.as_ptr(),
+            envp,
         )
     };
     check_spawn(rc)?;
     Ok(pid as u32)
+}
+
+unsafe extern "C" {
+    /// The C library's environment block, which `setenv` changes.
+    static environ: *const *mut libc::c_char;
+}
+
+/// This process's environment block, as `execv` passes it. Read without
+/// std's environment lock, which is private to std: safe as long as no
+/// thread changes the environment meanwhile, which is what
+/// `std::env::set_var`'s own safety contract requires of its callers
+/// (any C code calling `getenv` reads the block the same way).
+fn inherited_environment() -> *const *mut libc::c_char {
+    // SAFETY: reading the pointer value of a C global that glibc defines
+    // and only setenv/putenv/clearenv write (see above).
+    unsafe { environ }
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {

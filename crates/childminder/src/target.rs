@@ -80,6 +80,26 @@ impl Target {
         })
     }
 
+    /// A target for a child already reaped through `pidfd` (by the polled
+    /// one-line path), for the sweep of what is left of its group. Must be
+    /// called inside a tokio runtime, as [`new`](Self::new).
+    pub(crate) fn reaped(
+        pid: u32,
+        pidfd: OwnedFd,
+        group: bool,
+        exit: ExitStatus,
+        usage: Option<ResourceUsage>,
+    ) -> io::Result<Target> {
+        let target = Target::new(pid, Some(pidfd), group, None)?;
+        {
+            let mut state = target.state();
+            state.reaped = true;
+            state.exit = Some(exit);
+            state.usage = usage;
+        }
+        Ok(target)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

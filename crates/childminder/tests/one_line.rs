@@ -169,3 +169,118 @@ fn a_command_that_cannot_start_is_a_typed_error_on_the_direct_path() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     leak.assert_clean();
 }
+
+/// What the child of a one-line call finds on fds 0-2: the file and the
+/// access mode (0 read, 1 write) of each, read from its own /proc.
+fn streams_seen_by_the_child(cmd: &mut Command, call: impl FnOnce(&Command)) -> Vec<(String, u32)> {
+    let report = std::env::temp_dir().join(format!("childminder-streams-{}", std::process::id()));
+    cmd.args([
+        "-c",
+        // Read into variables first: a redirection of `echo` would show.
+        r#"exec 3>"$1"; for fd in 0 1 2; do l=$(readlink /proc/$$/fd/$fd); f=$(sed -n 's/^flags:[[:space:]]*//p' /proc/$$/fdinfo/$fd); echo "$l $f" >&3; done"#,
+        "sh",
+    ])
+    .arg(&report);
+    call(cmd);
+    let text = std::fs::read_to_string(&report).unwrap();
+    std::fs::remove_file(&report).unwrap();
+    text.lines()
+        .map(|line| {
+            let (file, flags) = line.rsplit_once(' ').unwrap();
+            (file.to_owned(), u32::from_str_radix(flags, 8).unwrap() & 3)
+        })
+        .collect()
+}
+
+/// As std's `output()`: a stdin left piped is /dev/null, read-only (it
+/// used to be a pipe closed at once); `run()` gives stdout and stderr
+/// /dev/null for writing, one open file shared by both.
+#[test]
+fn the_one_line_calls_give_the_child_the_streams_std_gives() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let null = |mode| ("/dev/null".to_owned(), mode);
+    let seen = streams_seen_by_the_child(&mut Command::new("sh"), |cmd| {
+        let out = cmd.output().unwrap();
+        assert!(out.result.success(), "{:?}", out.result);
+    });
+    assert_eq!(seen[0], null(0), "{seen:?}");
+    assert!(
+        seen[1].0.starts_with("pipe:") && seen[2].0.starts_with("pipe:"),
+        "{seen:?}"
+    );
+    let seen = streams_seen_by_the_child(&mut Command::new("sh"), |cmd| {
+        assert!(cmd.run().unwrap().success());
+    });
+    assert_eq!(seen, [null(0), null(1), null(1)]);
+    let seen = streams_seen_by_the_child(
+        Command::new("sh")
+            .stdout(Stdio::Null)
+            .stderr(Stdio::ToStdout),
+        |cmd| assert!(cmd.output().unwrap().result.success()),
+    );
+    assert_eq!(seen, [null(0), null(1), null(1)]);
+    leak.assert_clean();
+}
+
+/// The environment passed on untouched (no `env`, `env_remove` or
+/// `env_clear`) is this process's own, read where the C library keeps it:
+/// a variable set just before the call reaches the child.
+#[test]
+fn an_untouched_environment_reaches_the_child_as_it_is_now() {
+    // SAFETY: no other thread of this test process reads or writes the
+    // environment (nextest runs one test per process; `cargo test` runs
+    // them one at a time, RUST_TEST_THREADS=1 in .cargo/config.toml).
+    unsafe { std::env::set_var("CHILDMINDER_TEST_FRESH", "set just now") };
+    let out = Command::new("sh")
+        .args(["-c", "printf %s \"$CHILDMINDER_TEST_FRESH\""])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"set just now");
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("CHILDMINDER_TEST_FRESH") };
+    let out = Command::new("sh")
+        .args(["-c", "printf %s \"${CHILDMINDER_TEST_FRESH-unset}\""])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"unset");
+}
+
+/// A child that leaves processes behind in its group, neither holding the
+/// output pipes: the call returns only once they are gone, the one
+/// ignoring SIGTERM killed a grace period later. (Run without a deadline,
+/// which is the polled path's case: it hands the group to the sweep.)
+#[test]
+fn a_one_line_call_returns_with_nothing_left_of_the_group() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let t = Instant::now();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "(trap '' TERM; exec sleep 30) >/dev/null 2>&1 & a=$!; \
+             sleep 30 >/dev/null 2>&1 & echo ready $a $!; exit 0",
+        ])
+        .grace_period(Duration::from_millis(200))
+        .output()
+        .unwrap();
+    let r = &out.result;
+    assert_eq!(r.exit.unwrap().code(), Some(0), "{r:?}");
+    assert_eq!(r.termination, Termination::Clean, "{r:?}");
+    assert!(!r.output_cut_off, "{r:?}");
+    let pids = support::ready_pids(String::from_utf8_lossy(&out.stdout).trim());
+    let alive: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|&p| common::pid_alive(p))
+        .collect();
+    assert!(alive.is_empty(), "left alive after the call: {alive:?}");
+    // The TERM-ignoring one needed the KILL, a grace period after the TERM.
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    leak.assert_clean();
+}

@@ -6,6 +6,7 @@
 //! the delivery thread) out of the picture and leaves spawn, exit
 //! detection and reaping.
 
+use std::os::fd::AsFd;
 use std::process::Stdio as StdStdio;
 use std::time::Instant;
 
@@ -135,6 +136,29 @@ fn std_null_true() -> std::process::Command {
     cmd
 }
 
+/// What no pidfd-based supervisor can go below: std's own spawn (the
+/// same `posix_spawn`, in a new group), then the pidfd the race-free
+/// guarantees rest on, a wait for it to turn readable and the reap through
+/// it, with nothing else (no escalation, no group sweep, no runtime).
+/// Shows how much of childminder's overhead over std is the pidfd itself.
+fn pidfd_floor() -> rustix::process::WaitIdStatus {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions, pidfd_open, waitid};
+    use std::os::unix::process::CommandExt;
+    #[allow(clippy::zombie_processes, reason = "reaped through the pidfd below")]
+    let child = std_null_true()
+        .process_group(0)
+        .spawn()
+        .expect("spawning true");
+    let pid = Pid::from_child(&child);
+    let pidfd = pidfd_open(pid, PidfdFlags::empty()).expect("pidfd_open");
+    poll(&mut [PollFd::new(&pidfd, PollFlags::IN)], None).expect("poll");
+    // Reaped through the pidfd: std's `Child` is dropped without a wait.
+    waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED)
+        .expect("waitid")
+        .expect("the child has exited")
+}
+
 fn null<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
     vec![
         Contender::new("childminder", || {
@@ -177,6 +201,13 @@ fn null<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
             let status = std_null_true().status().expect("spawning true");
             let elapsed = t.elapsed();
             assert!(status.success());
+            micros(elapsed)
+        }),
+        Contender::new("floor: std spawn + pidfd", || {
+            let t = Instant::now();
+            let status = pidfd_floor();
+            let elapsed = t.elapsed();
+            assert!(status.exit_status() == Some(0), "{status:?}");
             micros(elapsed)
         }),
         Contender::new("tokio", || {

@@ -54,9 +54,13 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
 /// one-line calls (threads, epoll and eventfd fds) so a `LeakCheck` taken
 /// afterwards does not count them.
 pub fn warm_up() {
-    // The one-line calls run on this thread's own runtime; `with_process`
-    // starts the shared engine: both are kept for later calls.
-    let r = Command::new("true").run().expect("warm-up run of `true`");
+    // The one-line calls with a deadline run on this thread's own runtime
+    // (without one they need none); `with_process` starts the shared
+    // engine: both are kept for later calls.
+    let r = Command::new("true")
+        .deadline(std::time::Duration::from_secs(3600))
+        .run()
+        .expect("warm-up run of `true`");
     assert!(r.success(), "warm-up: {r:?}");
     let r = childminder::with_process(
         &Command::new("true"),

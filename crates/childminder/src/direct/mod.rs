@@ -16,6 +16,8 @@
 //! one-line calls (`output_async`, `status_async`) drive the same future
 //! on the caller's runtime, in the caller's task.
 
+mod polled;
+
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -23,12 +25,12 @@ use std::os::fd::OwnedFd;
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
 
-use crate::command::Command;
+use crate::command::{Command, Stdio};
 use crate::coordinator::{OutputDrain, Policy, supervise};
 use crate::error::Error;
 use crate::result::SupervisionResult;
 use crate::shared::REQ_TEARDOWN;
-use crate::spawn::{Started, start};
+use crate::spawn::{Started, start_with};
 use crate::workers::read_outputs;
 
 thread_local! {
@@ -38,17 +40,21 @@ thread_local! {
     static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
 }
 
-/// Runs `cmd` to its end with stdin closed at once (unless it is not piped)
-/// and the piped output streams appended to `stdout` and `stderr`, all on
-/// this thread. `None` when the direct path cannot apply here (inside a
+/// Runs `cmd` to its end with its streams set as `stdio`: a piped stdin
+/// closed at once, the piped output streams appended to `stdout` and
+/// `stderr`, all on this thread. `None` when the direct path cannot apply here (inside a
 /// tokio runtime): the caller takes the engine path.
 pub(crate) fn run(
     cmd: &Command,
+    stdio: &[Stdio; 3],
     stdout: &mut Vec<u8>,
     stderr: &mut Vec<u8>,
 ) -> Option<Result<SupervisionResult, Error>> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return None;
+    }
+    if let Some(outcome) = polled::run(cmd, stdio, stdout, stderr) {
+        return Some(outcome);
     }
     let runtime = match take_runtime() {
         Ok(runtime) => runtime,
@@ -60,7 +66,7 @@ pub(crate) fn run(
             }));
         }
     };
-    let outcome = runtime.block_on(drive(cmd, stdout, stderr));
+    let outcome = runtime.block_on(drive(cmd, stdio, stdout, stderr));
     give_back(runtime);
     Some(outcome)
 }
@@ -155,6 +161,7 @@ fn give_back(runtime: Runtime) {
 /// reaps the child.
 pub(crate) async fn drive(
     cmd: &Command,
+    stdio: &[Stdio; 3],
     stdout: &mut Vec<u8>,
     stderr: &mut Vec<u8>,
 ) -> Result<SupervisionResult, Error> {
@@ -162,7 +169,7 @@ pub(crate) async fn drive(
         shared,
         stdout: out_pipe,
         stderr: err_pipe,
-    } = start(cmd)?;
+    } = start_with(cmd, stdio)?;
     // What `stdin::empty()` does: the child reads EOF at once.
     shared.stdin.close();
     let policy = Policy {
