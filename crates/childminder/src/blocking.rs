@@ -555,8 +555,8 @@ where
     // Built before the spawn, so running out of fds is an error before
     // anything runs rather than output lost after.
     let stdio_runtime = if cmd.stdio[1..].iter().any(Stdio::is_piped) {
-        // This thread's kept runtime (if a one-line call made one), lent
-        // to the stdio thread for the call.
+        // This thread's kept runtime (made now if none is), lent to the
+        // stdio thread for the call.
         let runtime = crate::direct::Lent::take().map_err(|source| Error::Io {
             program: cmd.program_lossy(),
             context: "starting the stdio runtime",
@@ -646,7 +646,7 @@ where
     };
     let outcome = match (has_stdio_work, stdio_runtime) {
         (true, Some(runtime)) => {
-            let (runtime, loan) = runtime.into_inner();
+            let runtime = runtime.into_inner();
             let job = StdioJob {
                 runtime,
                 shared: shared.clone(),
@@ -660,7 +660,7 @@ where
             let mut lent = None;
             let ran = pool::scope(|| lent = Some(workers::run_stdio(job)), run_action);
             if let Some(runtime) = lent {
-                loan.repay(runtime);
+                crate::direct::give_back(runtime);
             }
             match ran {
                 Ok((outcome, stdio)) => {
@@ -769,7 +769,12 @@ impl Command {
     ///
     /// # Errors
     ///
-    /// As [`with_process`]: when the child cannot be started.
+    /// As [`with_process`]: when the child cannot be started. Once it has
+    /// run, a failure to wait for it (out of memory) is an [`Error::Io`],
+    /// returned after the child and its group were killed and reaped. A
+    /// failure to start the sweep of what it left in its group (out of fds)
+    /// is not: the group is killed at once, without a grace period, and the
+    /// failure is the result's `supervisor_error`.
     ///
     /// # Examples
     ///
@@ -788,7 +793,12 @@ impl Command {
     ///
     /// # Errors
     ///
-    /// As [`with_process`]: when the child cannot be started.
+    /// As [`with_process`]: when the child cannot be started. Once it has
+    /// run, a failure to wait for it (out of memory) is an [`Error::Io`],
+    /// returned after the child and its group were killed and reaped. A
+    /// failure to start the sweep of what it left in its group (out of fds)
+    /// is not: the group is killed at once, without a grace period, and the
+    /// failure is the result's `supervisor_error`.
     ///
     /// # Examples
     ///
@@ -846,7 +856,12 @@ impl Command {
     ///
     /// # Errors
     ///
-    /// As [`with_process`]: when the child cannot be started.
+    /// As [`with_process`]: when the child cannot be started. Once it has
+    /// run, a failure to wait for it (out of memory) is an [`Error::Io`],
+    /// returned after the child and its group were killed and reaped. A
+    /// failure to start the sweep of what it left in its group (out of fds)
+    /// is not: the group is killed at once, without a grace period, and the
+    /// failure is the result's `supervisor_error`.
     ///
     /// # Examples
     ///

@@ -228,14 +228,13 @@ pub(crate) fn spawn(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawned, Error>
             start_failed,
         )?
     } else {
+        let ChildEnv::Built(env) = &prepared.envp else {
+            unreachable!("prepare builds the environment for posix_spawn")
+        };
         sys::posix_spawn(&sys::SpawnRequest {
             path: &prepared.path,
             argv: &prepared.argv,
-            envp: match &prepared.envp {
-                ChildEnv::Inherited => None,
-                ChildEnv::Built(list) => Some(list),
-                ChildEnv::AppliedByStd => unreachable!("prepare chose posix_spawn"),
-            },
+            envp: &env.entries(),
             cwd: prepared.cwd.as_deref(),
             new_process_group: cmd.process_group,
             reset_sigpipe: !cmd.inherit_sigpipe,

@@ -254,9 +254,8 @@ pub(crate) fn poll_readable(
             fds.push(PollFd::new(fd, PollFlags::IN));
         }
     }
-    // Rounded up, so the wake-up is never before the moment asked for.
     let timeout = timeout.map(|t| {
-        Timespec::try_from(t + std::time::Duration::from_nanos(999)).unwrap_or(Timespec {
+        Timespec::try_from(t).unwrap_or(Timespec {
             tv_sec: i64::MAX,
             tv_nsec: 0,
         })
@@ -369,11 +368,19 @@ pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
     }
 }
 
-/// Whether any process other than `leader` is a member of process group
-/// `pgid`, read from `/proc`. Used only where the kernel cannot tell us
-/// through a pidfd (before Linux 6.9).
+/// Whether any live process other than `leader` is a member of process
+/// group `pgid`, read from `/proc`: where the kernel cannot tell us through
+/// a pidfd (before Linux 6.9), and to tell live members from dead ones not
+/// yet reaped. True ("maybe") when `/proc` cannot be read (out of fds): a
+/// failed scan must not pass for an empty group, or a sweep would stop
+/// with members alive.
 pub(crate) fn group_has_members_besides(pgid: i32, leader: i32) -> bool {
-    any_process(|pid, st| pid as i32 != leader && st.pgrp == pgid && st.is_alive()).is_some()
+    let mut found = false;
+    let scanned = each_process(|pid, st| {
+        found = pid as i32 != leader && st.pgrp == pgid && st.is_alive();
+        !found
+    });
+    found || !scanned
 }
 
 /// The fields of `/proc/PID/stat` childminder reads.
@@ -406,48 +413,44 @@ impl ProcStat {
 /// Reads `stat` under `dir` (`/proc`, or `/proc/PID`) into a stack buffer:
 /// one open, one read, one close, no allocation (the scans below read it
 /// for every process of the system).
-fn read_stat_at(dir: BorrowedFd<'_>, path: &CStr) -> Option<ProcStat> {
+/// `Ok(None)` when the process is gone (or its line unreadable); `Err`
+/// when this process could not open it (out of fds or memory).
+fn read_stat_at(dir: BorrowedFd<'_>, path: &CStr) -> Result<Option<ProcStat>, rustix::io::Errno> {
     use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    use rustix::io::Errno;
+    let fd = match rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOMEM)) => return Err(e),
+        Err(_) => return Ok(None),
+    };
     // A stat line is about 300 bytes; the command name is at most 64.
     let mut buf = [0u8; 1024];
-    let n = rustix::io::read(&fd, &mut buf).ok()?;
-    ProcStat::parse(&buf[..n])
+    let Ok(n) = rustix::io::read(&fd, &mut buf) else {
+        return Ok(None);
+    };
+    Ok(ProcStat::parse(&buf[..n]))
 }
 
 /// `/proc/PID/stat`, or `None` when the process is gone.
 pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
     let path = CString::new(format!("/proc/{pid}/stat")).ok()?;
-    read_stat_at(rustix::fs::CWD, &path)
-}
-
-/// The first process (thread-group leader) for which `wanted(pid, stat)`
-/// holds, in one pass over `/proc`.
-fn any_process(mut wanted: impl FnMut(u32, ProcStat) -> bool) -> Option<u32> {
-    let mut found = None;
-    each_process(|pid, st| {
-        let hit = wanted(pid, st);
-        if hit {
-            found = Some(pid);
-        }
-        !hit
-    });
-    found
+    read_stat_at(rustix::fs::CWD, &path).ok().flatten()
 }
 
 /// Calls `visit` with every process of `/proc` and its stat until it
-/// returns false.
-fn each_process(mut visit: impl FnMut(u32, ProcStat) -> bool) {
+/// returns false. False when `/proc` could not be read whole (out of fds
+/// or memory).
+fn each_process(mut visit: impl FnMut(u32, ProcStat) -> bool) -> bool {
     use rustix::fs::{Mode, OFlags};
     let Ok(proc_dir) = rustix::fs::open(
         "/proc",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     ) else {
-        return;
+        return false;
     };
     let Ok(entries) = rustix::fs::Dir::read_from(&proc_dir) else {
-        return;
+        return false;
     };
     let mut path = Vec::with_capacity(32);
     for entry in entries.flatten() {
@@ -464,12 +467,13 @@ fn each_process(mut visit: impl FnMut(u32, ProcStat) -> bool) {
         let Ok(path) = CStr::from_bytes_with_nul(&path) else {
             continue;
         };
-        if let Some(st) = read_stat_at(proc_dir.as_fd(), path) {
-            if !visit(pid, st) {
-                return;
-            }
+        match read_stat_at(proc_dir.as_fd(), path) {
+            Ok(Some(st)) if !visit(pid, st) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
         }
     }
+    true
 }
 
 /// Whether this process has any child at all, running or a zombie:
@@ -645,8 +649,7 @@ pub(crate) struct ChildFds<'a> {
 pub(crate) struct SpawnRequest<'a> {
     pub path: &'a CStr,
     pub argv: &'a [CString],
-    /// `None`: this process's own environment, passed as it is.
-    pub envp: Option<&'a [CString]>,
+    pub envp: &'a [&'a CStr],
     pub cwd: Option<&'a CStr>,
     pub new_process_group: bool,
     /// SIGPIPE back to its default in the child (`Command::inherit_sigpipe`
@@ -804,11 +807,7 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
     check_spawn(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as libc::c_short) })?;
 
     let argv = null_terminated(req.argv);
-    let built_envp = req.envp.map(null_terminated);
-    let envp = match &built_envp {
-        Some(list) => list.as_ptr(),
-        None => inherited_environment(),
-    };
+    let envp = null_terminated(req.envp);
     let mut pid: libc::pid_t = 0;
     // SAFETY: path, argv and envp are NUL-terminated strings in
     // NULL-terminated arrays that outlive the call; actions and attr are
@@ -821,33 +820,17 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
             &actions.0,
             &attr.0,
             argv.as_ptr(),
-            envp,
+            envp.as_ptr(),
         )
     };
     check_spawn(rc)?;
     Ok(pid as u32)
 }
 
-unsafe extern "C" {
-    /// The C library's environment block, which `setenv` changes.
-    static environ: *const *mut libc::c_char;
-}
-
-/// This process's environment block, as `execv` passes it. Read without
-/// std's environment lock, which is private to std: safe as long as no
-/// thread changes the environment meanwhile, which is what
-/// `std::env::set_var`'s own safety contract requires of its callers
-/// (any C code calling `getenv` reads the block the same way).
-fn inherited_environment() -> *const *mut libc::c_char {
-    // SAFETY: reading the pointer value of a C global that glibc defines
-    // and only setenv/putenv/clearenv write (see above).
-    unsafe { environ }
-}
-
-fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
+fn null_terminated<S: AsRef<CStr>>(strings: &[S]) -> Vec<*mut libc::c_char> {
     strings
         .iter()
-        .map(|s| s.as_ptr() as *mut libc::c_char)
+        .map(|s| s.as_ref().as_ptr() as *mut libc::c_char)
         .chain(std::iter::once(ptr::null_mut()))
         .collect()
 }

@@ -284,3 +284,75 @@ fn a_one_line_call_returns_with_nothing_left_of_the_group() {
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     leak.assert_clean();
 }
+
+fn epoll_instances() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy() == "anon_inode:[eventpoll]")
+        .count()
+}
+
+/// With nothing to time (no deadline), the blocking one-line calls run on
+/// `poll(2)` alone: a thread that never made a call before builds no
+/// runtime (its epoll instance would stay, kept for the thread's next
+/// call); with a deadline, it does.
+#[test]
+fn a_one_line_call_with_nothing_to_time_builds_no_runtime() {
+    std::thread::spawn(|| {
+        let before = epoll_instances();
+        let out = Command::new("sh")
+            .args(["-c", "echo out; echo err >&2"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            (&out.stdout[..], &out.stderr[..]),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
+        assert!(Command::new("true").status().unwrap().success());
+        assert!(Command::new("true").run().unwrap().success());
+        assert_eq!(epoll_instances(), before, "a runtime was built");
+        let timed = Command::new("true")
+            .deadline(Duration::from_secs(60))
+            .run()
+            .unwrap();
+        assert!(timed.success());
+        assert!(epoll_instances() > before, "the deadline needs the runtime");
+    })
+    .join()
+    .unwrap();
+}
+
+/// The output cut-off of the polled path: a grandchild that holds the
+/// output pipes and ignores SIGTERM is cut off one grace period after the
+/// child's exit, and killed then, at once (not by the sweep's TERM and a
+/// second grace period); the call sleeps through the grace period rather
+/// than polling without a timeout.
+#[test]
+fn a_held_pipe_is_cut_off_after_one_grace_period_asleep_and_its_holder_killed_at_once() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let grace = Duration::from_secs(1);
+    let (cpu, t) = (support::cpu_time(), Instant::now());
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "(trap '' TERM; exec sleep 30) & echo ready $!; exit 0",
+        ])
+        .grace_period(grace)
+        .output()
+        .unwrap();
+    let (cpu, elapsed) = (support::cpu_time() - cpu, t.elapsed());
+    let r = &out.result;
+    assert!(r.output_cut_off, "{r:?}");
+    assert_eq!(r.exit.unwrap().code(), Some(0), "{r:?}");
+    let holder = support::ready_pids(String::from_utf8_lossy(&out.stdout).trim())[0];
+    assert!(!common::pid_alive(holder), "{holder} outlived the call");
+    assert!(elapsed >= grace, "cut off early: {elapsed:?}");
+    assert!(
+        elapsed < grace * 9 / 5,
+        "a second grace period was waited: {elapsed:?}"
+    );
+    assert!(cpu < grace / 4, "{cpu:?} of CPU while waiting {elapsed:?}");
+    leak.assert_clean();
+}

@@ -13,7 +13,7 @@ mod support;
 
 use std::io;
 
-use childminder::{Command, Error, Stdio, stdin, with_process};
+use childminder::{Command, Error, Stdio, Stream, WorkerOp, stdin, with_process};
 use common::{LeakCheck, marker_processes, our_children, own_process};
 use support::{fixture_cmd, warm_up};
 
@@ -121,20 +121,66 @@ fn true_on_the_engine() -> Result<childminder::SupervisionResult, Error> {
 }
 
 /// As the engine above, for the runtime that the one-line calls (`run`,
-/// `output`, `status`) build on the caller's thread: out of fds, an error
-/// with the OS's words, and the next call builds it.
+/// `output`, `status`) build on the caller's thread when they have
+/// something to time (a deadline): out of fds, an error with the OS's
+/// words, and the next call builds it. Without a deadline they need no
+/// runtime, and the same limit stops the spawn itself (its pidfd).
 #[test]
 fn a_one_line_call_out_of_fds_is_a_resource_error_not_a_panic() {
     if !own_process(crate::test_name!()) {
         return;
     }
+    let mut timed = Command::new("true");
+    timed.deadline(std::time::Duration::from_secs(60));
     set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd());
-    let err = Command::new("true").run().unwrap_err();
+    let err = timed.run().unwrap_err();
+    let untimed = Command::new("true").run().unwrap_err();
     set_soft_limit(libc::RLIMIT_NOFILE, 1024);
     assert_resource_error(&err, "Too many open files");
+    assert!(untimed.is_resource_exhausted(), "{untimed}");
     assert!(our_children().is_empty(), "{:?}", our_children());
-    let result = Command::new("true").run().expect("built on the next call");
+    let result = timed.run().expect("built on the next call");
     assert!(result.success(), "{result:?}");
+}
+
+/// Found in review: the polled one-line path builds a runtime only to
+/// sweep what a child left in its group, and out of fds then, the call
+/// returned the error (the output lost) and left the group running. Now
+/// the group is killed at once (no grace period), the call returns its
+/// result with the error in `supervisor_error`, and nothing outlives it.
+#[test]
+fn a_group_left_behind_is_killed_even_when_its_sweep_cannot_start() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    let report = std::env::temp_dir().join(format!("childminder-left-{}", std::process::id()));
+    let mut cmd = Command::new("sh");
+    // The shell moves fds above 10 to redirect: it needs its limit back.
+    cmd.args([
+        "-c",
+        "ulimit -n 64; sleep 30 >/dev/null 2>&1 & echo $! > \"$1\"; exit 0",
+        "sh",
+    ])
+    .arg(&report);
+    // One fd free: the pidfd's; the sweep's copy of it then fails.
+    set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd() + 1);
+    let result = cmd.status();
+    set_soft_limit(libc::RLIMIT_NOFILE, 1024);
+    let result = result.expect("the child ran: its result is not lost");
+    let left: i32 = std::fs::read_to_string(&report)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::fs::remove_file(&report).unwrap();
+    assert!(result.success(), "{result:?}");
+    let error = result
+        .supervisor_error
+        .as_ref()
+        .expect("the sweep's failure is reported");
+    assert!(error.is_resource_exhausted(), "{error}");
+    assert!(!common::pid_alive(left), "{left} outlived the call");
+    assert!(our_children().is_empty(), "{:?}", our_children());
 }
 
 /// Regression: with `ulimit -n` 5-10 the engine's start panicked on an
@@ -170,6 +216,13 @@ fn assert_a_refused_thread_ends_the_child(input: childminder::Input) {
     // stdio thread in the pool, and no thread would be refused.
     let started = true_on_the_engine().expect("start the engine");
     assert!(started.success(), "{started:?}");
+    // And this thread's kept runtime, which `with_process` lends to its
+    // stdio thread (a deadline makes a one-line call build it).
+    let timed = Command::new("true")
+        .deadline(std::time::Duration::from_secs(60))
+        .run()
+        .expect("build this thread's runtime");
+    assert!(timed.success(), "{timed:?}");
     if !become_unprivileged() {
         return;
     }
@@ -286,4 +339,55 @@ fn start_errors_are_classified_by_errno() {
         source: io::Error::from_raw_os_error(libc::EPERM),
     };
     assert!(!denied_io.is_resource_exhausted());
+}
+
+/// The size of this process's address space, in bytes.
+fn address_space() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmSize in kB");
+    kb * 1024
+}
+
+/// `output()` of more than memory holds: the buffer that cannot grow is a
+/// recorded failure of the stream (its pipe closed, the child's next write
+/// fails), the call returns, and what was read is kept; never an abort,
+/// never a loop.
+#[test]
+fn output_beyond_the_memory_limit_is_a_recorded_failure_not_an_abort() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    warm_up();
+    let total: u64 = 4 << 30;
+    let mut cmd = fixture_cmd(["write", &total.to_string()]);
+    // Both paths: poll(2) alone, and the runtime a deadline needs.
+    for deadline in [None, Some(std::time::Duration::from_secs(600))] {
+        if let Some(deadline) = deadline {
+            cmd.deadline(deadline);
+        }
+        set_soft_limit(libc::RLIMIT_AS, address_space() + (256 << 20));
+        let out = cmd.output();
+        set_soft_limit(libc::RLIMIT_AS, u64::MAX);
+        assert_out_of_memory_recorded(out, total);
+    }
+    assert!(our_children().is_empty(), "{:?}", our_children());
+}
+
+fn assert_out_of_memory_recorded(out: Result<childminder::Output, Error>, total: u64) {
+    let out = out.expect("the child ran: its result is returned");
+    let errors = &out.result.worker_errors;
+    assert_eq!(errors.len(), 1, "{:?}", out.result);
+    let e = &errors[0];
+    assert_eq!(
+        (e.stream, e.op),
+        (Stream::Stdout, WorkerOp::Consume),
+        "{e:?}"
+    );
+    assert_eq!(e.source.kind(), io::ErrorKind::OutOfMemory, "{e:?}");
+    assert!(!out.stdout.is_empty() && (out.stdout.len() as u64) < total);
 }

@@ -6,10 +6,11 @@
 //! block, and must never stall the escalation's timers. The one-line calls
 //! run no user code: their consumers append to a `Vec`. So nothing forces
 //! those threads, and each hop between them (engine worker → stdio thread
-//! → caller) costs a wake-up. Here the caller's thread drives the
-//! coordinator, the readers and the teardown together on a current-thread
-//! tokio runtime of its own: the same futures, the same escalation and
-//! timings, every byte, with no other thread involved.
+//! → caller) costs a wake-up. Here the caller's thread does it all: with
+//! nothing to time, on `poll(2)` alone ([`polled`]); otherwise it drives
+//! the coordinator, the readers and the teardown together on a
+//! current-thread tokio runtime of its own: the same futures, the same
+//! escalation and timings, every byte, with no other thread involved.
 //!
 //! It cannot apply inside a tokio runtime (a runtime cannot block on
 //! another): the callers fall back to the engine path then. The async
@@ -34,9 +35,10 @@ use crate::spawn::{Started, start_with};
 use crate::workers::read_outputs;
 
 thread_local! {
-    /// This thread's runtime for the direct calls, built on first use and
-    /// kept: building one costs an epoll instance and an eventfd, about as
-    /// much as the rest of a call's overhead.
+    /// This thread's runtime for the one-line calls that need one and for
+    /// `with_process`'s stdio work, built on first use and kept: building
+    /// one costs an epoll instance and an eventfd, about as much as the rest
+    /// of a call's overhead.
     static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
 }
 
@@ -82,15 +84,13 @@ fn take_runtime() -> io::Result<Runtime> {
     }
 }
 
-/// A runtime for `with_process`'s stdio thread: this thread's kept one if
-/// there is one (given back after the call), else a new one used once.
-/// `with_process` does not create the kept runtime itself: only the
-/// one-line calls do, so a program that never makes one keeps no runtime
-/// per thread. Given back (or dropped) when the `Lent` is dropped, on every
-/// path, an error before it was used included.
+/// A runtime for `with_process`'s stdio thread: this thread's kept one, or
+/// a new one that is kept after the call (building one costs an epoll
+/// instance and an eventfd, about a tenth of a spawn-wait). Given back when
+/// the `Lent` is dropped, on every path, an error before it was used
+/// included.
 pub(crate) struct Lent {
     runtime: Option<Runtime>,
-    kept: bool,
 }
 
 impl Lent {
@@ -100,45 +100,23 @@ impl Lent {
     ///
     /// When a new one cannot be built (out of fds or memory).
     pub(crate) fn take() -> io::Result<Lent> {
-        match RUNTIME.try_with(|cell| cell.borrow_mut().take()) {
-            Ok(Some(runtime)) => Ok(Lent {
-                runtime: Some(runtime),
-                kept: true,
-            }),
-            _ => crate::blocking::first_runtime().map(|runtime| Lent {
-                runtime: Some(runtime),
-                kept: false,
-            }),
-        }
+        take_runtime().map(|runtime| Lent {
+            runtime: Some(runtime),
+        })
     }
 
-    /// The runtime, for work elsewhere, and the loan to repay with it.
-    pub(crate) fn into_inner(mut self) -> (Runtime, Loan) {
-        let runtime = self
-            .runtime
+    /// The runtime, for work elsewhere: handed to [`give_back`] on this
+    /// thread when the work is done.
+    pub(crate) fn into_inner(mut self) -> Runtime {
+        self.runtime
             .take()
-            .expect("a Lent holds its runtime until taken");
-        (runtime, Loan { kept: self.kept })
+            .expect("a Lent holds its runtime until taken")
     }
 }
 
 impl Drop for Lent {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
-            Loan { kept: self.kept }.repay(runtime);
-        }
-    }
-}
-
-/// Where a lent runtime goes when the work is done.
-pub(crate) struct Loan {
-    kept: bool,
-}
-
-impl Loan {
-    /// Gives the runtime back to this thread, if it was the kept one.
-    pub(crate) fn repay(self, runtime: Runtime) {
-        if self.kept {
             give_back(runtime);
         }
     }
@@ -146,7 +124,7 @@ impl Loan {
 
 /// Keeps `runtime` for this thread's next call (or drops it if one is kept
 /// already, or the thread is exiting).
-fn give_back(runtime: Runtime) {
+pub(crate) fn give_back(runtime: Runtime) {
     let _ = RUNTIME.try_with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -206,8 +184,12 @@ pub(crate) async fn drive(
     Ok(shared.final_result())
 }
 
+/// Appends each chunk; a buffer that cannot grow (out of memory) fails
+/// the stream, as a consumer's error, instead of aborting the process.
 fn appender(buf: &mut Vec<u8>) -> impl FnMut(&[u8]) -> io::Result<()> + '_ {
     |chunk: &[u8]| {
+        buf.try_reserve(chunk.len())
+            .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
         buf.extend_from_slice(chunk);
         Ok(())
     }

@@ -80,6 +80,7 @@ fn supervise(
         pidfd: pidfd.expect("applies() checked for pidfd support"),
         group: cmd.process_group,
         reaped: false,
+        settled: false,
     };
     let program = cmd.program_lossy();
     let mut outputs = [
@@ -98,7 +99,7 @@ fn supervise(
     let (status, usage, exited_at, cut_off) = match observed {
         Ok(seen) => seen,
         Err(source) => {
-            // Dropping `child` kills what is left and reaps.
+            // Dropping `child` kills the group and the child, and reaps.
             return Err(Error::Io {
                 program,
                 context: "waiting for the child",
@@ -116,7 +117,7 @@ fn supervise(
         let _ = child.signal_escalation(Signal::KILL);
     }
     tracing::debug!(program = %program, pid, %status, "child exited");
-    let result = SupervisionResult {
+    let mut result = SupervisionResult {
         program,
         pid,
         exit: Some(status),
@@ -141,8 +142,15 @@ fn supervise(
         "result published"
     );
     if child.group_has_others() {
-        sweep(cmd, &child, &result, started)?;
+        if let Err(e) = sweep(cmd, &child, &result, started) {
+            // Out of fds or memory for the runtime: no grace period then,
+            // but nothing may outlive the call either.
+            tracing::warn!(program = %result.program, pid, error = %e, "cannot sweep the rest of the group with a grace period: killing it");
+            child.kill_group_and_wait();
+            result.supervisor_error = Some(std::sync::Arc::new(e));
+        }
     }
+    child.settled = true;
     Ok(result)
 }
 
@@ -249,14 +257,16 @@ fn sweep(
     outcome.map_err(|e| io_error("registering the child with the runtime", e))
 }
 
-/// The child, from its spawn until it is reaped (and its group swept).
-/// Dropped before the reap (an error, a panic), it kills the group and the
+/// The child, from its spawn until it is reaped and its group swept.
+/// Dropped before that (an error, a panic), it kills the group and the
 /// child and reaps: nothing outlives the call.
 struct Child {
     pid: u32,
     pidfd: OwnedFd,
     group: bool,
     reaped: bool,
+    /// Reaped and nothing left of the group: nothing for `Drop` to do.
+    settled: bool,
 }
 
 impl Child {
@@ -299,17 +309,40 @@ impl Child {
     fn group_has_others(&self) -> bool {
         self.group && sys::pidfd_signal_group(self.pidfd.as_fd(), 0).is_ok()
     }
+
+    /// SIGKILL to the group (through the pidfd, so no fd or runtime is
+    /// needed), then a wait of at most a second for no live member to be
+    /// left (dead ones not yet reaped still answer the probe; `/proc` tells
+    /// them apart, or says "maybe" when it cannot be read). No event says
+    /// "the group is empty", so it is checked on a backing-off interval, as
+    /// the sweep's.
+    fn kill_group_and_wait(&self) {
+        let _ = self.signal_escalation(Signal::KILL);
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut pause = Duration::from_millis(1);
+        let leader = self.pid as i32;
+        while self.group_has_others()
+            && sys::group_has_members_besides(leader, leader)
+            && Instant::now() < until
+        {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if self.reaped {
+        if self.settled {
             return;
         }
+        // After the reap too: the pidfd still names the group.
         let _ = self.signal_escalation(Signal::KILL);
-        let _ = sys::pidfd_signal(self.pidfd.as_fd(), Signal::KILL);
-        let _ = sys::wait_readable(self.pidfd.as_fd(), Duration::from_secs(1));
-        let _ = self.reap();
+        if !self.reaped {
+            let _ = sys::pidfd_signal(self.pidfd.as_fd(), Signal::KILL);
+            let _ = sys::wait_readable(self.pidfd.as_fd(), Duration::from_secs(1));
+            let _ = self.reap();
+        }
     }
 }
 
@@ -340,8 +373,9 @@ impl<'a> Output<'a> {
             match sys::read_appending(self.pipe.as_fd(), self.into, buffer_size) {
                 Ok(0) => return Ok(Drained::Eof),
                 Ok(_) => {}
+                // Non-blocking reads never sleep, so no signal interrupts
+                // them (EINTR cannot happen here).
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Open),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
                     return Err((WorkerOp::Consume, e));
                 }
