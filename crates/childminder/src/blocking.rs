@@ -297,9 +297,11 @@ impl Process {
     }
 
     /// Closes the child's stdin once the chunk being written (if any) is
-    /// fully written; the producer is not called again. Takes effect even
-    /// while the producer is blocked in its own call (unlike the seed's
-    /// `requestStdinClose`). Does not wait.
+    /// fully written; the producer is not called again. A call already
+    /// under way (its thread may not have reached the producer's first line
+    /// yet) finishes, and its chunk is dropped: nothing it produces reaches
+    /// the child. Takes effect even while the producer is blocked in its
+    /// own call (unlike the seed's `requestStdinClose`). Does not wait.
     ///
     /// # Examples
     ///

@@ -358,6 +358,10 @@ fn produce(
         let outcome = catch_unwind(AssertUnwindSafe(&mut producer));
         set_in_call(false);
         let failure = match outcome {
+            // A call that was already under way when `close_stdin` stopped
+            // the producer: its chunk is dropped, so nothing produced after
+            // the close can reach the child.
+            Ok(Ok(Some(_))) if control.producer().over => return,
             Ok(Ok(Some(data))) => {
                 if chunks.blocking_send(data).is_err() {
                     return;
