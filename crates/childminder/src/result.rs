@@ -277,7 +277,9 @@ pub struct SupervisionResult {
     pub worker_errors: Vec<WorkerError>,
     /// True when the child exited but something else (a grandchild) kept
     /// its stdout or stderr open past the grace period, so the pipes were
-    /// closed before end-of-file and the process group was killed.
+    /// closed before end-of-file and the process group was killed. (A pipe
+    /// whose writers had all gone by then is read to its end, however
+    /// slowly it is consumed: that is no cut-off.)
     pub output_cut_off: bool,
     /// False only on kernels without pidfd, where waits and signals fell
     /// back to the pid with the seed's re-check.

@@ -277,6 +277,19 @@ pub(crate) fn poll_readable(
     })
 }
 
+/// Whether every write end of the pipe `fd` reads from is closed (the
+/// kernel's `POLLHUP`, which comes with data still buffered too): what is
+/// left in it is all there will ever be.
+pub(crate) fn writers_gone(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::HUP)
+}
+
 /// One `read` from a non-blocking pipe appended to `into`: straight into
 /// its spare room (grown by `chunk` when full), or, while it is still
 /// empty, through a small stack buffer first, so an empty stream costs no

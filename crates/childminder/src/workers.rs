@@ -11,7 +11,7 @@
 //! its own code, runs on a thread of its own and hands chunks to that task.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,7 +140,9 @@ pub(crate) async fn read_outputs<O, E>(
 
 /// Reads one stream to end-of-file, handing each chunk to `consumer`, or
 /// until the cut-off: a grace period after the child's exit with the pipe
-/// still open and silent.
+/// still held open by a writer. A pipe whose writers have all gone by then
+/// is read to its end (what it holds is finite and was all written), so a
+/// slow consumer loses nothing.
 async fn read_stream<C>(
     shared: &Shared,
     stream: Stream,
@@ -172,27 +174,35 @@ where
             io::Error::new(io::ErrorKind::OutOfMemory, e),
         );
     }
+    // Past the cut-off with the writers all gone: read to the end.
+    let mut to_the_end = false;
     loop {
         buf.clear();
-        let cutoff = exit_seen.borrow().map(|at| at + grace);
+        let cutoff = exit_seen
+            .borrow()
+            .map(|at| at + grace)
+            .filter(|_| !to_the_end);
         // Checked on every turn, not only when the pipe is empty: a
         // grandchild that keeps writing must not hold the teardown forever.
         if cutoff.is_some_and(|at| Instant::now() >= at) {
-            return ReaderEnd::CutOff;
+            if !crate::sys::writers_gone(pipe.as_fd()) {
+                return ReaderEnd::CutOff;
+            }
+            to_the_end = true;
+            continue;
         }
         let read = tokio::select! {
             biased;
             r = read_chunk(&mut pipe, &mut buf, buffer_size) => r,
-            changed = exit_seen.changed(), if cutoff.is_none() => {
+            changed = exit_seen.changed(), if cutoff.is_none() && !to_the_end => {
                 if changed.is_err() {
                     // The coordinator is gone without telling: read on.
                     std::future::pending::<()>().await;
                 }
                 continue;
             }
-            () = sleep_until(cutoff.unwrap_or_else(Instant::now).into()), if cutoff.is_some() => {
-                return ReaderEnd::CutOff;
-            }
+            // The check at the top decides.
+            () = sleep_until(cutoff.unwrap_or_else(Instant::now).into()), if cutoff.is_some() => continue,
         };
         match read {
             Ok(0) => return ReaderEnd::Eof,

@@ -353,3 +353,39 @@ fn lines_debug_shows_what_is_pending() {
         "{text}"
     );
 }
+
+/// Found in review: the grace period after the exit is for pipes a
+/// grandchild holds open, but a consumer slower than the grace lost what
+/// was still in the pipe after the child had exited and closed it (the
+/// output was cut off). A pipe whose writers have all gone is now read to
+/// its end: every byte written arrives, however slowly it is consumed.
+#[test]
+fn a_consumer_slower_than_the_grace_period_still_gets_every_byte() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let total = 256 << 10;
+    let mut cmd = fixture_cmd(["write", &total.to_string()]);
+    // Room for all of it at once: the child writes, exits, and is gone
+    // long before the consumer is done.
+    cmd.pipe_capacity(1 << 20)
+        .buffer_size(16 << 10)
+        .grace_period(std::time::Duration::from_millis(50));
+    let mut got = Vec::new();
+    let result = with_process(
+        &cmd,
+        stdin::empty(),
+        |chunk: &[u8]| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            got.extend_from_slice(chunk);
+            Ok(())
+        },
+        discard,
+        |p| p.wait(),
+    )
+    .unwrap();
+    assert!(result.success(), "{result:?}");
+    assert!(!result.output_cut_off, "{result:?}");
+    assert_eq!(got.len(), total);
+    assert_eq!(got, pattern(0, total));
+    leak.assert_clean();
+}

@@ -356,3 +356,34 @@ fn a_held_pipe_is_cut_off_after_one_grace_period_asleep_and_its_holder_killed_at
     assert!(cpu < grace / 4, "{cpu:?} of CPU while waiting {elapsed:?}");
     leak.assert_clean();
 }
+
+/// With no grace period at all, the output a child wrote before it exited
+/// still all arrives, on both paths (the runtime one, which a deadline
+/// takes, used to cut it off while the pipe held it).
+#[test]
+fn a_zero_grace_period_loses_none_of_the_output_written_before_the_exit() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let total = 2 << 20;
+    let mut cmd = fixture_cmd(["write", &total.to_string()]);
+    // Small reads: the pipe still holds most of a megabyte at the exit.
+    cmd.grace_period(Duration::ZERO)
+        .pipe_capacity(1 << 20)
+        .buffer_size(64);
+    for deadline in [None, Some(Duration::from_secs(600))] {
+        if let Some(deadline) = deadline {
+            cmd.deadline(deadline);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.result.success(), "{deadline:?}: {:?}", out.result);
+        assert!(!out.result.output_cut_off, "{deadline:?}: {:?}", out.result);
+        let mut check = PatternCheck::new();
+        check.feed(&out.stdout);
+        assert_eq!(
+            (check.total, check.first_mismatch),
+            (total as u64, None),
+            "{deadline:?}"
+        );
+    }
+    leak.assert_clean();
+}

@@ -155,8 +155,11 @@ fn supervise(
 }
 
 /// Reads the outputs and waits for the exit, until both are done or the
-/// output is cut off. Returns the status, the usage, when the exit was
-/// seen, and whether the output was cut off.
+/// output is cut off: a grace period after the exit, a pipe something
+/// still holds open is closed (one whose writers have all gone is read to
+/// its end: every byte written is delivered, however slowly it is read).
+/// Returns the status, the usage, when the exit was seen, and whether the
+/// output was cut off.
 fn observe(
     child: &mut Child,
     outputs: &mut [Option<Output<'_>>; 2],
@@ -166,16 +169,31 @@ fn observe(
     worker_errors: &mut Vec<WorkerError>,
 ) -> io::Result<(ExitStatus, ResourceUsage, Instant, bool)> {
     let mut exited: Option<(ExitStatus, ResourceUsage, Instant)> = None;
+    // Past the cut-off, with what is left open only pipes whose writers
+    // have all gone: read to their end, with no deadline.
+    let mut past_cut_off = false;
+    let mut cut_off = false;
     loop {
+        if let Some((_, _, at)) = exited {
+            // Checked on every turn, not only when the pipes are silent: a
+            // grandchild that keeps writing must not hold the call forever.
+            if !past_cut_off && Instant::now() >= at + grace {
+                past_cut_off = true;
+                for slot in outputs.iter_mut() {
+                    if slot
+                        .as_ref()
+                        .is_some_and(|o| !sys::writers_gone(o.pipe.as_fd()))
+                    {
+                        *slot = None;
+                        cut_off = true;
+                    }
+                }
+            }
+        }
         let open = outputs.iter().filter(|o| o.is_some()).count();
         if let Some((status, usage, at)) = exited {
             if open == 0 {
-                return Ok((status, usage, at, false));
-            }
-            // Checked on every turn, not only when the pipes are silent: a
-            // grandchild that keeps writing must not hold the call forever.
-            if Instant::now() >= at + grace {
-                return Ok((status, usage, at, true));
+                return Ok((status, usage, at, cut_off));
             }
         }
         if exited.is_none() && open == 0 {
@@ -184,8 +202,9 @@ fn observe(
             exited = Some((status, usage, Instant::now()));
             continue;
         }
-        let timeout =
-            exited.map(|(_, _, at)| (at + grace).saturating_duration_since(Instant::now()));
+        let timeout = exited
+            .filter(|_| !past_cut_off)
+            .map(|(_, _, at)| (at + grace).saturating_duration_since(Instant::now()));
         let ready = sys::poll_readable(
             exited.is_none().then(|| child.pidfd.as_fd()),
             outputs
