@@ -176,6 +176,17 @@ where
     }
     // Past the cut-off with the writers all gone: read to the end.
     let mut to_the_end = false;
+    // At the cut-off: a pipe still held open is closed (returning drops it)
+    // and the group killed now, not once the other stream is drained too
+    // (which a slow consumer may take long over); one whose writers have
+    // all gone is read to its end.
+    let reached_cut_off = |pipe: &pipe::Receiver| {
+        if crate::sys::writers_gone(pipe.as_fd()) {
+            return false;
+        }
+        let _ = shared.target.signal_escalation(crate::signal::Signal::KILL);
+        true
+    };
     loop {
         buf.clear();
         let cutoff = exit_seen
@@ -185,7 +196,7 @@ where
         // Checked on every turn, not only when the pipe is empty: a
         // grandchild that keeps writing must not hold the teardown forever.
         if cutoff.is_some_and(|at| Instant::now() >= at) {
-            if !crate::sys::writers_gone(pipe.as_fd()) {
+            if reached_cut_off(&pipe) {
                 return ReaderEnd::CutOff;
             }
             to_the_end = true;
@@ -201,8 +212,16 @@ where
                 }
                 continue;
             }
-            // The check at the top decides.
-            () = sleep_until(cutoff.unwrap_or_else(Instant::now).into()), if cutoff.is_some() => continue,
+            // Decided here, on the timer's clock (a paused tokio clock fires
+            // it early in real time: looping back to the check above would
+            // spin until then).
+            () = sleep_until(cutoff.unwrap_or_else(Instant::now).into()), if cutoff.is_some() => {
+                if reached_cut_off(&pipe) {
+                    return ReaderEnd::CutOff;
+                }
+                to_the_end = true;
+                continue;
+            }
         };
         match read {
             Ok(0) => return ReaderEnd::Eof,
@@ -215,6 +234,12 @@ where
                     // Returning drops the pipe: the child sees EPIPE or
                     // SIGPIPE on its next write, as with `| head`.
                     return fail(WorkerOp::Consume, e);
+                }
+                if to_the_end {
+                    // A slow consumer on a pipe with data always ready
+                    // would not let the other stream's reader (the same
+                    // task) reach its own cut-off.
+                    tokio::task::yield_now().await;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

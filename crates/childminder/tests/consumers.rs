@@ -389,3 +389,66 @@ fn a_consumer_slower_than_the_grace_period_still_gets_every_byte() {
     assert_eq!(got, pattern(0, total));
     leak.assert_clean();
 }
+
+/// Found in review: with stdout read to its end for a slow consumer, a
+/// grandchild holding stderr open lived on (and stderr stayed open) until
+/// stdout was drained, since both readers share one task and the slow
+/// consumer never let the stderr reader reach its cut-off. Now the reader
+/// at its end yields between chunks, and a cut-off kills the group at once.
+#[test]
+fn a_slow_consumer_on_one_stream_does_not_delay_the_cut_off_of_the_other() {
+    use std::time::{Duration, Instant};
+    warm_up();
+    let leak = LeakCheck::new();
+    let mut cmd = Command::new("sh");
+    // The grandchild holds stderr only; stdout gets 256 KiB, then the
+    // child exits.
+    cmd.args([
+        "-c",
+        "(exec sleep 30) >/dev/null & echo $!; head -c 262144 /dev/zero; exit 0",
+    ])
+    .pipe_capacity(1 << 20)
+    .buffer_size(16 << 10)
+    .grace_period(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut holder = None;
+    let mut seen_dead_at = None;
+    let mut total = 0;
+    let result = with_process(
+        &cmd,
+        stdin::empty(),
+        |chunk: &[u8]| {
+            if holder.is_none() {
+                let line = chunk.split(|&b| b == b'\n').next().unwrap();
+                holder = Some(std::str::from_utf8(line).unwrap().parse::<i32>().unwrap());
+            }
+            total += chunk.len();
+            std::thread::sleep(Duration::from_millis(100));
+            if seen_dead_at.is_none() && !common::pid_alive(holder.unwrap()) {
+                seen_dead_at = Some(started.elapsed());
+            }
+            Ok(())
+        },
+        discard,
+        |p| p.wait(),
+    )
+    .unwrap();
+    let elapsed = started.elapsed();
+    assert!(result.output_cut_off, "{result:?}");
+    let holder = holder.unwrap();
+    assert_eq!(
+        total,
+        holder.to_string().len() + 1 + (256 << 10),
+        "every byte of stdout"
+    );
+    assert!(
+        elapsed > Duration::from_millis(1400),
+        "stdout drained too fast to tell: {elapsed:?}"
+    );
+    let dead_at = seen_dead_at.expect("the holder of stderr was killed before stdout was drained");
+    assert!(
+        dead_at < Duration::from_millis(1000),
+        "killed only at {dead_at:?} of {elapsed:?}"
+    );
+    leak.assert_clean();
+}

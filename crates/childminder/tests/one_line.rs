@@ -387,3 +387,32 @@ fn a_zero_grace_period_loses_none_of_the_output_written_before_the_exit() {
     }
     leak.assert_clean();
 }
+
+/// Found in review: on a runtime whose clock is paused (tokio's
+/// `start_paused`, common in async tests), the cut-off timer fires at once
+/// in real time, and the reader, looping back to a check on the real clock,
+/// spun a whole core until the grace period had passed in real time. The
+/// timer's firing now decides the cut-off itself.
+#[test]
+fn output_async_on_a_paused_clock_cuts_off_without_spinning() {
+    warm_up();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let grace = Duration::from_secs(2);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "(exec sleep 30) & echo ready $!; exit 0"])
+        .grace_period(grace);
+    let cpu = support::cpu_time();
+    let out = rt.block_on(cmd.output_async()).unwrap();
+    let cpu = support::cpu_time() - cpu;
+    assert!(out.result.output_cut_off, "{:?}", out.result);
+    let holder = support::ready_pids(String::from_utf8_lossy(&out.stdout).trim());
+    support::assert_all_dead(&holder);
+    assert!(
+        cpu < grace / 4,
+        "{cpu:?} of CPU for a {grace:?} grace period"
+    );
+}
