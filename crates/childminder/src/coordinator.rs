@@ -41,7 +41,10 @@ pub(crate) struct OutputDrain {
 
 /// Longest pause between liveness checks of a process group whose leader
 /// has exited: the kernel has no event for "the group is empty".
-const GROUP_POLL_MAX: Duration = Duration::from_millis(50);
+pub(crate) const GROUP_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// The first pause between those checks, doubled up to [`GROUP_POLL_MAX`].
+pub(crate) const GROUP_POLL_MIN: Duration = Duration::from_millis(1);
 
 /// Kills and reaps the child if the coordinator is dropped before it
 /// finished (the runtime shut down under it): nothing may outlive us.
@@ -341,12 +344,12 @@ async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) 
     // A stdio thread that died without answering has nothing left to read.
     let cut_off = drain.outputs_done.await.unwrap_or(false);
     if cut_off {
+        // The reader that cut its pipe off killed the group then.
         tracing::warn!(
             program = %shared.program,
             pid = shared.target.pid(),
-            "output still open a grace period after the child's exit: closing the pipes and killing the group"
+            "output still open a grace period after the child's exit: closed the pipes and killed the group"
         );
-        let _ = shared.target.signal_escalation(Signal::KILL);
     }
     cut_off
 }
@@ -396,7 +399,7 @@ impl Wakeup {
     fn new(shared: &Shared) -> Wakeup {
         let Some(cgroup) = shared.target.cgroup() else {
             return Wakeup::Poll {
-                pause: Duration::from_millis(1),
+                pause: GROUP_POLL_MIN,
             };
         };
         match cgroup.watch() {

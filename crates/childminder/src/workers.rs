@@ -195,33 +195,32 @@ where
             .filter(|_| !to_the_end);
         // Checked on every turn, not only when the pipe is empty: a
         // grandchild that keeps writing must not hold the teardown forever.
-        if cutoff.is_some_and(|at| Instant::now() >= at) {
+        // `None`: the cut-off is due.
+        let read = if cutoff.is_some_and(|at| Instant::now() >= at) {
+            None
+        } else {
+            tokio::select! {
+                biased;
+                r = read_chunk(&mut pipe, &mut buf, buffer_size) => Some(r),
+                changed = exit_seen.changed(), if cutoff.is_none() && !to_the_end => {
+                    if changed.is_err() {
+                        // The coordinator is gone without telling: read on.
+                        std::future::pending::<()>().await;
+                    }
+                    continue;
+                }
+                // Due on the timer's clock, which may not be std's (a paused
+                // tokio clock fires early in real time: looping back to the
+                // check above would spin until then).
+                () = sleep_until(cutoff.unwrap_or_else(Instant::now).into()), if cutoff.is_some() => None,
+            }
+        };
+        let Some(read) = read else {
             if reached_cut_off(&pipe) {
                 return ReaderEnd::CutOff;
             }
             to_the_end = true;
             continue;
-        }
-        let read = tokio::select! {
-            biased;
-            r = read_chunk(&mut pipe, &mut buf, buffer_size) => r,
-            changed = exit_seen.changed(), if cutoff.is_none() && !to_the_end => {
-                if changed.is_err() {
-                    // The coordinator is gone without telling: read on.
-                    std::future::pending::<()>().await;
-                }
-                continue;
-            }
-            // Decided here, on the timer's clock (a paused tokio clock fires
-            // it early in real time: looping back to the check above would
-            // spin until then).
-            () = sleep_until(cutoff.unwrap_or_else(Instant::now).into()), if cutoff.is_some() => {
-                if reached_cut_off(&pipe) {
-                    return ReaderEnd::CutOff;
-                }
-                to_the_end = true;
-                continue;
-            }
         };
         match read {
             Ok(0) => return ReaderEnd::Eof,

@@ -44,8 +44,8 @@ thread_local! {
 
 /// Runs `cmd` to its end with its streams set as `stdio`: a piped stdin
 /// closed at once, the piped output streams appended to `stdout` and
-/// `stderr`, all on this thread. `None` when the direct path cannot apply here (inside a
-/// tokio runtime): the caller takes the engine path.
+/// `stderr`, all on this thread. `None` when the direct path cannot apply
+/// here (inside a tokio runtime): the caller takes the engine path.
 pub(crate) fn run(
     cmd: &Command,
     stdio: &[Stdio; 3],

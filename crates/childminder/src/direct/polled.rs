@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::command::{Command, Stdio};
 use crate::contain::Containment;
 use crate::contain::subreaper;
-use crate::coordinator::{Policy, sweep_remaining};
+use crate::coordinator::{GROUP_POLL_MAX, GROUP_POLL_MIN, Policy, sweep_remaining};
 use crate::error::{Error, Stream, WorkerError, WorkerOp};
 use crate::result::{ExitStatus, ResourceUsage, SupervisionResult, Termination};
 use crate::shared::Shared;
@@ -295,11 +295,15 @@ impl Child {
     fn reap(&mut self) -> io::Result<Option<(ExitStatus, ResourceUsage)>> {
         let exited = sys::pidfd_try_wait(self.pidfd.as_fd(), true)?;
         if exited.is_some() {
-            self.reaped = true;
-            // Its pid may be anyone's now, an escapee's included.
-            subreaper::unregister(self.pid);
+            self.mark_reaped();
         }
         Ok(exited)
+    }
+
+    fn mark_reaped(&mut self) {
+        self.reaped = true;
+        // Its pid may be anyone's now, an escapee's included.
+        subreaper::unregister(self.pid);
     }
 
     /// Blocks until the child exits, and reaps it. By pid, as std waits: it
@@ -308,8 +312,7 @@ impl Child {
     fn wait(&mut self) -> io::Result<(ExitStatus, ResourceUsage)> {
         let exited = sys::pid_wait_blocking(self.pid)?
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))?;
-        self.reaped = true;
-        subreaper::unregister(self.pid);
+        self.mark_reaped();
         Ok(exited)
     }
 
@@ -338,14 +341,14 @@ impl Child {
     fn kill_group_and_wait(&self) {
         let _ = self.signal_escalation(Signal::KILL);
         let until = Instant::now() + Duration::from_secs(1);
-        let mut pause = Duration::from_millis(1);
+        let mut pause = GROUP_POLL_MIN;
         let leader = self.pid as i32;
         while self.group_has_others()
             && sys::group_has_members_besides(leader, leader)
             && Instant::now() < until
         {
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = (pause * 2).min(GROUP_POLL_MAX);
         }
     }
 }
