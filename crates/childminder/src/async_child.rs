@@ -151,7 +151,10 @@ impl Command {
     /// `/dev/null` (unless set otherwise) and collects stdout and stderr:
     /// tokio's `Command::output`. The supervision (exit, escalation,
     /// deadline, readers) runs inside this future, in the calling task: no
-    /// task is spawned, no wake-up crosses threads.
+    /// task is spawned, no wake-up crosses threads. With nothing to time
+    /// (no deadline, cgroup, subreaper or terminal, on Linux 6.9+) it waits
+    /// on the pidfd and the pipes alone, registered with the runtime as
+    /// tokio's own `output()` does.
     ///
     /// # Cancel safety
     ///
@@ -165,7 +168,9 @@ impl Command {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime.
+    /// Outside a tokio runtime (before anything is spawned), and on a
+    /// runtime without I/O enabled (tokio's panic; the child is killed and
+    /// reaped before it goes on).
     ///
     /// # Examples
     ///
@@ -180,7 +185,7 @@ impl Command {
     pub async fn output_async(&self) -> Result<Output, Error> {
         let stdio = self.piped_as(Stdio::Null, Stdio::Piped);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let result = crate::direct::drive(self, &stdio, &mut stdout, &mut stderr).await?;
+        let result = crate::direct::run_async(self, &stdio, &mut stdout, &mut stderr).await?;
         Ok(Output {
             stdout,
             stderr,
@@ -204,7 +209,7 @@ impl Command {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime.
+    /// As [`output_async`](Self::output_async).
     ///
     /// # Examples
     ///
@@ -217,7 +222,7 @@ impl Command {
     /// ```
     pub async fn status_async(&self) -> Result<SupervisionResult, Error> {
         let stdio = self.piped_as(Stdio::Inherit, Stdio::Inherit);
-        crate::direct::drive(self, &stdio, &mut Vec::new(), &mut Vec::new()).await
+        crate::direct::run_async(self, &stdio, &mut Vec::new(), &mut Vec::new()).await
     }
 }
 

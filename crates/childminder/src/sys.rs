@@ -223,11 +223,18 @@ pub(crate) fn pidfd_signal_group(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<
 /// when the process exits. (Any fd watched for readability, like an
 /// inotify fd, is registered the same way.)
 pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    Ok(register_readable(fd)?)
+}
+
+/// Registers `fd` with the current tokio reactor for readability; on
+/// failure the error gives the fd back, so that what it names (a child's
+/// pidfd, say) can still be dealt with.
+pub(crate) fn register_readable(
+    fd: OwnedFd,
+) -> Result<tokio::io::unix::AsyncFd<OwnedFd>, tokio::io::unix::AsyncFdRegisterError<OwnedFd>> {
     // SAFETY: an OwnedFd is open, owned by the AsyncFd for its whole life,
     // and always reports the same raw fd.
-    Ok(unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-    }?)
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
 }
 
 /// Which of the fds given to [`poll_readable`] are ready.

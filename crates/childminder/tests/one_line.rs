@@ -15,6 +15,22 @@ use childminder::{Command, Signal, Stdio, Termination};
 use common::LeakCheck;
 use support::{PatternCheck, fixture_cmd, warm_up};
 
+/// A one-line call that collects the output, by name.
+type OutputCall = (&'static str, fn(&Command) -> childminder::Output);
+
+/// `output()` on the caller's thread, and `output_async()` in a task of a
+/// current-thread runtime: the two drivers of a call with nothing to time.
+fn outputs() -> [OutputCall; 2] {
+    [
+        ("output", |cmd| cmd.output().unwrap()),
+        ("output_async", |cmd| {
+            support::current_thread_runtime()
+                .block_on(cmd.output_async())
+                .unwrap()
+        }),
+    ]
+}
+
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
@@ -254,34 +270,35 @@ fn an_untouched_environment_reaches_the_child_as_it_is_now() {
 fn a_one_line_call_returns_with_nothing_left_of_the_group() {
     warm_up();
     let leak = LeakCheck::new();
-    let t = Instant::now();
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            "(trap '' TERM; exec sleep 30) >/dev/null 2>&1 & a=$!; \
-             sleep 30 >/dev/null 2>&1 & echo ready $a $!; exit 0",
-        ])
-        .grace_period(Duration::from_millis(200))
-        .output()
-        .unwrap();
-    let r = &out.result;
-    assert_eq!(r.exit.unwrap().code(), Some(0), "{r:?}");
-    assert_eq!(r.termination, Termination::Clean, "{r:?}");
-    assert!(!r.output_cut_off, "{r:?}");
-    let pids = support::ready_pids(String::from_utf8_lossy(&out.stdout).trim());
-    let alive: Vec<i32> = pids
-        .iter()
-        .copied()
-        .filter(|&p| common::pid_alive(p))
-        .collect();
-    assert!(alive.is_empty(), "left alive after the call: {alive:?}");
-    // The TERM-ignoring one needed the KILL, a grace period after the TERM.
-    assert!(
-        t.elapsed() >= Duration::from_millis(200),
-        "{:?}",
-        t.elapsed()
-    );
-    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "(trap '' TERM; exec sleep 30) >/dev/null 2>&1 & a=$!; \
+         sleep 30 >/dev/null 2>&1 & echo ready $a $!; exit 0",
+    ])
+    .grace_period(Duration::from_millis(200));
+    for (call, output) in outputs() {
+        let t = Instant::now();
+        let out = output(&cmd);
+        let r = &out.result;
+        assert_eq!(r.exit.unwrap().code(), Some(0), "{call}: {r:?}");
+        assert_eq!(r.termination, Termination::Clean, "{call}: {r:?}");
+        assert!(!r.output_cut_off, "{call}: {r:?}");
+        let pids = support::ready_pids(String::from_utf8_lossy(&out.stdout).trim());
+        let alive: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| common::pid_alive(p))
+            .collect();
+        assert!(
+            alive.is_empty(),
+            "{call}: left alive after the call: {alive:?}"
+        );
+        // The TERM-ignoring one needed the KILL, a grace period after the TERM.
+        let elapsed = t.elapsed();
+        assert!(elapsed >= Duration::from_millis(200), "{call}: {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(20), "{call}: {elapsed:?}");
+    }
     leak.assert_clean();
 }
 
@@ -333,32 +350,39 @@ fn a_held_pipe_is_cut_off_after_one_grace_period_asleep_and_its_holder_killed_at
     warm_up();
     let leak = LeakCheck::new();
     let grace = Duration::from_secs(1);
-    let (cpu, t) = (support::cpu_time(), Instant::now());
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            "(trap '' TERM; exec sleep 30) & echo ready $!; exit 0",
-        ])
-        .grace_period(grace)
-        .output()
-        .unwrap();
-    let (cpu, elapsed) = (support::cpu_time() - cpu, t.elapsed());
-    let r = &out.result;
-    assert!(r.output_cut_off, "{r:?}");
-    assert_eq!(r.exit.unwrap().code(), Some(0), "{r:?}");
-    let holder = support::ready_pids(String::from_utf8_lossy(&out.stdout).trim())[0];
-    assert!(!common::pid_alive(holder), "{holder} outlived the call");
-    assert!(elapsed >= grace, "cut off early: {elapsed:?}");
-    assert!(
-        elapsed < grace * 9 / 5,
-        "a second grace period was waited: {elapsed:?}"
-    );
-    assert!(cpu < grace / 4, "{cpu:?} of CPU while waiting {elapsed:?}");
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "(trap '' TERM; exec sleep 30) & echo ready $!; exit 0",
+    ])
+    .grace_period(grace);
+    for (call, output) in outputs() {
+        let (cpu, t) = (support::cpu_time(), Instant::now());
+        let out = output(&cmd);
+        let (cpu, elapsed) = (support::cpu_time() - cpu, t.elapsed());
+        let r = &out.result;
+        assert!(r.output_cut_off, "{call}: {r:?}");
+        assert_eq!(r.exit.unwrap().code(), Some(0), "{call}: {r:?}");
+        let holder = support::ready_pids(String::from_utf8_lossy(&out.stdout).trim())[0];
+        assert!(
+            !common::pid_alive(holder),
+            "{call}: {holder} outlived the call"
+        );
+        assert!(elapsed >= grace, "{call}: cut off early: {elapsed:?}");
+        assert!(
+            elapsed < grace * 9 / 5,
+            "{call}: a second grace period was waited: {elapsed:?}"
+        );
+        assert!(
+            cpu < grace / 4,
+            "{call}: {cpu:?} of CPU while waiting {elapsed:?}"
+        );
+    }
     leak.assert_clean();
 }
 
 /// With no grace period at all, the output a child wrote before it exited
-/// still all arrives, on both paths (the runtime one, which a deadline
+/// still all arrives, on every path (the runtime one, which a deadline
 /// takes, used to cut it off while the pipe held it).
 #[test]
 fn a_zero_grace_period_loses_none_of_the_output_written_before_the_exit() {
@@ -374,16 +398,19 @@ fn a_zero_grace_period_loses_none_of_the_output_written_before_the_exit() {
         if let Some(deadline) = deadline {
             cmd.deadline(deadline);
         }
-        let out = cmd.output().unwrap();
-        assert!(out.result.success(), "{deadline:?}: {:?}", out.result);
-        assert!(!out.result.output_cut_off, "{deadline:?}: {:?}", out.result);
-        let mut check = PatternCheck::new();
-        check.feed(&out.stdout);
-        assert_eq!(
-            (check.total, check.first_mismatch),
-            (total as u64, None),
-            "{deadline:?}"
-        );
+        for (call, output) in outputs() {
+            let out = output(&cmd);
+            let r = &out.result;
+            assert!(r.success(), "{call}, {deadline:?}: {r:?}");
+            assert!(!r.output_cut_off, "{call}, {deadline:?}: {r:?}");
+            let mut check = PatternCheck::new();
+            check.feed(&out.stdout);
+            assert_eq!(
+                (check.total, check.first_mismatch),
+                (total as u64, None),
+                "{call}, {deadline:?}"
+            );
+        }
     }
     leak.assert_clean();
 }
@@ -415,4 +442,61 @@ fn output_async_on_a_paused_clock_cuts_off_without_spinning() {
         cpu < grace / 4,
         "{cpu:?} of CPU for a {grace:?} grace period"
     );
+}
+
+/// Both streams flooded at once, by two writers, with small reads: every
+/// byte of each arrives in order, on both drivers (the async one clears a
+/// pipe's readiness before each read, never after one, so no wake-up of a
+/// write landing in between is lost).
+#[test]
+fn two_flooded_streams_are_read_to_the_last_byte() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let total: u64 = 8 << 20;
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "\"$0\" write \"$1\" out & \"$0\" write \"$1\" err; wait",
+        common::fixture(),
+        &total.to_string(),
+    ])
+    .buffer_size(512);
+    for (call, output) in outputs() {
+        let out = output(&cmd);
+        assert!(out.result.success(), "{call}: {:?}", out.result);
+        for (name, stream) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let mut check = PatternCheck::new();
+            check.feed(stream);
+            assert_eq!(
+                (check.total, check.first_mismatch),
+                (total, None),
+                "{call}: {name}"
+            );
+        }
+    }
+    leak.assert_clean();
+}
+
+/// On a runtime without I/O enabled, tokio panics where the child's pidfd
+/// is registered, after the spawn: the panic goes on to the caller, and
+/// the child is killed and reaped first, not left running.
+#[test]
+fn output_async_on_a_runtime_without_io_panics_with_no_child_left() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let cmd = fixture_cmd(["sleep", "30"]);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(cmd.output_async())
+    }));
+    assert!(panicked.is_err(), "tokio's documented panic");
+    assert!(common::our_children().is_empty());
+    assert!(support::wait_until(Duration::from_secs(2), || {
+        common::marker_processes().is_empty()
+    }));
+    drop(runtime);
+    leak.assert_clean();
 }

@@ -124,7 +124,8 @@ fn true_on_the_engine() -> Result<childminder::SupervisionResult, Error> {
 /// `output`, `status`) build on the caller's thread when they have
 /// something to time (a deadline): out of fds, an error with the OS's
 /// words, and the next call builds it. Without a deadline they need no
-/// runtime, and the same limit stops the spawn itself (its pidfd).
+/// runtime, and the same limit stops the spawn itself (its pidfd), in
+/// `output_async` too.
 #[test]
 fn a_one_line_call_out_of_fds_is_a_resource_error_not_a_panic() {
     if !own_process(crate::test_name!()) {
@@ -132,18 +133,24 @@ fn a_one_line_call_out_of_fds_is_a_resource_error_not_a_panic() {
     }
     let mut timed = Command::new("true");
     timed.deadline(std::time::Duration::from_secs(60));
+    let runtime = support::current_thread_runtime();
     set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd());
     let err = timed.run().unwrap_err();
     let untimed = Command::new("true").run().unwrap_err();
+    let untimed_async = runtime
+        .block_on(Command::new("true").output_async())
+        .unwrap_err();
     set_soft_limit(libc::RLIMIT_NOFILE, 1024);
     assert_resource_error(&err, "Too many open files");
     assert!(untimed.is_resource_exhausted(), "{untimed}");
+    assert!(untimed_async.is_resource_exhausted(), "{untimed_async}");
     assert!(our_children().is_empty(), "{:?}", our_children());
     let result = timed.run().expect("built on the next call");
     assert!(result.success(), "{result:?}");
 }
 
-/// Found in review: the polled one-line path builds a runtime only to
+/// Found in review: the polled one-line path (and the async one in the
+/// caller's task, since) builds a runtime only to
 /// sweep what a child left in its group, and out of fds then, the call
 /// returned the error (the output lost) and left the group running. Now
 /// the group is killed at once (no grace period), the call returns its
@@ -153,34 +160,40 @@ fn a_group_left_behind_is_killed_even_when_its_sweep_cannot_start() {
     if !own_process(crate::test_name!()) {
         return;
     }
-    let report = std::env::temp_dir().join(format!("childminder-left-{}", std::process::id()));
-    let mut cmd = Command::new("sh");
-    // The shell moves fds above 10 to redirect: it needs its limit back.
-    cmd.args([
-        "-c",
-        "ulimit -n 64; sleep 30 >/dev/null 2>&1 & echo $! > \"$1\"; exit 0",
-        "sh",
-    ])
-    .arg(&report);
-    // One fd free: the pidfd's; the sweep's copy of it then fails.
-    set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd() + 1);
-    let result = cmd.status();
-    set_soft_limit(libc::RLIMIT_NOFILE, 1024);
-    let result = result.expect("the child ran: its result is not lost");
-    let left: i32 = std::fs::read_to_string(&report)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    std::fs::remove_file(&report).unwrap();
-    assert!(result.success(), "{result:?}");
-    let error = result
-        .supervisor_error
-        .as_ref()
-        .expect("the sweep's failure is reported");
-    assert!(error.is_resource_exhausted(), "{error}");
-    assert!(!common::pid_alive(left), "{left} outlived the call");
-    assert!(our_children().is_empty(), "{:?}", our_children());
+    let runtime = support::current_thread_runtime();
+    for call in ["status", "status_async"] {
+        let report = std::env::temp_dir().join(format!("childminder-left-{}", std::process::id()));
+        let mut cmd = Command::new("sh");
+        // The shell moves fds above 10 to redirect: it needs its limit back.
+        cmd.args([
+            "-c",
+            "ulimit -n 64; sleep 30 >/dev/null 2>&1 & echo $! > \"$1\"; exit 0",
+            "sh",
+        ])
+        .arg(&report);
+        // One fd free: the pidfd's; the sweep's copy of it then fails.
+        set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd() + 1);
+        let result = match call {
+            "status" => cmd.status(),
+            _ => runtime.block_on(cmd.status_async()),
+        };
+        set_soft_limit(libc::RLIMIT_NOFILE, 1024);
+        let result = result.expect("the child ran: its result is not lost");
+        let left: i32 = std::fs::read_to_string(&report)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::remove_file(&report).unwrap();
+        assert!(result.success(), "{call}: {result:?}");
+        let error = result
+            .supervisor_error
+            .as_ref()
+            .expect("the sweep's failure is reported");
+        assert!(error.is_resource_exhausted(), "{call}: {error}");
+        assert!(!common::pid_alive(left), "{call}: {left} outlived the call");
+        assert!(our_children().is_empty(), "{call}: {:?}", our_children());
+    }
 }
 
 /// Regression: with `ulimit -n` 5-10 the engine's start panicked on an
@@ -375,6 +388,13 @@ fn output_beyond_the_memory_limit_is_a_recorded_failure_not_an_abort() {
         set_soft_limit(libc::RLIMIT_AS, u64::MAX);
         assert_out_of_memory_recorded(out, total);
     }
+    // In the caller's task, with nothing to time.
+    let runtime = support::current_thread_runtime();
+    let cmd = fixture_cmd(["write", &total.to_string()]);
+    set_soft_limit(libc::RLIMIT_AS, address_space() + (256 << 20));
+    let out = runtime.block_on(cmd.output_async());
+    set_soft_limit(libc::RLIMIT_AS, u64::MAX);
+    assert_out_of_memory_recorded(out, total);
     assert!(our_children().is_empty(), "{:?}", our_children());
 }
 

@@ -17,6 +17,9 @@
 //! one-line calls (`output_async`, `status_async`) drive the same future
 //! on the caller's runtime, in the caller's task.
 
+mod awaited;
+mod child;
+mod observe;
 mod polled;
 
 use std::cell::RefCell;
@@ -71,6 +74,28 @@ pub(crate) fn run(
     let outcome = runtime.block_on(drive(cmd, stdio, stdout, stderr));
     give_back(runtime);
     Some(outcome)
+}
+
+/// Whether the supervision of a one-line call running `cmd` has nothing to
+/// time, so that it can be driven by readiness alone on the caller's thread
+/// ([`polled`]) or in the caller's task ([`awaited`]): no deadline (so no
+/// escalation can start: no user code runs to ask for one) and no cgroup,
+/// subreaper or terminal to manage; and the kernel signals a group through
+/// its pidfd (Linux 6.9+), so the child can be reaped the moment it exits
+/// and its group still reached afterwards. Decided before anything is
+/// spawned; otherwise the runtime path ([`drive`]) runs the call. What the
+/// untimed drivers keep of that path's guarantees, with the same code where
+/// there is code to share (spawn, the group sweep): every byte, the output
+/// cut-off a grace period after the exit, the sweep of what is left of the
+/// group, nothing leaked on any path.
+fn untimed(cmd: &Command) -> bool {
+    let features = crate::sys::features();
+    features.pidfd
+        && features.pidfd_group_signal
+        && cmd.deadline.is_none()
+        && cmd.cgroup.is_none()
+        && !cmd.subreaper
+        && !cmd.terminal_foreground
 }
 
 /// This thread's kept runtime, or a new one. Taken out while in use, so a
@@ -131,6 +156,27 @@ pub(crate) fn give_back(runtime: Runtime) {
             *slot = Some(runtime);
         }
     });
+}
+
+/// The async one-line calls: runs `cmd` to its end in the caller's task,
+/// as [`run`] does on the caller's thread (by readiness alone where
+/// [`untimed`] says so, otherwise on [`drive`]).
+pub(crate) async fn run_async(
+    cmd: &Command,
+    stdio: &[Stdio; 3],
+    stdout: &mut Vec<u8>,
+    stderr: &mut Vec<u8>,
+) -> Result<SupervisionResult, Error> {
+    // Checked before anything exists, so the documented panic leaves no
+    // child behind.
+    if tokio::runtime::Handle::try_current().is_err() {
+        panic!("childminder's async one-line calls must run inside a tokio runtime");
+    }
+    if untimed(cmd) {
+        awaited::supervise(cmd, stdio, stdout, stderr).await
+    } else {
+        drive(cmd, stdio, stdout, stderr).await
+    }
 }
 
 /// Spawns on the current runtime, then drives the coordinator, the readers

@@ -1,0 +1,192 @@
+//! The async one-line calls (`output_async`, `status_async`) driven by
+//! readiness in the caller's own task: the pidfd and the output pipes
+//! registered with the caller's runtime, read and reaped right there, with
+//! no spawned task, no channel and no shared state: what tokio's own
+//! `output()` does, plus the guarantees. It applies where
+//! [`super::untimed`] says so; the rules of what is observed are in
+//! [`super::observe`], the child's teardown in [`super::child`].
+
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::time::Sleep;
+
+use crate::command::{Command, Stdio};
+use crate::contain::subreaper;
+use crate::error::Error;
+use crate::result::SupervisionResult;
+use crate::sys;
+
+use super::child::{Child, Spawn, io_error, spawn_untimed};
+use super::observe::{Drained, Next, Observation};
+
+const REGISTERING: &str = "registering the child with the runtime";
+
+/// Runs `cmd` with its streams set as `stdio`, appending the piped output
+/// to `stdout` and `stderr`, in this task. The caller checked
+/// [`super::untimed`].
+pub(super) async fn supervise(
+    cmd: &Command,
+    stdio: &[Stdio; 3],
+    stdout: &mut Vec<u8>,
+    stderr: &mut Vec<u8>,
+) -> Result<SupervisionResult, Error> {
+    let Spawn {
+        pid,
+        pidfd,
+        outputs: [out_pipe, err_pipe],
+        started,
+    } = spawn_untimed(cmd, stdio)?;
+    let program = cmd.program_lossy();
+    // tokio panics on a runtime without I/O enabled: the child is killed
+    // and reaped before the panic goes on (the pid is still certainly its
+    // own: nothing has reaped it).
+    let registered = panic::catch_unwind(AssertUnwindSafe(|| sys::register_readable(pidfd)))
+        .unwrap_or_else(|panic| {
+            let pgid = if cmd.process_group {
+                -(pid as i32)
+            } else {
+                pid as i32
+            };
+            let _ = sys::kill(pgid, libc::SIGKILL);
+            let _ = sys::pid_wait_blocking(pid);
+            subreaper::unregister(pid);
+            panic::resume_unwind(panic)
+        });
+    let mut child = match registered {
+        Ok(pidfd) => Child::new(pid, pidfd, cmd.process_group),
+        Err(e) => {
+            let (pidfd, source) = e.into_parts();
+            // Dropped at once: kills the group and the child, and reaps.
+            drop(Child::new(pid, pidfd, cmd.process_group));
+            return Err(io_error(&program, REGISTERING, source));
+        }
+    };
+    // From here on, an early return drops `child`, which kills and reaps.
+    let register = |pipe: Option<OwnedFd>| {
+        pipe.map(sys::register_readable)
+            .transpose()
+            .map_err(|e| io_error(&program, REGISTERING, e.into()))
+    };
+    let out_pipe = register(out_pipe)?;
+    let err_pipe = register(err_pipe)?;
+    let mut observation = Observation::new(
+        [
+            out_pipe.map(|fd| (fd, stdout)),
+            err_pipe.map(|fd| (fd, stderr)),
+        ],
+        cmd.buffer_size,
+        &program,
+    );
+    if let Err(source) = observe(&mut child, &mut observation, cmd.grace_period).await {
+        return Err(io_error(&program, "waiting for the child", source));
+    }
+    let mut result = child.publish(cmd, &mut observation, started);
+    drop(observation);
+    if child.group_has_others() {
+        if let Err(e) = child.sweep(cmd, &result, started).await {
+            // Out of fds or memory for the registration: no grace period
+            // then, but nothing may outlive the call either.
+            tracing::warn!(program = %result.program, pid, error = %e, "cannot sweep the rest of the group with a grace period: killing it");
+            for pause in child.kill_group() {
+                tokio::time::sleep(pause).await;
+            }
+            result.supervisor_error = Some(std::sync::Arc::new(e));
+        }
+    }
+    child.settled = true;
+    Ok(result)
+}
+
+/// What woke the task.
+#[derive(Default)]
+struct Woken {
+    pidfd: bool,
+    outputs: [bool; 2],
+    cut_off_due: bool,
+}
+
+/// Reads the outputs and waits for the exit, until both are done or the
+/// output is cut off (see [`Observation`]).
+///
+/// Readiness is cleared before each read, never after one: a write that
+/// lands after the clear sets it again, so no wake-up is lost (clearing
+/// after a read that found the pipe empty could erase the readiness of a
+/// write that landed in between).
+async fn observe(
+    child: &mut Child<AsyncFd<OwnedFd>>,
+    observation: &mut Observation<'_, AsyncFd<OwnedFd>>,
+    grace: Duration,
+) -> io::Result<()> {
+    // The grace period after the exit, on the runtime's clock: its firing
+    // decides the cut-off (a paused clock fires it early in real time; a
+    // second opinion from std's clock would spin until they agree).
+    let mut cut_off_timer: Option<Pin<Box<Sleep>>> = None;
+    // Pipes whose last turn stopped with more to read: ready without a
+    // new event.
+    let mut more = [false; 2];
+    loop {
+        let watch_exit = match observation.next() {
+            Next::Done => return Ok(()),
+            Next::Exit => true,
+            Next::Ready { exit } => exit,
+        };
+        if cut_off_timer.is_none() && observation.cut_off_due_from().is_some() {
+            cut_off_timer = Some(Box::pin(tokio::time::sleep(grace)));
+        }
+        if more.contains(&true) {
+            // Reading on without waiting: let the runtime's other tasks
+            // run now and then, as a read that waited would.
+            tokio::task::consume_budget().await;
+        }
+        let woken = poll_fn(|cx| {
+            let mut woken = Woken::default();
+            if watch_exit {
+                if let Poll::Ready(ready) = child.pidfd.poll_read_ready(cx) {
+                    ready?.clear_ready();
+                    woken.pidfd = true;
+                }
+            }
+            for (index, pipe) in observation.pipes().into_iter().enumerate() {
+                let Some(pipe) = pipe else { continue };
+                if let Poll::Ready(ready) = pipe.poll_read_ready(cx) {
+                    ready?.clear_ready();
+                    woken.outputs[index] = true;
+                }
+                woken.outputs[index] |= more[index];
+            }
+            if let Some(timer) = &mut cut_off_timer {
+                woken.cut_off_due = timer.as_mut().poll(cx).is_ready();
+            }
+            if woken.pidfd || woken.outputs.contains(&true) || woken.cut_off_due {
+                Poll::Ready(Ok::<_, io::Error>(woken))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await?;
+        for (index, readable) in woken.outputs.into_iter().enumerate() {
+            if readable {
+                more[index] = observation.read(index) == Drained::More;
+            }
+        }
+        if woken.pidfd {
+            if let Some(exited) = child.reap()? {
+                observation.exited(exited);
+            }
+        }
+        // Checked on every turn, not only when the pipes are silent: a
+        // grandchild that keeps writing must not hold the call forever.
+        if woken.cut_off_due || cut_off_timer.as_ref().is_some_and(|t| t.is_elapsed()) {
+            observation.cut_off_now();
+            // Once: what is left open is read to its end, untimed.
+            cut_off_timer = None;
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! What a one-line call on the caller's thread watches of its child: the
+//! output pipes read to their end and the exit, until both are done or the
+//! output is cut off a grace period after the exit. It waits for nothing
+//! itself: a driver waits for readiness (a `poll(2)` loop in
+//! [`super::polled`], the caller's task in [`super::awaited`]) and reports
+//! it here, so the rules (every byte; the cut-off, once, of only the pipes a
+//! writer still holds) are written once for both.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use crate::error::{Stream, WorkerError, WorkerOp};
+use crate::result::{ExitStatus, ResourceUsage};
+use crate::sys;
+
+/// The child's exit, as reaped.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Exit {
+    pub status: ExitStatus,
+    pub usage: ResourceUsage,
+    /// When the exit was seen: the grace period for the output starts here.
+    pub at: Instant,
+}
+
+/// What the driver waits for next.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Everything observed: the exit and the output, every byte of it or
+    /// cut off ([`Observation::cut_off`] says which).
+    Done,
+    /// The exit only: no output pipe is left open.
+    Exit,
+    /// Readiness of the open output pipes, and of the pidfd when `exit`
+    /// (the child has not been reaped yet); until the cut-off too, when
+    /// [`Observation::cut_off_due_from`] is `Some`.
+    Ready { exit: bool },
+}
+
+/// How a read of a ready pipe ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Drained {
+    /// The pipe is empty for now: its readiness is used up.
+    Empty,
+    /// A turn's worth was read and there may be more: still ready (reading
+    /// in turns lets the driver check the cut-off while a writer floods).
+    More,
+    /// End-of-file, a read error, or a buffer that cannot grow: the pipe is
+    /// closed (an error is recorded as a worker error).
+    Closed,
+}
+
+/// The child's exit and output pipes as observed so far.
+pub(super) struct Observation<'a, P> {
+    outputs: [Option<Output<'a, P>>; 2],
+    exit: Option<Exit>,
+    /// The cut-off has happened: what is still open are pipes whose
+    /// writers have all gone, read to their end with no deadline.
+    past_cut_off: bool,
+    cut_off: bool,
+    buffer_size: usize,
+    program: &'a str,
+    worker_errors: Vec<WorkerError>,
+}
+
+impl<'a, P: AsFd> Observation<'a, P> {
+    /// `outputs`: stdout's and stderr's read ends (when piped), each with
+    /// the buffer it is appended to.
+    pub(super) fn new(
+        outputs: [Option<(P, &'a mut Vec<u8>)>; 2],
+        buffer_size: usize,
+        program: &'a str,
+    ) -> Self {
+        let [out, err] = outputs;
+        Observation {
+            outputs: [
+                out.map(|(pipe, into)| Output::new(pipe, Stream::Stdout, into)),
+                err.map(|(pipe, into)| Output::new(pipe, Stream::Stderr, into)),
+            ],
+            exit: None,
+            past_cut_off: false,
+            cut_off: false,
+            buffer_size,
+            program,
+            worker_errors: Vec::new(),
+        }
+    }
+
+    /// What to wait for next.
+    pub(super) fn next(&self) -> Next {
+        let open = self.outputs.iter().any(Option::is_some);
+        match (self.exit, open) {
+            (Some(_), false) => Next::Done,
+            (None, false) => Next::Exit,
+            (exit, true) => Next::Ready {
+                exit: exit.is_none(),
+            },
+        }
+    }
+
+    /// The child was reaped.
+    pub(super) fn exited(&mut self, exit: Exit) {
+        self.exit = Some(exit);
+    }
+
+    /// The exit, once reaped.
+    pub(super) fn exit(&self) -> Option<Exit> {
+        self.exit
+    }
+
+    /// When the grace period for the output started (the exit), while the
+    /// cut-off is still ahead and something is left to cut off.
+    pub(super) fn cut_off_due_from(&self) -> Option<Instant> {
+        let open = self.outputs.iter().any(Option::is_some);
+        self.exit
+            .filter(|_| open && !self.past_cut_off)
+            .map(|exit| exit.at)
+    }
+
+    /// The grace period after the exit is over: closes each pipe a writer
+    /// still holds open (a grandchild that inherited it, say). A pipe whose
+    /// writers have all gone keeps being read to its end: what is in it is
+    /// all there will be, and every byte of it is delivered. Once only.
+    pub(super) fn cut_off_now(&mut self) {
+        if self.exit.is_none() || self.past_cut_off {
+            return;
+        }
+        self.past_cut_off = true;
+        for slot in self.outputs.iter_mut() {
+            if slot
+                .as_ref()
+                .is_some_and(|o| !sys::writers_gone(o.pipe.as_fd()))
+            {
+                *slot = None;
+                self.cut_off = true;
+            }
+        }
+    }
+
+    /// Whether the output was cut off.
+    pub(super) fn cut_off(&self) -> bool {
+        self.cut_off
+    }
+
+    /// The open output pipes, stdout's then stderr's.
+    pub(super) fn pipes(&self) -> [Option<&P>; 2] {
+        self.outputs.each_ref().map(|o| o.as_ref().map(|o| &o.pipe))
+    }
+
+    /// Reads what output `index` (0: stdout, 1: stderr) holds now, said to
+    /// be ready by the driver. A read error closes the pipe (the child sees
+    /// EPIPE or SIGPIPE on its next write, as with `| head`) and is
+    /// recorded.
+    pub(super) fn read(&mut self, index: usize) -> Drained {
+        let Some(output) = &mut self.outputs[index] else {
+            return Drained::Closed;
+        };
+        match output.drain(self.buffer_size) {
+            Ok(drained) => {
+                if drained == Drained::Closed {
+                    self.outputs[index] = None;
+                }
+                drained
+            }
+            Err((op, e)) => {
+                self.worker_errors
+                    .push(WorkerError::new(self.program, output.stream, op, e));
+                self.outputs[index] = None;
+                Drained::Closed
+            }
+        }
+    }
+
+    /// Closes the pipes still open (the observation is over, or failed).
+    pub(super) fn close(&mut self) {
+        self.outputs = [None, None];
+    }
+
+    /// The read errors recorded.
+    pub(super) fn take_worker_errors(&mut self) -> Vec<WorkerError> {
+        std::mem::take(&mut self.worker_errors)
+    }
+}
+
+/// One output pipe and the buffer it is appended to.
+struct Output<'a, P> {
+    pipe: P,
+    stream: Stream,
+    into: &'a mut Vec<u8>,
+}
+
+impl<'a, P: AsFd> Output<'a, P> {
+    fn new(pipe: P, stream: Stream, into: &'a mut Vec<u8>) -> Output<'a, P> {
+        Output { pipe, stream, into }
+    }
+
+    /// Reads what the pipe holds now, a few buffers at most, appending it.
+    fn drain(&mut self, buffer_size: usize) -> Result<Drained, (WorkerOp, io::Error)> {
+        const READS_PER_TURN: usize = 16;
+        for _ in 0..READS_PER_TURN {
+            match sys::read_appending(self.pipe.as_fd(), self.into, buffer_size) {
+                Ok(0) => return Ok(Drained::Closed),
+                Ok(_) => {}
+                // Non-blocking reads never sleep, so no signal interrupts
+                // them (EINTR cannot happen here).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Empty),
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                    return Err((WorkerOp::Consume, e));
+                }
+                Err(e) => return Err((WorkerOp::Read, e)),
+            }
+        }
+        Ok(Drained::More)
+    }
+}
