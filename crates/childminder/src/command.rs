@@ -2,7 +2,7 @@
 //! validation into what the spawn path needs.
 
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -957,18 +957,30 @@ impl Command {
     /// here were checked by [`check_env`](Self::check_env); the parent's
     /// cannot hold NUL.
     fn final_env(&self) -> EnvBlock {
-        let mut block = EnvBlock::default();
+        // Sized before anything is copied, so the block is allocated once
+        // (growing it as it fills cost more than the copy itself).
+        let mut inherited = Vec::new();
         if !self.env_clear {
-            for (key, value) in std::env::vars_os() {
-                if !self.env.contains_key(&key) {
-                    block.push(&key, &value);
-                }
-            }
+            let vars = std::env::vars_os();
+            inherited.reserve_exact(vars.size_hint().0);
+            inherited.extend(vars.filter(|(key, _)| !self.env.contains_key(key)));
         }
-        for (key, value) in &self.env {
-            if let Some(value) = value {
-                block.push(key, value);
-            }
+        let set = self
+            .env
+            .iter()
+            .filter_map(|(key, value)| Some((key.as_os_str(), value.as_deref()?)));
+        let all = || {
+            inherited
+                .iter()
+                .map(|(key, value)| (key.as_os_str(), value.as_os_str()))
+                .chain(set.clone())
+        };
+        let (count, bytes) = all().fold((0, 0), |(count, bytes), (key, value)| {
+            (count + 1, bytes + key.len() + value.len() + 2)
+        });
+        let mut block = EnvBlock::with_capacity(count, bytes);
+        for (key, value) in all() {
+            block.push(key, value);
         }
         block
     }
@@ -1062,6 +1074,13 @@ pub(crate) struct EnvBlock {
 }
 
 impl EnvBlock {
+    fn with_capacity(count: usize, bytes: usize) -> EnvBlock {
+        EnvBlock {
+            bytes: Vec::with_capacity(bytes),
+            starts: Vec::with_capacity(count),
+        }
+    }
+
     fn push(&mut self, key: &OsStr, value: &OsStr) {
         self.starts.push(self.bytes.len());
         self.bytes.extend_from_slice(key.as_bytes());
@@ -1070,12 +1089,26 @@ impl EnvBlock {
         self.bytes.push(0);
     }
 
+    /// The `envp` array `execve` takes: a pointer to each entry, then a
+    /// null pointer. Valid while `self` is, unchanged.
+    pub(crate) fn null_terminated(&self) -> Vec<*mut libc::c_char> {
+        let mut pointers = Vec::with_capacity(self.starts.len() + 1);
+        pointers.extend(
+            self.starts
+                .iter()
+                .map(|&start| self.bytes[start..].as_ptr() as *mut libc::c_char),
+        );
+        pointers.push(std::ptr::null_mut());
+        pointers
+    }
+
     /// The entries, in order.
-    pub(crate) fn entries(&self) -> Vec<&CStr> {
+    #[cfg(test)]
+    fn entries(&self) -> Vec<&std::ffi::CStr> {
         self.starts
             .iter()
             .map(|&start| {
-                CStr::from_bytes_until_nul(&self.bytes[start..])
+                std::ffi::CStr::from_bytes_until_nul(&self.bytes[start..])
                     .expect("each entry ends in the NUL pushed after it")
             })
             .collect()
@@ -1138,7 +1171,16 @@ mod tests {
         block.push(OsStr::new("EMPTY"), OsStr::new(""));
         block.push(OsStr::new("B"), OsStr::new("x=y"));
         assert_eq!(block.entries(), [c"A=1", c"EMPTY=", c"B=x=y"]);
+        let envp = block.null_terminated();
+        let expected: Vec<*mut libc::c_char> = block
+            .entries()
+            .iter()
+            .map(|entry| entry.as_ptr().cast_mut())
+            .chain([std::ptr::null_mut()])
+            .collect();
+        assert_eq!(envp, expected);
         assert!(EnvBlock::default().entries().is_empty());
+        assert_eq!(EnvBlock::default().null_terminated(), [std::ptr::null_mut()]);
         let ChildEnv::Built(all) = Command::new("true").prepare().unwrap().envp else {
             panic!("posix_spawn gets a built environment");
         };

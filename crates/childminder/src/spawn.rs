@@ -234,7 +234,7 @@ pub(crate) fn spawn(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawned, Error>
         sys::posix_spawn(&sys::SpawnRequest {
             path: &prepared.path,
             argv: &prepared.argv,
-            envp: &env.entries(),
+            envp: env,
             cwd: prepared.cwd.as_deref(),
             new_process_group: cmd.process_group,
             reset_sigpipe: !cmd.inherit_sigpipe,

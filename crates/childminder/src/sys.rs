@@ -669,7 +669,7 @@ pub(crate) struct ChildFds<'a> {
 pub(crate) struct SpawnRequest<'a> {
     pub path: &'a CStr,
     pub argv: &'a [CString],
-    pub envp: &'a [&'a CStr],
+    pub envp: &'a crate::command::EnvBlock,
     pub cwd: Option<&'a CStr>,
     pub new_process_group: bool,
     /// SIGPIPE back to its default in the child (`Command::inherit_sigpipe`
@@ -827,7 +827,7 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
     check_spawn(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as libc::c_short) })?;
 
     let argv = null_terminated(req.argv);
-    let envp = null_terminated(req.envp);
+    let envp = req.envp.null_terminated();
     let mut pid: libc::pid_t = 0;
     // SAFETY: path, argv and envp are NUL-terminated strings in
     // NULL-terminated arrays that outlive the call; actions and attr are
