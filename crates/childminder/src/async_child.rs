@@ -151,10 +151,12 @@ impl Command {
     /// `/dev/null` (unless set otherwise) and collects stdout and stderr:
     /// tokio's `Command::output`. The supervision (exit, escalation,
     /// deadline, readers) runs inside this future, in the calling task: no
-    /// task is spawned, no wake-up crosses threads. With nothing to time
-    /// (no deadline, cgroup, subreaper or terminal, on Linux 6.9+) it waits
-    /// on the pidfd and the pipes alone, registered with the runtime as
-    /// tokio's own `output()` does.
+    /// task is spawned, no wake-up crosses threads. Unless a cgroup, the
+    /// subreaper or a terminal hand-over is asked for (and on Linux 6.9+),
+    /// it waits on the pidfd, the pipes and its own timers alone,
+    /// registered with the runtime as tokio's own `output()` does; the
+    /// timers follow the runtime's clock (a paused clock runs the deadline's
+    /// escalation in no real time).
     ///
     /// # Cancel safety
     ///

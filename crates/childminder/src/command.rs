@@ -1180,7 +1180,10 @@ mod tests {
             .collect();
         assert_eq!(envp, expected);
         assert!(EnvBlock::default().entries().is_empty());
-        assert_eq!(EnvBlock::default().null_terminated(), [std::ptr::null_mut()]);
+        assert_eq!(
+            EnvBlock::default().null_terminated(),
+            [std::ptr::null_mut()]
+        );
         let ChildEnv::Built(all) = Command::new("true").prepare().unwrap().envp else {
             panic!("posix_spawn gets a built environment");
         };

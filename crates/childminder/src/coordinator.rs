@@ -13,7 +13,7 @@ use crate::contain::cgroup::EventsWatch;
 use crate::contain::subreaper;
 use crate::error::Error;
 use crate::escalation::{Escalation, Step};
-use crate::result::{EscalationCause, ExitStatus, SupervisionResult, Termination};
+use crate::result::{EscalationCause, ExitStatus, SupervisionResult};
 use crate::shared::{
     REQ_ANY_END, REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared,
 };
@@ -100,19 +100,15 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         None => false,
     };
     let runtime = exited_at - shared.started;
-    let since_start = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(shared.started));
+    let report = esc.report(shared.started, exit.is_some());
     let result = SupervisionResult {
         program: shared.program.clone(),
         pid: shared.target.pid(),
         exit,
-        termination: Termination::classify(
-            esc.term_sent_at().is_some(),
-            esc.kill_sent_at().is_some(),
-            exit.is_some(),
-        ),
-        escalation_cause: esc.cause(),
-        term_sent_after: since_start(esc.term_sent_at()),
-        kill_sent_after: since_start(esc.kill_sent_at()),
+        termination: report.termination,
+        escalation_cause: report.cause,
+        term_sent_after: report.term_sent_after,
+        kill_sent_after: report.kill_sent_after,
         runtime,
         supervisor_error: supervisor_error.map(Arc::new),
         worker_errors: shared.take_worker_errors(),
@@ -216,19 +212,19 @@ async fn observe_exit(
         let now = Instant::now();
         if requests & REQ_SHUTDOWN != 0 {
             let steps = esc.begin(now, EscalationCause::Shutdown);
-            run_steps(shared, policy, esc, steps);
+            run_steps(&Engine(shared, policy), esc, steps);
         }
         if requests & REQ_TEARDOWN != 0 {
             let steps = esc.begin(now, EscalationCause::Teardown);
-            run_steps(shared, policy, esc, steps);
+            run_steps(&Engine(shared, policy), esc, steps);
         }
         if requests & REQ_TERMINATE != 0 {
             let steps = esc.begin(now, EscalationCause::Requested);
-            run_steps(shared, policy, esc, steps);
+            run_steps(&Engine(shared, policy), esc, steps);
         }
         if requests & REQ_KILL != 0 {
             let steps = esc.kill_now(now);
-            run_steps(shared, policy, esc, steps);
+            run_steps(&Engine(shared, policy), esc, steps);
             shared.kill_handled.publish(());
         }
         let deadline_due = deadline_pending && deadline_at.is_some_and(|d| now >= d);
@@ -236,11 +232,11 @@ async fn observe_exit(
             deadline_pending = false;
             tracing::info!(program = %shared.program, pid = shared.target.pid(), "deadline expired");
             let steps = esc.begin(now, EscalationCause::Deadline);
-            run_steps(shared, policy, esc, steps);
+            run_steps(&Engine(shared, policy), esc, steps);
         }
         let steps = esc.tick(now);
         let gave_up = steps.contains(&Step::Fallback);
-        run_steps(shared, policy, esc, steps);
+        run_steps(&Engine(shared, policy), esc, steps);
         if gave_up {
             // The seed's last resort: one non-blocking status check.
             return match shared.target.try_status() {
@@ -289,49 +285,89 @@ fn io_error(shared: &Shared, context: &'static str, source: std::io::Error) -> E
     }
 }
 
+/// What the escalation's steps act on: the engine's child (its shared
+/// state), or the child of a one-line call driven on the caller's thread.
+pub(crate) trait EscalationTarget {
+    fn program(&self) -> &str;
+    fn pid(&self) -> u32;
+    /// [`Step::CloseStdin`].
+    fn close_stdin(&self);
+    /// The first signal; `None` sends nothing (`timeout -s 0`).
+    fn term_signal(&self) -> Option<Signal>;
+    /// Sends `signal` to the group (or the child alone, without one);
+    /// `Ok(false)` when nothing is left to receive it.
+    fn signal_escalation(&self, signal: Signal) -> std::io::Result<bool>;
+}
+
+/// The engine's child, with the command's policy.
+struct Engine<'a>(&'a Shared, Policy);
+
+impl EscalationTarget for Engine<'_> {
+    fn program(&self) -> &str {
+        &self.0.program
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.target.pid()
+    }
+
+    fn close_stdin(&self) {
+        self.0.stdin.request_close();
+    }
+
+    fn term_signal(&self) -> Option<Signal> {
+        self.0.term_signal(self.1.term_signal)
+    }
+
+    fn signal_escalation(&self, signal: Signal) -> std::io::Result<bool> {
+        self.0.target.signal_escalation(signal)
+    }
+}
+
 /// Carries out the escalation's steps against the child (or its group).
-fn run_steps(shared: &Shared, policy: Policy, esc: &mut Escalation, steps: Vec<Step>) {
+pub(crate) fn run_steps(target: &impl EscalationTarget, esc: &mut Escalation, steps: Vec<Step>) {
+    let (program, pid) = (target.program(), target.pid());
     for step in steps {
         let signal = match step {
             Step::CloseStdin => {
-                tracing::debug!(program = %shared.program, pid = shared.target.pid(), "escalation: closing stdin");
-                shared.stdin.request_close();
+                tracing::debug!(program, pid, "escalation: closing stdin");
+                target.close_stdin();
                 continue;
             }
             Step::Fallback => continue,
-            Step::SendTerm => match shared.term_signal(policy.term_signal) {
+            Step::SendTerm => match target.term_signal() {
                 Some(signal) => signal,
                 None => {
                     // `timeout -s 0`: the step is taken, nothing is sent,
                     // and SIGKILL follows a grace period later.
-                    tracing::info!(program = %shared.program, pid = shared.target.pid(), "escalation: first step, no signal configured");
+                    tracing::info!(program, pid, "escalation: first step, no signal configured");
                     esc.record_term(Instant::now());
                     continue;
                 }
             },
             Step::SendKill => Signal::KILL,
         };
-        match shared.target.signal_escalation(signal) {
+        match target.signal_escalation(signal) {
             Ok(true) => {
                 let now = Instant::now();
-                tracing::info!(program = %shared.program, pid = shared.target.pid(), %signal, "escalation: signal sent");
+                tracing::info!(program, pid, %signal, "escalation: signal sent");
                 if step == Step::SendTerm {
                     esc.record_term(now);
                     // A stopped process (Ctrl-Z, SIGTTIN) would not act on
                     // the signal until the KILL: wake it, as timeout(1) does.
                     // (A second CONT, when CONT was the signal, is harmless.)
                     if signal != Signal::KILL {
-                        let _ = shared.target.signal_escalation(Signal::CONT);
+                        let _ = target.signal_escalation(Signal::CONT);
                     }
                 } else {
                     esc.record_kill(now);
                 }
             }
             Ok(false) => {
-                tracing::debug!(program = %shared.program, %signal, "escalation: child already gone");
+                tracing::debug!(program, %signal, "escalation: child already gone");
             }
             Err(e) => {
-                tracing::warn!(program = %shared.program, %signal, error = %e, "escalation: signal failed");
+                tracing::warn!(program, %signal, error = %e, "escalation: signal failed");
             }
         }
     }
@@ -374,14 +410,14 @@ pub(crate) async fn sweep_remaining(shared: &Shared, policy: Policy) {
         if esc.is_running() {
             tracing::info!(program = %shared.program, pgid = shared.target.pid(), cgroup = shared.target.cgroup().is_some(), "child exited but its group or cgroup lives on: escalating against the rest");
             let steps = esc.begin_at_term(now);
-            run_steps(shared, policy, &mut esc, steps);
+            run_steps(&Engine(shared, policy), &mut esc, steps);
         }
         let steps = esc.tick(now);
         if steps.contains(&Step::Fallback) {
             tracing::warn!(program = %shared.program, pgid = shared.target.pid(), "the rest of the group or cgroup survived SIGKILL");
             return;
         }
-        run_steps(shared, policy, &mut esc, steps);
+        run_steps(&Engine(shared, policy), &mut esc, steps);
         wake.next(shared, esc.deadline()).await;
     }
 }

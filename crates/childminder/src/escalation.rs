@@ -9,7 +9,18 @@
 
 use std::time::{Duration, Instant};
 
-use crate::result::EscalationCause;
+use crate::result::{EscalationCause, Termination};
+
+/// What an escalation did, as a result reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub termination: Termination,
+    pub cause: Option<EscalationCause>,
+    /// From the spawn.
+    pub term_sent_after: Option<Duration>,
+    /// From the spawn.
+    pub kill_sent_after: Option<Duration>,
+}
 
 /// How long to wait after SIGKILL before the last non-blocking check (the
 /// seed's fixed 1 s).
@@ -163,6 +174,22 @@ impl Escalation {
         self.kill_sent_at.get_or_insert(at);
     }
 
+    /// What it did, with the times counted from `started` (the spawn), for
+    /// a child whose exit was seen (`exited`) or not.
+    pub(crate) fn report(&self, started: Instant, exited: bool) -> Report {
+        let since_start = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(started));
+        Report {
+            termination: Termination::classify(
+                self.term_sent_at.is_some(),
+                self.kill_sent_at.is_some(),
+                exited,
+            ),
+            cause: self.cause,
+            term_sent_after: since_start(self.term_sent_at),
+            kill_sent_after: since_start(self.kill_sent_at),
+        }
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         self.phase == Phase::Running
     }
@@ -176,6 +203,7 @@ impl Escalation {
         self.cause
     }
 
+    #[cfg(test)]
     pub(crate) fn term_sent_at(&self) -> Option<Instant> {
         self.term_sent_at
     }
@@ -347,5 +375,44 @@ mod tests {
         assert_eq!(esc.term_sent_at(), Some(t0));
         assert_eq!(esc.kill_sent_at(), Some(t0 + ms(7)));
         assert!(esc.is_running());
+    }
+
+    #[test]
+    fn the_report_counts_from_the_spawn_and_classifies_the_end() {
+        let t0 = Instant::now();
+        let started = t0 - ms(100);
+        let mut esc = Escalation::new(GRACE);
+        let none = esc.report(started, true);
+        assert_eq!(
+            none,
+            Report {
+                termination: Termination::Clean,
+                cause: None,
+                term_sent_after: None,
+                kill_sent_after: None,
+            }
+        );
+        esc.begin(t0, Deadline);
+        esc.record_term(t0);
+        let term = esc.report(started, true);
+        assert_eq!(term.termination, Termination::Escalated);
+        assert_eq!(term.cause, Some(Deadline));
+        assert_eq!(term.term_sent_after, Some(ms(100)));
+        assert_eq!(term.kill_sent_after, None);
+        // The seed's table: a TERM and no exit seen is indeterminate...
+        assert_eq!(
+            esc.report(started, false).termination,
+            Termination::Indeterminate
+        );
+        esc.tick(t0 + GRACE);
+        esc.record_kill(t0 + GRACE);
+        let kill = esc.report(started, true);
+        assert_eq!(kill.kill_sent_after, Some(ms(100) + GRACE));
+        assert_eq!(kill.termination, Termination::Escalated);
+        // ... a KILL and no exit seen is escalated.
+        assert_eq!(
+            esc.report(started, false).termination,
+            Termination::Escalated
+        );
     }
 }

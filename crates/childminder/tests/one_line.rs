@@ -69,27 +69,71 @@ fn output_delivers_every_byte_of_a_large_stream() {
     leak.assert_clean();
 }
 
+/// The deadline's escalation, driven by the call itself on both drivers:
+/// TERM at the deadline, KILL a grace period later for a child that
+/// ignores TERM, with the first signal configured or none (`timeout -s 0`),
+/// and every byte written before.
 #[test]
 fn output_honours_the_deadline_and_the_escalation() {
     warm_up();
     let leak = LeakCheck::new();
-    let t = Instant::now();
-    let out = fixture_cmd(["ignore-term", "30"])
-        .deadline(Duration::from_millis(100))
-        .grace_period(Duration::from_millis(200))
-        .output()
+    let (deadline, grace) = (Duration::from_millis(100), Duration::from_millis(200));
+    for term_signal in [Some(Signal::TERM), None] {
+        let mut cmd = fixture_cmd(["ignore-term", "30"]);
+        cmd.deadline(deadline)
+            .grace_period(grace)
+            .term_signal(term_signal);
+        for (call, output) in outputs() {
+            let t = Instant::now();
+            let out = output(&cmd);
+            let r = out.result;
+            let case = format!("{call}, {term_signal:?}: {r:?}");
+            assert!(r.timed_out(), "{case}");
+            assert_eq!(r.exit.unwrap().signal(), Some(Signal::KILL), "{case}");
+            assert_eq!(r.termination, Termination::Escalated, "{case}");
+            let term = r.term_sent_after.unwrap();
+            let kill = r.kill_sent_after.unwrap();
+            assert!(term >= deadline, "{case}");
+            assert!(kill >= term + grace, "{case}");
+            assert!(kill < deadline + grace + Duration::from_secs(5), "{case}");
+            assert!(t.elapsed() < Duration::from_secs(10), "{case}");
+            assert_eq!(out.stdout, b"ready\n", "{case}");
+        }
+    }
+    leak.assert_clean();
+}
+
+/// On a paused tokio clock the deadline's timers fire at once in real
+/// time: the escalation follows the runtime's clock, in order, without
+/// spinning on std's.
+#[test]
+fn output_async_on_a_paused_clock_escalates_by_the_runtimes_clock() {
+    warm_up();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
         .unwrap();
+    let (deadline, grace) = (Duration::from_secs(30), Duration::from_secs(30));
+    // No first signal: the child cannot die of it before it is ready, and
+    // KILL must come a grace period after the step.
+    let mut cmd = fixture_cmd(["sleep", "300"]);
+    cmd.deadline(deadline).grace_period(grace).term_signal(None);
+    let (cpu, t) = (support::cpu_time(), Instant::now());
+    let out = rt.block_on(cmd.output_async()).unwrap();
+    let (cpu, elapsed) = (support::cpu_time() - cpu, t.elapsed());
     let r = out.result;
     assert!(r.timed_out(), "{r:?}");
-    assert_eq!(r.exit.unwrap().signal(), Some(Signal::KILL));
-    assert_eq!(r.termination, Termination::Escalated);
-    let term = r.term_sent_after.unwrap();
-    let kill = r.kill_sent_after.unwrap();
-    assert!(term >= Duration::from_millis(100), "{r:?}");
-    assert!(kill >= term + Duration::from_millis(200), "{r:?}");
-    assert!(t.elapsed() < Duration::from_secs(10));
-    assert_eq!(out.stdout, b"ready\n");
-    leak.assert_clean();
+    assert_eq!(r.exit.unwrap().signal(), Some(Signal::KILL), "{r:?}");
+    assert!(
+        r.term_sent_after.is_some() && r.kill_sent_after.is_some(),
+        "{r:?}"
+    );
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert!(
+        cpu < Duration::from_secs(2),
+        "{cpu:?} of CPU in {elapsed:?}"
+    );
 }
 
 #[test]
@@ -310,12 +354,12 @@ fn epoll_instances() -> usize {
         .count()
 }
 
-/// With nothing to time (no deadline), the blocking one-line calls run on
-/// `poll(2)` alone: a thread that never made a call before builds no
-/// runtime (its epoll instance would stay, kept for the thread's next
-/// call); with a deadline, it does.
+/// The blocking one-line calls run on `poll(2)` alone, their deadline
+/// included: a thread that never made a call before builds no runtime (its
+/// epoll instance would stay, kept for the thread's next call); with the
+/// subreaper, which the runtime path manages, it does.
 #[test]
-fn a_one_line_call_with_nothing_to_time_builds_no_runtime() {
+fn a_one_line_call_builds_no_runtime_with_or_without_a_deadline() {
     std::thread::spawn(|| {
         let before = epoll_instances();
         let out = Command::new("sh")
@@ -328,13 +372,24 @@ fn a_one_line_call_with_nothing_to_time_builds_no_runtime() {
         );
         assert!(Command::new("true").status().unwrap().success());
         assert!(Command::new("true").run().unwrap().success());
-        assert_eq!(epoll_instances(), before, "a runtime was built");
         let timed = Command::new("true")
             .deadline(Duration::from_secs(60))
             .run()
             .unwrap();
         assert!(timed.success());
-        assert!(epoll_instances() > before, "the deadline needs the runtime");
+        let expired = Command::new("sleep")
+            .arg("30")
+            .deadline(Duration::from_millis(20))
+            .run()
+            .unwrap();
+        assert!(expired.timed_out(), "{expired:?}");
+        assert_eq!(epoll_instances(), before, "a runtime was built");
+        let contained = Command::new("true").subreaper(true).run().unwrap();
+        assert!(contained.success());
+        assert!(
+            epoll_instances() > before,
+            "the subreaper needs the runtime"
+        );
     })
     .join()
     .unwrap();

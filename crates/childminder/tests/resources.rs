@@ -230,12 +230,13 @@ fn assert_a_refused_thread_ends_the_child(input: childminder::Input) {
     let started = true_on_the_engine().expect("start the engine");
     assert!(started.success(), "{started:?}");
     // And this thread's kept runtime, which `with_process` lends to its
-    // stdio thread (a deadline makes a one-line call build it).
-    let timed = Command::new("true")
-        .deadline(std::time::Duration::from_secs(60))
+    // stdio thread (the subreaper makes a one-line call build it; this
+    // test has its process to itself).
+    let contained = Command::new("true")
+        .subreaper(true)
         .run()
         .expect("build this thread's runtime");
-    assert!(timed.success(), "{timed:?}");
+    assert!(contained.success(), "{contained:?}");
     if !become_unprivileged() {
         return;
     }

@@ -1,6 +1,7 @@
 //! spawn-wait: `/bin/true` to completion, all three streams piped, output
 //! drained, child reaped: through `with_process` (consumers and an action),
-//! the one-line `output()`, the blocking handle (`start()` then
+//! the one-line `output()` (with and without a deadline that does not
+//! expire), the blocking handle (`start()` then
 //! `wait_with_output()`), and the async forms. Then the same with all three streams to
 //! /dev/null, which takes the pipes (and, in childminder's blocking API,
 //! the delivery thread) out of the picture and leaves spawn, exit
@@ -8,7 +9,7 @@
 
 use std::os::fd::AsFd;
 use std::process::Stdio as StdStdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use childminder::{Command, Stdio, discard, stdin, with_child, with_process};
 use tokio::io::AsyncReadExt;
@@ -17,6 +18,35 @@ use tokio::runtime::Runtime;
 use super::{Config, TRUE};
 use crate::runner::{Contender, interleave, micros, on_runtime};
 use crate::table::{Better, Row};
+
+/// A deadline no spawn-wait run reaches: the rows with it measure what
+/// arming the escalation costs, not the escalation.
+const UNEXPIRED: Duration = Duration::from_secs(60);
+
+/// `output()` of `/bin/true` as `configure` sets it up, timed from building
+/// the command to the result (as the std and tokio rows are).
+fn timed_output(configure: fn(&mut Command)) -> f64 {
+    let t = Instant::now();
+    let mut cmd = Command::new(TRUE);
+    configure(&mut cmd);
+    let out = cmd.output().expect("spawning true");
+    let elapsed = t.elapsed();
+    assert!(out.result.success() && out.stdout.is_empty(), "{out:?}");
+    micros(elapsed)
+}
+
+/// `output_async()` of `/bin/true` on `rt`, as [`timed_output`].
+fn timed_output_async(rt: &Runtime, configure: fn(&mut Command)) -> f64 {
+    on_runtime(rt, async move {
+        let t = Instant::now();
+        let mut cmd = Command::new(TRUE);
+        configure(&mut cmd);
+        let out = cmd.output_async().await.expect("spawning true");
+        let elapsed = t.elapsed();
+        assert!(out.result.success() && out.stdout.is_empty(), "{out:?}");
+        micros(elapsed)
+    })
+}
 
 fn piped<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
     vec![
@@ -41,12 +71,11 @@ fn piped<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
             assert!(result.success() && out == 0 && err == 0, "{result:?}");
             micros(elapsed)
         }),
-        Contender::new("childminder output()", || {
-            let t = Instant::now();
-            let out = Command::new(TRUE).output().expect("spawning true");
-            let elapsed = t.elapsed();
-            assert!(out.result.success() && out.stdout.is_empty(), "{out:?}");
-            micros(elapsed)
+        Contender::new("childminder output()", || timed_output(|_| {})),
+        Contender::new("childminder output() deadline", || {
+            timed_output(|c| {
+                c.deadline(UNEXPIRED);
+            })
         }),
         Contender::new("childminder start()", || {
             let t = Instant::now();
@@ -60,15 +89,11 @@ fn piped<'a>(rt: &'a Runtime) -> Vec<Contender<'a, f64>> {
             micros(elapsed)
         }),
         Contender::new("childminder-async output_async()", || {
-            on_runtime(rt, async {
-                let t = Instant::now();
-                let out = Command::new(TRUE)
-                    .output_async()
-                    .await
-                    .expect("spawning true");
-                let elapsed = t.elapsed();
-                assert!(out.result.success(), "{out:?}");
-                micros(elapsed)
+            timed_output_async(rt, |_| {})
+        }),
+        Contender::new("childminder-async output_async() deadline", || {
+            timed_output_async(rt, |c| {
+                c.deadline(UNEXPIRED);
             })
         }),
         Contender::new("childminder-async", || {

@@ -3,7 +3,7 @@
 //! registered with the caller's runtime, read and reaped right there, with
 //! no spawned task, no channel and no shared state: what tokio's own
 //! `output()` does, plus the guarantees. It applies where
-//! [`super::untimed`] says so; the rules of what is observed are in
+//! [`super::by_readiness`] says so; the rules of what is observed are in
 //! [`super::observe`], the child's teardown in [`super::child`].
 
 use std::future::poll_fn;
@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::time::Sleep;
@@ -20,17 +20,20 @@ use tokio::time::Sleep;
 use crate::command::{Command, Stdio};
 use crate::contain::subreaper;
 use crate::error::Error;
+use crate::escalation::KILL_WAIT;
 use crate::result::SupervisionResult;
 use crate::sys;
 
-use super::child::{Child, Spawn, io_error, spawn_untimed};
-use super::observe::{Drained, Next, Observation};
+use super::child::{Child, Spawn, io_error, spawn_direct};
+use super::deadline::Deadline;
+use super::observe::{Drained, Ended, Next, Observation};
+use super::polled::exited;
 
 const REGISTERING: &str = "registering the child with the runtime";
 
 /// Runs `cmd` with its streams set as `stdio`, appending the piped output
 /// to `stdout` and `stderr`, in this task. The caller checked
-/// [`super::untimed`].
+/// [`super::by_readiness`].
 pub(super) async fn supervise(
     cmd: &Command,
     stdio: &[Stdio; 3],
@@ -42,7 +45,7 @@ pub(super) async fn supervise(
         pidfd,
         outputs: [out_pipe, err_pipe],
         started,
-    } = spawn_untimed(cmd, stdio)?;
+    } = spawn_direct(cmd, stdio)?;
     let program = cmd.program_lossy();
     // tokio panics on a runtime without I/O enabled: the child is killed
     // and reaped before the panic goes on (the pid is still certainly its
@@ -84,11 +87,29 @@ pub(super) async fn supervise(
         cmd.buffer_size,
         &program,
     );
-    if let Err(source) = observe(&mut child, &mut observation, cmd.grace_period).await {
-        return Err(io_error(&program, "waiting for the child", source));
+    let mut deadline = Deadline::new(cmd, started);
+    let observed = observe(
+        &mut child,
+        &mut observation,
+        &mut deadline,
+        cmd.grace_period,
+    )
+    .await;
+    let ended = observed.map_err(|source| io_error(&program, "waiting for the child", source))?;
+    if let Ended::GaveUp(_) = ended {
+        observation.abandon();
     }
-    let mut result = child.publish(cmd, &mut observation, started);
+    let ended_at = observation.ended_at(ended);
+    let mut result = child.publish(cmd, &mut observation, &deadline, started, ended_at);
     drop(observation);
+    if let Ended::GaveUp(_) = ended {
+        // As on the runtime path: the call waits for the exit the
+        // escalation gave up on, and reaps it (the result stays
+        // Indeterminate).
+        if let Err(e) = reap_when_exited(&mut child).await {
+            tracing::warn!(program = %result.program, pid, error = %e, "reaping the child failed");
+        }
+    }
     if child.group_has_others() {
         if let Err(e) = child.sweep(cmd, &result, started).await {
             // Out of fds or memory for the registration: no grace period
@@ -104,16 +125,45 @@ pub(super) async fn supervise(
     Ok(result)
 }
 
+/// Waits for the child's exit, and reaps it.
+async fn reap_when_exited(child: &mut Child<AsyncFd<OwnedFd>>) -> io::Result<()> {
+    loop {
+        child.pidfd.readable().await?.clear_ready();
+        if child.reap()?.is_some() {
+            return Ok(());
+        }
+    }
+}
+
 /// What woke the task.
 #[derive(Default)]
 struct Woken {
     pidfd: bool,
     outputs: [bool; 2],
     cut_off_due: bool,
+    escalation_due: bool,
 }
 
-/// Reads the outputs and waits for the exit, until both are done or the
-/// output is cut off (see [`Observation`]).
+/// A timer on the runtime's clock, for one instant: its firing decides that
+/// the instant has come (a paused clock fires it early in real time; a
+/// second opinion from std's clock would spin until they agree).
+struct Timer {
+    at: Instant,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Timer {
+    fn new(at: Instant) -> Timer {
+        Timer {
+            at,
+            sleep: Box::pin(tokio::time::sleep_until(at.into())),
+        }
+    }
+}
+
+/// Reads the outputs and waits for the exit, escalating at the deadline,
+/// until both are done or the output is cut off (see [`Observation`]), or
+/// the escalation gives up.
 ///
 /// Readiness is cleared before each read, never after one: a write that
 /// lands after the clear sets it again, so no wake-up is lost (clearing
@@ -122,23 +172,51 @@ struct Woken {
 async fn observe(
     child: &mut Child<AsyncFd<OwnedFd>>,
     observation: &mut Observation<'_, AsyncFd<OwnedFd>>,
+    deadline: &mut Deadline,
     grace: Duration,
-) -> io::Result<()> {
-    // The grace period after the exit, on the runtime's clock: its firing
-    // decides the cut-off (a paused clock fires it early in real time; a
-    // second opinion from std's clock would spin until they agree).
-    let mut cut_off_timer: Option<Pin<Box<Sleep>>> = None;
+) -> io::Result<Ended> {
+    // The grace period after the exit.
+    let mut cut_off_timer: Option<Timer> = None;
+    // The escalation's next step (the deadline, then its grace periods).
+    let mut escalation_timer: Option<Timer> = None;
+    let mut escalation_due = false;
     // Pipes whose last turn stopped with more to read: ready without a
     // new event.
     let mut more = [false; 2];
     loop {
+        if observation.exit().is_none() {
+            // What the timer said is due has come, whatever std's clock says.
+            let fired_at = escalation_timer.as_ref().filter(|_| escalation_due);
+            let now = fired_at.map_or_else(Instant::now, |t| t.at.max(Instant::now()));
+            if deadline.run_due(now, child) {
+                // The escalation's last check.
+                match child.reap()? {
+                    Some(exit) => exited(observation, deadline, exit),
+                    // A paused clock ran through the wait after SIGKILL in
+                    // no time: the kill is real, so is its effect, which
+                    // comes (the pidfd says when) unless the child is
+                    // stuck in the kernel, which only std's clock can tell.
+                    None if deadline.killed_within(KILL_WAIT) => {}
+                    None => return Ok(Ended::GaveUp(now)),
+                }
+            }
+            escalation_timer = match (deadline.wake_at(), escalation_timer.take()) {
+                (Some(at), Some(timer)) if timer.at == at && !escalation_due => Some(timer),
+                (Some(at), _) => Some(Timer::new(at)),
+                (None, _) => None,
+            };
+        } else {
+            escalation_timer = None;
+        }
         let watch_exit = match observation.next() {
-            Next::Done => return Ok(()),
+            Next::Done => return Ok(Ended::Observed),
             Next::Exit => true,
             Next::Ready { exit } => exit,
         };
-        if cut_off_timer.is_none() && observation.cut_off_due_from().is_some() {
-            cut_off_timer = Some(Box::pin(tokio::time::sleep(grace)));
+        if cut_off_timer.is_none() {
+            cut_off_timer = observation
+                .cut_off_due_from()
+                .map(|_| Timer::new(Instant::now() + grace));
         }
         if more.contains(&true) {
             // Reading on without waiting: let the runtime's other tasks
@@ -162,30 +240,41 @@ async fn observe(
                 woken.outputs[index] |= more[index];
             }
             if let Some(timer) = &mut cut_off_timer {
-                woken.cut_off_due = timer.as_mut().poll(cx).is_ready();
+                woken.cut_off_due = timer.sleep.as_mut().poll(cx).is_ready();
             }
-            if woken.pidfd || woken.outputs.contains(&true) || woken.cut_off_due {
+            if let Some(timer) = &mut escalation_timer {
+                woken.escalation_due = timer.sleep.as_mut().poll(cx).is_ready();
+            }
+            let Woken {
+                pidfd,
+                outputs,
+                cut_off_due,
+                escalation_due,
+            } = woken;
+            if pidfd || outputs.contains(&true) || cut_off_due || escalation_due {
                 Poll::Ready(Ok::<_, io::Error>(woken))
             } else {
                 Poll::Pending
             }
         })
         .await?;
+        escalation_due = woken.escalation_due;
         for (index, readable) in woken.outputs.into_iter().enumerate() {
             if readable {
                 more[index] = observation.read(index) == Drained::More;
             }
         }
         if woken.pidfd {
-            if let Some(exited) = child.reap()? {
-                observation.exited(exited);
+            if let Some(exit) = child.reap()? {
+                exited(observation, deadline, exit);
             }
         }
-        // Checked on every turn, not only when the pipes are silent: a
-        // grandchild that keeps writing must not hold the call forever.
-        if woken.cut_off_due || cut_off_timer.as_ref().is_some_and(|t| t.is_elapsed()) {
+        // The timer is polled on every turn, not only when the pipes are
+        // silent: a grandchild that keeps writing must not hold the call
+        // forever.
+        if woken.cut_off_due {
             observation.cut_off_now();
-            // Once: what is left open is read to its end, untimed.
+            // Once: what is left open is read to its end, with no timer.
             cut_off_timer = None;
         }
     }

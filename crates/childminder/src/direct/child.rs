@@ -13,16 +13,17 @@ use crate::contain::Containment;
 use crate::contain::subreaper;
 use crate::coordinator::{GROUP_POLL_MAX, GROUP_POLL_MIN, Policy, sweep_remaining};
 use crate::error::Error;
-use crate::result::{SupervisionResult, Termination};
+use crate::result::SupervisionResult;
 use crate::shared::Shared;
 use crate::signal::Signal;
 use crate::spawn::{Spawned, spawn};
 use crate::sys;
 use crate::target::Target;
 
+use super::deadline::Deadline;
 use super::observe::{Exit, Observation};
 
-/// A child just spawned for a one-line call with nothing to time, before
+/// A child just spawned for a one-line call driven by readiness, before
 /// its driver takes it: what `spawn` gave, with stdin already closed (what
 /// `stdin::empty()` does; a one-line call leaves none piped).
 pub(super) struct Spawn {
@@ -33,12 +34,12 @@ pub(super) struct Spawn {
     pub started: Instant,
 }
 
-/// Spawns `cmd` for a driver of [`super::untimed`] calls.
+/// Spawns `cmd` for a driver of [`super::by_readiness`] calls.
 ///
 /// # Errors
 ///
 /// As [`spawn`].
-pub(super) fn spawn_untimed(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawn, Error> {
+pub(super) fn spawn_direct(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawn, Error> {
     let Spawned {
         pid,
         pidfd,
@@ -51,7 +52,7 @@ pub(super) fn spawn_untimed(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawn, 
     drop(stdin);
     Ok(Spawn {
         pid,
-        pidfd: pidfd.expect("untimed() checked for pidfd support"),
+        pidfd: pidfd.expect("by_readiness() checked for pidfd support"),
         outputs: [stdout, stderr],
         started,
     })
@@ -109,7 +110,7 @@ impl<F: AsFd> Child<F> {
     }
 
     /// Signals the group (or the child alone, without one).
-    fn signal_escalation(&self, signal: Signal) -> io::Result<()> {
+    pub(super) fn signal_escalation(&self, signal: Signal) -> io::Result<()> {
         if self.group {
             sys::pidfd_signal_group(self.pidfd.as_fd(), signal.as_raw())
         } else {
@@ -117,18 +118,18 @@ impl<F: AsFd> Child<F> {
         }
     }
 
-    /// The result of an observation that has ended (the child reaped, the
-    /// output read or cut off), its pipes closed; a cut-off kills the group
-    /// (whatever held the pipes open).
+    /// The result of an observation that has ended at `ended_at` (the
+    /// child reaped, or given up on by the escalation), its pipes closed; a
+    /// cut-off kills the group (whatever held the pipes open).
     pub(super) fn publish<P: AsFd>(
         &self,
         cmd: &Command,
         observation: &mut Observation<'_, P>,
+        deadline: &Deadline,
         started: Instant,
+        ended_at: Instant,
     ) -> SupervisionResult {
-        let exit = observation
-            .exit()
-            .expect("an observation ends with the child reaped");
+        let exit = observation.exit();
         observation.close();
         let program = cmd.program_lossy();
         let cut_off = observation.cut_off();
@@ -140,22 +141,25 @@ impl<F: AsFd> Child<F> {
             );
             let _ = self.signal_escalation(Signal::KILL);
         }
-        tracing::debug!(program = %program, pid = self.pid, status = %exit.status, "child exited");
+        if let Some(exit) = exit {
+            tracing::debug!(program = %program, pid = self.pid, status = %exit.status, "child exited");
+        }
+        let report = deadline.escalation().report(started, exit.is_some());
         let result = SupervisionResult {
             program,
             pid: self.pid,
-            exit: Some(exit.status),
-            termination: Termination::classify(false, false, true),
-            escalation_cause: None,
-            term_sent_after: None,
-            kill_sent_after: None,
-            runtime: exit.at - started,
+            exit: exit.map(|e| e.status),
+            termination: report.termination,
+            escalation_cause: report.cause,
+            term_sent_after: report.term_sent_after,
+            kill_sent_after: report.kill_sent_after,
+            runtime: ended_at - started,
             supervisor_error: None,
             worker_errors: observation.take_worker_errors(),
             output_cut_off: cut_off,
             used_pidfd: true,
             containment: Containment::default(),
-            resource_usage: Some(exit.usage),
+            resource_usage: exit.map(|e| e.usage),
         };
         tracing::debug!(
             program = %result.program,

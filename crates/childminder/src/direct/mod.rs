@@ -1,24 +1,27 @@
 //! The one-line calls (`output`, `status`, `run`) driven on the caller's
-//! own thread.
+//! own thread, and their async twins in the caller's own task.
 //!
 //! `with_process` runs the coordinator on the engine and the readers on a
 //! pooled stdio thread because user code (the action, the consumers) may
 //! block, and must never stall the escalation's timers. The one-line calls
 //! run no user code: their consumers append to a `Vec`. So nothing forces
 //! those threads, and each hop between them (engine worker → stdio thread
-//! → caller) costs a wake-up. Here the caller's thread does it all: with
-//! nothing to time, on `poll(2)` alone ([`polled`]); otherwise it drives
-//! the coordinator, the readers and the teardown together on a
-//! current-thread tokio runtime of its own: the same futures, the same
-//! escalation and timings, every byte, with no other thread involved.
+//! → caller) costs a wake-up. Here the caller's thread does it all: where
+//! [`by_readiness`] says so, on `poll(2)` alone ([`polled`]); otherwise it
+//! drives the coordinator, the readers and the teardown together on a
+//! current-thread tokio runtime of its own ([`drive`]): the same futures,
+//! the same escalation and timings, every byte, with no other thread
+//! involved.
 //!
-//! It cannot apply inside a tokio runtime (a runtime cannot block on
-//! another): the callers fall back to the engine path then. The async
-//! one-line calls (`output_async`, `status_async`) drive the same future
-//! on the caller's runtime, in the caller's task.
+//! The blocking calls cannot run here inside a tokio runtime (a runtime
+//! cannot block on another): they fall back to the engine path then. The
+//! async one-line calls (`output_async`, `status_async`) run in the
+//! caller's task, on its runtime: by readiness alone ([`awaited`]), or on
+//! [`drive`].
 
 mod awaited;
 mod child;
+mod deadline;
 mod observe;
 mod polled;
 
@@ -76,23 +79,23 @@ pub(crate) fn run(
     Some(outcome)
 }
 
-/// Whether the supervision of a one-line call running `cmd` has nothing to
-/// time, so that it can be driven by readiness alone on the caller's thread
-/// ([`polled`]) or in the caller's task ([`awaited`]): no deadline (so no
-/// escalation can start: no user code runs to ask for one) and no cgroup,
-/// subreaper or terminal to manage; and the kernel signals a group through
-/// its pidfd (Linux 6.9+), so the child can be reaped the moment it exits
-/// and its group still reached afterwards. Decided before anything is
-/// spawned; otherwise the runtime path ([`drive`]) runs the call. What the
-/// untimed drivers keep of that path's guarantees, with the same code where
-/// there is code to share (spawn, the group sweep): every byte, the output
-/// cut-off a grace period after the exit, the sweep of what is left of the
-/// group, nothing leaked on any path.
-fn untimed(cmd: &Command) -> bool {
+/// Whether a one-line call running `cmd` can be driven by readiness alone,
+/// on the caller's thread ([`polled`]) or in the caller's task
+/// ([`awaited`]): the pidfd, the output pipes and the call's own timers
+/// (the deadline's escalation, the output cut-off). It can where there is
+/// no cgroup, subreaper or terminal to manage, and the kernel signals a
+/// group through its pidfd (Linux 6.9+), so the child can be reaped the
+/// moment it exits and its group still reached afterwards. Decided before
+/// anything is spawned; otherwise the runtime path ([`drive`]) runs the
+/// call. What these drivers keep of that path's guarantees, with the same
+/// code where there is code to share (spawn, the escalation's machine and
+/// steps, the group sweep): the escalation's timings, every byte, the
+/// output cut-off a grace period after the exit, the sweep of what is left
+/// of the group, nothing leaked on any path.
+fn by_readiness(cmd: &Command) -> bool {
     let features = crate::sys::features();
     features.pidfd
         && features.pidfd_group_signal
-        && cmd.deadline.is_none()
         && cmd.cgroup.is_none()
         && !cmd.subreaper
         && !cmd.terminal_foreground
@@ -160,7 +163,7 @@ pub(crate) fn give_back(runtime: Runtime) {
 
 /// The async one-line calls: runs `cmd` to its end in the caller's task,
 /// as [`run`] does on the caller's thread (by readiness alone where
-/// [`untimed`] says so, otherwise on [`drive`]).
+/// [`by_readiness`] says so, otherwise on [`drive`]).
 pub(crate) async fn run_async(
     cmd: &Command,
     stdio: &[Stdio; 3],
@@ -172,7 +175,7 @@ pub(crate) async fn run_async(
     if tokio::runtime::Handle::try_current().is_err() {
         panic!("childminder's async one-line calls must run inside a tokio runtime");
     }
-    if untimed(cmd) {
+    if by_readiness(cmd) {
         awaited::supervise(cmd, stdio, stdout, stderr).await
     } else {
         drive(cmd, stdio, stdout, stderr).await

@@ -23,6 +23,16 @@ pub(super) struct Exit {
     pub at: Instant,
 }
 
+/// How an observation ended.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Ended {
+    /// The exit was seen and the output read (or cut off).
+    Observed,
+    /// The escalation gave up at this instant: the child survived SIGKILL
+    /// (stuck in the kernel) and was not reaped.
+    GaveUp(Instant),
+}
+
 /// What the driver waits for next.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Next {
@@ -133,6 +143,28 @@ impl<'a, P: AsFd> Observation<'a, P> {
             {
                 *slot = None;
                 self.cut_off = true;
+            }
+        }
+    }
+
+    /// The escalation gave up on the child: the pipes still open are
+    /// closed, and what they still held is lost (the output is cut off).
+    pub(super) fn abandon(&mut self) {
+        if self.outputs.iter().any(Option::is_some) {
+            self.cut_off = true;
+        }
+        self.close();
+    }
+
+    /// When the observation ended: the exit, or when the escalation gave
+    /// up.
+    pub(super) fn ended_at(&self, ended: Ended) -> Instant {
+        match ended {
+            Ended::GaveUp(at) => at,
+            Ended::Observed => {
+                self.exit
+                    .expect("an observation ends with the exit seen")
+                    .at
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The one-line blocking calls driven by `poll(2)` on the caller's thread:
 //! the pidfd and the output pipes in one `poll`, read and reaped right
 //! there, with no runtime, no task and no shared state. It applies where
-//! [`super::untimed`] says so; the rules of what is observed are in
+//! [`super::by_readiness`] says so; the rules of what is observed are in
 //! [`super::observe`], the child's teardown in [`super::child`].
 //!
 //! Why it exists: measured on a 2-core VM, the child and the caller run on
@@ -19,8 +19,9 @@ use crate::error::Error;
 use crate::result::SupervisionResult;
 use crate::sys;
 
-use super::child::{Child, Spawn, io_error, spawn_untimed};
-use super::observe::{Next, Observation};
+use super::child::{Child, Spawn, io_error, spawn_direct};
+use super::deadline::Deadline;
+use super::observe::{Ended, Exit, Next, Observation};
 
 /// Runs `cmd` with its streams set as `stdio`, appending the piped output
 /// to `stdout` and `stderr`. `None` when this path does not apply.
@@ -30,7 +31,7 @@ pub(super) fn run(
     stdout: &mut Vec<u8>,
     stderr: &mut Vec<u8>,
 ) -> Option<Result<SupervisionResult, Error>> {
-    super::untimed(cmd).then(|| supervise(cmd, stdio, stdout, stderr))
+    super::by_readiness(cmd).then(|| supervise(cmd, stdio, stdout, stderr))
 }
 
 fn supervise(
@@ -44,7 +45,7 @@ fn supervise(
         pidfd,
         outputs: [out_pipe, err_pipe],
         started,
-    } = spawn_untimed(cmd, stdio)?;
+    } = spawn_direct(cmd, stdio)?;
     let mut child = Child::new(pid, pidfd, cmd.process_group);
     let program = cmd.program_lossy();
     let mut observation = Observation::new(
@@ -55,16 +56,37 @@ fn supervise(
         cmd.buffer_size,
         &program,
     );
-    if let Err(source) = observe(&mut child, &mut observation, cmd.grace_period) {
-        // Dropping `child` kills the group and the child, and reaps.
-        return Err(Error::Io {
-            program,
-            context: "waiting for the child",
-            source,
-        });
+    let mut deadline = Deadline::new(cmd, started);
+    let ended = match observe(
+        &mut child,
+        &mut observation,
+        &mut deadline,
+        cmd.grace_period,
+    ) {
+        Ok(ended) => ended,
+        Err(source) => {
+            // Dropping `child` kills the group and the child, and reaps.
+            return Err(Error::Io {
+                program,
+                context: "waiting for the child",
+                source,
+            });
+        }
+    };
+    if let Ended::GaveUp(_) = ended {
+        observation.abandon();
     }
-    let mut result = child.publish(cmd, &mut observation, started);
+    let ended_at = observation.ended_at(ended);
+    let mut result = child.publish(cmd, &mut observation, &deadline, started, ended_at);
     drop(observation);
+    if let Ended::GaveUp(_) = ended {
+        // As on the runtime path: the call waits for the exit the
+        // escalation gave up on, and reaps it (the result stays
+        // Indeterminate).
+        if let Err(e) = child.wait() {
+            tracing::warn!(program = %result.program, pid, error = %e, "reaping the child failed");
+        }
+    }
     if child.group_has_others() {
         let swept = super::take_runtime()
             .map_err(|e| {
@@ -91,43 +113,69 @@ fn supervise(
     Ok(result)
 }
 
-/// Reads the outputs and waits for the exit on `poll(2)`, until both are
-/// done or the output is cut off (see [`Observation`]).
+/// Reads the outputs and waits for the exit on `poll(2)`, escalating at the
+/// deadline, until both are done or the output is cut off (see
+/// [`Observation`]), or the escalation gives up.
 fn observe(
     child: &mut Child<OwnedFd>,
     observation: &mut Observation<'_, OwnedFd>,
+    deadline: &mut Deadline,
     grace: Duration,
-) -> io::Result<()> {
+) -> io::Result<Ended> {
     loop {
+        let now = Instant::now();
+        if observation.exit().is_none() && deadline.run_due(now, child) {
+            // The escalation's last check.
+            match child.reap()? {
+                Some(exit) => exited(observation, deadline, exit),
+                None => return Ok(Ended::GaveUp(now)),
+            }
+        }
         // Checked on every turn, not only when the pipes are silent: a
         // grandchild that keeps writing must not hold the call forever.
-        let due = observation.cut_off_due_from().map(|at| at + grace);
-        if due.is_some_and(|due| Instant::now() >= due) {
+        let cut_off_at = observation.cut_off_due_from().map(|at| at + grace);
+        if cut_off_at.is_some_and(|at| now >= at) {
             observation.cut_off_now();
         }
-        let exit = match observation.next() {
-            Next::Done => return Ok(()),
-            Next::Exit => {
+        let watch_exit = match observation.next() {
+            Next::Done => return Ok(Ended::Observed),
+            Next::Exit if deadline.wake_at().is_none() => {
                 // Nothing else to wait for: one blocking wait, as std's.
-                observation.exited(child.wait()?);
+                exited(observation, deadline, child.wait()?);
                 continue;
             }
+            Next::Exit => true,
             Next::Ready { exit } => exit,
         };
-        let timeout = observation
-            .cut_off_due_from()
-            .map(|at| (at + grace).saturating_duration_since(Instant::now()));
+        let wake_at = [
+            observation.cut_off_due_from().map(|at| at + grace),
+            deadline.wake_at().filter(|_| watch_exit),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
         let pipes = observation.pipes().map(|p| p.map(AsFd::as_fd));
-        let ready = sys::poll_readable(exit.then(|| child.pidfd.as_fd()), pipes, timeout)?;
+        let ready = sys::poll_readable(watch_exit.then(|| child.pidfd.as_fd()), pipes, timeout)?;
         for (index, readable) in ready.outputs.into_iter().enumerate() {
             if readable {
                 observation.read(index);
             }
         }
         if ready.pidfd {
-            if let Some(exited) = child.reap()? {
-                observation.exited(exited);
+            if let Some(exit) = child.reap()? {
+                exited(observation, deadline, exit);
             }
         }
     }
+}
+
+/// The child was reaped: nothing more is due for the escalation.
+pub(super) fn exited<P: AsFd>(
+    observation: &mut Observation<'_, P>,
+    deadline: &mut Deadline,
+    exit: Exit,
+) {
+    deadline.exited();
+    observation.exited(exit);
 }

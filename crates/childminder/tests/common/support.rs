@@ -54,9 +54,11 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
 /// one-line calls (threads, epoll and eventfd fds) so a `LeakCheck` taken
 /// afterwards does not count them.
 pub fn warm_up() {
-    // The one-line calls with a deadline run on this thread's own runtime
-    // (without one they need none); `with_process` starts the shared
-    // engine: both are kept for later calls.
+    // `with_process` starts the shared engine, and, with piped output,
+    // builds this thread's own runtime (lent to its stdio thread; the
+    // one-line calls use it for a group sweep): both are kept for later
+    // calls. The one-line call warms up the rest (the probes of the
+    // kernel's features).
     let r = Command::new("true")
         .deadline(std::time::Duration::from_secs(3600))
         .run()
