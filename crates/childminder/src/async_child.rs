@@ -155,8 +155,11 @@ impl Command {
     /// subreaper or a terminal hand-over is asked for (and on Linux 6.9+),
     /// it waits on the pidfd, the pipes and its own timers alone,
     /// registered with the runtime as tokio's own `output()` does; the
-    /// timers follow the runtime's clock (a paused clock runs the deadline's
-    /// escalation in no real time).
+    /// timers follow the runtime's clock: on a paused clock the deadline and
+    /// the grace periods pass as soon as the runtime idles, as
+    /// `tokio::time::timeout`'s do, while the child runs in real time (a
+    /// child that needs real time to finish is escalated against at once),
+    /// and the steps' times in the result are on that clock.
     ///
     /// # Cancel safety
     ///

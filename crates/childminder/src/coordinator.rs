@@ -212,19 +212,19 @@ async fn observe_exit(
         let now = Instant::now();
         if requests & REQ_SHUTDOWN != 0 {
             let steps = esc.begin(now, EscalationCause::Shutdown);
-            run_steps(&Engine(shared, policy), esc, steps);
+            run_steps(&Engine(shared, policy), esc, now, steps);
         }
         if requests & REQ_TEARDOWN != 0 {
             let steps = esc.begin(now, EscalationCause::Teardown);
-            run_steps(&Engine(shared, policy), esc, steps);
+            run_steps(&Engine(shared, policy), esc, now, steps);
         }
         if requests & REQ_TERMINATE != 0 {
             let steps = esc.begin(now, EscalationCause::Requested);
-            run_steps(&Engine(shared, policy), esc, steps);
+            run_steps(&Engine(shared, policy), esc, now, steps);
         }
         if requests & REQ_KILL != 0 {
             let steps = esc.kill_now(now);
-            run_steps(&Engine(shared, policy), esc, steps);
+            run_steps(&Engine(shared, policy), esc, now, steps);
             shared.kill_handled.publish(());
         }
         let deadline_due = deadline_pending && deadline_at.is_some_and(|d| now >= d);
@@ -232,11 +232,11 @@ async fn observe_exit(
             deadline_pending = false;
             tracing::info!(program = %shared.program, pid = shared.target.pid(), "deadline expired");
             let steps = esc.begin(now, EscalationCause::Deadline);
-            run_steps(&Engine(shared, policy), esc, steps);
+            run_steps(&Engine(shared, policy), esc, now, steps);
         }
         let steps = esc.tick(now);
         let gave_up = steps.contains(&Step::Fallback);
-        run_steps(&Engine(shared, policy), esc, steps);
+        run_steps(&Engine(shared, policy), esc, now, steps);
         if gave_up {
             // The seed's last resort: one non-blocking status check.
             return match shared.target.try_status() {
@@ -324,8 +324,16 @@ impl EscalationTarget for Engine<'_> {
     }
 }
 
-/// Carries out the escalation's steps against the child (or its group).
-pub(crate) fn run_steps(target: &impl EscalationTarget, esc: &mut Escalation, steps: Vec<Step>) {
+/// Carries out the escalation's steps against the child (or its group),
+/// due at `now`: the instant the machine decided them on, which the
+/// signals sent are recorded at (so the recorded times keep the machine's
+/// spacing, a grace period from TERM to KILL, on whatever clock drives it).
+pub(crate) fn run_steps(
+    target: &impl EscalationTarget,
+    esc: &mut Escalation,
+    now: Instant,
+    steps: Vec<Step>,
+) {
     let (program, pid) = (target.program(), target.pid());
     for step in steps {
         let signal = match step {
@@ -341,7 +349,7 @@ pub(crate) fn run_steps(target: &impl EscalationTarget, esc: &mut Escalation, st
                     // `timeout -s 0`: the step is taken, nothing is sent,
                     // and SIGKILL follows a grace period later.
                     tracing::info!(program, pid, "escalation: first step, no signal configured");
-                    esc.record_term(Instant::now());
+                    esc.record_term(now);
                     continue;
                 }
             },
@@ -349,7 +357,6 @@ pub(crate) fn run_steps(target: &impl EscalationTarget, esc: &mut Escalation, st
         };
         match target.signal_escalation(signal) {
             Ok(true) => {
-                let now = Instant::now();
                 tracing::info!(program, pid, %signal, "escalation: signal sent");
                 if step == Step::SendTerm {
                     esc.record_term(now);
@@ -410,14 +417,14 @@ pub(crate) async fn sweep_remaining(shared: &Shared, policy: Policy) {
         if esc.is_running() {
             tracing::info!(program = %shared.program, pgid = shared.target.pid(), cgroup = shared.target.cgroup().is_some(), "child exited but its group or cgroup lives on: escalating against the rest");
             let steps = esc.begin_at_term(now);
-            run_steps(&Engine(shared, policy), &mut esc, steps);
+            run_steps(&Engine(shared, policy), &mut esc, now, steps);
         }
         let steps = esc.tick(now);
         if steps.contains(&Step::Fallback) {
             tracing::warn!(program = %shared.program, pgid = shared.target.pid(), "the rest of the group or cgroup survived SIGKILL");
             return;
         }
-        run_steps(&Engine(shared, policy), &mut esc, steps);
+        run_steps(&Engine(shared, policy), &mut esc, now, steps);
         wake.next(shared, esc.deadline()).await;
     }
 }

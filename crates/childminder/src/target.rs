@@ -56,6 +56,26 @@ fn gone() -> io::Error {
     io::Error::from_raw_os_error(libc::ESRCH)
 }
 
+/// The escalation's signal to a child that leads a group, once the group
+/// was signalled (`to_group`): a child that moved to another group
+/// (setpgid) is missed by the group signal, so it is reached through its
+/// pidfd (`to_child`), but only when it has (`left_group`), since a second
+/// copy of SIGINT means "force" to many programs. `Ok(false)` when neither
+/// the group nor the child was there. For every child the escalation
+/// signals: the engine's ([`Target`]) and a one-line call's.
+pub(crate) fn signal_group_and_leaver(
+    to_group: io::Result<()>,
+    left_group: impl FnOnce() -> bool,
+    to_child: impl FnOnce() -> io::Result<bool>,
+) -> io::Result<bool> {
+    let to_child = if left_group() { to_child() } else { Ok(false) };
+    match to_group {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => to_child,
+        Err(e) => Err(e),
+    }
+}
+
 impl Target {
     /// Must be called inside a tokio runtime (registers the pidfd).
     pub(crate) fn new(
@@ -151,19 +171,11 @@ impl Target {
             return self.signal_child(sig);
         }
         let to_group = self.signal_group(&self.state(), sig.as_raw());
-        // A child that moved to another group (setpgid) is missed by the
-        // group signal: reach it through its pidfd. Only then, since a second
-        // copy of SIGINT means "force" to many programs.
-        let to_child = if self.child_left_group() {
-            self.signal_child(sig)
-        } else {
-            Ok(false)
-        };
-        match to_group {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => to_child,
-            Err(e) => Err(e),
-        }
+        signal_group_and_leaver(
+            to_group,
+            || self.child_left_group(),
+            || self.signal_child(sig),
+        )
     }
 
     /// Whether the running child is no longer in the group it was started

@@ -186,17 +186,8 @@ fn output_cut_off_fires_while_a_grandchild_keeps_writing() {
 fn a_child_that_leaves_its_group_is_still_killed() {
     support::warm_up();
     let leak = LeakCheck::new();
-    let mut cmd = Command::new("python3");
-    cmd.args([
-        "-c",
-        "import os, signal, time\n\
-         os.setpgid(0, os.getpgid(os.getppid()))\n\
-         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
-         print('ready', flush=True)\n\
-         time.sleep(300)",
-    ])
-    .env(MARKER_VAR, marker_value())
-    .grace_period(Duration::from_millis(100));
+    let mut cmd = support::group_leaver();
+    cmd.grace_period(Duration::from_millis(100));
     let (lines, rx) = support::line_consumer();
     let ((), result) = with_process_result(&cmd, stdin::empty(), lines, discard, |_| {
         support::expect_ready(&rx);

@@ -121,31 +121,35 @@ fn true_on_the_engine() -> Result<childminder::SupervisionResult, Error> {
 }
 
 /// As the engine above, for the runtime that the one-line calls (`run`,
-/// `output`, `status`) build on the caller's thread when they have
-/// something to time (a deadline): out of fds, an error with the OS's
-/// words, and the next call builds it. Without a deadline they need no
-/// runtime, and the same limit stops the spawn itself (its pidfd), in
-/// `output_async` too.
+/// `output`, `status`) build on the caller's thread when they cannot be
+/// driven by readiness alone (here: with the subreaper): out of fds, an
+/// error with the OS's words, and the next call builds it. Driven by
+/// readiness (with a deadline or without) they need no runtime, and the
+/// same limit stops the spawn itself (its pidfd), in `output_async` too.
 #[test]
 fn a_one_line_call_out_of_fds_is_a_resource_error_not_a_panic() {
     if !own_process(crate::test_name!()) {
         return;
     }
+    let mut on_runtime = Command::new("true");
+    on_runtime.subreaper(true);
     let mut timed = Command::new("true");
     timed.deadline(std::time::Duration::from_secs(60));
     let runtime = support::current_thread_runtime();
     set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd());
-    let err = timed.run().unwrap_err();
-    let untimed = Command::new("true").run().unwrap_err();
-    let untimed_async = runtime
-        .block_on(Command::new("true").output_async())
-        .unwrap_err();
+    let err = on_runtime.run().unwrap_err();
+    let by_readiness = [
+        timed.run().unwrap_err(),
+        Command::new("true").run().unwrap_err(),
+        runtime.block_on(timed.output_async()).unwrap_err(),
+    ];
     set_soft_limit(libc::RLIMIT_NOFILE, 1024);
     assert_resource_error(&err, "Too many open files");
-    assert!(untimed.is_resource_exhausted(), "{untimed}");
-    assert!(untimed_async.is_resource_exhausted(), "{untimed_async}");
+    for err in by_readiness {
+        assert!(err.is_resource_exhausted(), "{err}");
+    }
     assert!(our_children().is_empty(), "{:?}", our_children());
-    let result = timed.run().expect("built on the next call");
+    let result = on_runtime.run().expect("built on the next call");
     assert!(result.success(), "{result:?}");
 }
 
@@ -379,11 +383,11 @@ fn output_beyond_the_memory_limit_is_a_recorded_failure_not_an_abort() {
     warm_up();
     let total: u64 = 4 << 30;
     let mut cmd = fixture_cmd(["write", &total.to_string()]);
-    // Both paths: poll(2) alone, and the runtime a deadline needs.
-    for deadline in [None, Some(std::time::Duration::from_secs(600))] {
-        if let Some(deadline) = deadline {
-            cmd.deadline(deadline);
-        }
+    // Both paths: poll(2) alone (with a deadline too), and the runtime
+    // path, which the subreaper takes.
+    cmd.deadline(std::time::Duration::from_secs(600));
+    for subreaper in [false, true] {
+        cmd.subreaper(subreaper);
         set_soft_limit(libc::RLIMIT_AS, address_space() + (256 << 20));
         let out = cmd.output();
         set_soft_limit(libc::RLIMIT_AS, u64::MAX);

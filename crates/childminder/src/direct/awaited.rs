@@ -26,7 +26,7 @@ use crate::sys;
 
 use super::child::{Child, Spawn, io_error, spawn_direct};
 use super::deadline::Deadline;
-use super::observe::{Drained, Ended, Next, Observation};
+use super::observe::{Drained, Next, Observation};
 use super::polled::exited;
 
 const REGISTERING: &str = "registering the child with the runtime";
@@ -88,29 +88,32 @@ pub(super) async fn supervise(
         &program,
     );
     let mut deadline = Deadline::new(cmd, started);
-    let observed = observe(
+    observe(
         &mut child,
         &mut observation,
         &mut deadline,
         cmd.grace_period,
     )
-    .await;
-    let ended = observed.map_err(|source| io_error(&program, "waiting for the child", source))?;
-    if let Ended::GaveUp(_) = ended {
-        observation.abandon();
-    }
-    let ended_at = observation.ended_at(ended);
-    let mut result = child.publish(cmd, &mut observation, &deadline, started, ended_at);
+    .await
+    .map_err(|source| io_error(&program, "waiting for the child", source))?;
+    let mut result = child.publish(cmd, &mut observation, &deadline, started);
     drop(observation);
-    if let Ended::GaveUp(_) = ended {
-        // As on the runtime path: the call waits for the exit the
-        // escalation gave up on, and reaps it (the result stays
-        // Indeterminate).
+    if result.exit.is_none() {
+        // Given up on: as on the runtime path, the engine sweeps the group
+        // and reaps the child whenever it exits; the call returns after
+        // the sweep.
+        let swept = match child.hand_over(cmd, &result, started) {
+            Ok(sweep_over) => sweep_over.await.unwrap_or(Ok(())),
+            Err(e) => Err(e),
+        };
+        if child.handed_over(swept, &result.program) {
+            return Ok(result);
+        }
         if let Err(e) = reap_when_exited(&mut child).await {
             tracing::warn!(program = %result.program, pid, error = %e, "reaping the child failed");
         }
     }
-    if child.group_has_others() {
+    if child.reaped_with_others_left() {
         if let Err(e) = child.sweep(cmd, &result, started).await {
             // Out of fds or memory for the registration: no grace period
             // then, but nothing may outlive the call either.
@@ -162,8 +165,8 @@ impl Timer {
 }
 
 /// Reads the outputs and waits for the exit, escalating at the deadline,
-/// until both are done or the output is cut off (see [`Observation`]), or
-/// the escalation gives up.
+/// until both are done or the output is cut off (see [`Observation`]); an
+/// escalation that gives up ends the wait for the exit, not the reading.
 ///
 /// Readiness is cleared before each read, never after one: a write that
 /// lands after the clear sets it again, so no wake-up is lost (clearing
@@ -174,7 +177,7 @@ async fn observe(
     observation: &mut Observation<'_, AsyncFd<OwnedFd>>,
     deadline: &mut Deadline,
     grace: Duration,
-) -> io::Result<Ended> {
+) -> io::Result<()> {
     // The grace period after the exit.
     let mut cut_off_timer: Option<Timer> = None;
     // The escalation's next step (the deadline, then its grace periods).
@@ -184,7 +187,7 @@ async fn observe(
     // new event.
     let mut more = [false; 2];
     loop {
-        if observation.exit().is_none() {
+        if !observation.has_ended() {
             // What the timer said is due has come, whatever std's clock says.
             let fired_at = escalation_timer.as_ref().filter(|_| escalation_due);
             let now = fired_at.map_or_else(Instant::now, |t| t.at.max(Instant::now()));
@@ -197,7 +200,7 @@ async fn observe(
                     // comes (the pidfd says when) unless the child is
                     // stuck in the kernel, which only std's clock can tell.
                     None if deadline.killed_within(KILL_WAIT) => {}
-                    None => return Ok(Ended::GaveUp(now)),
+                    None => observation.gave_up(now),
                 }
             }
             escalation_timer = match (deadline.wake_at(), escalation_timer.take()) {
@@ -209,7 +212,7 @@ async fn observe(
             escalation_timer = None;
         }
         let watch_exit = match observation.next() {
-            Next::Done => return Ok(Ended::Observed),
+            Next::Done => return Ok(()),
             Next::Exit => true,
             Next::Ready { exit } => exit,
         };

@@ -8,6 +8,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use crate::command::{Command, Stdio};
 use crate::contain::Containment;
 use crate::contain::subreaper;
@@ -18,7 +20,7 @@ use crate::shared::Shared;
 use crate::signal::Signal;
 use crate::spawn::{Spawned, spawn};
 use crate::sys;
-use crate::target::Target;
+use crate::target::{Target, signal_group_and_leaver};
 
 use super::deadline::Deadline;
 use super::observe::{Exit, Observation};
@@ -65,6 +67,8 @@ pub(super) struct Child<F: AsFd> {
     pub pidfd: F,
     group: bool,
     reaped: bool,
+    /// What the reap found.
+    exit: Option<Exit>,
     /// Reaped and nothing left of the group: nothing for `Drop` to do.
     pub settled: bool,
 }
@@ -76,6 +80,7 @@ impl<F: AsFd> Child<F> {
             pidfd,
             group,
             reaped: false,
+            exit: None,
             settled: false,
         }
     }
@@ -106,29 +111,52 @@ impl<F: AsFd> Child<F> {
         self.reaped = true;
         // Its pid may be anyone's now, an escapee's included.
         subreaper::unregister(self.pid);
-        Exit { status, usage, at }
+        let exit = Exit { status, usage, at };
+        self.exit = Some(exit);
+        exit
     }
 
-    /// Signals the group (or the child alone, without one).
-    pub(super) fn signal_escalation(&self, signal: Signal) -> io::Result<()> {
-        if self.group {
-            sys::pidfd_signal_group(self.pidfd.as_fd(), signal.as_raw())
-        } else {
-            sys::pidfd_signal(self.pidfd.as_fd(), signal)
+    /// Signals the group (or the child alone, without one), and the child
+    /// itself when it has left the group, as the engine does
+    /// ([`signal_group_and_leaver`]). `Ok(false)` when nothing was there to
+    /// receive it.
+    pub(super) fn signal_escalation(&self, signal: Signal) -> io::Result<bool> {
+        let to_child = || match sys::pidfd_signal(self.pidfd.as_fd(), signal) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+            Err(e) => Err(e),
+        };
+        if !self.group {
+            return to_child();
         }
+        let to_group = sys::pidfd_signal_group(self.pidfd.as_fd(), signal.as_raw());
+        signal_group_and_leaver(to_group, || self.left_group(), to_child)
     }
 
-    /// The result of an observation that has ended at `ended_at` (the
-    /// child reaped, or given up on by the escalation), its pipes closed; a
-    /// cut-off kills the group (whatever held the pipes open).
+    /// Whether the child, running, is no longer in the group it was
+    /// started to lead. Asked by pid, which is still its own while it is
+    /// unreaped (only this call reaps it); an exited child is not asked,
+    /// as the engine does not signal a zombie.
+    fn left_group(&self) -> bool {
+        !self.reaped
+            && matches!(sys::pidfd_try_wait(self.pidfd.as_fd(), false), Ok(None))
+            && sys::getpgid(self.pid).is_ok_and(|pgid| pgid != self.pid)
+    }
+
+    /// The result of an observation that is over (the child reaped, or
+    /// given up on by the escalation, and its output read or cut off), its
+    /// pipes closed; a cut-off kills the group (whatever held the pipes
+    /// open).
     pub(super) fn publish<P: AsFd>(
         &self,
         cmd: &Command,
         observation: &mut Observation<'_, P>,
         deadline: &Deadline,
         started: Instant,
-        ended_at: Instant,
     ) -> SupervisionResult {
+        let ended_at = observation
+            .ended_at()
+            .expect("an observation is over once the child's end was seen");
         let exit = observation.exit();
         observation.close();
         let program = cmd.program_lossy();
@@ -172,11 +200,17 @@ impl<F: AsFd> Child<F> {
         result
     }
 
-    /// After the reap: whether anything of the group, dead or alive, still
-    /// answers (a dead member not yet reaped by its parent counts; the
-    /// sweep tells them apart).
-    pub(super) fn group_has_others(&self) -> bool {
+    /// Whether anything of the group, dead or alive, still answers (a dead
+    /// member not yet reaped by its parent counts; the sweep tells them
+    /// apart). Asked after the reap, else the child itself would answer.
+    fn group_has_others(&self) -> bool {
         self.group && sys::pidfd_signal_group(self.pidfd.as_fd(), 0).is_ok()
+    }
+
+    /// Whether the child was reaped and something of its group is left,
+    /// for [`sweep`](Self::sweep).
+    pub(super) fn reaped_with_others_left(&self) -> bool {
+        self.exit.is_some() && self.group_has_others()
     }
 
     /// Whether a live member is left of the group: dead ones not yet reaped
@@ -203,9 +237,9 @@ impl<F: AsFd> Child<F> {
         })
     }
 
-    /// Hands what is left of the group to the runtime path's sweep (TERM,
-    /// a grace period, KILL) on the current runtime: it is the rare case,
-    /// and the sweep's logic stays in one place.
+    /// Hands what is left of the group of a reaped child to the runtime
+    /// path's sweep (TERM, a grace period, KILL) on the current runtime: it
+    /// is the rare case, and the sweep's logic stays in one place.
     ///
     /// # Errors
     ///
@@ -216,27 +250,101 @@ impl<F: AsFd> Child<F> {
         result: &SupervisionResult,
         started: Instant,
     ) -> Result<(), Error> {
-        let registering = "registering the child with the runtime";
-        // The sweep's own copy; ours is closed when `self` goes.
-        let pidfd = self
-            .pidfd
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| io_error(&result.program, registering, e))?;
-        let exit = result
+        let exit = self
             .exit
-            .expect("a one-line call publishes only an observed exit");
-        let target = Target::reaped(self.pid, pidfd, self.group, exit, result.resource_usage)
-            .map_err(|e| io_error(&result.program, registering, e))?;
+            .expect("only a reaped child's group is swept in the call");
+        let pidfd = self
+            .pidfd_copy()
+            .map_err(|e| io_error(&result.program, REGISTERING, e))?;
+        let target = Target::reaped(self.pid, pidfd, self.group, exit.status, Some(exit.usage))
+            .map_err(|e| io_error(&result.program, REGISTERING, e))?;
         let shared = Shared::new(result.program.clone(), target, started, None);
-        let policy = Policy {
-            grace: cmd.grace_period,
-            deadline: None,
-            term_signal: cmd.term_signal,
-        };
-        sweep_remaining(&shared, policy).await;
+        sweep_remaining(&shared, sweep_policy(cmd)).await;
         shared.target.close();
         Ok(())
+    }
+
+    /// A copy of the pidfd for a target of the runtime path; ours is closed
+    /// when `self` goes.
+    fn pidfd_copy(&self) -> io::Result<OwnedFd> {
+        self.pidfd.as_fd().try_clone_to_owned()
+    }
+
+    /// Hands a child the escalation gave up on (unreaped: stuck in the
+    /// kernel past SIGKILL) to the engine, as the runtime path's
+    /// coordinator keeps one: what is left of its group is swept there, and
+    /// the child is reaped in the background whenever it exits. The
+    /// receiver resolves once the sweep is over (the call waits for that,
+    /// not for the exit); from then on the child is the engine's and
+    /// dropping `self` leaves it alone.
+    ///
+    /// # Errors
+    ///
+    /// The engine cannot be started or the pidfd copied (out of fds or
+    /// threads), or, through the receiver, the pidfd registered there: the
+    /// caller then waits for the exit itself.
+    pub(super) fn hand_over(
+        &mut self,
+        cmd: &Command,
+        result: &SupervisionResult,
+        started: Instant,
+    ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
+        let engine = crate::blocking::engine()?;
+        let pidfd = self.pidfd_copy()?;
+        let (swept, sweep_over) = oneshot::channel();
+        let (pid, group, policy) = (self.pid, self.group, sweep_policy(cmd));
+        let program = result.program.clone();
+        engine.spawn(async move {
+            let target = match Target::new(pid, Some(pidfd), group, None) {
+                Ok(target) => target,
+                Err(e) => {
+                    let _ = swept.send(Err(e));
+                    return;
+                }
+            };
+            let shared = Shared::new(program, target, started, None);
+            sweep_remaining(&shared, policy).await;
+            let _ = swept.send(Ok(()));
+            if !shared.target.is_reaped() {
+                if let Err(e) = shared.target.exited().await {
+                    tracing::warn!(program = %shared.program, pid, error = %e, "waiting for a child given up on failed");
+                }
+                if let Err(e) = shared.target.reap() {
+                    tracing::warn!(program = %shared.program, pid, error = %e, "reaping the child failed");
+                }
+            }
+            shared.target.close();
+        });
+        Ok(sweep_over)
+    }
+
+    /// Whether [`hand_over`](Self::hand_over) succeeded (`swept`): then the
+    /// child is the engine's, and nothing is left for `Drop` to do; else
+    /// (logged) the caller waits for the exit itself.
+    pub(super) fn handed_over(&mut self, swept: io::Result<()>, program: &str) -> bool {
+        match swept {
+            Ok(()) => {
+                self.reaped = true;
+                self.settled = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(program, pid = self.pid, error = %e, "cannot hand the child given up on to the engine: waiting for its exit");
+                false
+            }
+        }
+    }
+}
+
+const REGISTERING: &str = "registering the child with the runtime";
+
+/// The policy of a sweep of the group after the child's end: the command's
+/// grace period and first signal, no deadline.
+fn sweep_policy(cmd: &Command) -> Policy {
+    Policy {
+        grace: cmd.grace_period,
+        deadline: None,
+        term_signal: cmd.term_signal,
     }
 }
 

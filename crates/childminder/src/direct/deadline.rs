@@ -53,14 +53,14 @@ impl Deadline {
             tracing::info!(program = %self.program, pid = child.pid, "deadline expired");
             steps = self.esc.begin(now, EscalationCause::Deadline);
         }
-        self.run(child, steps);
+        self.run(child, now, steps);
         let steps = self.esc.tick(now);
         let gave_up = steps.contains(&Step::Fallback);
-        self.run(child, steps);
+        self.run(child, now, steps);
         gave_up
     }
 
-    fn run<F: AsFd>(&mut self, child: &Child<F>, steps: Vec<Step>) {
+    fn run<F: AsFd>(&mut self, child: &Child<F>, now: Instant, steps: Vec<Step>) {
         if steps.is_empty() {
             return;
         }
@@ -69,7 +69,7 @@ impl Deadline {
             program: &self.program,
             term_signal: self.term_signal,
         };
-        run_steps(&target, &mut self.esc, steps);
+        run_steps(&target, &mut self.esc, now, steps);
     }
 
     /// The child's exit was seen: nothing more is due.
@@ -116,10 +116,6 @@ impl<F: AsFd> EscalationTarget for Target<'_, F> {
     }
 
     fn signal_escalation(&self, signal: Signal) -> std::io::Result<bool> {
-        match self.child.signal_escalation(signal) {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.child.signal_escalation(signal)
     }
 }

@@ -1,6 +1,7 @@
 //! What a one-line call on the caller's thread watches of its child: the
-//! output pipes read to their end and the exit, until both are done or the
-//! output is cut off a grace period after the exit. It waits for nothing
+//! output pipes read to their end and the child's end (its exit, or the
+//! escalation giving up on it), until both are done or the output is cut
+//! off a grace period after that end. It waits for nothing
 //! itself: a driver waits for readiness (a `poll(2)` loop in
 //! [`super::polled`], the caller's task in [`super::awaited`]) and reports
 //! it here, so the rules (every byte; the cut-off, once, of only the pipes a
@@ -23,26 +24,36 @@ pub(super) struct Exit {
     pub at: Instant,
 }
 
-/// How an observation ended.
+/// How the child's end was seen.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Ended {
-    /// The exit was seen and the output read (or cut off).
-    Observed,
-    /// The escalation gave up at this instant: the child survived SIGKILL
-    /// (stuck in the kernel) and was not reaped.
+enum End {
+    /// Reaped.
+    Exited(Exit),
+    /// The escalation gave up at this instant: no signal made the child
+    /// exit within a second of SIGKILL (stuck in the kernel), and it was
+    /// not reaped.
     GaveUp(Instant),
+}
+
+impl End {
+    fn at(self) -> Instant {
+        match self {
+            End::Exited(exit) => exit.at,
+            End::GaveUp(at) => at,
+        }
+    }
 }
 
 /// What the driver waits for next.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Next {
-    /// Everything observed: the exit and the output, every byte of it or
-    /// cut off ([`Observation::cut_off`] says which).
+    /// Everything observed: the child's end and the output, every byte of
+    /// it or cut off ([`Observation::cut_off`] says which).
     Done,
     /// The exit only: no output pipe is left open.
     Exit,
     /// Readiness of the open output pipes, and of the pidfd when `exit`
-    /// (the child has not been reaped yet); until the cut-off too, when
+    /// (the child's end is still ahead); until the cut-off too, when
     /// [`Observation::cut_off_due_from`] is `Some`.
     Ready { exit: bool },
 }
@@ -63,7 +74,7 @@ pub(super) enum Drained {
 /// The child's exit and output pipes as observed so far.
 pub(super) struct Observation<'a, P> {
     outputs: [Option<Output<'a, P>>; 2],
-    exit: Option<Exit>,
+    end: Option<End>,
     /// The cut-off has happened: what is still open are pipes whose
     /// writers have all gone, read to their end with no deadline.
     past_cut_off: bool,
@@ -87,7 +98,7 @@ impl<'a, P: AsFd> Observation<'a, P> {
                 out.map(|(pipe, into)| Output::new(pipe, Stream::Stdout, into)),
                 err.map(|(pipe, into)| Output::new(pipe, Stream::Stderr, into)),
             ],
-            exit: None,
+            end: None,
             past_cut_off: false,
             cut_off: false,
             buffer_size,
@@ -99,40 +110,55 @@ impl<'a, P: AsFd> Observation<'a, P> {
     /// What to wait for next.
     pub(super) fn next(&self) -> Next {
         let open = self.outputs.iter().any(Option::is_some);
-        match (self.exit, open) {
+        match (self.end, open) {
             (Some(_), false) => Next::Done,
             (None, false) => Next::Exit,
-            (exit, true) => Next::Ready {
-                exit: exit.is_none(),
+            (end, true) => Next::Ready {
+                exit: end.is_none(),
             },
         }
     }
 
     /// The child was reaped.
     pub(super) fn exited(&mut self, exit: Exit) {
-        self.exit = Some(exit);
+        self.end = Some(End::Exited(exit));
+    }
+
+    /// The escalation gave up on the child at `at`, unreaped: from then on
+    /// its output is read as after an exit (to its end, or cut off a grace
+    /// period later), as the runtime path's readers do.
+    pub(super) fn gave_up(&mut self, at: Instant) {
+        self.end = Some(End::GaveUp(at));
     }
 
     /// The exit, once reaped.
     pub(super) fn exit(&self) -> Option<Exit> {
-        self.exit
+        match self.end {
+            Some(End::Exited(exit)) => Some(exit),
+            _ => None,
+        }
     }
 
-    /// When the grace period for the output started (the exit), while the
-    /// cut-off is still ahead and something is left to cut off.
+    /// Whether the child's end was seen: its exit, or the escalation
+    /// giving up on it.
+    pub(super) fn has_ended(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// When the grace period for the output started (the child's end),
+    /// while the cut-off is still ahead and something is left to cut off.
     pub(super) fn cut_off_due_from(&self) -> Option<Instant> {
         let open = self.outputs.iter().any(Option::is_some);
-        self.exit
-            .filter(|_| open && !self.past_cut_off)
-            .map(|exit| exit.at)
+        self.end.filter(|_| open && !self.past_cut_off).map(End::at)
     }
 
-    /// The grace period after the exit is over: closes each pipe a writer
-    /// still holds open (a grandchild that inherited it, say). A pipe whose
-    /// writers have all gone keeps being read to its end: what is in it is
-    /// all there will be, and every byte of it is delivered. Once only.
+    /// The grace period after the child's end is over: closes each pipe a
+    /// writer still holds open (a grandchild that inherited it, say). A
+    /// pipe whose writers have all gone keeps being read to its end: what
+    /// is in it is all there will be, and every byte of it is delivered.
+    /// Once only.
     pub(super) fn cut_off_now(&mut self) {
-        if self.exit.is_none() || self.past_cut_off {
+        if self.end.is_none() || self.past_cut_off {
             return;
         }
         self.past_cut_off = true;
@@ -147,26 +173,10 @@ impl<'a, P: AsFd> Observation<'a, P> {
         }
     }
 
-    /// The escalation gave up on the child: the pipes still open are
-    /// closed, and what they still held is lost (the output is cut off).
-    pub(super) fn abandon(&mut self) {
-        if self.outputs.iter().any(Option::is_some) {
-            self.cut_off = true;
-        }
-        self.close();
-    }
-
-    /// When the observation ended: the exit, or when the escalation gave
-    /// up.
-    pub(super) fn ended_at(&self, ended: Ended) -> Instant {
-        match ended {
-            Ended::GaveUp(at) => at,
-            Ended::Observed => {
-                self.exit
-                    .expect("an observation ends with the exit seen")
-                    .at
-            }
-        }
+    /// When the child's end was seen (its exit, or the escalation giving
+    /// up), once it was.
+    pub(super) fn ended_at(&self) -> Option<Instant> {
+        self.end.map(End::at)
     }
 
     /// Whether the output was cut off.
@@ -243,5 +253,109 @@ impl<'a, P: AsFd> Output<'a, P> {
             }
         }
         Ok(Drained::More)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A non-blocking pipe, as the spawn makes stdout's: (read, write).
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let (read, write) = sys::pipe().unwrap();
+        sys::set_new_pipe_nonblocking(read.as_fd()).unwrap();
+        (read, write)
+    }
+
+    fn write(fd: &OwnedFd, bytes: &[u8]) {
+        use std::io::Write;
+        std::fs::File::from(fd.try_clone().unwrap())
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    #[test]
+    fn before_the_childs_end_the_exit_is_watched_and_nothing_is_cut_off() {
+        let (read, write_end) = pipe();
+        let mut out = Vec::new();
+        let mut observation = Observation::new([Some((read, &mut out)), None], 4096, "test");
+        assert_eq!(observation.next(), Next::Ready { exit: true });
+        assert!(!observation.has_ended());
+        assert_eq!(observation.cut_off_due_from(), None);
+        assert_eq!(observation.ended_at(), None);
+        observation.cut_off_now();
+        assert!(!observation.cut_off());
+        assert!(observation.pipes()[0].is_some());
+        drop(write_end);
+    }
+
+    #[test]
+    fn after_a_give_up_the_output_is_read_to_its_end_without_the_exit() {
+        let (read, write_end) = pipe();
+        let mut out = Vec::new();
+        let at = Instant::now();
+        {
+            let mut observation = Observation::new([Some((read, &mut out)), None], 4096, "test");
+            write(&write_end, b"last words");
+            drop(write_end);
+            observation.gave_up(at);
+            assert!(observation.has_ended());
+            assert!(observation.exit().is_none());
+            assert_eq!(observation.ended_at(), Some(at));
+            // The pipe is read on; the pidfd is not waited on any more.
+            assert_eq!(observation.next(), Next::Ready { exit: false });
+            assert_eq!(observation.read(0), Drained::Closed);
+            assert_eq!(observation.next(), Next::Done);
+            assert!(!observation.cut_off());
+        }
+        assert_eq!(out, b"last words");
+    }
+
+    #[test]
+    fn a_give_up_starts_the_grace_period_of_the_cut_off() {
+        let (read, write_end) = pipe();
+        let (read_gone, write_gone) = pipe();
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let at = Instant::now() - Duration::from_secs(1);
+        let mut observation = Observation::new(
+            [Some((read, &mut out)), Some((read_gone, &mut err))],
+            4096,
+            "test",
+        );
+        write(&write_gone, b"all there is");
+        drop(write_gone);
+        observation.gave_up(at);
+        assert_eq!(observation.cut_off_due_from(), Some(at));
+        observation.cut_off_now();
+        // The pipe a writer holds is cut off; the one whose writers have
+        // gone is read to its end.
+        assert!(observation.cut_off());
+        assert!(observation.pipes()[0].is_none());
+        assert!(observation.pipes()[1].is_some());
+        assert_eq!(observation.cut_off_due_from(), None);
+        assert_eq!(observation.read(1), Drained::Closed);
+        assert_eq!(observation.next(), Next::Done);
+        drop(observation);
+        assert_eq!(err, b"all there is");
+        drop(write_end);
+    }
+
+    #[test]
+    fn an_exit_ends_the_observation_once_the_pipes_are_read() {
+        let mut observation: Observation<'_, OwnedFd> = Observation::new([None, None], 4096, "t");
+        assert_eq!(observation.next(), Next::Exit);
+        let at = Instant::now();
+        observation.exited(Exit {
+            status: ExitStatus::Exited(0),
+            usage: ResourceUsage::default(),
+            at,
+        });
+        assert_eq!(observation.next(), Next::Done);
+        assert_eq!(observation.ended_at(), Some(at));
+        assert!(observation.exit().is_some());
     }
 }

@@ -21,7 +21,7 @@ use crate::sys;
 
 use super::child::{Child, Spawn, io_error, spawn_direct};
 use super::deadline::Deadline;
-use super::observe::{Ended, Exit, Next, Observation};
+use super::observe::{Exit, Next, Observation};
 
 /// Runs `cmd` with its streams set as `stdio`, appending the piped output
 /// to `stdout` and `stderr`. `None` when this path does not apply.
@@ -57,37 +57,36 @@ fn supervise(
         &program,
     );
     let mut deadline = Deadline::new(cmd, started);
-    let ended = match observe(
+    if let Err(source) = observe(
         &mut child,
         &mut observation,
         &mut deadline,
         cmd.grace_period,
     ) {
-        Ok(ended) => ended,
-        Err(source) => {
-            // Dropping `child` kills the group and the child, and reaps.
-            return Err(Error::Io {
-                program,
-                context: "waiting for the child",
-                source,
-            });
-        }
-    };
-    if let Ended::GaveUp(_) = ended {
-        observation.abandon();
+        // Dropping `child` kills the group and the child, and reaps.
+        return Err(Error::Io {
+            program,
+            context: "waiting for the child",
+            source,
+        });
     }
-    let ended_at = observation.ended_at(ended);
-    let mut result = child.publish(cmd, &mut observation, &deadline, started, ended_at);
+    let mut result = child.publish(cmd, &mut observation, &deadline, started);
     drop(observation);
-    if let Ended::GaveUp(_) = ended {
-        // As on the runtime path: the call waits for the exit the
-        // escalation gave up on, and reaps it (the result stays
-        // Indeterminate).
+    if result.exit.is_none() {
+        // Given up on: as on the runtime path, the engine sweeps the group
+        // and reaps the child whenever it exits; the call returns after
+        // the sweep.
+        let swept = child
+            .hand_over(cmd, &result, started)
+            .and_then(|sweep_over| sweep_over.blocking_recv().unwrap_or(Ok(())));
+        if child.handed_over(swept, &result.program) {
+            return Ok(result);
+        }
         if let Err(e) = child.wait() {
             tracing::warn!(program = %result.program, pid, error = %e, "reaping the child failed");
         }
     }
-    if child.group_has_others() {
+    if child.reaped_with_others_left() {
         let swept = super::take_runtime()
             .map_err(|e| {
                 io_error(
@@ -115,20 +114,21 @@ fn supervise(
 
 /// Reads the outputs and waits for the exit on `poll(2)`, escalating at the
 /// deadline, until both are done or the output is cut off (see
-/// [`Observation`]), or the escalation gives up.
+/// [`Observation`]); an escalation that gives up ends the wait for the
+/// exit, not the reading.
 fn observe(
     child: &mut Child<OwnedFd>,
     observation: &mut Observation<'_, OwnedFd>,
     deadline: &mut Deadline,
     grace: Duration,
-) -> io::Result<Ended> {
+) -> io::Result<()> {
     loop {
         let now = Instant::now();
-        if observation.exit().is_none() && deadline.run_due(now, child) {
+        if !observation.has_ended() && deadline.run_due(now, child) {
             // The escalation's last check.
             match child.reap()? {
                 Some(exit) => exited(observation, deadline, exit),
-                None => return Ok(Ended::GaveUp(now)),
+                None => observation.gave_up(now),
             }
         }
         // Checked on every turn, not only when the pipes are silent: a
@@ -138,7 +138,7 @@ fn observe(
             observation.cut_off_now();
         }
         let watch_exit = match observation.next() {
-            Next::Done => return Ok(Ended::Observed),
+            Next::Done => return Ok(()),
             Next::Exit if deadline.wake_at().is_none() => {
                 // Nothing else to wait for: one blocking wait, as std's.
                 exited(observation, deadline, child.wait()?);

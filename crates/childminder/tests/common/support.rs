@@ -30,6 +30,22 @@ pub fn marked(program: impl AsRef<OsStr>) -> Command {
     cmd
 }
 
+/// A marked child that moves itself into its parent's process group (out
+/// of the one it was started to lead), ignores SIGTERM, prints `ready` and
+/// sleeps for 300 s.
+pub fn group_leaver() -> Command {
+    let mut cmd = marked("python3");
+    cmd.args([
+        "-c",
+        "import os, signal, time\n\
+         os.setpgid(0, os.getpgid(os.getppid()))\n\
+         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         print('ready', flush=True)\n\
+         time.sleep(300)",
+    ]);
+    cmd
+}
+
 /// The fixture with `args`, marked.
 pub fn fixture_cmd<I, S>(args: I) -> Command
 where
