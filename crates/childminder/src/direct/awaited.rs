@@ -102,7 +102,7 @@ pub(super) async fn supervise(
         // Given up on: as on the runtime path, the engine sweeps the group
         // and reaps the child whenever it exits; the call returns after
         // the sweep.
-        let swept = match child.hand_over(cmd, &result, started) {
+        let swept = match child.hand_over(cmd, &result.program, started) {
             Ok(sweep_over) => sweep_over.await.unwrap_or(Ok(())),
             Err(e) => Err(e),
         };

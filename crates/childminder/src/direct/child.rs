@@ -5,6 +5,8 @@
 //! child and reaps: nothing outlives the call.
 
 use std::io;
+#[cfg(test)]
+use std::os::fd::BorrowedFd;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -286,14 +288,14 @@ impl<F: AsFd> Child<F> {
     pub(super) fn hand_over(
         &mut self,
         cmd: &Command,
-        result: &SupervisionResult,
+        program: &str,
         started: Instant,
     ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
         let engine = crate::blocking::engine()?;
         let pidfd = self.pidfd_copy()?;
         let (swept, sweep_over) = oneshot::channel();
         let (pid, group, policy) = (self.pid, self.group, sweep_policy(cmd));
-        let program = result.program.clone();
+        let program = program.to_owned();
         engine.spawn(async move {
             let target = match Target::new(pid, Some(pidfd), group, None) {
                 Ok(target) => target,
@@ -369,5 +371,44 @@ impl<F: AsFd> Drop for Child<F> {
             let _ = sys::wait_readable(self.pidfd.as_fd(), Duration::from_secs(1));
             let _ = self.reap();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `pid` is still our child, dead or alive (not yet reaped).
+    fn unreaped(pidfd: BorrowedFd<'_>) -> bool {
+        sys::pidfd_try_wait(pidfd, false).is_ok()
+    }
+
+    #[test]
+    fn a_child_handed_over_is_reaped_by_the_engine_whenever_it_exits() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let spawn = spawn_direct(&cmd, &[Stdio::Null, Stdio::Null, Stdio::Null]).unwrap();
+        let watch = spawn.pidfd.try_clone().unwrap();
+        let mut child = Child::new(spawn.pid, spawn.pidfd, true);
+        let sweep_over = child.hand_over(&cmd, "sleep", spawn.started).unwrap();
+        let swept = sweep_over.blocking_recv().unwrap();
+        assert!(child.handed_over(swept, "sleep"));
+        // The sweep spared the child itself, and dropping ours leaves it
+        // alone: it is the engine's, alive until it exits.
+        drop(child);
+        assert!(matches!(
+            sys::pidfd_try_wait(watch.as_fd(), false),
+            Ok(None)
+        ));
+        sys::pidfd_signal(watch.as_fd(), Signal::KILL).unwrap();
+        // No event says "reaped by someone else": look, for 10 s at most.
+        let until = Instant::now() + Duration::from_secs(10);
+        while unreaped(watch.as_fd()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            !unreaped(watch.as_fd()),
+            "the engine did not reap the child"
+        );
     }
 }

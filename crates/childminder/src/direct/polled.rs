@@ -77,7 +77,7 @@ fn supervise(
         // and reaps the child whenever it exits; the call returns after
         // the sweep.
         let swept = child
-            .hand_over(cmd, &result, started)
+            .hand_over(cmd, &result.program, started)
             .and_then(|sweep_over| sweep_over.blocking_recv().unwrap_or(Ok(())));
         if child.handed_over(swept, &result.program) {
             return Ok(result);
