@@ -159,12 +159,15 @@ impl Command {
     /// the grace periods pass as soon as the runtime idles, as
     /// `tokio::time::timeout`'s do, while the child runs in real time (a
     /// child that needs real time to finish is escalated against at once),
-    /// and the steps' times in the result are on that clock.
+    /// and the steps' times in the result are on that clock (`runtime`
+    /// stays std's).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future kills the child's group (SIGKILL) and reaps the
-    /// child before the drop returns (waiting at most 1 s for its exit).
+    /// child before the drop returns (waiting at most 1 s for its exit; a
+    /// child stuck in the kernel past that is left to the engine, which
+    /// reaps it when it exits).
     ///
     /// # Errors
     ///

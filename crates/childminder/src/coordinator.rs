@@ -3,6 +3,7 @@
 //! and reaps. It sleeps on events only: the pidfd, the handles' requests,
 //! and a timer set to the escalation's next deadline.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::shared::{
     REQ_ANY_END, REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, REQ_TERMINATE, Shared,
 };
 use crate::signal::Signal;
+use crate::target::Target;
 
 /// The supervision settings the coordinator needs from the `Command`.
 #[derive(Debug, Clone, Copy)]
@@ -148,7 +150,7 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
             shared.requested().await;
         }
         if group_left {
-            sweep_remaining(&shared, policy).await;
+            sweep_remaining(&shared, policy, esc.kill_sent_at().is_some()).await;
         }
     }
     if let Some(cgroup) = shared.target.cgroup() {
@@ -180,11 +182,26 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         });
     }
     if exit.is_none() {
-        // The fallback found no exit (a process stuck in the kernel): keep
-        // waiting in the background, so it is reaped when it finally goes.
+        // The fallback found no exit (a process stuck in the kernel): the
+        // engine waits for it in the background, so it is reaped when it
+        // finally goes, while this supervision ends now (a caller driving
+        // it on its own thread stops driving it when it returns).
         shared.publish_finished();
-        let _ = shared.target.exited().await;
-        reap(&shared);
+        let handed = shared
+            .target
+            .pidfd_copy()
+            .map(|pidfd| hand_to_engine(given_up(&shared, pidfd?, None)));
+        match handed {
+            Some(Ok(_)) => {}
+            // Out of fds or threads, or no pidfd: wait here.
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::warn!(program = %shared.program, error = %e, "cannot hand the child given up on to the engine: waiting for its exit");
+                }
+                let _ = shared.target.exited().await;
+                reap(&shared);
+            }
+        }
     }
     // Closed here, not when the last handle goes: the caller may return
     // before this task has dropped its references.
@@ -400,8 +417,9 @@ async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) 
 /// Phase 3: once the child has exited, nothing of its group (or of its
 /// cgroup) may stay. The same escalation runs against the remaining
 /// members, starting at TERM (the leader is gone: there is no natural exit
-/// to wait for).
-pub(crate) async fn sweep_remaining(shared: &Shared, policy: Policy) {
+/// to wait for), or at KILL when the escalation `killed` the group already
+/// (what survived that gets no TERM and no grace period first).
+pub(crate) async fn sweep_remaining(shared: &Shared, policy: Policy, killed: bool) {
     let mut esc = Escalation::new(policy.grace);
     let mut wake = Wakeup::new(shared);
     loop {
@@ -416,7 +434,11 @@ pub(crate) async fn sweep_remaining(shared: &Shared, policy: Policy) {
         let now = Instant::now();
         if esc.is_running() {
             tracing::info!(program = %shared.program, pgid = shared.target.pid(), cgroup = shared.target.cgroup().is_some(), "child exited but its group or cgroup lives on: escalating against the rest");
-            let steps = esc.begin_at_term(now);
+            let steps = if killed {
+                esc.kill_now(now)
+            } else {
+                esc.begin_at_term(now)
+            };
             run_steps(&Engine(shared, policy), &mut esc, now, steps);
         }
         let steps = esc.tick(now);
@@ -480,4 +502,78 @@ impl Wakeup {
             }
         }
     }
+}
+
+/// A child the escalation gave up on (alive a second after SIGKILL: stuck
+/// in the kernel), for [`hand_to_engine`].
+pub(crate) struct GivenUp {
+    pub pid: u32,
+    /// A copy of its pidfd, for the engine's registration.
+    pub pidfd: OwnedFd,
+    pub group: bool,
+    pub program: String,
+    pub started: Instant,
+    /// The sweep of what is left of its group, when it is still to run
+    /// (the policy, and whether the escalation sent KILL already).
+    pub sweep: Option<(Policy, bool)>,
+}
+
+/// [`GivenUp`] for the engine's child, whose group was swept already.
+fn given_up(shared: &Shared, pidfd: OwnedFd, sweep: Option<(Policy, bool)>) -> GivenUp {
+    GivenUp {
+        pid: shared.target.pid(),
+        pidfd,
+        group: false,
+        program: shared.program.clone(),
+        started: shared.started,
+        sweep,
+    }
+}
+
+/// Hands a child the escalation gave up on to the engine, which outlives
+/// any caller's runtime: there the rest of its group is swept (if asked),
+/// the receiver told when that is over, and the child reaped whenever it
+/// exits. From a successful return on, the child is the engine's.
+///
+/// # Errors
+///
+/// The engine cannot be started (out of fds or threads); through the
+/// receiver, the pidfd cannot be registered there (out of fds), or the
+/// task ended before the sweep did. Either way the child is still the
+/// caller's.
+pub(crate) fn hand_to_engine(
+    given_up: GivenUp,
+) -> std::io::Result<oneshot::Receiver<std::io::Result<()>>> {
+    let engine = crate::blocking::engine()?;
+    let (swept, sweep_over) = oneshot::channel();
+    engine.spawn(async move {
+        let GivenUp {
+            pid,
+            pidfd,
+            group,
+            program,
+            started,
+            sweep,
+        } = given_up;
+        let target = match Target::new(pid, Some(pidfd), group, None) {
+            Ok(target) => target,
+            Err(e) => {
+                let _ = swept.send(Err(e));
+                return;
+            }
+        };
+        let shared = Shared::new(program, target, started, None);
+        if let Some((policy, killed)) = sweep {
+            sweep_remaining(&shared, policy, killed).await;
+        }
+        let _ = swept.send(Ok(()));
+        if !shared.target.is_reaped() {
+            if let Err(e) = shared.target.exited().await {
+                tracing::warn!(program = %shared.program, pid, error = %e, "waiting for a child given up on failed");
+            }
+            reap(&shared);
+        }
+        shared.target.close();
+    });
+    Ok(sweep_over)
 }

@@ -338,6 +338,12 @@ impl Target {
         Ok(state.exit)
     }
 
+    /// A copy of the pidfd (`None` without one, or once closed), for a
+    /// registration elsewhere ([`crate::coordinator::hand_to_engine`]).
+    pub(crate) fn pidfd_copy(&self) -> Option<io::Result<OwnedFd>> {
+        self.state().pidfd().map(|fd| fd.try_clone_to_owned())
+    }
+
     /// Whether the child has been reaped (its pid may be reused since).
     pub(crate) fn is_reaped(&self) -> bool {
         self.state().reaped

@@ -8,7 +8,7 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::Poll;
@@ -24,10 +24,9 @@ use crate::escalation::KILL_WAIT;
 use crate::result::SupervisionResult;
 use crate::sys;
 
-use super::child::{Child, Spawn, io_error, spawn_direct};
+use super::child::{Child, Spawn, io_error, spawn_direct, sweep_answer};
 use super::deadline::Deadline;
 use super::observe::{Drained, Next, Observation};
-use super::polled::exited;
 
 const REGISTERING: &str = "registering the child with the runtime";
 
@@ -63,11 +62,11 @@ pub(super) async fn supervise(
             panic::resume_unwind(panic)
         });
     let mut child = match registered {
-        Ok(pidfd) => Child::new(pid, pidfd, cmd.process_group),
+        Ok(pidfd) => Child::new(pid, pidfd, cmd, started),
         Err(e) => {
             let (pidfd, source) = e.into_parts();
             // Dropped at once: kills the group and the child, and reaps.
-            drop(Child::new(pid, pidfd, cmd.process_group));
+            drop(Child::new(pid, pidfd, cmd, started));
             return Err(io_error(&program, REGISTERING, source));
         }
     };
@@ -96,17 +95,17 @@ pub(super) async fn supervise(
     )
     .await
     .map_err(|source| io_error(&program, "waiting for the child", source))?;
-    let mut result = child.publish(cmd, &mut observation, &deadline, started);
+    let mut result = child.publish(cmd, &mut observation, &deadline);
     drop(observation);
     if result.exit.is_none() {
         // Given up on: as on the runtime path, the engine sweeps the group
         // and reaps the child whenever it exits; the call returns after
-        // the sweep.
-        let swept = match child.hand_over(cmd, &result.program, started) {
-            Ok(sweep_over) => sweep_over.await.unwrap_or(Ok(())),
+        // the sweep (and, cancelled meanwhile, leaves the child to it).
+        let swept = match child.hand_over(cmd, result.kill_sent_after.is_some()) {
+            Ok(sweep_over) => sweep_answer(sweep_over.await),
             Err(e) => Err(e),
         };
-        if child.handed_over(swept, &result.program) {
+        if child.handed_over(swept) {
             return Ok(result);
         }
         if let Err(e) = reap_when_exited(&mut child).await {
@@ -114,7 +113,7 @@ pub(super) async fn supervise(
         }
     }
     if child.reaped_with_others_left() {
-        if let Err(e) = child.sweep(cmd, &result, started).await {
+        if let Err(e) = child.sweep(cmd, &result).await {
             // Out of fds or memory for the registration: no grace period
             // then, but nothing may outlive the call either.
             tracing::warn!(program = %result.program, pid, error = %e, "cannot sweep the rest of the group with a grace period: killing it");
@@ -130,12 +129,10 @@ pub(super) async fn supervise(
 
 /// Waits for the child's exit, and reaps it.
 async fn reap_when_exited(child: &mut Child<AsyncFd<OwnedFd>>) -> io::Result<()> {
-    loop {
+    while !child.reap_unless_reaped()? {
         child.pidfd.readable().await?.clear_ready();
-        if child.reap()?.is_some() {
-            return Ok(());
-        }
     }
+    Ok(())
 }
 
 /// What woke the task.
@@ -192,14 +189,18 @@ async fn observe(
             let fired_at = escalation_timer.as_ref().filter(|_| escalation_due);
             let now = fired_at.map_or_else(Instant::now, |t| t.at.max(Instant::now()));
             if deadline.run_due(now, child) {
-                // The escalation's last check.
+                // The escalation's last check. A clock that fired the
+                // timer before its instant (a paused one) ran through the
+                // wait after SIGKILL in no real time: the kill is real, so
+                // is its effect, which takes real time (microseconds,
+                // unless the child is stuck in the kernel), so it is
+                // waited for here, on the pidfd, a second at most. This
+                // blocks the thread, which only such a clock makes happen.
+                if fired_at.is_some_and(|timer| timer.at > Instant::now()) {
+                    let _ = sys::wait_readable(child.pidfd.as_fd(), KILL_WAIT);
+                }
                 match child.reap()? {
-                    Some(exit) => exited(observation, deadline, exit),
-                    // A paused clock ran through the wait after SIGKILL in
-                    // no time: the kill is real, so is its effect, which
-                    // comes (the pidfd says when) unless the child is
-                    // stuck in the kernel, which only std's clock can tell.
-                    None if deadline.killed_within(KILL_WAIT) => {}
+                    Some(exit) => observation.exited(exit),
                     None => observation.gave_up(now),
                 }
             }
@@ -269,7 +270,7 @@ async fn observe(
         }
         if woken.pidfd {
             if let Some(exit) = child.reap()? {
-                exited(observation, deadline, exit);
+                observation.exited(exit);
             }
         }
         // The timer is polled on every turn, not only when the pipes are

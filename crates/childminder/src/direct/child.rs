@@ -15,7 +15,9 @@ use tokio::sync::oneshot;
 use crate::command::{Command, Stdio};
 use crate::contain::Containment;
 use crate::contain::subreaper;
-use crate::coordinator::{GROUP_POLL_MAX, GROUP_POLL_MIN, Policy, sweep_remaining};
+use crate::coordinator::{
+    GROUP_POLL_MAX, GROUP_POLL_MIN, GivenUp, Policy, hand_to_engine, sweep_remaining,
+};
 use crate::error::Error;
 use crate::result::SupervisionResult;
 use crate::shared::Shared;
@@ -68,19 +70,25 @@ pub(super) struct Child<F: AsFd> {
     pub pid: u32,
     pub pidfd: F,
     group: bool,
+    program: String,
+    started: Instant,
     reaped: bool,
     /// What the reap found.
     exit: Option<Exit>,
-    /// Reaped and nothing left of the group: nothing for `Drop` to do.
+    /// Reaped and nothing left of the group, or the engine's: nothing for
+    /// `Drop` to do.
     pub settled: bool,
 }
 
 impl<F: AsFd> Child<F> {
-    pub(super) fn new(pid: u32, pidfd: F, group: bool) -> Self {
+    /// The child of `cmd`, spawned at `started`.
+    pub(super) fn new(pid: u32, pidfd: F, cmd: &Command, started: Instant) -> Self {
         Child {
             pid,
             pidfd,
-            group,
+            group: cmd.process_group,
+            program: cmd.program_lossy(),
+            started,
             reaped: false,
             exit: None,
             settled: false,
@@ -93,6 +101,30 @@ impl<F: AsFd> Child<F> {
     pub(super) fn reap(&mut self) -> io::Result<Option<Exit>> {
         let exited = sys::pidfd_try_wait(self.pidfd.as_fd(), true)?;
         Ok(exited.map(|(status, usage)| self.mark_reaped(status, usage)))
+    }
+
+    /// [`reap`](Self::reap) for a child the engine may have reaped (a
+    /// hand-over that failed half-way): whether it is reaped now, by
+    /// either.
+    pub(super) fn reap_unless_reaped(&mut self) -> io::Result<bool> {
+        match self.reap() {
+            Ok(exit) => Ok(exit.is_some()),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                self.reaped = true;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Blocks until the child exits, and reaps it (see
+    /// [`reap_unless_reaped`](Self::reap_unless_reaped)). Through the
+    /// pidfd, which cannot name another process.
+    pub(super) fn wait_through_pidfd(&mut self) -> io::Result<()> {
+        while !self.reap_unless_reaped()? {
+            sys::wait_readable(self.pidfd.as_fd(), Duration::from_secs(60))?;
+        }
+        Ok(())
     }
 
     /// Blocks until the child exits, and reaps it. By pid, as std waits: it
@@ -146,28 +178,33 @@ impl<F: AsFd> Child<F> {
     }
 
     /// The result of an observation that is over (the child reaped, or
-    /// given up on by the escalation, and its output read or cut off), its
-    /// pipes closed; a cut-off kills the group (whatever held the pipes
-    /// open).
+    /// given up on by the escalation, and its output read or cut off; the
+    /// driver drops it next, closing what is left open); a cut-off kills
+    /// the group (whatever held the pipes open). A child given up on whose exit has come since is reaped now,
+    /// and reported as exited.
     pub(super) fn publish<P: AsFd>(
-        &self,
+        &mut self,
         cmd: &Command,
         observation: &mut Observation<'_, P>,
         deadline: &Deadline,
-        started: Instant,
     ) -> SupervisionResult {
+        if observation.exit().is_none() {
+            if let Ok(Some(exit)) = self.reap() {
+                observation.exited(exit);
+            }
+        }
+        let started = self.started;
         let ended_at = observation
             .ended_at()
             .expect("an observation is over once the child's end was seen");
         let exit = observation.exit();
-        observation.close();
         let program = cmd.program_lossy();
         let cut_off = observation.cut_off();
         if cut_off {
             tracing::warn!(
                 program = %program,
                 pid = self.pid,
-                "output still open a grace period after the child's exit: closing the pipes and killing the group"
+                "output still open a grace period after the child's end: closing the pipes and killing the group"
             );
             let _ = self.signal_escalation(Signal::KILL);
         }
@@ -240,8 +277,9 @@ impl<F: AsFd> Child<F> {
     }
 
     /// Hands what is left of the group of a reaped child to the runtime
-    /// path's sweep (TERM, a grace period, KILL) on the current runtime: it
-    /// is the rare case, and the sweep's logic stays in one place.
+    /// path's sweep (TERM, a grace period, KILL; KILL at once when the
+    /// escalation sent it) on the current runtime: it is the rare case, and
+    /// the sweep's logic stays in one place.
     ///
     /// # Errors
     ///
@@ -250,7 +288,6 @@ impl<F: AsFd> Child<F> {
         &self,
         cmd: &Command,
         result: &SupervisionResult,
-        started: Instant,
     ) -> Result<(), Error> {
         let exit = self
             .exit
@@ -260,8 +297,9 @@ impl<F: AsFd> Child<F> {
             .map_err(|e| io_error(&result.program, REGISTERING, e))?;
         let target = Target::reaped(self.pid, pidfd, self.group, exit.status, Some(exit.usage))
             .map_err(|e| io_error(&result.program, REGISTERING, e))?;
-        let shared = Shared::new(result.program.clone(), target, started, None);
-        sweep_remaining(&shared, sweep_policy(cmd)).await;
+        let shared = Shared::new(result.program.clone(), target, self.started, None);
+        let killed = result.kill_sent_after.is_some();
+        sweep_remaining(&shared, sweep_policy(cmd), killed).await;
         shared.target.close();
         Ok(())
     }
@@ -274,68 +312,66 @@ impl<F: AsFd> Child<F> {
 
     /// Hands a child the escalation gave up on (unreaped: stuck in the
     /// kernel past SIGKILL) to the engine, as the runtime path's
-    /// coordinator keeps one: what is left of its group is swept there, and
+    /// coordinator does ([`hand_to_engine`]): what is left of its group is
+    /// swept there (from KILL, when the escalation sent it: `killed`), and
     /// the child is reaped in the background whenever it exits. The
     /// receiver resolves once the sweep is over (the call waits for that,
-    /// not for the exit); from then on the child is the engine's and
-    /// dropping `self` leaves it alone.
+    /// not for the exit). From a successful return on the child is the
+    /// engine's: dropping `self` (a cancelled call) leaves it alone.
     ///
     /// # Errors
     ///
     /// The engine cannot be started or the pidfd copied (out of fds or
-    /// threads), or, through the receiver, the pidfd registered there: the
-    /// caller then waits for the exit itself.
+    /// threads): the child is still the caller's.
     pub(super) fn hand_over(
         &mut self,
         cmd: &Command,
-        program: &str,
-        started: Instant,
+        killed: bool,
     ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
-        let engine = crate::blocking::engine()?;
-        let pidfd = self.pidfd_copy()?;
-        let (swept, sweep_over) = oneshot::channel();
-        let (pid, group, policy) = (self.pid, self.group, sweep_policy(cmd));
-        let program = program.to_owned();
-        engine.spawn(async move {
-            let target = match Target::new(pid, Some(pidfd), group, None) {
-                Ok(target) => target,
-                Err(e) => {
-                    let _ = swept.send(Err(e));
-                    return;
-                }
-            };
-            let shared = Shared::new(program, target, started, None);
-            sweep_remaining(&shared, policy).await;
-            let _ = swept.send(Ok(()));
-            if !shared.target.is_reaped() {
-                if let Err(e) = shared.target.exited().await {
-                    tracing::warn!(program = %shared.program, pid, error = %e, "waiting for a child given up on failed");
-                }
-                if let Err(e) = shared.target.reap() {
-                    tracing::warn!(program = %shared.program, pid, error = %e, "reaping the child failed");
-                }
-            }
-            shared.target.close();
-        });
+        let sweep_over = hand_to_engine(self.given_up(Some((sweep_policy(cmd), killed)))?)?;
+        self.settled = true;
         Ok(sweep_over)
     }
 
-    /// Whether [`hand_over`](Self::hand_over) succeeded (`swept`): then the
-    /// child is the engine's, and nothing is left for `Drop` to do; else
-    /// (logged) the caller waits for the exit itself.
-    pub(super) fn handed_over(&mut self, swept: io::Result<()>, program: &str) -> bool {
+    /// The child, as [`hand_to_engine`] takes it.
+    fn given_up(&self, sweep: Option<(Policy, bool)>) -> io::Result<GivenUp> {
+        Ok(GivenUp {
+            pid: self.pid,
+            pidfd: self.pidfd_copy()?,
+            group: self.group,
+            program: self.program.clone(),
+            started: self.started,
+            sweep,
+        })
+    }
+
+    /// Whether the engine kept the child [`hand_over`](Self::hand_over)
+    /// gave it (`swept`: the hand-over's error, or the engine's answer
+    /// through [`sweep_answer`]). If not (logged), the child is the
+    /// caller's again, to wait for through its pidfd (the engine may have
+    /// reaped it before it failed).
+    pub(super) fn handed_over(&mut self, swept: io::Result<()>) -> bool {
         match swept {
-            Ok(()) => {
-                self.reaped = true;
-                self.settled = true;
-                true
-            }
+            Ok(()) => true,
             Err(e) => {
-                tracing::warn!(program, pid = self.pid, error = %e, "cannot hand the child given up on to the engine: waiting for its exit");
+                tracing::warn!(program = %self.program, pid = self.pid, error = %e, "the engine could not keep the child given up on: waiting for its exit");
+                self.settled = false;
                 false
             }
         }
     }
+}
+
+/// The engine's answer to [`Child::hand_over`], as received: a task that
+/// ended without one failed.
+pub(super) fn sweep_answer(
+    answer: Result<io::Result<()>, oneshot::error::RecvError>,
+) -> io::Result<()> {
+    answer.unwrap_or_else(|_| {
+        Err(io::Error::other(
+            "the engine's task ended before the sweep did",
+        ))
+    })
 }
 
 const REGISTERING: &str = "registering the child with the runtime";
@@ -369,7 +405,14 @@ impl<F: AsFd> Drop for Child<F> {
         if !self.reaped {
             let _ = sys::pidfd_signal(self.pidfd.as_fd(), Signal::KILL);
             let _ = sys::wait_readable(self.pidfd.as_fd(), Duration::from_secs(1));
-            let _ = self.reap();
+            if let Ok(None) = self.reap() {
+                // Alive a second after SIGKILL (stuck in the kernel): the
+                // engine reaps it whenever it exits.
+                let handed = self.given_up(None).and_then(hand_to_engine);
+                if let Err(e) = handed {
+                    tracing::warn!(program = %self.program, pid = self.pid, error = %e, "cannot hand a child stuck past SIGKILL to the engine: it stays a zombie once it exits");
+                }
+            }
         }
     }
 }
@@ -383,16 +426,95 @@ mod tests {
         sys::pidfd_try_wait(pidfd, false).is_ok()
     }
 
+    /// `program args` spawned (in a group of its own with `group`), its
+    /// stdout piped, blocking.
+    fn child_of(program: &str, args: &[&str], group: bool) -> (Child<OwnedFd>, OwnedFd) {
+        let mut cmd = Command::new(program);
+        cmd.args(args).process_group(group);
+        let spawn = spawn_direct(&cmd, &[Stdio::Null, Stdio::Piped, Stdio::Null]).unwrap();
+        let [stdout, _] = spawn.outputs;
+        let stdout = stdout.unwrap();
+        sys::set_blocking(stdout.as_fd()).unwrap();
+        (
+            Child::new(spawn.pid, spawn.pidfd, &cmd, spawn.started),
+            stdout,
+        )
+    }
+
+    /// The child's first line (its handshake).
+    fn first_line(stdout: OwnedFd) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(std::fs::File::from(stdout))
+            .read_line(&mut line)
+            .unwrap();
+        line
+    }
+
+    /// Kills the child and waits for its exit, unreaped.
+    fn kill_and_wait(child: &Child<OwnedFd>) {
+        sys::pidfd_signal(child.pidfd.as_fd(), Signal::KILL).unwrap();
+        assert!(sys::wait_readable(child.pidfd.as_fd(), Duration::from_secs(10)).unwrap());
+    }
+
+    #[test]
+    fn a_child_in_its_group_has_not_left_it() {
+        let (mut child, _stdout) = child_of("sleep", &["30"], true);
+        assert!(!child.left_group());
+        kill_and_wait(&child);
+        assert!(!child.left_group());
+        child.reap().unwrap().unwrap();
+        assert!(!child.left_group());
+        // Nothing of the group is left to signal.
+        assert!(!child.signal_escalation(Signal::KILL).unwrap());
+        child.settled = true;
+    }
+
+    #[test]
+    fn a_child_that_left_its_group_is_signalled_itself_until_it_exits() {
+        let (mut child, stdout) = child_of(
+            "python3",
+            &[
+                "-c",
+                "import os, time\n\
+                 os.setpgid(0, os.getpgid(os.getppid()))\n\
+                 print('ready', flush=True)\n\
+                 time.sleep(30)",
+            ],
+            true,
+        );
+        assert_eq!(first_line(stdout), "ready\n");
+        assert!(child.left_group());
+        // Its own group is empty: only the pidfd reaches it.
+        assert!(child.signal_escalation(Signal::KILL).unwrap());
+        assert!(sys::wait_readable(child.pidfd.as_fd(), Duration::from_secs(10)).unwrap());
+        // A zombie is not signalled (nor asked by pid).
+        assert!(!child.left_group());
+        assert!(!child.signal_escalation(Signal::KILL).unwrap());
+        child.reap().unwrap().unwrap();
+        assert!(!child.left_group());
+        child.settled = true;
+    }
+
+    #[test]
+    fn a_child_without_a_group_of_its_own_is_signalled_alone_until_it_is_reaped() {
+        let (mut child, _stdout) = child_of("sleep", &["30"], false);
+        assert!(child.signal_escalation(Signal::KILL).unwrap());
+        assert!(sys::wait_readable(child.pidfd.as_fd(), Duration::from_secs(10)).unwrap());
+        child.reap().unwrap().unwrap();
+        assert!(!child.signal_escalation(Signal::KILL).unwrap());
+        child.settled = true;
+    }
+
     #[test]
     fn a_child_handed_over_is_reaped_by_the_engine_whenever_it_exits() {
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
         let spawn = spawn_direct(&cmd, &[Stdio::Null, Stdio::Null, Stdio::Null]).unwrap();
         let watch = spawn.pidfd.try_clone().unwrap();
-        let mut child = Child::new(spawn.pid, spawn.pidfd, true);
-        let sweep_over = child.hand_over(&cmd, "sleep", spawn.started).unwrap();
-        let swept = sweep_over.blocking_recv().unwrap();
-        assert!(child.handed_over(swept, "sleep"));
+        let mut child = Child::new(spawn.pid, spawn.pidfd, &cmd, spawn.started);
+        let sweep_over = child.hand_over(&cmd, false).unwrap();
+        assert!(child.handed_over(sweep_answer(sweep_over.blocking_recv())));
         // The sweep spared the child itself, and dropping ours leaves it
         // alone: it is the engine's, alive until it exits.
         drop(child);

@@ -38,6 +38,8 @@ impl Deadline {
     }
 
     /// When the driver must next call [`run_due`](Self::run_due), if ever.
+    /// Once the child's end is seen the drivers ask no more: nothing is
+    /// due then, whatever the machine says.
     pub(super) fn wake_at(&self) -> Option<Instant> {
         [self.esc.deadline(), self.at].into_iter().flatten().min()
     }
@@ -70,19 +72,6 @@ impl Deadline {
             term_signal: self.term_signal,
         };
         run_steps(&target, &mut self.esc, now, steps);
-    }
-
-    /// The child's exit was seen: nothing more is due.
-    pub(super) fn exited(&mut self) {
-        self.esc.exited();
-        self.at = None;
-    }
-
-    /// Whether SIGKILL was sent less than `wait` ago, by std's clock.
-    pub(super) fn killed_within(&self, wait: std::time::Duration) -> bool {
-        self.esc
-            .kill_sent_at()
-            .is_some_and(|at| at.elapsed() < wait)
     }
 
     /// What the escalation did, for the result.

@@ -213,11 +213,6 @@ impl<'a, P: AsFd> Observation<'a, P> {
         }
     }
 
-    /// Closes the pipes still open (the observation is over, or failed).
-    pub(super) fn close(&mut self) {
-        self.outputs = [None, None];
-    }
-
     /// The read errors recorded.
     pub(super) fn take_worker_errors(&mut self) -> Vec<WorkerError> {
         std::mem::take(&mut self.worker_errors)

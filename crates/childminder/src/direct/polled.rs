@@ -19,9 +19,9 @@ use crate::error::Error;
 use crate::result::SupervisionResult;
 use crate::sys;
 
-use super::child::{Child, Spawn, io_error, spawn_direct};
+use super::child::{Child, Spawn, io_error, spawn_direct, sweep_answer};
 use super::deadline::Deadline;
-use super::observe::{Exit, Next, Observation};
+use super::observe::{Next, Observation};
 
 /// Runs `cmd` with its streams set as `stdio`, appending the piped output
 /// to `stdout` and `stderr`. `None` when this path does not apply.
@@ -46,7 +46,7 @@ fn supervise(
         outputs: [out_pipe, err_pipe],
         started,
     } = spawn_direct(cmd, stdio)?;
-    let mut child = Child::new(pid, pidfd, cmd.process_group);
+    let mut child = Child::new(pid, pidfd, cmd, started);
     let program = cmd.program_lossy();
     let mut observation = Observation::new(
         [
@@ -70,19 +70,19 @@ fn supervise(
             source,
         });
     }
-    let mut result = child.publish(cmd, &mut observation, &deadline, started);
+    let mut result = child.publish(cmd, &mut observation, &deadline);
     drop(observation);
     if result.exit.is_none() {
         // Given up on: as on the runtime path, the engine sweeps the group
         // and reaps the child whenever it exits; the call returns after
         // the sweep.
         let swept = child
-            .hand_over(cmd, &result.program, started)
-            .and_then(|sweep_over| sweep_over.blocking_recv().unwrap_or(Ok(())));
-        if child.handed_over(swept, &result.program) {
+            .hand_over(cmd, result.kill_sent_after.is_some())
+            .and_then(|sweep_over| sweep_answer(sweep_over.blocking_recv()));
+        if child.handed_over(swept) {
             return Ok(result);
         }
-        if let Err(e) = child.wait() {
+        if let Err(e) = child.wait_through_pidfd() {
             tracing::warn!(program = %result.program, pid, error = %e, "reaping the child failed");
         }
     }
@@ -96,7 +96,7 @@ fn supervise(
                 )
             })
             .and_then(|runtime| {
-                let swept = runtime.block_on(child.sweep(cmd, &result, started));
+                let swept = runtime.block_on(child.sweep(cmd, &result));
                 super::give_back(runtime);
                 swept
             });
@@ -127,7 +127,7 @@ fn observe(
         if !observation.has_ended() && deadline.run_due(now, child) {
             // The escalation's last check.
             match child.reap()? {
-                Some(exit) => exited(observation, deadline, exit),
+                Some(exit) => observation.exited(exit),
                 None => observation.gave_up(now),
             }
         }
@@ -141,7 +141,7 @@ fn observe(
             Next::Done => return Ok(()),
             Next::Exit if deadline.wake_at().is_none() => {
                 // Nothing else to wait for: one blocking wait, as std's.
-                exited(observation, deadline, child.wait()?);
+                observation.exited(child.wait()?);
                 continue;
             }
             Next::Exit => true,
@@ -164,18 +164,8 @@ fn observe(
         }
         if ready.pidfd {
             if let Some(exit) = child.reap()? {
-                exited(observation, deadline, exit);
+                observation.exited(exit);
             }
         }
     }
-}
-
-/// The child was reaped: nothing more is due for the escalation.
-pub(super) fn exited<P: AsFd>(
-    observation: &mut Observation<'_, P>,
-    deadline: &mut Deadline,
-    exit: Exit,
-) {
-    deadline.exited();
-    observation.exited(exit);
 }

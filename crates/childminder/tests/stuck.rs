@@ -1,0 +1,191 @@
+//! A child stuck in the kernel past SIGKILL: the escalation gives up on it
+//! a second after the KILL, the call returns with `exit: None`, and the
+//! child is reaped in the background (by the engine) when it finally
+//! exits. The child freezes itself in a cgroup-v1 freezer, where a pending
+//! SIGKILL waits for the thaw; on a machine without one (or without root)
+//! these tests say so and pass without running.
+
+mod common;
+#[path = "common/support.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use childminder::{Command, Termination};
+use common::our_children;
+use support::warm_up;
+
+/// A cgroup-v1 freezer of this test's own, thawed and removed when
+/// dropped.
+struct Freezer(PathBuf);
+
+impl Freezer {
+    /// `None` where there is no v1 freezer to make one in.
+    fn new(test: &str) -> Option<Freezer> {
+        let path = PathBuf::from(format!(
+            "/sys/fs/cgroup/freezer/childminder-test-{test}-{}",
+            std::process::id()
+        ));
+        match std::fs::create_dir(&path) {
+            Ok(()) => {
+                // A safety net, not a synchronisation: a call that waits
+                // for the exit (the bug these tests catch) fails the test
+                // by its time rather than hanging it.
+                let state = path.join("freezer.state");
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(20));
+                    let _ = std::fs::write(state, "THAWED");
+                });
+                Some(Freezer(path))
+            }
+            Err(e) => {
+                eprintln!("skipped: no cgroup-v1 freezer to make {path:?} in: {e}");
+                None
+            }
+        }
+    }
+
+    /// A marked `sh` that ignores TERM, prints `ready` and freezes itself:
+    /// in the kernel, where SIGKILL waits for the thaw.
+    fn stuck_child(&self, before: &str) -> Command {
+        let cgroup = self.0.display();
+        let mut cmd = support::marked("sh");
+        cmd.args([
+            "-c",
+            &format!(
+                "trap '' TERM; {before} echo $$ > {cgroup}/cgroup.procs; echo ready; \
+                 echo FROZEN > {cgroup}/freezer.state; sleep 100"
+            ),
+        ])
+        .deadline(Duration::from_millis(500))
+        .grace_period(Duration::from_millis(300));
+        cmd
+    }
+
+    fn thaw(&self) {
+        std::fs::write(self.0.join("freezer.state"), "THAWED").unwrap();
+    }
+}
+
+impl Drop for Freezer {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("freezer.state"), "THAWED");
+        // Its members die of their pending SIGKILL; then it can go.
+        support::wait_until(Duration::from_secs(10), || {
+            std::fs::remove_dir(&self.0).is_ok()
+        });
+    }
+}
+
+/// A call given up on returns long before the thaw, without the exit.
+fn assert_given_up(call: &str, r: &childminder::SupervisionResult, took: Duration) {
+    assert!(took < Duration::from_secs(8), "{call}: {took:?}: {r:?}");
+    assert_eq!(r.exit, None, "{call}: {r:?}");
+    assert!(r.kill_sent_after.is_some(), "{call}: {r:?}");
+    assert_eq!(r.termination, Termination::Escalated, "{call}: {r:?}");
+}
+
+/// Thaws the child (it dies of its pending SIGKILL) and checks that
+/// something reaps it: no child of ours is left, not even a zombie.
+fn assert_reaped_after_thaw(call: &str, freezer: &Freezer) {
+    freezer.thaw();
+    let reaped = support::wait_until(Duration::from_secs(10), || our_children().is_empty());
+    assert!(reaped, "{call}: left unreaped: {:?}", our_children());
+}
+
+#[test]
+fn a_child_stuck_past_sigkill_is_given_up_on_and_reaped_in_the_background() {
+    warm_up();
+    type Call = fn(&Command) -> childminder::Output;
+    let calls: [(&str, Call); 3] = [
+        ("output", |cmd| cmd.output().unwrap()),
+        ("output_async", |cmd| {
+            support::current_thread_runtime()
+                .block_on(cmd.output_async())
+                .unwrap()
+        }),
+        // The runtime path (the subreaper takes it).
+        ("output with the subreaper", |cmd| {
+            let mut cmd = cmd.clone();
+            cmd.subreaper(true);
+            cmd.output().unwrap()
+        }),
+    ];
+    for (call, output) in calls {
+        let Some(freezer) = Freezer::new("given-up") else {
+            return;
+        };
+        let cmd = freezer.stuck_child("");
+        let t = Instant::now();
+        let out = output(&cmd);
+        assert_given_up(call, &out.result, t.elapsed());
+        assert_eq!(out.stdout, b"ready\n", "{call}");
+        assert_reaped_after_thaw(call, &freezer);
+    }
+}
+
+/// `output_async()` dropped after the give-up, while the output is read
+/// on: the drop hands the child to the engine instead of leaving a zombie.
+#[test]
+fn output_async_cancelled_after_a_give_up_leaves_no_zombie() {
+    warm_up();
+    let Some(freezer) = Freezer::new("cancelled") else {
+        return;
+    };
+    let mut cmd = freezer.stuck_child("");
+    // Given up on at ~1.8 s; the output (held open by the child) would be
+    // cut off at ~4.8 s; cancelled at 3 s.
+    cmd.grace_period(Duration::from_secs(3))
+        .deadline(Duration::from_millis(500));
+    let cancelled = support::current_thread_runtime()
+        .block_on(async { tokio::time::timeout(Duration::from_secs(3), cmd.output_async()).await });
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    assert_reaped_after_thaw("output_async cancelled", &freezer);
+}
+
+/// On a paused tokio clock the second after SIGKILL passes in no real
+/// time: the call waits for it in real time, then gives up, rather than
+/// waiting for an exit that may never come.
+#[test]
+fn output_async_on_a_paused_clock_gives_up_on_a_stuck_child() {
+    warm_up();
+    let Some(freezer) = Freezer::new("paused") else {
+        return;
+    };
+    // Frozen before the call is made, so the paused clock's deadline
+    // (which passes as soon as the runtime idles) finds it stuck.
+    let cgroup = freezer.0.display().to_string();
+    let cmd = freezer.stuck_child("");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let out = runtime
+        .block_on(async {
+            let call = cmd.output_async();
+            tokio::pin!(call);
+            // Runs the call until the child is frozen: its deadline is
+            // due at once on a paused clock, TERM is ignored, and the KILL
+            // comes a grace period of the runtime's time later, which a
+            // busy runtime does not skip.
+            let frozen = || {
+                std::fs::read_to_string(format!("{cgroup}/freezer.state"))
+                    .is_ok_and(|state| state.trim() == "FROZEN")
+            };
+            tokio::select! {
+                out = &mut call => return out,
+                () = async {
+                    while !frozen() {
+                        tokio::task::yield_now().await;
+                    }
+                } => {}
+            }
+            call.await
+        })
+        .unwrap();
+    assert_given_up("paused output_async", &out.result, t.elapsed());
+    assert_reaped_after_thaw("paused output_async", &freezer);
+}
