@@ -387,8 +387,11 @@ fn epoll_instances() -> usize {
 
 /// The blocking one-line calls run on `poll(2)` alone, their deadline
 /// included: a thread that never made a call before builds no runtime (its
-/// epoll instance would stay, kept for the thread's next call); with the
-/// subreaper, which the runtime path manages, it does.
+/// epoll instance would stay, kept for the thread's next call), while
+/// `with_process`, which lends the thread's runtime to its stdio thread,
+/// does. (Not the subreaper, which takes the runtime path too: it would
+/// make the whole test process a subreaper, and under `cargo test` the
+/// grandchildren of the tests after this one its zombies.)
 #[test]
 fn a_one_line_call_builds_no_runtime_with_or_without_a_deadline() {
     std::thread::spawn(|| {
@@ -415,11 +418,18 @@ fn a_one_line_call_builds_no_runtime_with_or_without_a_deadline() {
             .unwrap();
         assert!(expired.timed_out(), "{expired:?}");
         assert_eq!(epoll_instances(), before, "a runtime was built");
-        let contained = Command::new("true").subreaper(true).run().unwrap();
-        assert!(contained.success());
+        let scoped = childminder::with_process(
+            &Command::new("true"),
+            childminder::stdin::empty(),
+            childminder::discard,
+            childminder::discard,
+            |p| p.wait(),
+        )
+        .unwrap();
+        assert!(scoped.success());
         assert!(
             epoll_instances() > before,
-            "the subreaper needs the runtime"
+            "with_process lends the thread's runtime"
         );
     })
     .join()
