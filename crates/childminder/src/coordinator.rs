@@ -187,20 +187,22 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         // finally goes, while this supervision ends now (a caller driving
         // it on its own thread stops driving it when it returns).
         shared.publish_finished();
+        // Without a pidfd (Linux < 5.3) there is nothing to hand over.
         let handed = shared
             .target
             .pidfd_copy()
             .map(|pidfd| hand_to_engine(given_up(&shared, pidfd?, None)));
-        match handed {
-            Some(Ok(_)) => {}
-            // Out of fds or threads, or no pidfd: wait here.
-            other => {
-                if let Some(Err(e)) = other {
-                    tracing::warn!(program = %shared.program, error = %e, "cannot hand the child given up on to the engine: waiting for its exit");
-                }
-                let _ = shared.target.exited().await;
-                reap(&shared);
+        let handed = match handed {
+            Some(Ok(answer)) => Some(engine_answer(answer.await)),
+            other => other.map(|handed| handed.map(drop)),
+        };
+        if !matches!(handed, Some(Ok(()))) {
+            if let Some(Err(e)) = handed {
+                // Out of fds or threads: wait here.
+                tracing::warn!(program = %shared.program, error = %e, "cannot hand the child given up on to the engine: waiting for its exit");
             }
+            let _ = shared.target.exited().await;
+            reap(&shared);
         }
     }
     // Closed here, not when the last handle goes: the caller may return
@@ -528,6 +530,18 @@ fn given_up(shared: &Shared, pidfd: OwnedFd, sweep: Option<(Policy, bool)>) -> G
         started: shared.started,
         sweep,
     }
+}
+
+/// The engine's answer to [`hand_to_engine`], as received: a task that
+/// ended without one failed.
+pub(crate) fn engine_answer(
+    answer: Result<std::io::Result<()>, oneshot::error::RecvError>,
+) -> std::io::Result<()> {
+    answer.unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the engine's task ended before the sweep did",
+        ))
+    })
 }
 
 /// Hands a child the escalation gave up on to the engine, which outlives

@@ -19,12 +19,13 @@ use tokio::time::Sleep;
 
 use crate::command::{Command, Stdio};
 use crate::contain::subreaper;
+use crate::coordinator::engine_answer;
 use crate::error::Error;
 use crate::escalation::KILL_WAIT;
 use crate::result::SupervisionResult;
 use crate::sys;
 
-use super::child::{Child, Spawn, io_error, spawn_direct, sweep_answer};
+use super::child::{Child, Spawn, io_error, spawn_direct};
 use super::deadline::Deadline;
 use super::observe::{Drained, Next, Observation};
 
@@ -102,7 +103,7 @@ pub(super) async fn supervise(
         // and reaps the child whenever it exits; the call returns after
         // the sweep (and, cancelled meanwhile, leaves the child to it).
         let swept = match child.hand_over(cmd, result.kill_sent_after.is_some()) {
-            Ok(sweep_over) => sweep_answer(sweep_over.await),
+            Ok(sweep_over) => engine_answer(sweep_over.await),
             Err(e) => Err(e),
         };
         if child.handed_over(swept) {

@@ -347,7 +347,7 @@ impl<F: AsFd> Child<F> {
 
     /// Whether the engine kept the child [`hand_over`](Self::hand_over)
     /// gave it (`swept`: the hand-over's error, or the engine's answer
-    /// through [`sweep_answer`]). If not (logged), the child is the
+    /// through [`engine_answer`]). If not (logged), the child is the
     /// caller's again, to wait for through its pidfd (the engine may have
     /// reaped it before it failed).
     pub(super) fn handed_over(&mut self, swept: io::Result<()>) -> bool {
@@ -360,18 +360,6 @@ impl<F: AsFd> Child<F> {
             }
         }
     }
-}
-
-/// The engine's answer to [`Child::hand_over`], as received: a task that
-/// ended without one failed.
-pub(super) fn sweep_answer(
-    answer: Result<io::Result<()>, oneshot::error::RecvError>,
-) -> io::Result<()> {
-    answer.unwrap_or_else(|_| {
-        Err(io::Error::other(
-            "the engine's task ended before the sweep did",
-        ))
-    })
 }
 
 const REGISTERING: &str = "registering the child with the runtime";
@@ -420,6 +408,7 @@ impl<F: AsFd> Drop for Child<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coordinator::engine_answer;
 
     /// Whether `pid` is still our child, dead or alive (not yet reaped).
     fn unreaped(pidfd: BorrowedFd<'_>) -> bool {
@@ -514,7 +503,7 @@ mod tests {
         let watch = spawn.pidfd.try_clone().unwrap();
         let mut child = Child::new(spawn.pid, spawn.pidfd, &cmd, spawn.started);
         let sweep_over = child.hand_over(&cmd, false).unwrap();
-        assert!(child.handed_over(sweep_answer(sweep_over.blocking_recv())));
+        assert!(child.handed_over(engine_answer(sweep_over.blocking_recv())));
         // The sweep spared the child itself, and dropping ours leaves it
         // alone: it is the engine's, alive until it exits.
         drop(child);

@@ -15,11 +15,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::command::{Command, Stdio};
+use crate::coordinator::engine_answer;
 use crate::error::Error;
 use crate::result::SupervisionResult;
 use crate::sys;
 
-use super::child::{Child, Spawn, io_error, spawn_direct, sweep_answer};
+use super::child::{Child, Spawn, io_error, spawn_direct};
 use super::deadline::Deadline;
 use super::observe::{Next, Observation};
 
@@ -78,7 +79,7 @@ fn supervise(
         // the sweep.
         let swept = child
             .hand_over(cmd, result.kill_sent_after.is_some())
-            .and_then(|sweep_over| sweep_answer(sweep_over.blocking_recv()));
+            .and_then(|sweep_over| engine_answer(sweep_over.blocking_recv()));
         if child.handed_over(swept) {
             return Ok(result);
         }
