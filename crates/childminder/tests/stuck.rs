@@ -144,17 +144,9 @@ fn output_async_cancelled_after_a_give_up_leaves_no_zombie() {
     assert_reaped_after_thaw("output_async cancelled", &freezer);
 }
 
-/// On a paused tokio clock the second after SIGKILL passes in no real
-/// time: the call waits for it in real time, then gives up, rather than
-/// waiting for an exit that may never come.
-#[test]
-fn output_async_on_a_paused_clock_gives_up_on_a_stuck_child() {
-    warm_up();
-    let Some(freezer) = Freezer::new("paused") else {
-        return;
-    };
-    // Frozen before the call is made, so the paused clock's deadline
-    // (which passes as soon as the runtime idles) finds it stuck.
+/// Runs `output_async()` of `freezer`'s stuck child on a paused tokio
+/// clock, calling `on_frozen` once the child has frozen itself.
+fn paused_output_async(freezer: &Freezer, on_frozen: impl FnOnce()) -> childminder::Output {
     let cgroup = freezer.0.display().to_string();
     let cmd = freezer.stuck_child("");
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -162,8 +154,7 @@ fn output_async_on_a_paused_clock_gives_up_on_a_stuck_child() {
         .start_paused(true)
         .build()
         .unwrap();
-    let t = Instant::now();
-    let out = runtime
+    runtime
         .block_on(async {
             let call = cmd.output_async();
             tokio::pin!(call);
@@ -183,9 +174,48 @@ fn output_async_on_a_paused_clock_gives_up_on_a_stuck_child() {
                     }
                 } => {}
             }
+            on_frozen();
             call.await
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// On a paused tokio clock the second after SIGKILL passes in no real
+/// time: the call waits for it in real time, then gives up, rather than
+/// waiting for an exit that may never come.
+#[test]
+fn output_async_on_a_paused_clock_gives_up_on_a_stuck_child() {
+    warm_up();
+    let Some(freezer) = Freezer::new("paused") else {
+        return;
+    };
+    let t = Instant::now();
+    let out = paused_output_async(&freezer, || {});
     assert_given_up("paused output_async", &out.result, t.elapsed());
     assert_reaped_after_thaw("paused output_async", &freezer);
+}
+
+/// On a paused clock, a child that takes real time to die of its SIGKILL
+/// (here 300 ms: thawed then) is waited for, and its exit reported, not
+/// given up on because the runtime's second after the KILL took no time.
+#[test]
+fn output_async_on_a_paused_clock_waits_in_real_time_for_the_kill() {
+    warm_up();
+    let Some(freezer) = Freezer::new("paused-kill") else {
+        return;
+    };
+    let state = freezer.0.join("freezer.state");
+    let out = paused_output_async(&freezer, || {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(state, "THAWED").unwrap();
+        });
+    });
+    let r = out.result;
+    assert_eq!(
+        r.exit.and_then(|e| e.signal()),
+        Some(childminder::Signal::KILL),
+        "{r:?}"
+    );
+    assert!(our_children().is_empty(), "{:?}", our_children());
 }
