@@ -496,6 +496,44 @@ mod tests {
     }
 
     #[test]
+    fn a_hand_over_the_engine_could_not_keep_leaves_the_child_to_wait_for() {
+        let (mut child, _stdout) = child_of("sh", &["-c", "sleep 0.2"], true);
+        // As after `hand_over`, whose task then failed.
+        child.settled = true;
+        assert!(!child.handed_over(Err(io::Error::other("registration failed"))));
+        assert!(!child.settled);
+        // Blocks until the exit (200 ms from the spawn), and reaps it.
+        child.wait_through_pidfd().unwrap();
+        assert!(!unreaped(child.pidfd.as_fd()));
+        child.settled = true;
+    }
+
+    #[test]
+    fn a_child_reaped_by_the_engine_counts_as_reaped() {
+        let (mut child, _stdout) = child_of("true", &[], true);
+        let engines = child.pidfd.try_clone().unwrap();
+        assert!(sys::wait_readable(engines.as_fd(), Duration::from_secs(10)).unwrap());
+        assert!(
+            sys::pidfd_try_wait(engines.as_fd(), true)
+                .unwrap()
+                .is_some()
+        );
+        assert!(child.reap_unless_reaped().unwrap());
+        child.wait_through_pidfd().unwrap();
+        child.settled = true;
+    }
+
+    #[test]
+    fn an_engine_task_that_ended_without_an_answer_is_a_failed_hand_over() {
+        let (answer, received) = oneshot::channel::<io::Result<()>>();
+        drop(answer);
+        assert!(engine_answer(received.blocking_recv()).is_err());
+        let (answer, received) = oneshot::channel();
+        answer.send(Ok(())).unwrap();
+        assert!(engine_answer(received.blocking_recv()).is_ok());
+    }
+
+    #[test]
     fn a_child_handed_over_is_reaped_by_the_engine_whenever_it_exits() {
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
