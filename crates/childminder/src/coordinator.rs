@@ -155,8 +155,9 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
     }
     if let Some(cgroup) = shared.target.cgroup() {
         let usage = cgroup.usage();
-        if let Err(e) = cgroup.remove() {
-            tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
+        // A child given up on is still in it: removed once it has exited.
+        if exit.is_some() {
+            remove_cgroup(&shared);
         }
         shared.update_containment(|c| c.cgroup = Some(usage));
     }
@@ -192,17 +193,17 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
             .target
             .pidfd_copy()
             .map(|pidfd| hand_to_engine(given_up(&shared, pidfd?, None)));
-        let handed = match handed {
-            Some(Ok(answer)) => Some(engine_answer(answer.await)),
-            other => other.map(|handed| handed.map(drop)),
-        };
-        if !matches!(handed, Some(Ok(()))) {
-            if let Some(Err(e)) = handed {
-                // Out of fds or threads: wait here.
-                tracing::warn!(program = %shared.program, error = %e, "cannot hand the child given up on to the engine: waiting for its exit");
+        match handed {
+            Some(Ok(_)) => shared.target.handed_over(),
+            other => {
+                if let Some(Err(e)) = other {
+                    // Out of fds or threads: wait here.
+                    tracing::warn!(program = %shared.program, error = %e, "cannot hand the child given up on to the engine: waiting for its exit");
+                }
+                let _ = shared.target.exited().await;
+                reap(&shared);
+                remove_cgroup(&shared);
             }
-            let _ = shared.target.exited().await;
-            reap(&shared);
         }
     }
     // Closed here, not when the last handle goes: the caller may return
@@ -210,6 +211,14 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
     shared.target.close();
     shared.publish_finished();
     drop(guard);
+}
+
+fn remove_cgroup(shared: &Shared) {
+    if let Some(cgroup) = shared.target.cgroup() {
+        if let Err(e) = cgroup.remove() {
+            tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
+        }
+    }
 }
 
 fn reap(shared: &Shared) {
@@ -515,6 +524,9 @@ pub(crate) struct GivenUp {
     pub group: bool,
     pub program: String,
     pub started: Instant,
+    /// Its cgroup, removed once it has exited (the caller's removal failed
+    /// while the child was in it).
+    pub cgroup: Option<Arc<crate::contain::cgroup::Leaf>>,
     /// The sweep of what is left of its group, when it is still to run
     /// (the policy, and whether the escalation sent KILL already).
     pub sweep: Option<(Policy, bool)>,
@@ -528,6 +540,7 @@ fn given_up(shared: &Shared, pidfd: OwnedFd, sweep: Option<(Policy, bool)>) -> G
         group: false,
         program: shared.program.clone(),
         started: shared.started,
+        cgroup: shared.target.cgroup_shared(),
         sweep,
     }
 }
@@ -551,31 +564,30 @@ pub(crate) fn engine_answer(
 ///
 /// # Errors
 ///
-/// The engine cannot be started (out of fds or threads); through the
-/// receiver, the pidfd cannot be registered there (out of fds), or the
-/// task ended before the sweep did. Either way the child is still the
-/// caller's.
+/// The engine cannot be started, or the pidfd registered there (out of
+/// fds or threads): the child is still the caller's. (The registration is
+/// made here, on the caller's thread, so no failure can come after the
+/// child changed hands; through the receiver only a task that ended
+/// before the sweep did.)
 pub(crate) fn hand_to_engine(
     given_up: GivenUp,
 ) -> std::io::Result<oneshot::Receiver<std::io::Result<()>>> {
     let engine = crate::blocking::engine()?;
+    let GivenUp {
+        pid,
+        pidfd,
+        group,
+        program,
+        started,
+        cgroup,
+        sweep,
+    } = given_up;
+    let target = {
+        let _engine = engine.enter();
+        Target::new(pid, Some(pidfd), group, cgroup)?
+    };
     let (swept, sweep_over) = oneshot::channel();
     engine.spawn(async move {
-        let GivenUp {
-            pid,
-            pidfd,
-            group,
-            program,
-            started,
-            sweep,
-        } = given_up;
-        let target = match Target::new(pid, Some(pidfd), group, None) {
-            Ok(target) => target,
-            Err(e) => {
-                let _ = swept.send(Err(e));
-                return;
-            }
-        };
         let shared = Shared::new(program, target, started, None);
         if let Some((policy, killed)) = sweep {
             sweep_remaining(&shared, policy, killed).await;
@@ -587,6 +599,7 @@ pub(crate) fn hand_to_engine(
             }
             reap(&shared);
         }
+        remove_cgroup(&shared);
         shared.target.close();
     });
     Ok(sweep_over)

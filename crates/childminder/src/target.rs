@@ -137,6 +137,20 @@ impl Target {
         self.cgroup.as_deref()
     }
 
+    /// The cgroup, shared, for the engine to remove once the child it was
+    /// handed has exited.
+    pub(crate) fn cgroup_shared(&self) -> Option<Arc<Leaf>> {
+        self.cgroup.clone()
+    }
+
+    /// The child is the engine's now ([`crate::coordinator::hand_to_engine`]),
+    /// which reaps it: nothing keyed by its pid may be sent from here any
+    /// more (on kernels without group signals through the pidfd, the
+    /// group's id could be anyone's once it is reaped).
+    pub(crate) fn handed_over(&self) {
+        self.state().reaped = true;
+    }
+
     /// Signals the child alone. `Ok(false)` when it is already gone (a
     /// no-op, never a signal to whatever now has its pid).
     pub(crate) fn signal_child(&self, sig: Signal) -> io::Result<bool> {

@@ -219,3 +219,30 @@ fn output_async_on_a_paused_clock_waits_in_real_time_for_the_kill() {
     );
     assert!(our_children().is_empty(), "{:?}", our_children());
 }
+
+/// A child given up on is still in its cgroup when the call returns: the
+/// engine removes the cgroup once it has reaped the child.
+#[test]
+fn the_cgroup_of_a_child_given_up_on_is_removed_once_it_exits() {
+    warm_up();
+    if childminder::Command::new("true")
+        .cgroup(childminder::Cgroup::new())
+        .run()
+        .is_err()
+    {
+        eprintln!("skipped: no cgroup v2 to make a cgroup in");
+        return;
+    }
+    let Some(freezer) = Freezer::new("cgroup") else {
+        return;
+    };
+    let mut cmd = freezer.stuck_child("");
+    cmd.cgroup(childminder::Cgroup::new());
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    assert_given_up("output with a cgroup", &out.result, t.elapsed());
+    let cgroup = out.result.containment.cgroup.clone().unwrap().path;
+    assert_reaped_after_thaw("output with a cgroup", &freezer);
+    let removed = support::wait_until(Duration::from_secs(10), || !cgroup.exists());
+    assert!(removed, "{cgroup:?} left behind");
+}

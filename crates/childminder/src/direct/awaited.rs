@@ -202,7 +202,10 @@ async fn observe(
                 }
                 match child.reap()? {
                     Some(exit) => observation.exited(exit),
-                    None => observation.gave_up(now),
+                    None => {
+                        child.gave_up = true;
+                        observation.gave_up(now);
+                    }
                 }
             }
             escalation_timer = match (deadline.wake_at(), escalation_timer.take()) {

@@ -75,6 +75,8 @@ pub(super) struct Child<F: AsFd> {
     reaped: bool,
     /// What the reap found.
     exit: Option<Exit>,
+    /// The escalation gave up on it: it survived SIGKILL a second already.
+    pub gave_up: bool,
     /// Reaped and nothing left of the group, or the engine's: nothing for
     /// `Drop` to do.
     pub settled: bool,
@@ -91,6 +93,7 @@ impl<F: AsFd> Child<F> {
             started,
             reaped: false,
             exit: None,
+            gave_up: false,
             settled: false,
         }
     }
@@ -341,6 +344,8 @@ impl<F: AsFd> Child<F> {
             group: self.group,
             program: self.program.clone(),
             started: self.started,
+            // The readiness paths take no cgroup.
+            cgroup: None,
             sweep,
         })
     }
@@ -391,8 +396,11 @@ impl<F: AsFd> Drop for Child<F> {
         // After the reap too: the pidfd still names the group.
         let _ = self.signal_escalation(Signal::KILL);
         if !self.reaped {
-            let _ = sys::pidfd_signal(self.pidfd.as_fd(), Signal::KILL);
-            let _ = sys::wait_readable(self.pidfd.as_fd(), Duration::from_secs(1));
+            // One already given up on is not waited for a second time.
+            if !self.gave_up {
+                let _ = sys::pidfd_signal(self.pidfd.as_fd(), Signal::KILL);
+                let _ = sys::wait_readable(self.pidfd.as_fd(), Duration::from_secs(1));
+            }
             if let Ok(None) = self.reap() {
                 // Alive a second after SIGKILL (stuck in the kernel): the
                 // engine reaps it whenever it exits.

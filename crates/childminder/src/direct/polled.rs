@@ -129,7 +129,10 @@ fn observe(
             // The escalation's last check.
             match child.reap()? {
                 Some(exit) => observation.exited(exit),
-                None => observation.gave_up(now),
+                None => {
+                    child.gave_up = true;
+                    observation.gave_up(now);
+                }
             }
         }
         // Checked on every turn, not only when the pipes are silent: a
