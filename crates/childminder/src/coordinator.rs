@@ -192,7 +192,7 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         let handed = shared
             .target
             .pidfd_copy()
-            .map(|pidfd| hand_to_engine(given_up(&shared, pidfd?, None)));
+            .map(|pidfd| hand_to_engine(given_up(&shared, pidfd?)));
         match handed {
             Some(Ok(_)) => shared.target.handed_over(),
             other => {
@@ -533,7 +533,7 @@ pub(crate) struct GivenUp {
 }
 
 /// [`GivenUp`] for the engine's child, whose group was swept already.
-fn given_up(shared: &Shared, pidfd: OwnedFd, sweep: Option<(Policy, bool)>) -> GivenUp {
+fn given_up(shared: &Shared, pidfd: OwnedFd) -> GivenUp {
     GivenUp {
         pid: shared.target.pid(),
         pidfd,
@@ -541,37 +541,29 @@ fn given_up(shared: &Shared, pidfd: OwnedFd, sweep: Option<(Policy, bool)>) -> G
         program: shared.program.clone(),
         started: shared.started,
         cgroup: shared.target.cgroup_shared(),
-        sweep,
+        sweep: None,
     }
 }
 
-/// The engine's answer to [`hand_to_engine`], as received: a task that
-/// ended without one failed.
-pub(crate) fn engine_answer(
-    answer: Result<std::io::Result<()>, oneshot::error::RecvError>,
-) -> std::io::Result<()> {
-    answer.unwrap_or_else(|_| {
-        Err(std::io::Error::other(
-            "the engine's task ended before the sweep did",
-        ))
-    })
+/// The engine's word that [`hand_to_engine`]'s sweep is over, as
+/// received: a task that ended without it failed.
+pub(crate) fn engine_answer(answer: Result<(), oneshot::error::RecvError>) -> std::io::Result<()> {
+    answer.map_err(|_| std::io::Error::other("the engine's task ended before the sweep did"))
 }
 
 /// Hands a child the escalation gave up on to the engine, which outlives
 /// any caller's runtime: there the rest of its group is swept (if asked),
-/// the receiver told when that is over, and the child reaped whenever it
-/// exits. From a successful return on, the child is the engine's.
+/// the receiver told when that is over (it errs only if the task ended
+/// before), and the child reaped whenever it exits. From a successful
+/// return on, the child is the engine's.
 ///
 /// # Errors
 ///
 /// The engine cannot be started, or the pidfd registered there (out of
 /// fds or threads): the child is still the caller's. (The registration is
 /// made here, on the caller's thread, so no failure can come after the
-/// child changed hands; through the receiver only a task that ended
-/// before the sweep did.)
-pub(crate) fn hand_to_engine(
-    given_up: GivenUp,
-) -> std::io::Result<oneshot::Receiver<std::io::Result<()>>> {
+/// child changed hands.)
+pub(crate) fn hand_to_engine(given_up: GivenUp) -> std::io::Result<oneshot::Receiver<()>> {
     let engine = crate::blocking::engine()?;
     let GivenUp {
         pid,
@@ -592,7 +584,7 @@ pub(crate) fn hand_to_engine(
         if let Some((policy, killed)) = sweep {
             sweep_remaining(&shared, policy, killed).await;
         }
-        let _ = swept.send(Ok(()));
+        let _ = swept.send(());
         if !shared.target.is_reaped() {
             if let Err(e) = shared.target.exited().await {
                 tracing::warn!(program = %shared.program, pid, error = %e, "waiting for a child given up on failed");

@@ -56,6 +56,16 @@ fn gone() -> io::Error {
     io::Error::from_raw_os_error(libc::ESRCH)
 }
 
+/// A signal's send, as whether anything received it: ESRCH means nothing
+/// was there (`Ok(false)`), not a failure.
+pub(crate) fn delivered(sent: io::Result<()>) -> io::Result<bool> {
+    match sent {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The escalation's signal to a child that leads a group, once the group
 /// was signalled (`to_group`): a child that moved to another group
 /// (setpgid) is missed by the group signal, so it is reached through its
@@ -166,11 +176,7 @@ impl Target {
             (true, None) => Err(gone()),
             (false, _) => sys::kill(self.pid as i32, sig.as_raw()),
         };
-        match sent {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
-            Err(e) => Err(e),
-        }
+        delivered(sent)
     }
 
     /// Signals what the escalation targets: the whole group when the child
@@ -285,12 +291,7 @@ impl Target {
             Ok(false) => return Some(Ok(true)),
             Err(e) => return Some(Err(e)),
         }
-        let probe = self.signal_group(&self.state(), 0);
-        Some(match probe {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
-            Err(e) => Err(e),
-        })
+        Some(delivered(self.signal_group(&self.state(), 0)))
     }
 
     /// Waits until the child has exited and returns its status, leaving the

@@ -25,11 +25,9 @@ use crate::escalation::KILL_WAIT;
 use crate::result::SupervisionResult;
 use crate::sys;
 
-use super::child::{Child, Spawn, io_error, spawn_direct};
+use super::child::{Child, REGISTERING, Spawn, io_error, spawn_direct};
 use super::deadline::Deadline;
 use super::observe::{Drained, Next, Observation};
-
-const REGISTERING: &str = "registering the child with the runtime";
 
 /// Runs `cmd` with its streams set as `stdio`, appending the piped output
 /// to `stdout` and `stderr`, in this task. The caller checked
@@ -96,7 +94,7 @@ pub(super) async fn supervise(
     )
     .await
     .map_err(|source| io_error(&program, "waiting for the child", source))?;
-    let mut result = child.publish(cmd, &mut observation, &deadline);
+    let mut result = child.publish(&mut observation, &deadline);
     drop(observation);
     if result.exit.is_none() {
         // Given up on: as on the runtime path, the engine sweeps the group

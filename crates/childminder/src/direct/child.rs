@@ -24,7 +24,7 @@ use crate::shared::Shared;
 use crate::signal::Signal;
 use crate::spawn::{Spawned, spawn};
 use crate::sys;
-use crate::target::{Target, signal_group_and_leaver};
+use crate::target::{Target, delivered, signal_group_and_leaver};
 
 use super::deadline::Deadline;
 use super::observe::{Exit, Observation};
@@ -158,11 +158,7 @@ impl<F: AsFd> Child<F> {
     /// ([`signal_group_and_leaver`]). `Ok(false)` when nothing was there to
     /// receive it.
     pub(super) fn signal_escalation(&self, signal: Signal) -> io::Result<bool> {
-        let to_child = || match sys::pidfd_signal(self.pidfd.as_fd(), signal) {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
-            Err(e) => Err(e),
-        };
+        let to_child = || delivered(sys::pidfd_signal(self.pidfd.as_fd(), signal));
         if !self.group {
             return to_child();
         }
@@ -183,11 +179,10 @@ impl<F: AsFd> Child<F> {
     /// The result of an observation that is over (the child reaped, or
     /// given up on by the escalation, and its output read or cut off; the
     /// driver drops it next, closing what is left open); a cut-off kills
-    /// the group (whatever held the pipes open). A child given up on whose exit has come since is reaped now,
-    /// and reported as exited.
+    /// the group (whatever held the pipes open). A child given up on whose
+    /// exit has come since is reaped now, and reported as exited.
     pub(super) fn publish<P: AsFd>(
         &mut self,
-        cmd: &Command,
         observation: &mut Observation<'_, P>,
         deadline: &Deadline,
     ) -> SupervisionResult {
@@ -201,7 +196,7 @@ impl<F: AsFd> Child<F> {
             .ended_at()
             .expect("an observation is over once the child's end was seen");
         let exit = observation.exit();
-        let program = cmd.program_lossy();
+        let program = self.program.clone();
         let cut_off = observation.cut_off();
         if cut_off {
             tracing::warn!(
@@ -324,13 +319,13 @@ impl<F: AsFd> Child<F> {
     ///
     /// # Errors
     ///
-    /// The engine cannot be started or the pidfd copied (out of fds or
-    /// threads): the child is still the caller's.
+    /// The engine cannot be started, or the pidfd copied or registered
+    /// there (out of fds or threads): the child is still the caller's.
     pub(super) fn hand_over(
         &mut self,
         cmd: &Command,
         killed: bool,
-    ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
+    ) -> io::Result<oneshot::Receiver<()>> {
         let sweep_over = hand_to_engine(self.given_up(Some((sweep_policy(cmd), killed)))?)?;
         self.settled = true;
         Ok(sweep_over)
@@ -367,7 +362,7 @@ impl<F: AsFd> Child<F> {
     }
 }
 
-const REGISTERING: &str = "registering the child with the runtime";
+pub(super) const REGISTERING: &str = "registering the child with the runtime";
 
 /// The policy of a sweep of the group after the child's end: the command's
 /// grace period and first signal, no deadline.
@@ -533,11 +528,11 @@ mod tests {
 
     #[test]
     fn an_engine_task_that_ended_without_an_answer_is_a_failed_hand_over() {
-        let (answer, received) = oneshot::channel::<io::Result<()>>();
+        let (answer, received) = oneshot::channel::<()>();
         drop(answer);
         assert!(engine_answer(received.blocking_recv()).is_err());
         let (answer, received) = oneshot::channel();
-        answer.send(Ok(())).unwrap();
+        answer.send(()).unwrap();
         assert!(engine_answer(received.blocking_recv()).is_ok());
     }
 

@@ -71,7 +71,7 @@ fn supervise(
             source,
         });
     }
-    let mut result = child.publish(cmd, &mut observation, &deadline);
+    let mut result = child.publish(&mut observation, &deadline);
     drop(observation);
     if result.exit.is_none() {
         // Given up on: as on the runtime path, the engine sweeps the group
