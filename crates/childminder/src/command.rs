@@ -594,7 +594,8 @@ impl Command {
     /// through a pidfd opened while it is our child, so no signal can reach
     /// a recycled pid; its own children re-parent in turn and get the same,
     /// until none is left. [`SupervisionResult::containment`](crate::SupervisionResult::containment)
-    /// counts them.
+    /// counts them. One still there a second after its SIGKILL (stuck in
+    /// the kernel) is left to the engine, which reaps it whenever it exits.
     ///
     /// Turn it on only in a program whose children all come from
     /// childminder (a dedicated supervisor, like `childminder run`): a

@@ -530,6 +530,9 @@ pub(crate) struct GivenUp {
     /// The sweep of what is left of its group, when it is still to run
     /// (the policy, and whether the escalation sent KILL already).
     pub sweep: Option<(Policy, bool)>,
+    /// It leads its group: members stuck with it and orphaned to this
+    /// process (a subreaper) are reaped after it.
+    pub led_group: bool,
 }
 
 /// [`GivenUp`] for the engine's child, whose group was swept already.
@@ -542,6 +545,7 @@ fn given_up(shared: &Shared, pidfd: OwnedFd) -> GivenUp {
         started: shared.started,
         cgroup: shared.target.cgroup_shared(),
         sweep: None,
+        led_group: shared.target.leads_group(),
     }
 }
 
@@ -573,6 +577,7 @@ pub(crate) fn hand_to_engine(given_up: GivenUp) -> std::io::Result<oneshot::Rece
         started,
         cgroup,
         sweep,
+        led_group,
     } = given_up;
     let target = {
         let _engine = engine.enter();
@@ -590,6 +595,9 @@ pub(crate) fn hand_to_engine(given_up: GivenUp) -> std::io::Result<oneshot::Rece
                 tracing::warn!(program = %shared.program, pid, error = %e, "waiting for a child given up on failed");
             }
             reap(&shared);
+        }
+        if led_group {
+            subreaper::reap_group_orphans(&shared.program, pid).await;
         }
         remove_cgroup(&shared);
         shared.target.close();

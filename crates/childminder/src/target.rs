@@ -142,6 +142,11 @@ impl Target {
         self.uses_pidfd
     }
 
+    /// Whether the child leads its own process group.
+    pub(crate) fn leads_group(&self) -> bool {
+        self.group
+    }
+
     /// The child's own cgroup, with `Command::cgroup`.
     pub(crate) fn cgroup(&self) -> Option<&Leaf> {
         self.cgroup.as_deref()

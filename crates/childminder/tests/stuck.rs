@@ -246,3 +246,87 @@ fn the_cgroup_of_a_child_given_up_on_is_removed_once_it_exits() {
     let removed = support::wait_until(Duration::from_secs(10), || !cgroup.exists());
     assert!(removed, "{cgroup:?} left behind");
 }
+
+/// Checks that `pid` is gone for good: reaped, not left a zombie of ours.
+fn assert_gone(what: &str, pid: u32) {
+    let stat = format!("/proc/{pid}/stat");
+    let reaped = support::wait_until(Duration::from_secs(10), || {
+        !std::path::Path::new(&stat).exists()
+    });
+    assert!(
+        reaped,
+        "{what} {pid} was left: {:?}",
+        std::fs::read_to_string(&stat)
+    );
+}
+
+/// With the subreaper, a member of the group stuck with the child given
+/// up on is orphaned to this process once the child is reaped: the engine
+/// reaps it too when it exits, so it does not stay a zombie of ours.
+#[test]
+fn with_the_subreaper_a_group_member_stuck_with_the_child_is_reaped_after_it() {
+    warm_up();
+    let Some(freezer) = Freezer::new("group-member") else {
+        return;
+    };
+    let cgroup = freezer.0.display();
+    let mut cmd = support::marked("sh");
+    cmd.args([
+        "-c",
+        &format!(
+            "trap '' TERM; echo $$ > {cgroup}/cgroup.procs; sleep 100 & echo $!; echo ready; \
+             echo FROZEN > {cgroup}/freezer.state; sleep 100"
+        ),
+    ])
+    .deadline(Duration::from_millis(500))
+    .grace_period(Duration::from_millis(300))
+    .subreaper(true);
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    assert_given_up("output with a group member", &out.result, t.elapsed());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let member: u32 = stdout.lines().next().unwrap().parse().unwrap();
+    freezer.thaw();
+    assert_gone("the group member", member);
+    assert_reaped_after_thaw("output with a group member", &freezer);
+}
+
+/// With the subreaper, an escapee stuck past its SIGKILL when the escapee
+/// sweep gives up on it is reaped by the engine once it exits, instead of
+/// staying a zombie of ours.
+#[test]
+fn with_the_subreaper_an_escapee_stuck_past_sigkill_is_reaped_once_it_exits() {
+    warm_up();
+    let Some(freezer) = Freezer::new("escapee") else {
+        return;
+    };
+    let cgroup = freezer.0.display();
+    // The escapee (its own session, orphaned to us when the child exits)
+    // prints its pid and freezes itself; the child exits once it is frozen.
+    let escapee = format!(
+        "echo $$; echo $$ > {cgroup}/cgroup.procs; echo FROZEN > {cgroup}/freezer.state; sleep 100"
+    );
+    let mut cmd = support::marked("sh");
+    cmd.args([
+        "-c",
+        &format!(
+            "setsid sh -c '{escapee}' & \
+             until grep -q FROZEN {cgroup}/freezer.state; do sleep 0.01; done"
+        ),
+    ])
+    .grace_period(Duration::from_millis(300))
+    .subreaper(true);
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    let r = &out.result;
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "{:?}: {r:?}",
+        t.elapsed()
+    );
+    assert!(r.success(), "{r:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let escapee: u32 = stdout.lines().next().unwrap().parse().unwrap();
+    freezer.thaw();
+    assert_gone("the escapee", escapee);
+}

@@ -115,7 +115,7 @@ pub fn is_enabled() -> bool {
 /// ```
 pub fn reap_orphans() -> io::Result<usize> {
     let mut reaped = 0;
-    for adopted in adopt(&[], true) {
+    for adopted in adopt(&[], |stat| !stat.is_alive()) {
         if matches!(adopted.try_reap(), Ok(true)) {
             reaped += 1;
         }
@@ -206,8 +206,8 @@ impl Adopted {
 /// Lists the children of this process that childminder did not start and
 /// that are not in `known`, each with a pidfd verified to name it (opened
 /// by pid, then the parent checked again: still ours, so the pid was not
-/// recycled in between). `zombies_only` skips the running ones.
-fn adopt(known: &[u32], zombies_only: bool) -> Vec<Adopted> {
+/// recycled in between), of those whose stat is `wanted`.
+fn adopt(known: &[u32], wanted: impl Fn(sys::ProcStat) -> bool) -> Vec<Adopted> {
     let _gate = SPAWN_GATE.write().unwrap_or_else(|e| e.into_inner());
     let started = started();
     let me = sys::getpid() as u32;
@@ -222,8 +222,7 @@ fn adopt(known: &[u32], zombies_only: bool) -> Vec<Adopted> {
                 None
             };
             let stat = sys::proc_stat(pid)?;
-            let wanted = stat.ppid == me && (!zombies_only || !stat.is_alive());
-            wanted.then_some(Adopted { pid, pidfd })
+            (stat.ppid == me && wanted(stat)).then_some(Adopted { pid, pidfd })
         })
         .collect()
 }
@@ -299,19 +298,10 @@ pub(crate) async fn end_escapees(
     let kill_at = Instant::now() + grace;
     let mut tracked: Vec<Tracked> = Vec::new();
     loop {
-        let known: Vec<u32> = tracked.iter().map(|t| t.adopted.pid).collect();
-        for adopted in adopt(&known, false) {
+        for adopted in adopt(&pids(&tracked), |_| true) {
             tracked.push(Tracked::new(adopted));
         }
-        let before = tracked.len();
-        tracked.retain(|t| match t.adopted.try_reap() {
-            Ok(gone) => !gone,
-            Err(e) => {
-                tracing::warn!(program, pid = t.adopted.pid, error = %e, "escapee: reaping failed");
-                false
-            }
-        });
-        if tracked.len() < before {
+        if reap_exited(program, &mut tracked) {
             // Its children are ours now: list again before waiting.
             continue;
         }
@@ -347,6 +337,7 @@ pub(crate) async fn end_escapees(
         if now >= kill_at + AFTER_KILL {
             tracing::warn!(program, left = tracked.len(), "escapees survived SIGKILL");
             tally.survivors = tracked.len() as u32;
+            reap_in_the_background(program, tracked);
             break;
         }
         let wake_at = if killing {
@@ -357,6 +348,88 @@ pub(crate) async fn end_escapees(
         let _ = tokio::time::timeout_at(wake_at.into(), any_exit(&tracked)).await;
     }
     tally
+}
+
+/// Hands escapees the sweep gave up on (stuck in the kernel, their SIGKILL
+/// pending) to the engine, which reaps each when it finally exits: else
+/// each would stay a zombie of this process. Where the engine cannot take
+/// them (out of threads or fds) they are left to the next sweep or
+/// [`reap_orphans`].
+fn reap_in_the_background(program: &str, survivors: Vec<Tracked>) {
+    let engine = match crate::blocking::engine() {
+        Ok(engine) => engine,
+        Err(e) => {
+            tracing::warn!(program, error = %e, "cannot hand the escapees given up on to the engine");
+            return;
+        }
+    };
+    let adopted: Vec<Adopted> = survivors.into_iter().map(|t| t.adopted).collect();
+    let program = program.to_owned();
+    engine.spawn(async move {
+        // Registered on the engine's own reactor, in its task.
+        let tracked = adopted.into_iter().map(Tracked::new).collect();
+        reap_as_they_exit(&program, tracked, |_| false).await;
+    });
+}
+
+/// Reaps the members of `group` that were orphaned to this process (a
+/// subreaper) with the child that led it, once that child, given up on
+/// after its SIGKILL, has exited and been reaped: they were stuck with it,
+/// and nothing else would reap them. Each gets SIGKILL (the end it was
+/// being given), each is reaped as it exits, and the members each one
+/// orphans in turn with it; returns when none is left, however long that
+/// takes (it runs on the engine). Does nothing when this process is no
+/// subreaper: the orphans went to init.
+pub(crate) async fn reap_group_orphans(program: &str, group: u32) {
+    if !is_enabled() {
+        return;
+    }
+    let in_group = move |stat: sys::ProcStat| i64::from(stat.pgrp) == i64::from(group);
+    reap_as_they_exit(program, Vec::new(), in_group).await;
+}
+
+/// Waits for each tracked process to exit and reaps it; after each reap,
+/// adopts the children of ours that `joins` accepts (a reaped process's
+/// children are ours now) and sends them SIGKILL. Returns when nothing is
+/// tracked.
+async fn reap_as_they_exit(
+    program: &str,
+    mut tracked: Vec<Tracked>,
+    joins: impl Fn(sys::ProcStat) -> bool + Copy,
+) {
+    loop {
+        for adopted in adopt(&pids(&tracked), joins) {
+            let mut joined = Tracked::new(adopted);
+            joined.send(program, Signal::KILL);
+            tracked.push(joined);
+        }
+        if reap_exited(program, &mut tracked) {
+            // Its children are ours now: list again before waiting.
+            continue;
+        }
+        if tracked.is_empty() {
+            return;
+        }
+        any_exit(&tracked).await;
+    }
+}
+
+fn pids(tracked: &[Tracked]) -> Vec<u32> {
+    tracked.iter().map(|t| t.adopted.pid).collect()
+}
+
+/// Reaps and drops the tracked processes that have exited (or that cannot
+/// be waited for); true when any went.
+fn reap_exited(program: &str, tracked: &mut Vec<Tracked>) -> bool {
+    let before = tracked.len();
+    tracked.retain(|t| match t.adopted.try_reap() {
+        Ok(gone) => !gone,
+        Err(e) => {
+            tracing::warn!(program, pid = t.adopted.pid, error = %e, "escapee: reaping failed");
+            false
+        }
+    });
+    tracked.len() < before
 }
 
 /// Resolves when any tracked escapee has exited (its pidfd turned

@@ -342,6 +342,7 @@ impl<F: AsFd> Child<F> {
             // The readiness paths take no cgroup.
             cgroup: None,
             sweep,
+            led_group: self.group,
         })
     }
 
