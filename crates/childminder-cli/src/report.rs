@@ -16,7 +16,7 @@
 //! | `kill_sent_after_ms` | number or null | when SIGKILL was sent, in ms after the start |
 //! | `runtime_ms` | number | from the start to the child's exit |
 //! | `user_cpu_ms`, `system_cpu_ms` | number or null | CPU time the child (with the descendants it waited for) spent in user mode and in the kernel, from the kernel at its exit; null when no exit was observed |
-//! | `max_rss_bytes` | number or null | the child's peak resident memory (the largest of it and its waited-for descendants), likewise |
+//! | `max_rss_bytes` | number or null | the child's peak resident memory (the largest of it and its waited-for descendants), likewise; also null for a command smaller than childminder, whose own peak the kernel does not tell apart (see `ResourceUsage::max_rss`) |
 //! | `stdout_bytes`, `stderr_bytes` | number or null | bytes copied out; null with `--inherit-stdio` |
 //! | `output_cut_off` | bool | something (a grandchild) kept the output open past the grace period after the child exited, and was killed |
 //! | `signals_received` | array of strings | every signal childminder received, in order |
@@ -176,7 +176,7 @@ impl Report {
             runtime_ms: millis(result.runtime),
             user_cpu_ms: result.resource_usage.map(|u| millis(u.user_time)),
             system_cpu_ms: result.resource_usage.map(|u| millis(u.system_time)),
-            max_rss_bytes: result.resource_usage.map(|u| u.max_rss),
+            max_rss_bytes: result.resource_usage.and_then(|u| u.max_rss()),
             stdout_bytes: facts.stdout_bytes,
             stderr_bytes: facts.stderr_bytes,
             output_cut_off: result.output_cut_off || facts.output_cut_off,

@@ -194,12 +194,22 @@ pub enum EscalationCause {
 /// that of the descendants it waited for, the same figures as `wait4(2)`,
 /// GNU `time` or `getrusage(RUSAGE_CHILDREN)` report.
 ///
+/// The peak memory needs care: Linux charges a child, at its `exec`, with
+/// the peak of the memory it had until then, which for a child started by
+/// `posix_spawn` (vfork) is this process's own memory, and for a forked one
+/// a copy of it. So the kernel's figure ([`reported_max_rss`](Self::reported_max_rss),
+/// what `wait4` and std show too) is at least this process's peak, and
+/// [`max_rss`](Self::max_rss) gives the child's own peak only where it can
+/// be told from this process's.
+///
 /// # Examples
 ///
 /// ```
 /// let result = childminder::Command::new("true").run().unwrap();
 /// let usage = result.resource_usage.unwrap();
-/// assert!(usage.max_rss > 0);
+/// assert!(usage.reported_max_rss > 0);
+/// // `true` is smaller than this program: its own peak cannot be told.
+/// assert!(usage.max_rss().is_none_or(|peak| peak <= usage.reported_max_rss));
 /// assert!(usage.cpu_time() < std::time::Duration::from_secs(1));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -209,9 +219,12 @@ pub struct ResourceUsage {
     pub user_time: Duration,
     /// CPU time spent in the kernel on the child's behalf (`ru_stime`).
     pub system_time: Duration,
-    /// Peak resident set size in bytes (`ru_maxrss`, which Linux counts in
-    /// KiB): the largest of the child's and of each waited-for descendant's.
-    pub max_rss: u64,
+    /// Peak resident set size in bytes as the kernel reports it
+    /// (`ru_maxrss`, which Linux counts in KiB): the largest of the
+    /// child's and of each waited-for descendant's, where the child's
+    /// includes the peak of this process's memory at its `exec` (see the
+    /// type's docs). [`max_rss`](Self::max_rss) is the child's own.
+    pub reported_max_rss: u64,
 }
 
 impl ResourceUsage {
@@ -226,6 +239,33 @@ impl ResourceUsage {
     /// ```
     pub fn cpu_time(&self) -> Duration {
         self.user_time + self.system_time
+    }
+
+    /// The peak resident memory of the child (and of its waited-for
+    /// descendants), in bytes: [`reported_max_rss`](Self::reported_max_rss)
+    /// where it is larger than this process's own peak (`VmHWM`), so that
+    /// it cannot be this process's memory charged to the child at its
+    /// `exec`; `None` where it is not (a child smaller than this program,
+    /// whose own peak is then unknown, at most `reported_max_rss`), or
+    /// where this process's peak cannot be read. Reads `/proc/self/status`
+    /// when called. (A program that resets its own peak through
+    /// `/proc/self/clear_refs` voids the comparison.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use childminder::Command;
+    /// // A child that holds 64 MB, more than this program ever did.
+    /// let r = Command::new("sh")
+    ///     .args(["-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a)"])
+    ///     .run()
+    ///     .unwrap();
+    /// let peak = r.resource_usage.unwrap().max_rss().unwrap();
+    /// assert!(peak >= 64_000_000);
+    /// ```
+    pub fn max_rss(&self) -> Option<u64> {
+        let own = crate::sys::own_peak_rss()?;
+        (self.reported_max_rss > own).then_some(self.reported_max_rss)
     }
 }
 

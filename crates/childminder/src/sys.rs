@@ -183,8 +183,18 @@ fn decode_rusage(usage: &libc::rusage) -> ResourceUsage {
         user_time: time(usage.ru_utime),
         system_time: time(usage.ru_stime),
         // Linux reports ru_maxrss in KiB.
-        max_rss: (usage.ru_maxrss.max(0) as u64) * 1024,
+        reported_max_rss: (usage.ru_maxrss.max(0) as u64) * 1024,
     }
+}
+
+/// This process's peak resident memory in bytes (`VmHWM`: its memory's
+/// high-water mark, which a vfork child's `exec` charges to the child);
+/// `None` when `/proc/self/status` cannot be read.
+pub(crate) fn own_peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn pidfd_send_signal_raw(pidfd: BorrowedFd<'_>, sig: i32, flags: libc::c_uint) -> io::Result<()> {
