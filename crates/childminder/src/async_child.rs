@@ -35,7 +35,10 @@ use crate::target::PidfdLease;
 /// Dropping the `Child` starts the teardown in the background (close stdin,
 /// grace, TERM, grace, KILL, then the group) and the child is reaped there:
 /// nothing leaks, as long as the runtime keeps running; if the runtime
-/// shuts down first, the child and its group are SIGKILLed and reaped.
+/// shuts down first, the child and its group are SIGKILLed and reaped, and
+/// the result says so: `Escalated`, `kill_sent_after` and the exit (or, if
+/// the child had exited by itself, that exit), with a `supervisor_error`
+/// naming the shutdown.
 ///
 /// # Examples
 ///

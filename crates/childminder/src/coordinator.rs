@@ -59,6 +59,10 @@ impl Drop for LastResort {
             return;
         }
         shared.give_terminal_back();
+        // A child that exited by itself is reported so, not as killed;
+        // what is left of its group gets the KILL all the same.
+        let exited = matches!(shared.target.try_status(), Ok(Some(_)));
+        let kill_sent_after = (!exited).then(|| shared.started.elapsed());
         let _ = shared.target.signal_escalation(Signal::KILL);
         let _ = shared.target.signal_child(Signal::KILL);
         // No runtime is left to await on: block (briefly) on the exit event.
@@ -73,7 +77,7 @@ impl Drop for LastResort {
             }
         }
         shared.target.close();
-        shared.final_result();
+        shared.publish_lost(kill_sent_after);
         shared.publish_finished();
     }
 }

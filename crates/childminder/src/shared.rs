@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWrite;
 use tokio::net::unix::pipe;
@@ -72,7 +72,7 @@ impl<T> Published<T> {
             .expect("without a time limit only the value ends the wait")
     }
 
-    pub(crate) fn wait_blocking_timeout(&self, limit: std::time::Duration) -> Option<&T> {
+    pub(crate) fn wait_blocking_timeout(&self, limit: Duration) -> Option<&T> {
         self.wait_blocking_until(Some(Instant::now() + limit))
     }
 
@@ -314,27 +314,43 @@ impl Shared {
             }
             return r;
         }
+        self.publish_lost(None)
+    }
+
+    /// Publishes, unless the coordinator did, the result of a supervision
+    /// whose runtime shut down before it ended: the exit if the last
+    /// resort observed one (it reaps the child), and when it sent SIGKILL
+    /// (`None`: it sent none, the child had exited). Returns the result
+    /// published.
+    pub(crate) fn publish_lost(&self, kill_sent_after: Option<Duration>) -> SupervisionResult {
+        let exit = self.target.try_status().ok().flatten();
         let lost = SupervisionResult {
             program: self.program.clone(),
             pid: self.target.pid(),
-            exit: None,
-            termination: crate::result::Termination::Indeterminate,
-            escalation_cause: None,
+            exit,
+            termination: crate::result::Termination::classify(
+                false,
+                kill_sent_after.is_some(),
+                exit.is_some(),
+            ),
+            escalation_cause: kill_sent_after.map(|_| crate::result::EscalationCause::Teardown),
             term_sent_after: None,
-            kill_sent_after: None,
+            kill_sent_after,
             runtime: self.started.elapsed(),
             supervisor_error: Some(Arc::new(crate::error::Error::Io {
                 program: self.program.clone(),
                 context: "supervising",
-                source: io::Error::other(
-                    "the runtime driving the supervision shut down; the child was killed",
-                ),
+                source: io::Error::other(if kill_sent_after.is_some() {
+                    "the runtime driving the supervision shut down; the child was killed"
+                } else {
+                    "the runtime driving the supervision shut down"
+                }),
             })),
             worker_errors: self.take_worker_errors(),
             output_cut_off: false,
             used_pidfd: self.target.uses_pidfd(),
             containment: self.containment(),
-            resource_usage: None,
+            resource_usage: exit.and(self.target.resource_usage()),
         };
         self.result.publish(lost);
         self.result.get().cloned().expect("published just above")

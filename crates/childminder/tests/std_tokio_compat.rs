@@ -405,7 +405,15 @@ fn tokio_process_spawned_and_wait_in_different_runtime() {
             .unwrap()
     });
     let result = runtime().block_on(child.wait());
-    assert_eq!(result.termination, Termination::Indeterminate);
+    // Killed and reaped when its runtime shut down, and reported so (an
+    // acceptance run caught `Indeterminate` with no kill time and no exit).
+    assert_eq!(result.termination, Termination::Escalated, "{result:?}");
+    assert!(result.kill_sent_after.is_some(), "{result:?}");
+    assert_eq!(
+        result.exit.and_then(|e| e.signal()),
+        Some(childminder::Signal::KILL),
+        "{result:?}"
+    );
     assert!(result.supervisor_error.is_some());
     drop(child);
     leak.assert_clean();
