@@ -35,7 +35,6 @@ use crate::workers::{self, ProducerThread, StdinControl, StdinFeed, StdioJob};
 ///
 /// When the runtime's fds (epoll, eventfd) or its thread cannot be created.
 pub(crate) fn engine() -> io::Result<&'static Handle> {
-    static ENGINE: OnceLock<Handle> = OnceLock::new();
     static STARTING: Mutex<()> = Mutex::new(());
     if let Some(handle) = ENGINE.get() {
         return Ok(handle);
@@ -66,8 +65,16 @@ pub(crate) fn engine() -> io::Result<&'static Handle> {
     Ok(ENGINE.get_or_init(|| handle))
 }
 
-/// [`engine`], its failure as the error of starting `cmd`.
+/// The engine's handle, once it runs.
+static ENGINE: OnceLock<Handle> = OnceLock::new();
+
+/// [`engine`], its failure as the error of starting `cmd`. Before the
+/// engine runs, `cmd` is validated first, so a call refused for its
+/// options starts no thread (the spawn validates it again anyway).
 pub(crate) fn engine_for(cmd: &Command) -> Result<&'static Handle, Error> {
+    if ENGINE.get().is_none() {
+        cmd.validate()?;
+    }
     engine().map_err(|source| Error::Io {
         program: cmd.program_lossy(),
         context: "starting the engine runtime",

@@ -697,3 +697,32 @@ fn after_thousands_of_rejections_the_library_still_runs_children() {
     assert!(!scratch.canary_ran());
     leak.assert_clean();
 }
+
+/// Caught by an acceptance run: `start()` with bad options, as the
+/// process's first call, started the engine's thread (and its six fds)
+/// before it refused them.
+#[test]
+fn a_start_refused_for_its_options_starts_no_engine_thread() {
+    if !common::own_process(crate::test_name!()) {
+        return;
+    }
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("childminder"))
+            .collect::<Vec<_>>()
+    };
+    let mut cmd = Command::new("true");
+    cmd.grace_period(MAX_DURATION + Duration::from_secs(1));
+    assert!(matches!(cmd.start(), Err(Error::InvalidOptions { .. })));
+    let refused = with_process(
+        &cmd,
+        stdin::empty(),
+        |_: &[u8]| Ok(()),
+        |_: &[u8]| Ok(()),
+        |_| (),
+    );
+    assert!(matches!(refused, Err(Error::InvalidOptions { .. })));
+    assert_eq!(threads(), Vec::<String>::new());
+}
