@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::duration;
 
 const ABOUT: &str = "Run a command under supervision: a deadline, a graceful escalation \
-(close stdin, SIGTERM, SIGKILL) that reaches the whole process group, and a JSON report.";
+(SIGTERM, a grace period, SIGKILL) that reaches the whole process group, and a JSON report.";
 
 const LONG_ABOUT: &str = "\
 Run a command under supervision: a deadline, a graceful escalation that reaches the \
@@ -239,8 +239,8 @@ pub struct RunArgs {
         value_parser = parse_duration,
         allow_hyphen_values = true,
         long_help = "Grace period of each escalation step: how long the command has to \
-            exit after the first signal before SIGKILL, and to exit by itself after its \
-            stdin is closed. 0 sends SIGKILL right after the first signal. -k and \
+            exit after the first signal before SIGKILL, and for what is left of its \
+            group to close its output after it exited. 0 sends SIGKILL right after the first signal. -k and \
             --kill-after are aliases, as GNU `timeout -k` scripts spell it (but childminder \
             always ends with SIGKILL: -k 0 does not disable it). [default: 5s]\n\
             Example: -g 500ms, -k 2s"

@@ -55,6 +55,7 @@ pub fn main_entry() -> ExitCode {
 /// constructor, before `main`; see `src/main.rs`.
 pub fn record_inherited_signal_state() {
     sys::record_inherited_sigpipe();
+    sys::record_closed_stdio();
 }
 
 /// `childminder init`: `run` as an init process. `--no-subreaper` is a

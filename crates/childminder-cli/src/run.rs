@@ -169,6 +169,13 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
                     "the deadline's bound passed before all output was delivered: output cut off",
                 );
             }
+            if result.exit.is_none() {
+                diagnose(&format!(
+                    "the command (pid {}) survived SIGKILL for a second (stuck in the kernel): \
+                     it dies of it when it can, no longer childminder's",
+                    result.pid
+                ));
+            }
             if let Some(e) = &result.supervisor_error {
                 diagnose(&format!("warning: {e}"));
             }

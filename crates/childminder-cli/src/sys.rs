@@ -44,8 +44,30 @@ pub fn stdio_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
     Some(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
-/// The kind of our stdio fd `fd`.
+/// Which of fds 0-2 were closed when the process started (bit `fd`): the
+/// Rust runtime opens `/dev/null` on each before `main`, so only a probe
+/// that runs earlier ([`record_closed_stdio`]) can tell.
+static CLOSED_AT_START: AtomicU8 = AtomicU8::new(0);
+
+/// Records which of fds 0-2 the parent left closed. Called from the same
+/// `.init_array` constructor as [`record_inherited_sigpipe`], before the
+/// Rust runtime puts `/dev/null` in their place.
+pub fn record_closed_stdio() {
+    let mut closed = 0;
+    for fd in 0..=2 {
+        if stdio_fd(fd).is_none() {
+            closed |= 1 << fd;
+        }
+    }
+    CLOSED_AT_START.store(closed, Ordering::Relaxed);
+}
+
+/// The kind of our stdio fd `fd`: `Closed` also when the parent left it
+/// closed and the Rust runtime opened `/dev/null` on it.
 pub fn kind(fd: RawFd) -> FdKind {
+    if CLOSED_AT_START.load(Ordering::Relaxed) & (1 << fd) != 0 {
+        return FdKind::Closed;
+    }
     let Some(borrowed) = stdio_fd(fd) else {
         return FdKind::Closed;
     };

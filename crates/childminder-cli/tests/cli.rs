@@ -765,3 +765,29 @@ fn a_report_is_written_when_the_program_cannot_start() {
             .contains("not found")
     );
 }
+
+/// Caught by an acceptance run: the Rust runtime opens `/dev/null` on a
+/// closed fd 0-2 before `main`, so a closed stdout or stderr was taken for
+/// `/dev/null` and streamed (through a pipe, its bytes counted). It is
+/// handed over now, as the README says.
+#[test]
+fn streams_closed_at_start_are_handed_over_not_streamed() {
+    let report = common::temp_path("closed.json");
+    let script = format!(
+        "exec \"$0\" run --report {} -- sh -c 'echo out; echo err >&2' <&- >&- 2>&-",
+        report.display()
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_childminder")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let report: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["stdout_bytes"], Value::Null, "{report}");
+    assert_eq!(report["stderr_bytes"], Value::Null, "{report}");
+    assert_eq!(
+        report["inherited_streams"],
+        serde_json::json!(["stdin", "stdout", "stderr"]),
+        "{report}"
+    );
+}

@@ -735,3 +735,71 @@ fn usr1_is_forwarded_and_up_stays() {
     up.signal(libc::SIGTERM);
     assert_eq!(up.finish().code, 0);
 }
+
+/// Caught by an acceptance run: a `setsid` escapee of a process outlived
+/// an orderly end of `up`. `up` is a subreaper: the escapee is ended with
+/// the tree.
+#[test]
+fn an_escapee_of_a_process_does_not_outlive_up() {
+    let dir = test_dir("escapee");
+    fs::write(
+        dir.join("childminder.toml"),
+        "auto_shutdown = \"any_significant\"\n[[process]]\nname = \"a\"\n\
+         command = \"setsid sh -c 'echo pid=$$; exec sleep 300 >/dev/null 2>&1' & \
+         until [ -e go ]; do sleep 0.01; done\"\n\
+         restart = \"temporary\"\nsignificant = true\n",
+    )
+    .unwrap();
+    let up = Up::start(&dir, &[]);
+    let escapee = printed_pid(&up.wait_stdout(|l| l.contains("pid=")));
+    fs::write(dir.join("go"), "").unwrap();
+    let out = up.finish();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_dies(escapee, "the escapee");
+}
+
+/// Caught by an acceptance run: a program not on `PATH`, found so by the
+/// check before anything starts, was 125 ("invalid configuration") where
+/// a missing absolute path is 127. Both are 127 now, and nothing starts.
+#[test]
+fn a_program_not_on_path_is_127_before_anything_starts() {
+    let dir = test_dir("notonpath");
+    fs::write(
+        dir.join("childminder.toml"),
+        "[[process]]\nname = \"first\"\ncommand = \"touch started\"\nrestart = \"temporary\"\n\
+         [[process]]\nname = \"x\"\ncommand = [\"no-such-program-childminder-test\"]\n",
+    )
+    .unwrap();
+    let out = run(&dir, &[]);
+    assert_eq!(out.code, 127, "{out:?}");
+    assert!(
+        out.stderr.iter().any(|l| l.contains("not found on PATH")),
+        "{out:?}"
+    );
+    assert!(!dir.join("started").exists());
+}
+
+/// Caught by an acceptance run: a process its supervisor stopped (here by
+/// the auto-shutdown, `up` having received no signal) was reported with
+/// `escalation_cause: "signal"`.
+#[test]
+fn a_process_the_supervisor_stopped_has_the_supervisor_as_its_escalation_cause() {
+    let dir = test_dir("stopcause");
+    fs::write(
+        dir.join("childminder.toml"),
+        "auto_shutdown = \"any_significant\"\n\
+         [[process]]\nname = \"server\"\ncommand = \"exec sleep 30\"\n\
+         [[process]]\nname = \"job\"\ncommand = \"exit 0\"\nrestart = \"temporary\"\n\
+         significant = true\n",
+    )
+    .unwrap();
+    let out = run(&dir, &["--events", "-"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let stopped = out
+        .events()
+        .into_iter()
+        .find(|e| e["process"] == "server" && e["event"] == "exited")
+        .unwrap_or_else(|| panic!("no exited event of server: {out:?}"));
+    assert_eq!(stopped["verdict"], "requested", "{stopped}");
+    assert_eq!(stopped["escalation_cause"], "supervisor", "{stopped}");
+}

@@ -7,7 +7,7 @@
 //! | `process` | string | the name path: `web`, or `workers/queue` in a nested supervisor |
 //! | `event` | string | `starting`, `ready`, `start_timeout`, `exited`, `spawn_failed`, `restarting`, `gave_up`, `stopping`, `stopped`, `finished` (a supervisor ended) |
 //! | `pid` | number or null | null where there is no process (yet), as for `starting`, and for a supervisor |
-//! | `exit`, `termination`, `escalation_cause`, `runtime_ms` | | `exited` only: as in `childminder run --report` |
+//! | `exit`, `termination`, `escalation_cause`, `runtime_ms` | | `exited` only: as in `childminder run --report`, but for `escalation_cause` `"supervisor"` (its supervisor stopped it: a shutdown, on a signal to `up` or an auto-shutdown, a restart of its siblings, a start timeout) where `run` says `"signal"` |
 //! | `verdict` | string | `exited` only: `normal` (a success exit code), `abnormal`, or `requested` (stopped by its supervisor) |
 //! | `restart_in_ms`, `restart_count` | number | `restarting` only: the delay (jitter included), and 1 for the first restart of the current streak |
 //! | `error` | string | `spawn_failed` only: why |
@@ -26,8 +26,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use childminder::ExitStatus;
 use childminder::supervisor::{Event, EventKind, Outcome, Verdict};
+use childminder::{EscalationCause, ExitStatus};
 
 use crate::report::{Exit, cause_name, millis, signal_name};
 
@@ -69,7 +69,12 @@ impl EventLine {
                 line.exited = Some(ExitedFields {
                     exit: result.exit.map(Exit::from),
                     termination: result.termination.as_str(),
-                    escalation_cause: result.escalation_cause.map(cause_name),
+                    escalation_cause: result.escalation_cause.map(|cause| match cause {
+                        // In `run`, a request to end is a signal childminder
+                        // received; here the supervisor made it.
+                        EscalationCause::Requested => "supervisor",
+                        other => cause_name(other),
+                    }),
                     runtime_ms: millis(result.runtime),
                     verdict: verdict_name(*verdict),
                 });

@@ -6,6 +6,7 @@
 //! | a significant process ended and triggered the auto-shutdown | that process's status: 0 if it succeeded (its code is one of its `success_exit_codes`), else its code, or 128+N for a signal N |
 //! | a supervisor gave up (too many restarts) | the status of the process whose failure tripped it; 1 if that failure was a start timeout |
 //! | no process is left running and none will be restarted | 0 if the last run of every process (nested ones included) succeeded, else the status of the first (in start order) that failed |
+//! | a program not on `PATH` (or not executable there), found before anything starts | 127 (126) |
 //! | bad configuration, or childminder's own failure | 125 |
 //!
 //! The status of a failed process is its code, 128+N for a signal N, 1 for

@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use childminder::Signal;
-use childminder::supervisor::{Event, Tree, TreeOptions};
+use childminder::supervisor::{Event, SupervisorSpec, Tree, TreeOptions};
 
 use crate::cli::UpArgs;
 use crate::run::diagnose;
@@ -87,6 +87,26 @@ pub fn up(args: UpArgs) -> i32 {
             return exit::EXIT_FAILURE;
         }
     };
+    let spec = tree::spec(&config);
+    // The configuration was checked; the library checks again, before
+    // anything starts, and finds the programs: one that is not there is
+    // 127 (126: not executable), as in `childminder run`.
+    if let Err(e) = spec.validate() {
+        return match e.start_failure {
+            Some(kind) => {
+                diagnose(&format!("cannot start {e}"));
+                if kind == std::io::ErrorKind::NotFound {
+                    crate::run::EXIT_NOT_FOUND
+                } else {
+                    crate::run::EXIT_CANNOT_RUN
+                }
+            }
+            None => {
+                diagnose(&format!("invalid configuration: {e}"));
+                exit::EXIT_FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -97,7 +117,7 @@ pub fn up(args: UpArgs) -> i32 {
             return exit::EXIT_FAILURE;
         }
     };
-    match runtime.block_on(supervise(&config, sink)) {
+    match runtime.block_on(supervise(&config, &spec, sink)) {
         Ok(status) => status,
         Err(message) => {
             diagnose(&message);
@@ -108,13 +128,17 @@ pub fn up(args: UpArgs) -> i32 {
 
 /// Starts the tree and presents it until it ends: output through the
 /// printer thread, events to the sink and stderr, signals to the tree.
-async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Result<i32, String> {
-    let spec = tree::spec(config);
-    // The configuration was checked; the library checks again (and would
-    // say so here, before anything starts).
-    spec.validate()
-        .map_err(|e| format!("invalid configuration: {e}"))?;
+async fn supervise(
+    config: &SupervisorConfig,
+    spec: &SupervisorSpec,
+    mut sink: Option<EventSink>,
+) -> Result<i32, String> {
     let mut signals = signals::Receiver::start(signals::Role::Run)
+        .map_err(|e| format!("cannot set up the signal handlers: {e}"))?;
+    // `up` is a subreaper (every process's command has it on): orphans that
+    // exit while the tree runs are reaped as they do, not left zombies
+    // until the sweep at the end.
+    let mut child_exits = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
         .map_err(|e| format!("cannot set up the signal handlers: {e}"))?;
     let mut options = TreeOptions::new();
     let mut events = options.events();
@@ -129,7 +153,7 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
     let printer = Printer::start(output, config.process_paths(), colour)
         .map_err(|e| format!("cannot start the output thread: {e}"))?;
     let tree =
-        Tree::start_with(&spec, options).map_err(|e| format!("invalid configuration: {e}"))?;
+        Tree::start_with(spec, options).map_err(|e| format!("invalid configuration: {e}"))?;
 
     let mut stop_requests = 0;
     let mut events_open = true;
@@ -146,6 +170,11 @@ async fn supervise(config: &SupervisorConfig, mut sink: Option<EventSink>) -> Re
                     // HUP (reload), QUIT, USR1, ... go to every process's
                     // group, as they are.
                     tree.signal(signal);
+                }
+            }
+            _ = child_exits.recv() => {
+                if let Err(e) = childminder::subreaper::reap_orphans() {
+                    diagnose(&format!("warning: reaping orphans: {e}"));
                 }
             }
             outcome = tree.wait() => break outcome,

@@ -52,7 +52,10 @@ fn child(config: &ChildConfig) -> ChildSpec {
 fn process(p: &ProcessConfig) -> ChildSpec {
     let argv = p.command.argv();
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]);
+    // Whatever leaves a process's group (`setsid`, a double-forking
+    // daemon) re-parents to `up` and is ended at the end, as with `run`:
+    // every child of `up` comes from the tree.
+    cmd.args(&argv[1..]).subreaper(true);
     cmd.envs(p.env.iter().map(|(k, v)| (k, v)));
     if let Some(dir) = &p.cwd {
         cmd.current_dir(dir);

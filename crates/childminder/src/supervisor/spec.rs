@@ -751,6 +751,7 @@ impl SupervisorSpec {
         let err = |path: &str, reason: String| SpecError {
             path: path.to_owned(),
             reason,
+            start_failure: None,
         };
         let own = prefix.trim_end_matches('/');
         if self.period.is_zero() {
@@ -824,7 +825,16 @@ impl SupervisorSpec {
             }
             match &child.kind {
                 ChildKind::Process(cmd) => {
-                    cmd.validate().map_err(|e| err(&path, e.to_string()))?;
+                    cmd.validate().map_err(|e| SpecError {
+                        start_failure: if e.is_not_found() {
+                            Some(std::io::ErrorKind::NotFound)
+                        } else if e.is_permission_denied() {
+                            Some(std::io::ErrorKind::PermissionDenied)
+                        } else {
+                            None
+                        },
+                        ..err(&path, e.to_string())
+                    })?;
                 }
                 ChildKind::Supervisor(spec) => spec.validate_at(&format!("{path}/"))?,
             }
@@ -852,6 +862,10 @@ pub struct SpecError {
     pub path: String,
     /// What is wrong, in words.
     pub reason: String,
+    /// When a process's program cannot be started as the check found it:
+    /// `NotFound` (not on `PATH`) or `PermissionDenied` (found, but not
+    /// executable); what `childminder up` exits with 127 and 126 for.
+    pub start_failure: Option<std::io::ErrorKind>,
 }
 
 #[cfg(test)]
