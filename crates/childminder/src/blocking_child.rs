@@ -216,6 +216,15 @@ impl BlockingChild {
     /// `wait_with_output`. A stream already taken out of the handle is
     /// returned empty.
     ///
+    /// As with std, the ends are the pipes' end-of-file: a process the
+    /// child left behind that still holds them (`sleep 30 &` in a shell)
+    /// keeps this call reading until it closes them or exits, whatever the
+    /// [`deadline`](Command::deadline) (the child itself has exited, so
+    /// there is nothing left for it to end), and the handle is taken, so
+    /// nothing can kill it meanwhile. [`Command::output`] is the bounded
+    /// form: it cuts the output off a grace period after the child's exit
+    /// and kills its group.
+    ///
     /// # Errors
     ///
     /// A read error of either pipe ([`Error::Io`]); the child is torn down
