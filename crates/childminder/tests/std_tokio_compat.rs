@@ -419,6 +419,40 @@ fn tokio_process_spawned_and_wait_in_different_runtime() {
     leak.assert_clean();
 }
 
+/// A child that exited by itself before its runtime shut down, with its
+/// coordinator never run, is reported with its own exit: not killed, not
+/// escalated (the last resort sends SIGKILL to what is left of the group
+/// all the same).
+#[test]
+fn a_child_that_exited_before_its_runtime_shut_down_is_reported_with_its_own_exit() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let rt = support::current_thread_runtime();
+    // The block never yields: the coordinator task does not run.
+    let child = rt.block_on(async {
+        fixture_cmd(["exit", "3"])
+            .stdout(Stdio::Null)
+            .spawn()
+            .unwrap()
+    });
+    {
+        let pidfd = child.pidfd().unwrap();
+        let mut exit = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        rustix::event::poll(&mut exit, None).unwrap();
+    }
+    assert!(child.try_result().is_none());
+    drop(rt);
+    let result = child.try_result().unwrap();
+    assert_eq!(result.exit.and_then(|e| e.code()), Some(3), "{result:?}");
+    assert_eq!(result.kill_sent_after, None, "{result:?}");
+    assert_eq!(result.termination, Termination::Clean, "{result:?}");
+    drop(child);
+    leak.assert_clean();
+}
+
 /// process_change_of_runtime.rs `process_spawned_outside_runtime`.
 #[test]
 #[should_panic(expected = "must be called inside a tokio runtime")]
