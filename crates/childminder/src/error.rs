@@ -190,7 +190,7 @@ impl Error {
 }
 
 /// The errnos that mean "out of a resource", not "this program cannot run".
-fn is_resource_errno(error: &io::Error) -> bool {
+pub(crate) fn is_resource_errno(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::ENOBUFS)

@@ -176,8 +176,9 @@ impl Termination {
 /// What started the escalation, if anything did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EscalationCause {
-    /// The scoped action ended (returned or panicked), or the async child
-    /// was dropped, while the child still ran.
+    /// The scoped action ended (returned or panicked), the async child
+    /// was dropped, or the runtime driving its supervision shut down
+    /// (SIGKILL at once then), while the child still ran.
     Teardown,
     /// [`Process::shutdown`](crate::Process::shutdown) (or the async form)
     /// was called.

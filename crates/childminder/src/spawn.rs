@@ -10,7 +10,7 @@ use crate::command::{ChildEnv, Command, Prepared, Stdio};
 use crate::contain::CgroupUsage;
 use crate::contain::cgroup::Leaf;
 use crate::contain::subreaper;
-use crate::error::Error;
+use crate::error::{Error, is_resource_errno};
 use crate::shared::Shared;
 use crate::sys;
 use crate::target::Target;
@@ -281,7 +281,9 @@ fn make_cgroup(cmd: &Command) -> Result<(Option<Leaf>, Option<String>), Error> {
     };
     match Leaf::create(options) {
         Ok(leaf) => Ok((Some(leaf), None)),
-        Err(unavailable) if options.fallback => {
+        // A resource that ran out (fds, memory) is this moment's failure,
+        // not the host's lack of cgroups: an error, not a fallback.
+        Err(unavailable) if options.fallback && !is_resource_errno(&unavailable.source) => {
             let reason = format!("{}: {}", unavailable.reason, unavailable.source);
             tracing::info!(program = %cmd.program_lossy(), %reason, "no cgroup: falling back to the process group and the subreaper");
             Ok((None, Some(reason)))

@@ -30,46 +30,68 @@ pub(crate) struct Features {
 
 pub(crate) fn features() -> Features {
     static FEATURES: OnceLock<Features> = OnceLock::new();
-    *FEATURES.get_or_init(|| {
-        // Lets the test suite exercise the fallbacks on a kernel that has it all.
-        match std::env::var("CHILDMINDER_FALLBACK").as_deref() {
-            Ok("pid") => {
-                return Features {
-                    pidfd: false,
-                    pidfd_group_signal: false,
-                };
+    if let Some(features) = FEATURES.get() {
+        return *features;
+    }
+    match probe_features() {
+        Ok(features) => *FEATURES.get_or_init(|| features),
+        // Out of fds or memory: no answer about the kernel. This call goes
+        // without pidfds, and the next one probes again (an acceptance run
+        // caught one EMFILE turning pidfds off for the rest of the process).
+        Err(e) => {
+            tracing::debug!(error = %e, "the pidfd probe ran out of a resource: pid-based for this call");
+            Features {
+                pidfd: false,
+                pidfd_group_signal: false,
             }
-            Ok("kill-pgrp") => {
-                return Features {
-                    pidfd: true,
-                    pidfd_group_signal: false,
-                };
-            }
-            _ => {}
         }
-        // Probing on ourselves is harmless: signal 0 delivers nothing. An
-        // unknown flag answers EINVAL before anything else is checked; a known
-        // one answers 0, or ESRCH when we do not lead a process group.
-        let own = match pidfd_open(std::process::id())
-            .and_then(|fd| pidfd_send_signal_raw(fd.as_fd(), 0, 0).map(|()| fd))
-        {
-            Ok(fd) => fd,
-            Err(e) => {
-                tracing::warn!(error = %e, "pidfd_open unavailable: falling back to pid-based waits and signals");
-                return Features {
-                    pidfd: false,
-                    pidfd_group_signal: false,
-                };
-            }
-        };
-        let group = group_flag_supported(own.as_fd());
-        if !group {
-            tracing::debug!("PIDFD_SIGNAL_PROCESS_GROUP unavailable: group signals use kill(-pgid) while the leader is unreaped");
+    }
+}
+
+/// Asks the kernel what it offers; `Err` only when a resource ran out, so
+/// that the answer says nothing about the kernel.
+fn probe_features() -> io::Result<Features> {
+    // Lets the test suite exercise the fallbacks on a kernel that has it all.
+    match std::env::var("CHILDMINDER_FALLBACK").as_deref() {
+        Ok("pid") => {
+            return Ok(Features {
+                pidfd: false,
+                pidfd_group_signal: false,
+            });
         }
-        Features {
-            pidfd: true,
-            pidfd_group_signal: group,
+        Ok("kill-pgrp") => {
+            return Ok(Features {
+                pidfd: true,
+                pidfd_group_signal: false,
+            });
         }
+        _ => {}
+    }
+    // Probing on ourselves is harmless: signal 0 delivers nothing. An
+    // unknown flag answers EINVAL before anything else is checked; a known
+    // one answers 0, or ESRCH when we do not lead a process group.
+    let own = match pidfd_open(std::process::id())
+        .and_then(|fd| pidfd_send_signal_raw(fd.as_fd(), 0, 0).map(|()| fd))
+    {
+        Ok(fd) => fd,
+        Err(e) if crate::error::is_resource_errno(&e) => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "pidfd_open unavailable: falling back to pid-based waits and signals");
+            return Ok(Features {
+                pidfd: false,
+                pidfd_group_signal: false,
+            });
+        }
+    };
+    let group = group_flag_supported(own.as_fd());
+    if !group {
+        tracing::debug!(
+            "PIDFD_SIGNAL_PROCESS_GROUP unavailable: group signals use kill(-pgid) while the leader is unreaped"
+        );
+    }
+    Ok(Features {
+        pidfd: true,
+        pidfd_group_signal: group,
     })
 }
 

@@ -416,3 +416,46 @@ fn assert_out_of_memory_recorded(out: Result<childminder::Output, Error>, total:
     assert_eq!(e.source.kind(), io::ErrorKind::OutOfMemory, "{e:?}");
     assert!(!out.stdout.is_empty() && (out.stdout.len() as u64) < total);
 }
+
+/// Caught by an acceptance run: a cgroup spawn out of fds at the moment
+/// `/proc/self/mountinfo` was read cached "no cgroup v2 mounted" for the
+/// rest of the process (every later cgroup spawn failed, or fell back in
+/// silence); the kernel's pidfd probe had the same flaw. The limit is
+/// raised one fd at a time from none free: every call is a success or a
+/// resource error, and with fds again both work.
+#[test]
+fn running_out_of_fds_turns_no_kernel_feature_off_for_good() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    let cgroup_v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - cgroup2 ");
+    let base = lowest_free_fd();
+    for spare in 0..16 {
+        set_soft_limit(libc::RLIMIT_NOFILE, base + spare);
+        let mut with_cgroup = Command::new("true");
+        with_cgroup.cgroup(childminder::Cgroup::new().fallback(true));
+        for (what, outcome) in [
+            ("run", Command::new("true").run()),
+            ("run with a cgroup", with_cgroup.run()),
+        ] {
+            match outcome {
+                Ok(r) => assert!(r.success(), "{what}, {spare} spare: {r:?}"),
+                Err(e) => assert!(e.is_resource_exhausted(), "{what}, {spare} spare: {e}"),
+            }
+        }
+    }
+    set_soft_limit(libc::RLIMIT_NOFILE, 1024);
+    let r = Command::new("true").run().unwrap();
+    assert!(r.used_pidfd, "{r:?}");
+    if cgroup_v2 {
+        let r = Command::new("true")
+            .cgroup(childminder::Cgroup::new().fallback(true))
+            .run()
+            .unwrap();
+        let fallback = r.containment.cgroup_fallback.unwrap_or_default();
+        assert!(!fallback.contains("no cgroup v2"), "{fallback}");
+    }
+    assert!(our_children().is_empty(), "{:?}", our_children());
+}

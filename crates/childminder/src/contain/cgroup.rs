@@ -116,15 +116,18 @@ impl Unavailable {
 }
 
 /// The cgroup2 mount point and its root (the path in the hierarchy that
-/// the mount shows), from `/proc/self/mountinfo`; cached.
-fn cgroup2_mount() -> Option<&'static (PathBuf, String)> {
+/// the mount shows), from `/proc/self/mountinfo`; the answer is cached,
+/// a failure to read it is not (out of fds, it is read again next time:
+/// an acceptance run caught one EMFILE turning cgroups off for good).
+fn cgroup2_mount() -> io::Result<Option<&'static (PathBuf, String)>> {
     static MOUNT: OnceLock<Option<(PathBuf, String)>> = OnceLock::new();
-    MOUNT
-        .get_or_init(|| {
-            let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-            info.lines().find_map(parse_mountinfo_line)
-        })
-        .as_ref()
+    if let Some(mount) = MOUNT.get() {
+        return Ok(mount.as_ref());
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(MOUNT
+        .get_or_init(|| info.lines().find_map(parse_mountinfo_line))
+        .as_ref())
 }
 
 /// `(mount point, root)` of a mountinfo line whose type is cgroup2.
@@ -162,12 +165,14 @@ fn unescape_mountinfo(field: &str) -> String {
 
 /// This process's cgroup v2 directory.
 fn own_cgroup_dir() -> Result<PathBuf, Unavailable> {
-    let (mount, root) = cgroup2_mount().ok_or_else(|| {
-        Unavailable::new(
-            "no cgroup v2 hierarchy is mounted (cgroup v1 only?)",
-            io::Error::from_raw_os_error(libc::ENOENT),
-        )
-    })?;
+    let (mount, root) = cgroup2_mount()
+        .map_err(|e| Unavailable::new("reading /proc/self/mountinfo", e))?
+        .ok_or_else(|| {
+            Unavailable::new(
+                "no cgroup v2 hierarchy is mounted (cgroup v1 only?)",
+                io::Error::from_raw_os_error(libc::ENOENT),
+            )
+        })?;
     let own = std::fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| Unavailable::new("reading /proc/self/cgroup", e))?;
     let path = own
