@@ -1197,3 +1197,88 @@ fn kill_on_parent_death_takes_every_process_along_when_the_host_is_killed() {
     support::assert_all_dead(&pids);
     leaks.assert_clean();
 }
+
+/// Caught by an acceptance run: an auto-shutdown triggered by a nested
+/// supervisor, itself shut down by a process that failed, read 0: the
+/// nested supervisor is judged normal (it did not give up), and a normal
+/// trigger read 0. Its status is its own outcome's.
+#[test]
+fn an_auto_shutdown_through_a_nested_supervisor_keeps_the_failure_status() {
+    check(async || {
+        let inner = SupervisorSpec::new()
+            .auto_shutdown(AutoShutdown::AnySignificant)
+            .child(
+                ChildSpec::process("x", fx(&["exit", "3"]))
+                    .restart(Restart::Temporary)
+                    .significant(true),
+            )
+            .child(sleeper("y"));
+        let spec = SupervisorSpec::new()
+            .auto_shutdown(AutoShutdown::AnySignificant)
+            .child(
+                ChildSpec::supervisor("n", inner)
+                    .restart(Restart::Transient)
+                    .significant(true),
+            )
+            .child(sleeper("z"));
+        let outcome = Tree::start(&spec).unwrap().wait().await;
+        assert!(
+            matches!(&*outcome, Outcome::AutoShutdown { child, .. } if &**child == "n"),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.exit_code(), 3, "{outcome:?}");
+    });
+}
+
+/// Caught by an acceptance run: a nested supervisor stopped for its start
+/// timeout was reported `Supervisor(Stopped)`, status 0.
+#[test]
+fn a_nested_supervisor_that_timed_out_ended_of_its_start_timeout() {
+    check(async || {
+        let inner = SupervisorSpec::new()
+            .child(ChildSpec::process("slow", fx(&["sleep", "30"])).ready(Readiness::Fd(3)));
+        let spec = SupervisorSpec::new()
+            .intensity(0)
+            .child(ChildSpec::supervisor("n", inner).start_timeout(Duration::from_millis(300)));
+        let outcome = Tree::start(&spec).unwrap().wait().await;
+        match &*outcome {
+            Outcome::GaveUp { child, exit } => {
+                assert_eq!(&**child, "n");
+                assert!(matches!(exit, ChildExit::StartTimeout(None)), "{exit:?}");
+                assert_eq!(exit.exit_code(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+/// Caught by an acceptance run: `kill()` during an orderly stop ended the
+/// tree `Stopped`, and the child being stopped got a second `stopping`.
+#[test]
+fn a_kill_during_a_stop_ends_the_tree_killed_with_one_stopping_per_child() {
+    check(async || {
+        let mut slow = fx(&["ignore-term", "30"]);
+        slow.grace_period(Duration::from_secs(20));
+        let spec = SupervisorSpec::new()
+            .child(sleeper("a"))
+            .child(ChildSpec::process("slow", slow).backoff(Backoff::NONE));
+        let mut run = Run::start(&spec);
+        run.tree.running().await;
+        wait_ignores_term(run.pid("slow"));
+        run.tree.stop();
+        run.until("slow", "stopping").await;
+        run.tree.kill();
+        let rest = run.rest().await;
+        let stoppings = run
+            .log
+            .iter()
+            .filter(|e| &*e.path == "slow" && e.kind.as_str() == "stopping")
+            .count();
+        assert_eq!(stoppings, 1, "{:?}", names(&rest));
+        assert!(
+            matches!(&*run.tree.wait().await, Outcome::Killed),
+            "{:?}",
+            names(&rest)
+        );
+    });
+}

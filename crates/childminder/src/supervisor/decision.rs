@@ -579,7 +579,13 @@ impl Machine {
     }
 
     fn begin_finish(&mut self, why: Finish, out: &mut Vec<Action>) {
-        if self.finishing.is_some() {
+        if let Some(current) = self.finishing {
+            // A kill hurries an orderly stop under way, and the tree ends
+            // killed; an end of the tree's own (gave up, auto-shutdown)
+            // keeps its outcome, which says why.
+            if current == Finish::Stopped && why == Finish::Killed {
+                self.finishing = Some(why);
+            }
             return;
         }
         self.finishing = Some(why);

@@ -313,6 +313,9 @@ impl Level {
                     ChildExit::Exited(result) if rt.timed_out => {
                         ChildExit::StartTimeout(Some(result))
                     }
+                    // A nested supervisor stopped for its start timeout
+                    // ended `Stopped`: the timeout is what it ended of.
+                    ChildExit::Supervisor(_) if rt.timed_out => ChildExit::StartTimeout(None),
                     other => other,
                 };
                 rt.timed_out = false;
@@ -668,9 +671,15 @@ impl Level {
         let brutal = kill || self.spec.children[i].shutdown == Shutdown::BrutalKill;
         let rt = &self.children[i];
         let pid = self.pid_of(i);
-        self.shared
-            .update(rt.row, |s| s.state = ChildState::Stopping);
-        self.shared.emit(&rt.path, pid, EventKind::Stopping);
+        let mut already_stopping = false;
+        self.shared.update(rt.row, |s| {
+            already_stopping = s.state == ChildState::Stopping;
+            s.state = ChildState::Stopping;
+        });
+        // A kill during a stop hurries that stop: no second `stopping`.
+        if !already_stopping {
+            self.shared.emit(&rt.path, pid, EventKind::Stopping);
+        }
         match &rt.run {
             Some(Run::Process { child, .. }) => {
                 if brutal {

@@ -47,8 +47,10 @@ pub struct Event {
 }
 
 /// What happened to a child. After `exited`, `spawn_failed` or (for a
-/// supervisor) `finished` comes exactly one of `restarting` (it will be
-/// started again after the delay) or `stopped` (it stays down).
+/// supervisor) `finished` comes `restarting` (it will be started again
+/// after the delay) or `stopped` (it stays down); when the tree stops
+/// during the delay, a `restarting` is followed by `stopped` (it stays
+/// down after all).
 ///
 /// # Examples
 ///
@@ -89,7 +91,9 @@ pub enum EventKind {
         /// The delay before the restart.
         delay: Duration,
         /// 1 for the first restart of the current streak (a streak ends
-        /// when the child stayed up for its backoff's `reset_after`).
+        /// when the child stayed up for its backoff's `reset_after`); 0
+        /// for a restart asked through the handle (`restart_child`), which
+        /// counts toward no streak and no intensity.
         restart_count: u32,
     },
     /// A stop of it began (the first signal was sent, or a nested
@@ -293,7 +297,9 @@ pub enum Outcome {
         /// Each child's last run.
         last: Vec<LastRun>,
     },
-    /// The tree was killed ([`Tree::kill`](super::Tree::kill)).
+    /// The tree was killed ([`Tree::kill`](super::Tree::kill), also during
+    /// a stop), or, for a nested supervisor, its parent stopped it with
+    /// [`Shutdown::BrutalKill`](super::Shutdown::BrutalKill).
     Killed,
 }
 
@@ -302,7 +308,8 @@ impl Outcome {
     ///
     /// - stopped on request or killed: 0;
     /// - auto-shutdown: 0 if the triggering child succeeded (its exit
-    ///   code is one of its success codes), else its status;
+    ///   code is one of its success codes), else its status; for a nested
+    ///   supervisor, its own outcome's status;
     /// - gave up: the status of the process whose failure tripped it,
     ///   followed down nested supervisors (1 for a start timeout);
     /// - completed: 0 if every child's last run was normal, else the
@@ -318,6 +325,13 @@ impl Outcome {
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Stopped | Outcome::Killed => 0,
+            // A nested supervisor's end is judged by whether it gave up;
+            // its status is its own outcome's (a failed process that shut
+            // it down included).
+            Outcome::AutoShutdown {
+                exit: ChildExit::Supervisor(inner),
+                ..
+            } => inner.exit_code(),
             Outcome::AutoShutdown { verdict, .. } if *verdict != Verdict::Abnormal => 0,
             Outcome::AutoShutdown { exit, .. } | Outcome::GaveUp { exit, .. } => {
                 match exit.exit_code() {

@@ -457,7 +457,10 @@ impl Tree {
 
     /// SIGKILLs every process of the tree now, in no particular order (the
     /// second Ctrl-C), and ends the tree without restarting anything. The
-    /// outcome is [`Outcome::Killed`] unless the tree had already ended.
+    /// outcome is [`Outcome::Killed`] (also when a [`stop`](Self::stop)
+    /// was under way), unless the tree had already ended or was ending by
+    /// its own verdict (it gave up, or an auto-shutdown began): that
+    /// outcome stands, since it says why.
     ///
     /// # Examples
     ///
@@ -492,7 +495,9 @@ impl Tree {
     }
 
     /// Resolves when every child of the tree has started and is running
-    /// (the first time), or when the tree ended before that.
+    /// (the first time), or when the tree ended before that. A child that
+    /// ended before it was ready and is not restarted (a temporary one)
+    /// counts as started: the rest of the tree goes on without it.
     ///
     /// # Cancel safety
     ///

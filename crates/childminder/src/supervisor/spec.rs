@@ -120,6 +120,9 @@ pub enum AutoShutdown {
     /// stop all the others in reverse order and end.
     AnySignificant,
     /// When every significant child has ended and none will be restarted.
+    /// A significant child stopped through the handle (`stop_child`) has
+    /// not ended in this sense: until it is started again and ends, the
+    /// shutdown does not come.
     AllSignificant,
 }
 

@@ -794,6 +794,8 @@ fn kill_kills_every_child_at_once_and_ends() {
     sim.feed(Input::Ready(0));
     sim.feed(Input::Ready(1));
     assert_eq!(sim.feed(Input::Stop), [Stop(2)]);
+    // A kill during the orderly stop hurries it: the tree ends killed
+    // (an acceptance run caught `Stopped`, against `Tree::kill`'s docs).
     assert_eq!(sim.feed(Input::Kill), [Kill(0), Kill(1), Kill(2)]);
     sim.feed(Input::Ended(1, End::Failure));
     sim.feed(Input::Ended(2, End::Failure));
@@ -802,7 +804,7 @@ fn kill_kills_every_child_at_once_and_ends() {
         [
             Judged(0, Verdict::Requested),
             Stopped(0),
-            Finish(Why::Stopped)
+            Finish(Why::Killed)
         ]
     );
     let mut sim = Sim::new(params(Strategy::OneForOne, permanent(2)));
@@ -815,6 +817,28 @@ fn kill_kills_every_child_at_once_and_ends() {
             Judged(1, Verdict::Requested),
             Stopped(1),
             Finish(Why::Killed)
+        ]
+    );
+}
+
+#[test]
+fn a_kill_while_giving_up_keeps_the_give_up_as_the_outcome() {
+    let mut sim = Sim::new(Params {
+        intensity: 0,
+        ..params(Strategy::OneForOne, permanent(2))
+    });
+    sim.start_all();
+    assert_eq!(
+        sim.feed(Input::Ended(1, End::Failure)),
+        [Judged(1, Verdict::Abnormal), GaveUp(1), Stopped(1), Stop(0)]
+    );
+    assert_eq!(sim.feed(Input::Kill), [Kill(0)]);
+    assert_eq!(
+        sim.feed(Input::Ended(0, End::Failure)),
+        [
+            Judged(0, Verdict::Requested),
+            Stopped(0),
+            Finish(Why::GaveUp(1))
         ]
     );
 }
