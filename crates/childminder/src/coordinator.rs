@@ -67,8 +67,18 @@ impl Drop for LastResort {
         let _ = shared.target.signal_child(Signal::KILL);
         // No runtime is left to await on: block (briefly) on the exit event.
         shared.target.wait_exit_blocking(Duration::from_secs(1));
-        let _ = shared.target.reap();
-        if let Some(cgroup) = shared.target.cgroup() {
+        if !matches!(shared.target.reap(), Ok(true)) {
+            // Stuck past its SIGKILL: the engine, which outlives this
+            // runtime, reaps it (and what of its group is orphaned to us)
+            // when it exits, and removes its cgroup then.
+            let handed = shared
+                .target
+                .pidfd_copy()
+                .map(|pidfd| hand_to_engine(given_up(shared, pidfd?)));
+            if matches!(handed, Some(Ok(_))) {
+                shared.target.handed_over();
+            }
+        } else if let Some(cgroup) = shared.target.cgroup() {
             // cgroup.kill was the KILL above: once its members are gone the
             // cgroup can be removed.
             cgroup.wait_emptied_blocking(Duration::from_secs(1));
@@ -206,6 +216,9 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
                 }
                 let _ = shared.target.exited().await;
                 reap(&shared);
+                if shared.target.leads_group() {
+                    subreaper::reap_group_orphans(&shared.program, shared.target.pid()).await;
+                }
                 remove_cgroup(&shared);
             }
         }
@@ -329,6 +342,9 @@ pub(crate) trait EscalationTarget {
     /// Sends `signal` to the group (or the child alone, without one);
     /// `Ok(false)` when nothing is left to receive it.
     fn signal_escalation(&self, signal: Signal) -> std::io::Result<bool>;
+    /// Keeps what the escalation has done after each run of steps, for
+    /// whoever reports if the driver is dropped mid-way.
+    fn record(&self, _escalation: &Escalation) {}
 }
 
 /// The engine's child, with the command's policy.
@@ -354,6 +370,14 @@ impl EscalationTarget for Engine<'_> {
     fn signal_escalation(&self, signal: Signal) -> std::io::Result<bool> {
         self.0.target.signal_escalation(signal)
     }
+
+    fn record(&self, escalation: &Escalation) {
+        // For the last resort: a runtime shut down mid-escalation still
+        // reports the signals sent (else a child that exited of the TERM
+        // would read as a clean exit).
+        self.0
+            .record_escalation(escalation.report(self.0.started, false));
+    }
 }
 
 /// Carries out the escalation's steps against the child (or its group),
@@ -367,6 +391,7 @@ pub(crate) fn run_steps(
     steps: Vec<Step>,
 ) {
     let (program, pid) = (target.program(), target.pid());
+    let any = !steps.is_empty();
     for step in steps {
         let signal = match step {
             Step::CloseStdin => {
@@ -409,6 +434,9 @@ pub(crate) fn run_steps(
                 tracing::warn!(program, %signal, error = %e, "escalation: signal failed");
             }
         }
+    }
+    if any {
+        target.record(esc);
     }
 }
 

@@ -249,8 +249,11 @@ impl ResourceUsage {
     /// `exec`; `None` where it is not (a child smaller than this program,
     /// whose own peak is then unknown, at most `reported_max_rss`), or
     /// where this process's peak cannot be read. Reads `/proc/self/status`
-    /// when called. (A program that resets its own peak through
-    /// `/proc/self/clear_refs` voids the comparison.)
+    /// when called, and compares with this process's peak *then*: a
+    /// program whose memory grew past the child's figure since gets
+    /// `None` (call it when the result arrives to keep the figure). A
+    /// program that resets its own peak through `/proc/self/clear_refs`
+    /// voids the comparison.
     ///
     /// # Examples
     ///

@@ -153,6 +153,9 @@ pub(crate) struct Shared {
     term_signal_override: AtomicI32,
     wake_coordinator: Notify,
     worker_errors: Mutex<Vec<WorkerError>>,
+    /// What the coordinator's escalation has done so far, kept where the
+    /// last resort can read it if the coordinator is dropped mid-way.
+    escalation: Mutex<Option<crate::escalation::Report>>,
     /// Present from the spawn to the end of a supervision with
     /// `Command::subreaper` on.
     subreaper_sweep: Mutex<Option<Participation>>,
@@ -183,6 +186,7 @@ impl Shared {
             term_signal_override: AtomicI32::new(0),
             wake_coordinator: Notify::new(),
             worker_errors: Mutex::new(Vec::new()),
+            escalation: Mutex::new(None),
             subreaper_sweep: Mutex::new(None),
             containment: Mutex::new(Containment::default()),
             terminal: None,
@@ -317,30 +321,41 @@ impl Shared {
         self.publish_lost(None)
     }
 
+    /// Records what the coordinator's escalation has done so far.
+    pub(crate) fn record_escalation(&self, report: crate::escalation::Report) {
+        *self.escalation.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+    }
+
     /// Publishes, unless the coordinator did, the result of a supervision
     /// whose runtime shut down before it ended: the exit if the last
-    /// resort observed one (it reaps the child), and when it sent SIGKILL
-    /// (`None`: it sent none, the child had exited). Returns the result
-    /// published.
-    pub(crate) fn publish_lost(&self, kill_sent_after: Option<Duration>) -> SupervisionResult {
+    /// resort observed one (it reaps the child), what the escalation had
+    /// sent by then, and the last resort's SIGKILL (`None`: it sent none,
+    /// the child had exited). Returns the result published.
+    pub(crate) fn publish_lost(&self, last_resort_kill: Option<Duration>) -> SupervisionResult {
         let exit = self.target.try_status().ok().flatten();
+        let sent = *self.escalation.lock().unwrap_or_else(|e| e.into_inner());
+        let term_sent_after = sent.and_then(|r| r.term_sent_after);
+        let kill_sent_after = sent.and_then(|r| r.kill_sent_after).or(last_resort_kill);
+        let escalation_cause = sent
+            .and_then(|r| r.cause)
+            .or(last_resort_kill.map(|_| crate::result::EscalationCause::Teardown));
         let lost = SupervisionResult {
             program: self.program.clone(),
             pid: self.target.pid(),
             exit,
             termination: crate::result::Termination::classify(
-                false,
+                term_sent_after.is_some(),
                 kill_sent_after.is_some(),
                 exit.is_some(),
             ),
-            escalation_cause: kill_sent_after.map(|_| crate::result::EscalationCause::Teardown),
-            term_sent_after: None,
+            escalation_cause,
+            term_sent_after,
             kill_sent_after,
             runtime: self.started.elapsed(),
             supervisor_error: Some(Arc::new(crate::error::Error::Io {
                 program: self.program.clone(),
                 context: "supervising",
-                source: io::Error::other(if kill_sent_after.is_some() {
+                source: io::Error::other(if last_resort_kill.is_some() {
                     "the runtime driving the supervision shut down; the child was killed"
                 } else {
                     "the runtime driving the supervision shut down"

@@ -373,6 +373,7 @@ fn spawn_with_fork(
         uid: cmd.uid,
         gid: cmd.gid,
         groups: cmd.groups.clone(),
+        cwd_as_new_user: prepared.cwd.clone().filter(|_| changes_credentials(cmd)),
         reset_sigpipe: !cmd.inherit_sigpipe,
         join_cgroup: join.as_ref().map(|(procs, (_, write))| sys::JoinCgroup {
             procs: procs.as_raw_fd(),
@@ -404,6 +405,11 @@ fn spawn_with_fork(
     }
 }
 
+/// Whether the child takes on another user, group or groups.
+fn changes_credentials(cmd: &Command) -> bool {
+    cmd.uid.is_some() || cmd.gid.is_some() || cmd.groups.is_some()
+}
+
 fn fork_exec(
     cmd: &Command,
     prepared: &Prepared,
@@ -418,7 +424,10 @@ fn fork_exec(
     std_cmd.arg0(os(&prepared.argv[0]));
     std_cmd.args(prepared.argv[1..].iter().map(|a| os(a)));
     cmd.apply_env(&mut std_cmd);
-    if let Some(cwd) = &prepared.cwd {
+    // With new credentials the hook enters it after they change: std would
+    // enter it first, as this process's user (an acceptance run caught a
+    // child of uid 65534 started in a root-only directory).
+    if let Some(cwd) = prepared.cwd.as_ref().filter(|_| !changes_credentials(cmd)) {
         std_cmd.current_dir(os(cwd));
     }
     if cmd.process_group {

@@ -908,6 +908,10 @@ pub(crate) struct BeforeExec {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub groups: Option<Vec<libc::gid_t>>,
+    /// The working directory, entered after the credentials change (so
+    /// with the new user's rights, as std does with its own `uid`), when
+    /// they change; else std enters it.
+    pub cwd_as_new_user: Option<std::ffi::CString>,
     pub join_cgroup: Option<JoinCgroup>,
     /// SIGPIPE back to its default (else it stays as this process has it).
     pub reset_sigpipe: bool,
@@ -931,6 +935,7 @@ pub(crate) fn spawn_forked(
         uid: before_exec.uid,
         gid: before_exec.gid,
         groups: before_exec.groups,
+        cwd_as_new_user: before_exec.cwd_as_new_user,
         join_cgroup: before_exec.join_cgroup,
         empty_mask: empty_sigset(),
         sigpipe: if before_exec.reset_sigpipe || !signal_is_ignored(libc::SIGPIPE) {
@@ -976,6 +981,7 @@ struct ForkedChildState {
     uid: Option<u32>,
     gid: Option<u32>,
     groups: Option<Vec<libc::gid_t>>,
+    cwd_as_new_user: Option<std::ffi::CString>,
     join_cgroup: Option<JoinCgroup>,
     /// The child's signal mask: empty. std's fork path leaves the spawning
     /// thread's mask in place, so a caller that blocks SIGTERM (for
@@ -1051,6 +1057,13 @@ fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> i
     }
     // Credentials before the death signal: changing them clears it.
     set_credentials(state)?;
+    if let Some(cwd) = &state.cwd_as_new_user {
+        // SAFETY: chdir reads a NUL-terminated path built before the fork;
+        // async-signal-safe.
+        if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     if state.kill_on_parent_death {
         // SAFETY: prctl with integer arguments affects only this process.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {

@@ -453,6 +453,65 @@ fn a_child_that_exited_before_its_runtime_shut_down_is_reported_with_its_own_exi
     leak.assert_clean();
 }
 
+/// Found in review: a child that exited of the deadline's TERM after its
+/// runtime stopped being driven, but before the coordinator saw the exit,
+/// was reported `Clean` when the runtime shut down (the escalation's
+/// record lived only in the dropped coordinator).
+#[test]
+fn a_child_that_exited_of_the_escalations_term_is_reported_escalated_after_a_shutdown() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let go = std::env::temp_dir().join(format!("childminder-term-go-{}", std::process::id()));
+    let _ = std::fs::remove_file(&go);
+    let rt = support::current_thread_runtime();
+    let child = rt.block_on(async {
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "trap 'echo term; while [ ! -e {} ]; do sleep 0.01; done; exit 3' TERM; \
+                     echo ready; sleep 30 & wait",
+                    go.display()
+                ),
+            ])
+            .deadline(Duration::from_millis(100))
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        while !seen.contains("term") {
+            let mut buf = [0u8; 64];
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "EOF before the TERM: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        child
+    });
+    // The runtime is no longer driven: the child exits now, unseen.
+    std::fs::write(&go, "").unwrap();
+    {
+        let pidfd = child.pidfd().unwrap();
+        let mut exit = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        rustix::event::poll(&mut exit, None).unwrap();
+    }
+    drop(rt);
+    let _ = std::fs::remove_file(&go);
+    let result = child.try_result().unwrap();
+    assert_eq!(result.exit.and_then(|e| e.code()), Some(3), "{result:?}");
+    assert_eq!(result.termination, Termination::Escalated, "{result:?}");
+    assert!(result.term_sent_after.is_some(), "{result:?}");
+    assert_eq!(
+        result.escalation_cause,
+        Some(childminder::EscalationCause::Deadline),
+        "{result:?}"
+    );
+    drop(child);
+    leak.assert_clean();
+}
+
 /// process_change_of_runtime.rs `process_spawned_outside_runtime`.
 #[test]
 #[should_panic(expected = "must be called inside a tokio runtime")]

@@ -327,6 +327,50 @@ fn with_the_subreaper_an_escapee_stuck_past_sigkill_is_reaped_once_it_exits() {
     assert!(r.success(), "{r:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let escapee: u32 = stdout.lines().next().unwrap().parse().unwrap();
+    // Found in review: a later sweep took it up again, gave up on it once
+    // more and handed it over again (another task and two fds each time).
+    let again = Command::new("true").subreaper(true).run().unwrap();
+    assert_eq!(again.containment.escapees_ended, 0, "{again:?}");
     freezer.thaw();
     assert_gone("the escapee", escapee);
+}
+
+/// Found in review: a child stuck past its SIGKILL when its runtime shut
+/// down was waited for a second by the last resort, then left a zombie.
+/// The last resort hands it to the engine, which reaps it once it exits.
+#[test]
+fn a_child_stuck_when_its_runtime_shuts_down_is_reaped_by_the_engine_once_it_exits() {
+    use tokio::io::AsyncReadExt;
+    warm_up();
+    let Some(freezer) = Freezer::new("shutdown") else {
+        return;
+    };
+    let mut cmd = freezer.stuck_child("");
+    cmd.deadline(Duration::from_secs(600));
+    let rt = support::current_thread_runtime();
+    let child = rt.block_on(async {
+        let mut child = cmd.spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"ready\n") {
+            let mut buf = [0u8; 16];
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "EOF before ready");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        child
+    });
+    let state = freezer.0.join("freezer.state");
+    let frozen = support::wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "FROZEN")
+    });
+    assert!(frozen);
+    let t = Instant::now();
+    drop(rt);
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    let r = child.try_result().unwrap();
+    assert_eq!(r.exit, None, "{r:?}");
+    assert!(r.kill_sent_after.is_some(), "{r:?}");
+    drop(child);
+    assert_reaped_after_thaw("runtime shutdown", &freezer);
 }

@@ -36,6 +36,15 @@ static STARTED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 /// sweep can see a child of childminder before it is registered.
 static SPAWN_GATE: RwLock<()> = RwLock::new(());
 
+/// Processes handed to a background reaper (stuck past their SIGKILL):
+/// never adopted again by a sweep, which would give up on them once more
+/// and hand them over again (another task and two more fds each time).
+static GIVEN_UP: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+fn given_up() -> std::sync::MutexGuard<'static, BTreeSet<u32>> {
+    GIVEN_UP.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Subreaper supervisions not yet at their end: the sweep runs when the
@@ -210,11 +219,12 @@ impl Adopted {
 fn adopt(known: &[u32], wanted: impl Fn(sys::ProcStat) -> bool) -> Vec<Adopted> {
     let _gate = SPAWN_GATE.write().unwrap_or_else(|e| e.into_inner());
     let started = started();
+    let given_up = given_up();
     let me = sys::getpid() as u32;
     let use_pidfd = sys::features().pidfd;
     sys::own_children()
         .into_iter()
-        .filter(|pid| !started.contains(pid) && !known.contains(pid))
+        .filter(|pid| !started.contains(pid) && !given_up.contains(pid) && !known.contains(pid))
         .filter_map(|pid| {
             let pidfd = if use_pidfd {
                 Some(sys::pidfd_open(pid).ok()?)
@@ -364,6 +374,8 @@ fn reap_in_the_background(program: &str, survivors: Vec<Tracked>) {
         }
     };
     let adopted: Vec<Adopted> = survivors.into_iter().map(|t| t.adopted).collect();
+    // Before the task runs: a sweep starting meanwhile must not take them.
+    given_up().extend(adopted.iter().map(|a| a.pid));
     let program = program.to_owned();
     engine.spawn(async move {
         // Registered on the engine's own reactor, in its task.
@@ -399,11 +411,16 @@ async fn reap_as_they_exit(
 ) {
     loop {
         for adopted in adopt(&pids(&tracked), joins) {
+            given_up().insert(adopted.pid);
             let mut joined = Tracked::new(adopted);
             joined.send(program, Signal::KILL);
             tracked.push(joined);
         }
+        let before = pids(&tracked);
         if reap_exited(program, &mut tracked) {
+            // Gone for good: their pids may be anyone's now.
+            let left = pids(&tracked);
+            given_up().retain(|pid| left.contains(pid) || !before.contains(pid));
             // Its children are ours now: list again before waiting.
             continue;
         }

@@ -860,6 +860,7 @@ impl SupervisorSpec {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{reason}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+#[non_exhaustive]
 pub struct SpecError {
     /// The child's path (`parent/child`), empty for the root supervisor.
     pub path: String,
