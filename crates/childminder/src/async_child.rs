@@ -401,7 +401,9 @@ impl Child {
     /// reaped (as tokio's `wait`; unless members of its process group live
     /// on, which are swept on drop or [`shutdown`](Self::shutdown)). Does
     /// not start any escalation by itself (the deadline, if set, still
-    /// applies).
+    /// applies). Unlike tokio's, it does not close stdin (it takes `&self`,
+    /// and [`stdin`](Self::stdin) is yours): a child that reads to the end
+    /// of its input, `cat`, waits for you to drop `child.stdin` first.
     ///
     /// # Cancel safety
     ///

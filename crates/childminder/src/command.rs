@@ -137,6 +137,42 @@ impl From<std::process::ChildStdout> for Stdio {
     }
 }
 
+/// Another child's stderr as this one's stdin, as std's `Stdio` takes it.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::Command;
+/// let mut first = Command::new("sh").args(["-c", "echo oops >&2"]).start().unwrap();
+/// let err = first.stderr.take().unwrap();
+/// let out = Command::new("cat").stdin(err).output().unwrap();
+/// assert_eq!(out.stdout, b"oops\n");
+/// first.wait();
+/// ```
+impl From<std::process::ChildStderr> for Stdio {
+    fn from(err: std::process::ChildStderr) -> Stdio {
+        Stdio::from(OwnedFd::from(err))
+    }
+}
+
+/// Another child's stdin as this one's stdout (or stderr), as std's
+/// `Stdio` takes it.
+///
+/// # Examples
+///
+/// ```
+/// use childminder::Command;
+/// let mut cat = Command::new("cat").start().unwrap();
+/// let stdin = cat.stdin.take().unwrap();
+/// Command::new("echo").arg("hi").stdout(stdin).status().unwrap();
+/// assert!(cat.wait().success());
+/// ```
+impl From<std::process::ChildStdin> for Stdio {
+    fn from(stdin: std::process::ChildStdin) -> Stdio {
+        Stdio::from(OwnedFd::from(stdin))
+    }
+}
+
 /// What to run, and how to supervise it: the builder of `std::process::Command`
 /// plus the seed's `ProcessOptions`.
 ///

@@ -200,7 +200,13 @@ pub(crate) fn is_resource_errno(error: &io::Error) -> bool {
 impl Error {
     /// The [`io::ErrorKind`] std would give for this failure:
     /// `InvalidInput` for rejected options (std's kind for a NUL byte), the
-    /// OS error's kind otherwise.
+    /// OS error's kind otherwise. Two differ from std's, where childminder
+    /// decides before the OS does: an empty program and a missing (or
+    /// not-a-directory) working directory are rejected options here,
+    /// `InvalidInput`, where std's spawn fails with `NotFound` (or
+    /// `NotADirectory`); and a script whose `#!` interpreter is missing is
+    /// `PermissionDenied` here (found but cannot run: 126, as the shells
+    /// say), where std passes the exec's `NotFound` on.
     ///
     /// # Examples
     ///

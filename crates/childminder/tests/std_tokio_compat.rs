@@ -691,6 +691,44 @@ fn uid_gid_and_groups_reach_the_child_on_the_fork_path() {
     leak.assert_clean();
 }
 
+/// Caught by an acceptance run: with `uid`/`gid`, the working directory
+/// was entered before the credentials changed (as root), so a child of
+/// uid 65534 started in a directory only root may enter; std refuses it.
+#[test]
+fn the_working_directory_is_entered_as_the_new_user() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: not root");
+        return;
+    }
+    warm_up();
+    let leak = LeakCheck::new();
+    let private = std::env::temp_dir().join(format!("childminder-private-{}", std::process::id()));
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut cmd = marked("pwd");
+    cmd.uid(65534).gid(65534).current_dir(&private);
+    let ours = cmd.output();
+    let std_says = std::process::Command::new("pwd")
+        .uid(65534)
+        .gid(65534)
+        .current_dir(&private)
+        .output();
+    // As root the directory is open to us; for the child it is not.
+    let entered_as_root = marked("pwd").current_dir(&private).output().unwrap();
+    std::fs::remove_dir(&private).unwrap();
+    assert!(entered_as_root.result.success());
+    let err = ours.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert_eq!(std_says.unwrap_err().kind(), ErrorKind::PermissionDenied);
+    leak.assert_clean();
+}
+
 #[test]
 fn pass_fd_cannot_be_combined_with_uid() {
     let file = std::fs::File::open("/dev/null").unwrap();
