@@ -418,9 +418,7 @@ async fn reap_as_they_exit(
         }
         let before = pids(&tracked);
         if reap_exited(program, &mut tracked) {
-            // Gone for good: their pids may be anyone's now.
-            let left = pids(&tracked);
-            given_up().retain(|pid| left.contains(pid) || !before.contains(pid));
+            forget_reaped(&mut given_up(), &before, &pids(&tracked));
             // Its children are ours now: list again before waiting.
             continue;
         }
@@ -429,6 +427,12 @@ async fn reap_as_they_exit(
         }
         any_exit(&tracked).await;
     }
+}
+
+/// Drops from `given_up` the pids of `before` that are not `left`: they
+/// were reaped, and may be anyone's now. Another task's pids stay.
+fn forget_reaped(given_up: &mut BTreeSet<u32>, before: &[u32], left: &[u32]) {
+    given_up.retain(|pid| left.contains(pid) || !before.contains(pid));
 }
 
 fn pids(tracked: &[Tracked]) -> Vec<u32> {
@@ -495,6 +499,16 @@ mod tests {
         let second = Participation::join();
         assert!(!first.finish());
         assert!(second.finish());
+    }
+
+    /// Caught by mutation testing: the reaped pids leave the given-up
+    /// registry (a recycled pid would be skipped by every sweep), and the
+    /// pids another background task still tracks stay in it.
+    #[test]
+    fn only_the_reaped_leave_the_given_up_registry() {
+        let mut given_up: BTreeSet<u32> = [10, 11, 20].into();
+        forget_reaped(&mut given_up, &[10, 11], &[11]);
+        assert_eq!(given_up, [11, 20].into());
     }
 
     /// The unit tests that count participations take turns.
