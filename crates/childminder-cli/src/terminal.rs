@@ -25,6 +25,9 @@ pub struct Foreground {
     command_group: libc::pid_t,
     own_group: libc::pid_t,
     child_events: tokio::signal::unix::Signal,
+    /// A stop before `child_events` existed sent a SIGCHLD nobody caught:
+    /// the first wait asks for a stop report before waiting for a signal.
+    checked_before_signals: bool,
 }
 
 impl Foreground {
@@ -49,6 +52,7 @@ impl Foreground {
             command_group,
             own_group: sys::own_group(),
             child_events: signal(SignalKind::child())?,
+            checked_before_signals: false,
         }))
     }
 
@@ -58,6 +62,14 @@ impl Foreground {
     ///
     /// Cancel safe.
     pub async fn stopped(&mut self) {
+        // Caught by CI under load: a Ctrl-Z between the spawn and the
+        // handler's installation was lost, and childminder never stopped.
+        if !self.checked_before_signals {
+            self.checked_before_signals = true;
+            if sys::take_stop_report(self.command_group) {
+                return;
+            }
+        }
         loop {
             self.child_events.recv().await;
             if sys::take_stop_report(self.command_group) {
