@@ -71,13 +71,7 @@ impl Drop for LastResort {
             // Stuck past its SIGKILL: the engine, which outlives this
             // runtime, reaps it (and what of its group is orphaned to us)
             // when it exits, and removes its cgroup then.
-            let handed = shared
-                .target
-                .pidfd_copy()
-                .map(|pidfd| hand_to_engine(given_up(shared, pidfd?)));
-            if matches!(handed, Some(Ok(_))) {
-                shared.target.handed_over();
-            }
+            let _ = hand_over(shared);
         } else if let Some(cgroup) = shared.target.cgroup() {
             // cgroup.kill was the KILL above: once its members are gone the
             // cgroup can be removed.
@@ -202,24 +196,15 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         // finally goes, while this supervision ends now (a caller driving
         // it on its own thread stops driving it when it returns).
         shared.publish_finished();
-        // Without a pidfd (Linux < 5.3) there is nothing to hand over.
-        let handed = shared
-            .target
-            .pidfd_copy()
-            .map(|pidfd| hand_to_engine(given_up(&shared, pidfd?)));
-        match handed {
-            Some(Ok(_)) => shared.target.handed_over(),
+        match hand_over(&shared) {
+            Some(Ok(())) => {}
             other => {
                 if let Some(Err(e)) = other {
                     // Out of fds or threads: wait here.
                     tracing::warn!(program = %shared.program, error = %e, "cannot hand the child given up on to the engine: waiting for its exit");
                 }
                 let _ = shared.target.exited().await;
-                reap(&shared);
-                if shared.target.leads_group() {
-                    subreaper::reap_group_orphans(&shared.program, shared.target.pid()).await;
-                }
-                remove_cgroup(&shared);
+                finish_given_up(&shared, shared.target.leads_group()).await;
             }
         }
     }
@@ -567,6 +552,33 @@ pub(crate) struct GivenUp {
     pub led_group: bool,
 }
 
+/// Hands the coordinator's child, given up on, to the engine, and marks
+/// its target handed over when the engine has it. `None` without a pidfd
+/// (Linux < 5.3: nothing to hand over); `Some(Err)` when the engine could
+/// not take it, so it is still ours.
+fn hand_over(shared: &Shared) -> Option<std::io::Result<()>> {
+    let handed = shared
+        .target
+        .pidfd_copy()?
+        .and_then(|pidfd| hand_to_engine(given_up(shared, pidfd)))
+        .map(drop);
+    if handed.is_ok() {
+        shared.target.handed_over();
+    }
+    Some(handed)
+}
+
+/// The end of a child given up on, once it has exited: reaped, then (when
+/// it `led_group`) the members of its group stuck with it and orphaned to
+/// this process, then its cgroup removed.
+async fn finish_given_up(shared: &Shared, led_group: bool) {
+    reap(shared);
+    if led_group {
+        subreaper::reap_group_orphans(&shared.program, shared.target.pid()).await;
+    }
+    remove_cgroup(shared);
+}
+
 /// [`GivenUp`] for the engine's child, whose group was swept already.
 fn given_up(shared: &Shared, pidfd: OwnedFd) -> GivenUp {
     GivenUp {
@@ -626,12 +638,8 @@ pub(crate) fn hand_to_engine(given_up: GivenUp) -> std::io::Result<oneshot::Rece
             if let Err(e) = shared.target.exited().await {
                 tracing::warn!(program = %shared.program, pid, error = %e, "waiting for a child given up on failed");
             }
-            reap(&shared);
         }
-        if led_group {
-            subreaper::reap_group_orphans(&shared.program, pid).await;
-        }
-        remove_cgroup(&shared);
+        finish_given_up(&shared, led_group).await;
         shared.target.close();
     });
     Ok(sweep_over)

@@ -28,6 +28,14 @@ pub(crate) struct Features {
     pub pidfd_group_signal: bool,
 }
 
+impl Features {
+    /// Pid-based waits and signals only.
+    const WITHOUT_PIDFD: Features = Features {
+        pidfd: false,
+        pidfd_group_signal: false,
+    };
+}
+
 pub(crate) fn features() -> Features {
     static FEATURES: OnceLock<Features> = OnceLock::new();
     if let Some(features) = FEATURES.get() {
@@ -40,10 +48,7 @@ pub(crate) fn features() -> Features {
         // caught one EMFILE turning pidfds off for the rest of the process).
         Err(e) => {
             tracing::debug!(error = %e, "the pidfd probe ran out of a resource: pid-based for this call");
-            Features {
-                pidfd: false,
-                pidfd_group_signal: false,
-            }
+            Features::WITHOUT_PIDFD
         }
     }
 }
@@ -54,10 +59,7 @@ fn probe_features() -> io::Result<Features> {
     // Lets the test suite exercise the fallbacks on a kernel that has it all.
     match std::env::var("CHILDMINDER_FALLBACK").as_deref() {
         Ok("pid") => {
-            return Ok(Features {
-                pidfd: false,
-                pidfd_group_signal: false,
-            });
+            return Ok(Features::WITHOUT_PIDFD);
         }
         Ok("kill-pgrp") => {
             return Ok(Features {
@@ -77,10 +79,7 @@ fn probe_features() -> io::Result<Features> {
         Err(e) if crate::error::is_resource_errno(&e) => return Err(e),
         Err(e) => {
             tracing::warn!(error = %e, "pidfd_open unavailable: falling back to pid-based waits and signals");
-            return Ok(Features {
-                pidfd: false,
-                pidfd_group_signal: false,
-            });
+            return Ok(Features::WITHOUT_PIDFD);
         }
     };
     let group = group_flag_supported(own.as_fd());

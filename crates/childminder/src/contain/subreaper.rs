@@ -311,7 +311,7 @@ pub(crate) async fn end_escapees(
         for adopted in adopt(&pids(&tracked), |_| true) {
             tracked.push(Tracked::new(adopted));
         }
-        if reap_exited(program, &mut tracked) {
+        if !reap_exited(program, &mut tracked).is_empty() {
             // Its children are ours now: list again before waiting.
             continue;
         }
@@ -416,9 +416,9 @@ async fn reap_as_they_exit(
             joined.send(program, Signal::KILL);
             tracked.push(joined);
         }
-        let before = pids(&tracked);
-        if reap_exited(program, &mut tracked) {
-            forget_reaped(&mut given_up(), &before, &pids(&tracked));
+        let reaped = reap_exited(program, &mut tracked);
+        if !reaped.is_empty() {
+            forget_reaped(&mut given_up(), &reaped);
             // Its children are ours now: list again before waiting.
             continue;
         }
@@ -429,10 +429,10 @@ async fn reap_as_they_exit(
     }
 }
 
-/// Drops from `given_up` the pids of `before` that are not `left`: they
-/// were reaped, and may be anyone's now. Another task's pids stay.
-fn forget_reaped(given_up: &mut BTreeSet<u32>, before: &[u32], left: &[u32]) {
-    given_up.retain(|pid| left.contains(pid) || !before.contains(pid));
+/// Drops the `reaped` pids from `given_up`: they may be anyone's now.
+/// Another task's pids stay.
+fn forget_reaped(given_up: &mut BTreeSet<u32>, reaped: &[u32]) {
+    given_up.retain(|pid| !reaped.contains(pid));
 }
 
 fn pids(tracked: &[Tracked]) -> Vec<u32> {
@@ -440,17 +440,23 @@ fn pids(tracked: &[Tracked]) -> Vec<u32> {
 }
 
 /// Reaps and drops the tracked processes that have exited (or that cannot
-/// be waited for); true when any went.
-fn reap_exited(program: &str, tracked: &mut Vec<Tracked>) -> bool {
-    let before = tracked.len();
-    tracked.retain(|t| match t.adopted.try_reap() {
-        Ok(gone) => !gone,
-        Err(e) => {
-            tracing::warn!(program, pid = t.adopted.pid, error = %e, "escapee: reaping failed");
-            false
+/// be waited for); returns their pids.
+fn reap_exited(program: &str, tracked: &mut Vec<Tracked>) -> Vec<u32> {
+    let mut gone = Vec::new();
+    tracked.retain(|t| {
+        let went = match t.adopted.try_reap() {
+            Ok(went) => went,
+            Err(e) => {
+                tracing::warn!(program, pid = t.adopted.pid, error = %e, "escapee: reaping failed");
+                true
+            }
+        };
+        if went {
+            gone.push(t.adopted.pid);
         }
+        !went
     });
-    tracked.len() < before
+    gone
 }
 
 /// Resolves when any tracked escapee has exited (its pidfd turned
@@ -507,7 +513,7 @@ mod tests {
     #[test]
     fn only_the_reaped_leave_the_given_up_registry() {
         let mut given_up: BTreeSet<u32> = [10, 11, 20].into();
-        forget_reaped(&mut given_up, &[10, 11], &[11]);
+        forget_reaped(&mut given_up, &[10]);
         assert_eq!(given_up, [11, 20].into());
     }
 
