@@ -32,7 +32,28 @@ Examples:
 
 See `childminder run --help` for every option and the exit statuses.";
 
-const RUN_AFTER_HELP: &str = "\
+/// The part of `run`'s and `init`'s help after the options that they share.
+macro_rules! streams_and_durations {
+    () => {
+        "\
+Streams: each of stdin, stdout and stderr that is a terminal is handed to the \
+command as it is (so is a stdin that is a file); pipes and files are streamed \
+through childminder, counted in the report and copied to the last byte. With a \
+deadline, childminder ends at most a grace period after the later of the \
+deadline and the command's exit, even if its reader stops reading \
+(delivery_cut_off, status 124).
+
+DURATION: a number of seconds as timeout(1) takes it (1.5, 1e-3, inf) or parts, \
+largest unit first: 500ms, 2s, 1m30s, 1e1s (units d, h, m, s, ms, us, ns). It is \
+rounded up to whole nanoseconds (a positive DURATION is never 0); 100 years or more, \
+and inf, mean forever.
+
+"
+    };
+}
+
+const RUN_AFTER_HELP: &str = concat!(
+    "\
 Exit status (GNU timeout conventions):
   N        the command exited with status N
   signal N the command was ended by signal N (and the deadline did not expire): \
@@ -62,18 +83,9 @@ Every signal received is listed in the report (signals_received). A signal ignor
 when childminder starts (nohup, background jobs) stays ignored; SIGCHLD is reset to \
 its default, and SIGPIPE reaches the command as childminder got it.
 
-Streams: each of stdin, stdout and stderr that is a terminal is handed to the \
-command as it is (so is a stdin that is a file); pipes and files are streamed \
-through childminder, counted in the report and copied to the last byte. With a \
-deadline, childminder ends at most a grace period after the later of the \
-deadline and the command's exit, even if its reader stops reading \
-(delivery_cut_off, status 124).
-
-DURATION: a number of seconds as timeout(1) takes it (1.5, 1e-3, inf) or parts, \
-largest unit first: 500ms, 2s, 1m30s, 1e1s (units d, h, m, s, ms, us, ns). It is \
-rounded up to whole nanoseconds (a positive DURATION is never 0); 100 years or more, \
-and inf, mean forever.
-
+",
+    streams_and_durations!(),
+    "\
 Examples:
   # supervise, no deadline
   childminder run -- ./build.sh
@@ -84,7 +96,48 @@ Examples:
   # write the JSON report
   childminder run --report report.json -- ./job
   # stdin and stdout stream through, every byte
-  yes | childminder run -t 1 -- head -c 1M > out";
+  yes | childminder run -t 1 -- head -c 1M > out"
+);
+
+const INIT_AFTER_HELP: &str = concat!(
+    "\
+Exit status:
+  N        the command exited with status N
+  128+N    the command was ended by signal N (an init exits, as tini does: PID 1 \
+cannot end itself by a signal)
+  124      the deadline (-t) expired and the command was escalated (with \
+--preserve-status: its own status)
+  125      childminder itself failed (bad options, usage, report not creatable; out \
+of processes, memory or file descriptors)
+  126      the program was found but could not be run
+  127      the program was not found
+
+Signals sent to childminder:
+  CHLD        reap every orphan that has exited
+  any other   passed on to the command's process group as it is (TERM, INT, HUP, \
+QUIT, ALRM, USR1, USR2, WINCH, TSTP, CONT, ABRT, the real-time signals, ...): the \
+command decides what it means, and childminder never escalates on a signal (only \
+the deadline, -t, does); a second TERM is passed on too
+  not caught  TTIN, TTOU, PIPE; SEGV, BUS, FPE, ILL, TRAP, SYS (a fault of \
+childminder's own); as PID 1 the kernel drops them when they are sent by kill
+Every signal received is listed in the report (signals_received). A signal ignored \
+when childminder starts stays ignored.
+
+When the command exits, the rest of its group gets the first signal (-s), SIGKILL \
+a grace period (-g) later; then every orphan that re-parented to childminder the \
+same, so what ignores the first signal can take two grace periods in all. A \
+process entered from outside (docker exec, nsenter) is not childminder's: the \
+kernel kills it when PID 1 exits.
+
+",
+    streams_and_durations!(),
+    "\
+Examples:
+  # Dockerfile
+  ENTRYPOINT [\"childminder\", \"init\", \"--\"]
+  # a deadline for the whole container job, and a report
+  childminder init -t 1h --report - -- ./job"
+);
 
 /// `childminder`: the top-level command.
 #[derive(Debug, Parser)]
@@ -134,7 +187,7 @@ pub enum Commands {
             It takes run's options (deadline, grace, report, --cgroup ...) but not \
             --no-subreaper: an init always reaps.\n\n\
             Dockerfile: ENTRYPOINT [\"childminder\", \"init\", \"--\"]",
-        after_help = RUN_AFTER_HELP
+        after_help = INIT_AFTER_HELP
     )]
     Init(RunArgs),
     /// Run a set of processes from childminder.toml or a Procfile, as a supervision tree.

@@ -1,6 +1,6 @@
 //! The signals childminder receives, and what each one means.
 //!
-//! As `childminder init` ([`Role::Init`]) every signal in [`INIT_FORWARDED`]
+//! As `childminder init` ([`Role::Init`]) every signal of [`init_forwarded`]
 //! is forwarded to the command's group as it is (the command decides what
 //! it means, as under tini), and SIGCHLD reaps every orphan that has
 //! exited, so no zombie accumulates.
@@ -66,30 +66,19 @@ pub const NOT_CAUGHT: [i32; 14] = [
 ];
 
 /// What `init` forwards to the command's group as it is, as tini does:
-/// every catchable signal but SIGCHLD (which means "reap"), the ones a
-/// fault raises in the process itself (ILL, TRAP, ABRT, BUS, FPE, SEGV,
-/// SYS), SIGPIPE (about childminder's own writes) and the terminal's
-/// stop signals for background reads and writes (TTIN, TTOU).
-pub const INIT_FORWARDED: [i32; 18] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGTERM,
-    libc::SIGSTKFLT,
-    libc::SIGCONT,
-    libc::SIGTSTP,
-    libc::SIGURG,
-    libc::SIGXCPU,
-    libc::SIGXFSZ,
-    libc::SIGVTALRM,
-    libc::SIGPROF,
-    libc::SIGWINCH,
-    libc::SIGIO,
-    libc::SIGPWR,
-];
+/// every signal `run` catches ([`caught_signals`]: the real-time signals
+/// and SIGABRT included), and SIGTSTP, which stops an init's command rather
+/// than the init. Not PID 1, a signal left out here would keep its default
+/// action and end childminder with the tree still running (so would one
+/// left out as PID 1, if a later kernel delivered it).
+pub fn init_forwarded(ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
+    let mut forwarded = caught_signals(&ignored_at_start);
+    if !ignored_at_start(libc::SIGTSTP) {
+        forwarded.push(libc::SIGTSTP);
+        forwarded.sort_unstable();
+    }
+    forwarded
+}
 
 /// Which face of childminder receives the signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +86,7 @@ pub enum Role {
     /// `childminder run`: every signal has the meaning of the module
     /// documentation.
     Run,
-    /// `childminder init`: every signal of [`INIT_FORWARDED`] is forwarded
+    /// `childminder init`: every signal of [`init_forwarded`] is forwarded
     /// as it is, and SIGCHLD reaps the orphans.
     Init,
 }
@@ -107,11 +96,11 @@ pub enum Role {
 pub fn caught_by(role: Role, ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
     match role {
         Role::Run => caught_signals(ignored_at_start),
-        Role::Init => INIT_FORWARDED
-            .into_iter()
-            .filter(|&s| !ignored_at_start(s))
-            .chain([libc::SIGCHLD])
-            .collect(),
+        Role::Init => {
+            let mut caught = init_forwarded(ignored_at_start);
+            caught.push(libc::SIGCHLD);
+            caught
+        }
     }
 }
 
@@ -327,14 +316,46 @@ mod tests {
     #[test]
     fn init_forwards_every_signal_as_it_is_and_reaps_on_sigchld() {
         let mut f = Forwarding::new(Role::Init);
-        for raw in INIT_FORWARDED {
+        let forwarded = init_forwarded(|_| false);
+        for &raw in &forwarded {
             assert_eq!(f.decide(sig(raw)), Action::Forward(sig(raw)));
         }
         assert_eq!(f.decide(sig(libc::SIGCHLD)), Action::ReapOrphans);
-        assert_eq!(f.into_received().0.len(), INIT_FORWARDED.len());
+        assert_eq!(f.into_received().0.len(), forwarded.len());
         let caught = caught_by(Role::Init, |s| s == libc::SIGHUP);
         assert!(caught.contains(&libc::SIGCHLD) && !caught.contains(&libc::SIGHUP));
         assert_eq!(caught_by(Role::Run, |_| false), caught_signals(|_| false));
+    }
+
+    #[test]
+    fn init_forwards_what_run_passes_on_and_tstp_so_no_catchable_signal_ends_it() {
+        // Caught by a regression: not PID 1, SIGRTMIN and SIGABRT kept
+        // their default action and ended init with the tree running.
+        let forwarded = init_forwarded(|_| false);
+        for s in [
+            libc::SIGABRT,
+            libc::SIGRTMIN(),
+            libc::SIGRTMIN() + 5,
+            libc::SIGRTMAX(),
+            libc::SIGTSTP,
+            libc::SIGALRM,
+            libc::SIGTERM,
+        ] {
+            assert!(forwarded.contains(&s), "{s} not forwarded");
+        }
+        // Every signal up to SIGRTMAX but those run leaves to their
+        // default (SIGTSTP excepted) and glibc's own.
+        for s in 1..=libc::SIGRTMAX() {
+            let expected = s == libc::SIGTSTP
+                || !(NOT_CAUGHT.contains(&s) || (32..libc::SIGRTMIN()).contains(&s));
+            assert_eq!(forwarded.contains(&s), expected, "signal {s}");
+        }
+        let without_tstp = init_forwarded(|s| s == libc::SIGTSTP);
+        assert_eq!(without_tstp.len(), forwarded.len() - 1);
+        assert!(
+            forwarded.windows(2).all(|w| w[0] < w[1]),
+            "sorted, once each"
+        );
     }
 
     #[test]

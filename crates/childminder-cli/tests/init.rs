@@ -182,3 +182,37 @@ fn init_refuses_no_subreaper() {
     assert_eq!(out.code(), 125);
     assert!(out.stderr.contains("--no-subreaper"), "{}", out.stderr);
 }
+
+#[test]
+fn not_pid_1_real_time_signals_and_abrt_are_forwarded_and_do_not_end_init() {
+    // Caught by an acceptance test: outside PID 1 these kept their default
+    // action, so SIGRTMIN ended init (status 162), its report empty, and
+    // the command's group member and escapees ran on under the host's init.
+    let (rtmin, rtmax) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let script = format!(
+        "trap 'echo got-abrt' ABRT; trap 'echo got-rtmin' {rtmin}; \
+         trap 'echo got-rtmax' {rtmax}; trap 'exit 4' TERM; echo ready; \
+         while :; do sleep 1 & wait $!; done"
+    );
+    let mut running = Running::start(&[
+        "init", "--report", "-", "-g", "300ms", "--", "sh", "-c", &script,
+    ]);
+    assert_eq!(running.line(), "ready");
+    for (sig, echo) in [
+        (libc::SIGABRT, "got-abrt"),
+        (rtmin, "got-rtmin"),
+        (rtmax, "got-rtmax"),
+    ] {
+        running.signal(sig);
+        assert_eq!(running.line(), echo);
+    }
+    running.signal(libc::SIGTERM);
+    let out = running.finish();
+    assert_eq!(out.code(), 4, "init outlived them all: {}", out.stderr);
+    let report = last_line_json(&out.stderr);
+    assert_eq!(
+        report["signals_received"].as_array().map(Vec::len),
+        Some(4),
+        "{report}"
+    );
+}
