@@ -36,12 +36,16 @@ See `childminder run --help` for every option and the exit statuses.";
 macro_rules! streams_and_durations {
     () => {
         "\
-Streams: each of stdin, stdout and stderr that is a terminal is handed to the \
-command as it is (so is a stdin that is a file); pipes and files are streamed \
-through childminder, counted in the report and copied to the last byte. With a \
-deadline, childminder ends at most a grace period after the later of the \
-deadline and the command's exit, even if its reader stops reading \
-(delivery_cut_off, status 124).
+Streams: stdin is handed to the command as it is, whatever it is, as timeout \
+does: nothing is read ahead, so what the command leaves in a pipe stays there \
+(`while read l; do childminder run ...; done` keeps its input). stdout and stderr \
+are handed over when they are terminals; pipes and files are streamed through \
+childminder, counted in the report and copied to the last byte. With a deadline, \
+childminder ends at most a grace period after the later of the deadline and the \
+command's exit, even if its reader stops reading (delivery_cut_off, status 124); \
+so it does a grace period after an INT, TERM, HUP or QUIT that asked the command \
+to end, and one that comes after the command's exit ends it at once (status \
+128+N, as it would end a cat).
 
 DURATION: a number of seconds as timeout(1) takes it (1.5, 1e-3, inf) or parts, \
 largest unit first: 500ms, 2s, 1m30s, 1e1s (units d, h, m, s, ms, us, ns). It is \
@@ -166,9 +170,9 @@ pub enum Commands {
     #[command(
         override_usage = "childminder run [OPTIONS] [--] PROGRAM [ARGS]...",
         long_about = "Run PROGRAM with ARGS under supervision and exit with its status.\n\n\
-            PROGRAM is found on PATH unless it contains a '/'. A terminal on stdin, \
-            stdout or stderr is handed to it as it is; pipes and files stream through \
-            childminder, every byte in order, even when it is escalated. \
+            PROGRAM is found on PATH unless it contains a '/'. stdin, and a terminal \
+            on stdout or stderr, are handed to it as they are; output pipes and files \
+            stream through childminder, every byte in order, even when it is escalated. \
             --inherit-stdio hands all three over, --stream-stdio streams them all.",
         after_help = RUN_AFTER_HELP
     )]

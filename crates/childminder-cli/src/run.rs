@@ -12,7 +12,7 @@ use childminder::{Command, Error, ExitStatus, Signal, Stdio, SupervisionResult, 
 use crate::cli::RunArgs;
 use crate::report::{Report, RunFacts};
 use crate::report_sink::{self, ReportSink};
-use crate::signals::{self, Forwarding, Role};
+use crate::signals::{self, Action, AfterExit, Forwarding, Role};
 use crate::stdio;
 use crate::sys;
 use crate::terminal;
@@ -154,8 +154,10 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
             let status = run_status(&result, &facts, args.preserve_status);
             // Only when the status is the command's signal (not a time-out,
             // not a delivery failure), and not as init.
-            let die_by =
-                dies_by(&result).filter(|s| role == Role::Run && status == 128 + s.as_raw());
+            let die_by = facts
+                .ended_by
+                .or_else(|| dies_by(&result))
+                .filter(|s| role == Role::Run && status == 128 + s.as_raw());
             for failure in &facts.worker_errors {
                 if failure.error_kind != Some(io::ErrorKind::BrokenPipe) {
                     diagnose(&format!(
@@ -164,7 +166,11 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
                     ));
                 }
             }
-            if facts.delivery_cut_off {
+            if let Some(signal) = facts.ended_by {
+                diagnose(&format!(
+                    "{signal} came after the command's exit, before all its output was delivered: output cut off"
+                ));
+            } else if facts.delivery_cut_off {
                 diagnose(
                     "the deadline's bound passed before all output was delivered: output cut off",
                 );
@@ -278,13 +284,17 @@ fn stdio_mode(args: &RunArgs) -> stdio::Mode {
 }
 
 /// The exit status of a run: [`exit_status`], then what the copy-out adds.
-/// The deadline's bound cutting the output off is a time-out (124);
+/// A signal that ended the copy-out after the command's exit is the
+/// status (childminder ends by it, as `cat` would have); the deadline's
+/// bound cutting the output off is a time-out (124);
 /// output that could not be delivered (other than to a reader that went
 /// away) turns a status of 0 into 125, while a failure status of the
 /// command stays as it is.
 fn run_status(result: &SupervisionResult, facts: &RunFacts, preserve_status: bool) -> i32 {
     let status = exit_status(result, preserve_status);
-    if facts.delivery_cut_off {
+    if let Some(signal) = facts.ended_by {
+        128 + signal.as_raw()
+    } else if facts.delivery_cut_off {
         EXIT_TIMED_OUT
     } else if status == 0 && facts.undelivered() {
         EXIT_FAILURE
@@ -375,11 +385,27 @@ async fn supervise(
     let (mut outputs_done, mut input_done) = (false, false);
     let mut forwarding = Forwarding::new(role);
 
+    // The first INT, TERM, HUP or QUIT (`run`), and when it came.
+    let mut end_asked: Option<DeliveryBound> = None;
+    // A signal taken in this loop after the exit was published.
+    let mut late_signal = None;
     // Until the command's exit.
     let result = loop {
         tokio::select! {
             biased;
-            signal = signals.recv() => forwarding.on_signal(&child, signal),
+            signal = signals.recv() => {
+                if let Some(result) = child.try_result() {
+                    // The exit came first (this loop would have seen it
+                    // next): the signal is one after it.
+                    late_signal = Some(signal);
+                    break result;
+                }
+                let action = forwarding.decide(signal);
+                if let Action::Terminate(signal) = action {
+                    end_asked = Some(DeliveryBound { at: Instant::now(), by: Some(signal) });
+                }
+                forwarding.apply(&child, action);
+            }
             result = child.wait() => break result,
             () = stopped(&mut foreground) => {
                 if let Some(foreground) = &foreground {
@@ -406,14 +432,44 @@ async fn supervise(
     // reader. With a deadline, the whole copy-out ends a grace period after
     // the later of the deadline and the exit, delivered or not: a reader
     // that does not read cannot keep childminder alive.
+    //
+    // A signal that asked childminder to end bounds it the same way: the
+    // copy-out ends a grace period after the later of that signal and the
+    // exit, and a second one after the exit ends it at once (a reader that
+    // does not read cannot keep a cancelled job alive).
     let exited_at = Instant::now();
     let held_open_check = exited_at + grace;
-    let delivery_bound = deadline_at.map(|d| d.max(exited_at) + grace);
+    let after = |from: Instant, by| DeliveryBound {
+        at: from.max(exited_at) + grace,
+        by,
+    };
+    let mut delivery_bound = DeliveryBound::earlier(
+        deadline_at.map(|d| after(d, None)),
+        end_asked.map(|asked| after(asked.at, asked.by)),
+    );
     let mut checked = false;
-    while !outputs_done {
+    let mut on_signal = |signal, delivery_bound: &mut Option<DeliveryBound>| match forwarding
+        .decide_after_exit(signal)
+    {
+        AfterExit::EndDelivery => Some(signal),
+        AfterExit::DeadlineNow => {
+            *delivery_bound =
+                DeliveryBound::earlier(*delivery_bound, Some(after(Instant::now(), None)));
+            None
+        }
+        AfterExit::Act(action) => {
+            forwarding.apply(&child, action);
+            None
+        }
+    };
+    // With everything delivered there is nothing left for it to end.
+    let mut ended_by = late_signal
+        .and_then(|signal| on_signal(signal, &mut delivery_bound))
+        .filter(|_| !outputs_done);
+    while !outputs_done && ended_by.is_none() {
         tokio::select! {
             biased;
-            signal = signals.recv() => forwarding.on_signal(&child, signal),
+            signal = signals.recv() => ended_by = on_signal(signal, &mut delivery_bound),
             ends = &mut outputs => {
                 outputs_done = true;
                 facts.record_outputs(ends);
@@ -426,11 +482,16 @@ async fn supervise(
                     break;
                 }
             }
-            () = sleep_until_opt(delivery_bound) => {
+            () = sleep_until_opt(delivery_bound.map(|b| b.at)) => {
                 facts.delivery_cut_off = true;
+                facts.ended_by = delivery_bound.and_then(|b| b.by);
                 break;
             }
         }
+    }
+    if ended_by.is_some() {
+        facts.delivery_cut_off = true;
+        facts.ended_by = ended_by;
     }
     // Whatever was not copied is cut off here: the pipes close.
     drop((outputs, input));
@@ -451,6 +512,25 @@ async fn supervise(
     result.containment = swept.containment;
     (facts.signals_received, facts.orphans_reaped) = forwarding.into_received();
     Outcome::Ran(Box::new(result), facts)
+}
+
+/// When the copy-out of the command's output must end, delivered or not,
+/// and the signal that set that instant (`None`: the deadline).
+#[derive(Debug, Clone, Copy)]
+struct DeliveryBound {
+    at: Instant,
+    by: Option<Signal>,
+}
+
+impl DeliveryBound {
+    /// The earlier of two bounds (the deadline's on a tie: it says 124).
+    fn earlier(a: Option<DeliveryBound>, b: Option<DeliveryBound>) -> Option<DeliveryBound> {
+        match (a, b) {
+            (Some(a), Some(b)) if b.at < a.at => Some(b),
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        }
+    }
 }
 
 /// Copies one output pipe to its sink, then closes the pipe: at its end,

@@ -182,6 +182,19 @@ pub enum Action {
     ReapOrphans,
 }
 
+/// What a signal received after the command's exit, while its output is
+/// still delivered, means ([`Forwarding::decide_after_exit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterExit {
+    /// Stop delivering, and end childminder by the signal.
+    EndDelivery,
+    /// The deadline, now: the delivery ends a grace period from now at
+    /// the latest.
+    DeadlineNow,
+    /// As before the exit.
+    Act(Action),
+}
+
 /// The forwarding policy, applied to each received signal in order (see
 /// the module documentation). If the deadline has already started the
 /// escalation, a first INT/TERM/HUP/QUIT changes nothing: the command has
@@ -231,7 +244,32 @@ impl Forwarding {
 
     /// Decides what `signal` means and does it to `process`.
     pub fn on_signal(&mut self, process: &Child, signal: Signal) {
+        let action = self.decide(signal);
+        self.apply(process, action);
+    }
+
+    /// Records `signal` once the command has exited and only its output is
+    /// still being delivered, and says what it means then: INT, TERM, HUP
+    /// and QUIT (whatever the role) end the delivery, as they would end a
+    /// `cat` copying that output, and childminder with it; ALRM (`run`)
+    /// is the deadline, now, which bounds the delivery; any other is
+    /// handled as before the exit (passed on to what is left of the group,
+    /// or, SIGCHLD, reaping).
+    pub fn decide_after_exit(&mut self, signal: Signal) -> AfterExit {
+        let ends = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
+        if ends.contains(&signal) {
+            self.received.push(signal);
+            return AfterExit::EndDelivery;
+        }
         match self.decide(signal) {
+            Action::ExpireDeadline => AfterExit::DeadlineNow,
+            action => AfterExit::Act(action),
+        }
+    }
+
+    /// Does `action` to `process`.
+    pub fn apply(&mut self, process: &Child, action: Action) {
+        match action {
             Action::ExpireDeadline => process.expire_deadline(),
             Action::Terminate(signal) => process.terminate(signal),
             Action::Kill => process.kill(),
@@ -355,6 +393,35 @@ mod tests {
         assert!(
             forwarded.windows(2).all(|w| w[0] < w[1]),
             "sorted, once each"
+        );
+    }
+
+    #[test]
+    fn after_the_exit_an_ending_signal_ends_the_delivery_in_both_roles() {
+        for role in [Role::Run, Role::Init] {
+            let mut f = Forwarding::new(role);
+            for end in [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT] {
+                assert_eq!(f.decide_after_exit(end), AfterExit::EndDelivery, "{role:?}");
+            }
+            assert_eq!(
+                f.decide_after_exit(Signal::USR1),
+                AfterExit::Act(Action::Forward(Signal::USR1))
+            );
+            assert_eq!(f.into_received().0.len(), 5, "every one recorded");
+        }
+        let mut run = Forwarding::new(Role::Run);
+        assert_eq!(
+            run.decide_after_exit(sig(libc::SIGALRM)),
+            AfterExit::DeadlineNow
+        );
+        let mut init = Forwarding::new(Role::Init);
+        assert_eq!(
+            init.decide_after_exit(sig(libc::SIGCHLD)),
+            AfterExit::Act(Action::ReapOrphans)
+        );
+        assert_eq!(
+            init.decide_after_exit(sig(libc::SIGALRM)),
+            AfterExit::Act(Action::Forward(sig(libc::SIGALRM)))
         );
     }
 

@@ -3,10 +3,12 @@
 //!
 //! Per stream, decided before the command starts ([`Plan::decide`]): a
 //! terminal is handed to the command as it is (it keeps colours, line
-//! editing and job control), as is a closed fd and, for stdin, a file
-//! (the command reads it itself and may seek). Everything else is
-//! streamed: the command writes into a pipe and childminder copies that
-//! to its own stdout or stderr, counting the bytes.
+//! editing and job control), as is a closed fd and stdin, whatever it is
+//! (the command reads it itself, as under `timeout`: nothing is read
+//! ahead on its behalf, so what it leaves in a pipe stays for the next
+//! reader). Everything else is streamed: the command writes into a pipe
+//! and childminder copies that to its own stdout or stderr, counting the
+//! bytes. `--stream-stdio` streams stdin too (unless it is a file).
 //!
 //! The copy-out runs on childminder's one thread, on the event loop, and
 //! never blocks it: from a pipe to a pipe the bytes move with `splice(2)`
@@ -47,7 +49,8 @@ const COPY_BUFFER: usize = 64 * 1024;
 /// by what each one is (the default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// A terminal is handed over; pipes, files, sockets are streamed.
+    /// stdin and terminals are handed over; stdout and stderr pipes,
+    /// files and sockets are streamed.
     Auto,
     /// All three handed over.
     InheritAll,
@@ -112,6 +115,11 @@ pub fn streamed(mode: Mode, fd: usize, kind: FdKind) -> bool {
         Mode::InheritAll => false,
         // Nothing to read or write.
         _ if kind == FdKind::Closed => false,
+        // The command's to read, as under `timeout`. Streamed, childminder
+        // would read ahead of the command, and what the command never read
+        // would be lost to the pipe's next reader (the rest of a
+        // `while read line; do childminder run ...; done` loop's input).
+        Mode::Auto if fd == 0 => false,
         // The command keeps colours, line editing and job control.
         Mode::Auto if kind == FdKind::Terminal => false,
         // A file needs no forwarding: the command reads it itself, may seek
@@ -422,14 +430,18 @@ mod tests {
     const KINDS: [FdKind; 6] = [Closed, Terminal, Pipe, Socket, File, Other];
 
     #[test]
-    fn by_default_a_terminal_is_handed_over_and_pipes_files_sockets_are_streamed() {
+    fn by_default_a_terminal_and_stdin_are_handed_over_and_output_pipes_files_sockets_streamed() {
         for fd in 0..3 {
             assert!(!streamed(Mode::Auto, fd, Terminal));
-            assert!(streamed(Mode::Auto, fd, Pipe));
-            assert!(streamed(Mode::Auto, fd, Socket));
         }
-        assert!(streamed(Mode::Auto, 1, File) && streamed(Mode::Auto, 2, File));
-        assert!(streamed(Mode::Auto, 1, Other) && streamed(Mode::Auto, 2, Other));
+        for kind in KINDS {
+            assert!(!streamed(Mode::Auto, 0, kind), "stdin {kind:?}");
+        }
+        for fd in 1..3 {
+            for kind in [Pipe, Socket, File, Other] {
+                assert!(streamed(Mode::Auto, fd, kind), "{fd} {kind:?}");
+            }
+        }
     }
 
     #[test]

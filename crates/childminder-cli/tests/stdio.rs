@@ -73,6 +73,134 @@ fn a_reader_that_never_reads_cannot_keep_childminder_past_the_deadline() {
     assert!(delivered <= 1 << 20, "{report}");
 }
 
+/// `childminder run -g GRACE --report REPORT -- sh -c SCRIPT`, its stdout
+/// never read unless the test reads it.
+fn run_sh_with_report(grace: &str, report: &std::path::Path, script: &str) -> Running {
+    Running::start(&[
+        "run",
+        "-g",
+        grace,
+        "--report",
+        report.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
+/// Waits up to the watchdog for the process whose pid `pidfile` will hold
+/// to be gone altogether (reaped, not even a zombie).
+fn wait_until_reaped(pidfile: &std::path::Path) -> u32 {
+    let started = Instant::now();
+    let pid = loop {
+        if let Some(pid) = fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(started.elapsed() < WATCHDOG, "no pid in {pidfile:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    while proc_state(pid).is_some() {
+        assert!(started.elapsed() < WATCHDOG, "{pid} never reaped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pid
+}
+
+#[test]
+fn a_term_after_the_exit_ends_a_delivery_its_reader_does_not_take() {
+    // Caught by an acceptance test: once the command had exited with
+    // output still undelivered to a reader that did not read, TERM, INT,
+    // HUP and QUIT did nothing (without -t: forever), so a cancelled CI
+    // job hung until SIGKILL. `cat` would have died of the TERM.
+    let (report, pidfile) = (temp_path("report.json"), temp_path("pid"));
+    let script = format!(
+        "echo $$ > {}; exec head -c 100000 /dev/zero",
+        pidfile.display()
+    );
+    let mut run = run_sh_with_report("30s", &report, &script);
+    // 100,000 bytes fit in the two pipes (the command's and ours, which
+    // this test never reads): head exits with some still undelivered.
+    wait_until_reaped(&pidfile);
+    let sent = Instant::now();
+    run.signal(libc::SIGTERM);
+    let status = wait_or_kill(&mut run.child, "childminder after a TERM");
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "the grace period (30 s) is not waited for: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGTERM),
+        "ends by it, as cat would"
+    );
+    let report: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["delivery_cut_off"], true, "{report}");
+    assert_eq!(report["exit"]["code"], 0, "the command's own end: {report}");
+    assert_eq!(report["signals_received"], serde_json::json!(["SIGTERM"]));
+    drop(run.stdout.take());
+}
+
+#[test]
+fn a_term_that_ended_the_command_bounds_the_delivery_by_a_grace_period() {
+    // The same stalled reader, the TERM while the command still runs: the
+    // command ends (it traps TERM and exits 3), and the copy-out then gets
+    // one grace period, as after the deadline, not forever.
+    let (report, written) = (temp_path("report.json"), temp_path("written"));
+    // 100,000 bytes fit in the two pipes (the command's and ours, never
+    // read), but not in ours alone: some stay undelivered.
+    let script = format!(
+        "trap 'exit 3' TERM; head -c 100000 /dev/zero; echo $$ > {}; \
+         while :; do sleep 1 & wait $!; done",
+        written.display()
+    );
+    let mut run = run_sh_with_report("300ms", &report, &script);
+    while fs::read_to_string(&written).map_or(true, |pid| !pid.ends_with('\n')) {
+        assert!(
+            run.started.elapsed() < WATCHDOG,
+            "the output was never written"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    run.signal(libc::SIGTERM);
+    let status = wait_or_kill_after(&mut run.child, "childminder after a TERM", WATCHDOG / 4);
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "ends by the TERM");
+    let report: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["delivery_cut_off"], true, "{report}");
+    assert_eq!(report["exit"]["code"], 3, "the command's own end: {report}");
+    drop(run.stdout.take());
+}
+
+#[test]
+fn a_stdin_pipe_is_handed_over_so_a_while_read_loop_keeps_its_input() {
+    // Caught by an acceptance test: stdin pipes were streamed, so
+    // childminder read ahead of a command that never read its stdin, and a
+    // shell loop feeding on the same pipe lost the rest of its lines.
+    let script = format!(
+        "printf 'a\\nb\\nc\\n' | while read l; do echo $l; {} run -- true; done",
+        env!("CARGO_BIN_EXE_childminder")
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\nc\n", "{out:?}");
+    // And what a reading command leaves in the pipe stays for the next.
+    let script = format!(
+        "seq 3 | {{ {} run --report /dev/stderr -- sh -c 'read l; echo $l'; cat; }}",
+        env!("CARGO_BIN_EXE_childminder")
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n2\n3\n", "{out:?}");
+    let report = last_line_json(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        report["inherited_streams"],
+        serde_json::json!(["stdin"]),
+        "{report}"
+    );
+}
+
 /// Runs childminder with `args`, its stdout `stdout` (stdin and stderr on
 /// `/dev/null`), to its end: due well within a second, killed after 15 s,
 /// where a copy-out blocked on its destination would still be.
