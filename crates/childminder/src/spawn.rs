@@ -139,10 +139,18 @@ fn stream_ends(mode: &Stdio, index: usize, cmd: &Command) -> Result<StreamEnds, 
 /// `InvalidOptions` before anything is created; `ChildrenReapedByTheKernel`
 /// when this process ignores SIGCHLD; `PipeCreationFailed` when
 /// the fd limit is reached; `ProcessStartFailed` when the program cannot be
-/// executed; `Io` when the pidfd cannot be opened on a kernel that has them
-/// (the child is then killed and reaped before returning).
+/// executed; `Io` when the kernel cannot be asked for pidfds for lack of a
+/// resource (before anything is created), or when the pidfd cannot be
+/// opened on a kernel that has them (the child is then killed and reaped
+/// before returning).
 pub(crate) fn spawn(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawned, Error> {
     let prepared = cmd.prepare()?;
+    // Cached after the first answer; out of fds before it, a resource error.
+    sys::try_features().map_err(|source| Error::Io {
+        program: cmd.program_lossy(),
+        context: "asking the kernel for pidfds",
+        source,
+    })?;
     if sys::children_are_reaped_by_the_kernel() {
         return Err(Error::ChildrenReapedByTheKernel {
             program: cmd.program_lossy(),

@@ -36,21 +36,34 @@ impl Features {
     };
 }
 
-pub(crate) fn features() -> Features {
+/// What the kernel offers, probed once and cached.
+///
+/// # Errors
+///
+/// When the probe ran out of a resource (fds, memory): that says nothing
+/// about the kernel, so nothing is cached and the next call probes again
+/// (an acceptance run caught one EMFILE turning pidfds off for the rest
+/// of the process). Every spawn asks this first, so a spawn out of fds is
+/// a resource error rather than a child supervised without a pidfd (an
+/// acceptance run caught that one too: its exit seen seconds late, and a
+/// zombie left).
+pub(crate) fn try_features() -> io::Result<Features> {
     static FEATURES: OnceLock<Features> = OnceLock::new();
     if let Some(features) = FEATURES.get() {
-        return *features;
+        return Ok(*features);
     }
-    match probe_features() {
-        Ok(features) => *FEATURES.get_or_init(|| features),
-        // Out of fds or memory: no answer about the kernel. This call goes
-        // without pidfds, and the next one probes again (an acceptance run
-        // caught one EMFILE turning pidfds off for the rest of the process).
-        Err(e) => {
-            tracing::debug!(error = %e, "the pidfd probe ran out of a resource: pid-based for this call");
-            Features::WITHOUT_PIDFD
-        }
-    }
+    let features = probe_features()?;
+    Ok(*FEATURES.get_or_init(|| features))
+}
+
+/// [`try_features`], for the code that runs after a spawn, which has
+/// probed already: a probe that runs out of a resource here answers
+/// "no pidfd".
+pub(crate) fn features() -> Features {
+    try_features().unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "the pidfd probe ran out of a resource: pid-based here");
+        Features::WITHOUT_PIDFD
+    })
 }
 
 /// Asks the kernel what it offers; `Err` only when a resource ran out, so

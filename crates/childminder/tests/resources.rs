@@ -459,3 +459,37 @@ fn running_out_of_fds_turns_no_kernel_feature_off_for_good() {
     }
     assert!(our_children().is_empty(), "{:?}", our_children());
 }
+
+/// Caught by an acceptance run: the first spawn of a process, with no fd
+/// free for the kernel's pidfd probe and nothing else needing one (every
+/// stream inherited), went on without a pidfd: its exit was seen seconds
+/// late, a deadline fired late, and `wait` left a zombie. It is a resource
+/// error now, before anything starts, and the next call, with fds, runs on
+/// a pidfd.
+#[test]
+fn a_first_spawn_with_no_fd_free_for_the_pidfd_probe_is_a_resource_error() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let leak = LeakCheck::new();
+    let mut cmd = Command::new("true");
+    cmd.stdin(Stdio::Inherit)
+        .stdout(Stdio::Inherit)
+        .stderr(Stdio::Inherit);
+    set_soft_limit(libc::RLIMIT_NOFILE, lowest_free_fd());
+    let status = runtime.block_on(cmd.status_async());
+    let spawned = runtime.block_on(async { cmd.spawn().map(drop) });
+    set_soft_limit(libc::RLIMIT_NOFILE, 1024);
+    for outcome in [status.map(drop), spawned] {
+        assert_resource_error(&outcome.unwrap_err(), "asking the kernel for pidfds");
+    }
+    assert!(our_children().is_empty(), "{:?}", our_children());
+    let result = runtime.block_on(cmd.status_async()).unwrap();
+    assert!(result.success() && result.used_pidfd, "{result:?}");
+    drop(runtime);
+    leak.assert_clean();
+}
