@@ -251,7 +251,7 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
 /// fds at `ulimit -n 6`). That panic is caught (silently: the message is
 /// ours) and becomes the error it is, so childminder exits 125 with one
 /// line instead of 101 with a backtrace.
-fn event_loop() -> io::Result<tokio::runtime::Runtime> {
+pub(crate) fn event_loop() -> io::Result<tokio::runtime::Runtime> {
     // The common case, and the OS's own words for it: the fds the runtime
     // takes (epoll, its waker, the signal driver's socket pair and a copy
     // of one end) are not there.

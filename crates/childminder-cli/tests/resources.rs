@@ -1,4 +1,4 @@
-//! `childminder run` when an OS resource runs out: file descriptors
+//! `childminder run` (and `up`) when an OS resource runs out: file descriptors
 //! (`ulimit -n`), memory (`ulimit -v`), processes and threads (`ulimit -u`,
 //! as an unprivileged user: root is exempt).
 //!
@@ -229,27 +229,33 @@ const CHILDMINDER: &str = env!("CARGO_BIN_EXE_childminder");
 /// start), exit 101 with a backtrace. Every fd limit from 3 up: 0 or 125.
 #[test]
 fn every_fd_limit_gives_125_or_success_never_a_panic() {
+    sweep_fd_limits("run --report - -- sh -c 'echo hi'", 0, |outcome| {
+        let code = check_exit(outcome, "Too many open files");
+        if code == 0 {
+            assert_eq!(outcome.stdout, "hi\n", "{}", outcome.limit);
+        }
+        code
+    });
+}
+
+/// Runs `childminder ARGS` under every fd limit from 3 to 40 (markers from
+/// `first_marker`), checking each run with `check`: some limit must give
+/// 125, and 40 fds must give 0.
+fn sweep_fd_limits(args: &str, first_marker: usize, check: fn(&Outcome) -> i32) {
     let mut codes = Vec::new();
     for n in 3..=40 {
         if !binary_starts_under("-n", n) {
             continue;
         }
-        let limit = format!("ulimit -n {n}");
-        let marker = marker(n as usize);
-        let script = format!("ulimit -n {n}; exec {CHILDMINDER} run --report - -- sh -c 'echo hi'");
+        let limit = format!("ulimit -n {n} ({args})");
+        let marker = marker(first_marker + n as usize);
+        let script = format!("ulimit -n {n}; exec {CHILDMINDER} {args}");
         let outcome = run_limited(&limit, &marker, "sh", &["-c", &script]);
-        let code = check_exit(&outcome, "Too many open files");
-        if code == 0 {
-            assert_eq!(outcome.stdout, "hi\n", "{limit}");
-        }
+        let code = check(&outcome);
         assert_nothing_left(&marker, &limit);
         codes.push(code);
     }
-    assert!(
-        codes.contains(&125),
-        "no fd limit was low enough: {codes:?}"
-    );
-    assert_eq!(codes.last(), Some(&0), "40 fds should be plenty: {codes:?}");
+    assert_refused_then_plenty(&codes, "40 fds");
 }
 
 /// Regression: `ulimit -v 10000` made the engine's runtime start fail
@@ -266,15 +272,26 @@ fn every_fd_limit_gives_125_or_success_never_a_panic() {
 /// [`own_panic`]).
 #[test]
 fn every_memory_limit_gives_125_or_success_never_a_hang_or_panic() {
+    // (No 125 is required here: childminder run starts no thread, and what
+    // fails first under this limit depends on the build.)
+    sweep_memory_limits("run --report - -- sh -c 'echo hi'", 1_000, 0, |outcome| {
+        check_exit(outcome, "")
+    });
+}
+
+/// Runs `childminder ARGS` under every address-space limit from 4 MB to 60
+/// MB in steps of `step` KiB (markers from `first_marker`), checking each
+/// run that ends with a status with `check`; a run aborted by Rust for a
+/// failed allocation is allowed. The largest limit must give 0.
+fn sweep_memory_limits(args: &str, step: usize, first_marker: usize, check: fn(&Outcome) -> i32) {
     let mut codes = Vec::new();
-    for (i, kib) in (4_000..=60_000).step_by(1_000).enumerate() {
+    for (i, kib) in (4_000..=60_000).step_by(step).enumerate() {
         if !binary_starts_under("-v", kib) {
             continue;
         }
-        let limit = format!("ulimit -v {kib}");
-        let marker = marker(i);
-        let script =
-            format!("ulimit -v {kib}; exec {CHILDMINDER} run --report - -- sh -c 'echo hi'");
+        let limit = format!("ulimit -v {kib} ({args})");
+        let marker = marker(first_marker + i);
+        let script = format!("ulimit -v {kib}; exec {CHILDMINDER} {args}");
         let outcome = run_limited(&limit, &marker, "sh", &["-c", &script]);
         if outcome.signal == Some(libc::SIGABRT) {
             assert!(
@@ -284,12 +301,10 @@ fn every_memory_limit_gives_125_or_success_never_a_hang_or_panic() {
                 outcome.stderr
             );
         } else {
-            codes.push(check_exit(&outcome, ""));
+            codes.push(check(&outcome));
         }
         assert_nothing_left(&marker, &limit);
     }
-    // (No 125 is required here: childminder run starts no thread, and what
-    // fails first under this limit depends on the build.)
     assert!(!codes.is_empty(), "childminder started under no limit");
     assert_eq!(codes.last(), Some(&0), "60 MB should be plenty: {codes:?}");
 }
@@ -352,11 +367,119 @@ fn every_process_limit_gives_125_or_success_as_an_unprivileged_user() {
             assert_nothing_left(&marker, &limit);
             codes.push(code);
         }
-        assert!(codes.contains(&125), "no limit was low enough: {codes:?}");
-        assert_eq!(
-            codes.last(),
-            Some(&0),
-            "12 tasks should be plenty: {codes:?}"
+        assert_refused_then_plenty(&codes, "12 tasks");
+    }
+}
+
+/// The exit codes of a sweep from "nothing fits" to `plenty`: some limit
+/// was low enough for a 125, and the last one let the run succeed.
+fn assert_refused_then_plenty(codes: &[i32], plenty: &str) {
+    assert!(codes.contains(&125), "no limit was low enough: {codes:?}");
+    assert_eq!(
+        codes.last(),
+        Some(&0),
+        "{plenty} should be plenty: {codes:?}"
+    );
+}
+
+/// A Procfile of one process that prints `hi` and exits 0, so `up` ends
+/// with 0 once it has run; its path.
+fn one_line_procfile(run: &str) -> String {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("up-resources-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Unprivileged runs must be able to read it.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = dir.join("Procfile");
+    std::fs::write(&path, "a: echo hi\n").unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// The promise for one `up` under a limit: it ends by itself with a status
+/// (0, 125 with the OS's words, or the status of a process that failed for
+/// lack of the resource, as the Procfile runners do), never a panic.
+fn check_up(outcome: &Outcome, os_words: &str) -> i32 {
+    let code = outcome
+        .code
+        .unwrap_or_else(|| panic!("{}: killed by a signal: {outcome:?}", outcome.limit));
+    assert!(
+        !own_panic(&outcome.stderr) && code != 101,
+        "{}: panicked: {}",
+        outcome.limit,
+        outcome.stderr
+    );
+    if code == 125 {
+        assert!(
+            outcome.messages().iter().any(|m| m.contains(os_words)),
+            "{}: no message with {os_words:?}: {:?}",
+            outcome.limit,
+            outcome.stderr
         );
     }
+    code
+}
+
+/// Caught by an acceptance run: `up` panicked (exit 101) at `ulimit -n 6`
+/// and `7` (tokio's signal driver as its runtime was built).
+#[test]
+fn every_fd_limit_gives_up_a_status_never_a_panic() {
+    let procfile = one_line_procfile("fds");
+    sweep_fd_limits(&format!("up -f {procfile}"), 1_000, |outcome| {
+        check_up(outcome, "Too many open files")
+    });
+}
+
+/// Caught by an acceptance run: as an unprivileged user, `up` under
+/// `ulimit -u 1` panicked dropping the output thread's runtime inside its
+/// own, and under `ulimit -u 2` in `spawn_blocking`.
+#[test]
+fn every_process_limit_gives_up_a_status_never_a_panic() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: not root, cannot run as a uid of its own for RLIMIT_NPROC");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err()
+        || Command::new("prlimit").arg("--version").output().is_err()
+    {
+        println!("skipped: setpriv or prlimit (util-linux) is not installed");
+        return;
+    }
+    let procfile = one_line_procfile("nproc");
+    let uid = (50_000 + std::process::id() % 10_000).to_string();
+    let (ruid, rgid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+    let mut codes = Vec::new();
+    for n in 1..=12 {
+        let limit = format!("ulimit -u {n} (up)");
+        let marker = marker(2_000 + n);
+        let nproc = format!("--nproc={n}:{n}");
+        let args = [
+            ruid.as_str(),
+            &rgid,
+            "--clear-groups",
+            "prlimit",
+            &nproc,
+            "--",
+            CHILDMINDER,
+            "up",
+            "-f",
+            &procfile,
+        ];
+        let outcome = run_limited(&limit, &marker, "setpriv", &args);
+        let code = check_up(&outcome, "Resource temporarily unavailable");
+        assert_nothing_left(&marker, &limit);
+        codes.push(code);
+    }
+    assert_refused_then_plenty(&codes, "12 tasks");
+}
+
+/// Caught by an acceptance run: `up` under `ulimit -v 8000` to `10000`
+/// panicked as under `ulimit -u` (the output thread refused). Rust's own
+/// abort on a failed small allocation is allowed, as for `run`.
+#[test]
+fn every_memory_limit_gives_up_a_status_never_a_panic() {
+    let procfile = one_line_procfile("memory");
+    sweep_memory_limits(&format!("up -f {procfile}"), 2_000, 3_000, |outcome| {
+        check_up(outcome, "")
+    });
 }

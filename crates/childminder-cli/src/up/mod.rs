@@ -107,10 +107,9 @@ pub fn up(args: UpArgs) -> i32 {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // run's: out of fds, tokio's signal driver panics as it is built
+    // (an acceptance run caught `ulimit -n 6`); this makes that an error.
+    let runtime = match crate::run::event_loop() {
         Ok(runtime) => runtime,
         Err(e) => {
             diagnose(&format!("cannot start the runtime: {e}"));
@@ -184,8 +183,9 @@ async fn supervise(
         present(&event, &mut sink);
     }
     // The last chunks are still being pumped by tasks of this runtime:
-    // wait for the printer without blocking it.
-    let _ = tokio::task::spawn_blocking(move || printer.join()).await;
+    // wait for the printer without blocking it (and without a blocking
+    // thread, which the OS may refuse: tokio panics then).
+    printer.finished().await;
     Ok(exit::exit_status(&outcome))
 }
 

@@ -25,31 +25,58 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// The printing thread.
 pub struct Printer {
     thread: JoinHandle<()>,
+    /// Fires (or is dropped, on a panic) when the thread has printed
+    /// everything.
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Printer {
     /// Starts printing `output` to stdout. `paths` are the name paths of
     /// every process, in start order (they set the padding and colours).
     ///
+    /// The thread builds its own runtime: built here, a thread the OS
+    /// refused would drop it inside `up`'s runtime, which tokio answers with
+    /// a panic (an acceptance run under `ulimit -u 1` caught it).
+    ///
     /// # Errors
     ///
     /// The thread or its runtime could not be created.
     pub fn start(output: Output, paths: Vec<String>, colour: bool) -> io::Result<Printer> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
+        let (started_tx, started) = std::sync::mpsc::sync_channel(1);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("childminder-output".into())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started_tx.send(Ok(()));
                 let printer = Sources::new(paths, colour);
                 runtime.block_on(print(output, printer, io::stdout()));
+                let _ = done_tx.send(());
             })?;
-        Ok(Printer { thread })
+        // A thread can also die as it starts (std panics when it cannot map
+        // the thread's signal stack): its start is confirmed.
+        started.recv().unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "the output thread died as it started",
+            ))
+        })?;
+        Ok(Printer { thread, done })
     }
 
-    /// Waits until every chunk is printed (the tree has ended and its
-    /// readers have delivered everything).
-    pub fn join(self) {
+    /// Waits, without blocking the runtime, until every chunk is printed
+    /// (the tree has ended and its readers have delivered everything).
+    pub async fn finished(self) {
+        let _ = self.done.await;
         let _ = self.thread.join();
     }
 }
