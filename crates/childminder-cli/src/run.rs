@@ -130,7 +130,7 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
         .subreaper(role == Role::Init || !args.no_subreaper)
         .kill_on_parent_death(true)
         .pipe_capacity(1 << 20)
-        .terminal_foreground(true)
+        .terminal_foreground(takes_the_terminal())
         // SIGPIPE as our parent gave it (recorded before the Rust runtime
         // ignored it): `trap '' PIPE` reaches the command, as with timeout.
         .inherit_sigpipe(sys::sigpipe_was_ignored_at_start());
@@ -244,6 +244,22 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
         }
     }
     ending
+}
+
+/// Whether the command's group is to hold the terminal for the run: yes,
+/// unless childminder is one stage of a shell pipeline (another child of
+/// its parent shares its group, the shell's job). There the terminal stays
+/// with the job, as under `timeout`: taken, it left the other stages in
+/// the background, so `cat | childminder run -- ...` stopped at cat's
+/// first read (SIGTTIN), and `childminder run -- a | childminder run -- b`
+/// needed a Ctrl-C per stage (caught by an acceptance run). Asked only
+/// when our group holds a terminal among fds 0-2, where it can matter.
+fn takes_the_terminal() -> bool {
+    let own = sys::own_group();
+    let holds_a_terminal = (0..3)
+        .filter_map(sys::stdio_fd)
+        .any(|fd| sys::foreground_group(fd) == Some(own));
+    holds_a_terminal && !sys::shares_group_with_a_sibling()
 }
 
 /// The current-thread runtime. Building it can panic rather than fail:

@@ -254,6 +254,40 @@ pub fn own_group() -> libc::pid_t {
     unsafe { libc::getpgrp() }
 }
 
+/// Whether another child of our parent is in our process group: we are
+/// one stage of a shell pipeline (the job `cat | childminder run ...`),
+/// whose other stages may read or write the terminal too. Read from /proc
+/// (the parent's children, then each one's group); false when unreadable.
+pub fn shares_group_with_a_sibling() -> bool {
+    let me = std::process::id();
+    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    let group = own_group();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+        return false;
+    };
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path().join("children");
+            std::fs::read_to_string(path).ok()
+        })
+        .flat_map(|children| {
+            children
+                .split_ascii_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|&pid| pid != me)
+        .any(|pid| process_group_of(pid) == Some(group))
+}
+
+/// The process group of `pid`, from `/proc/PID/stat` (the field after the
+/// state and the parent), if it can be read.
+fn process_group_of(pid: u32) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(')')?;
+    fields.split_ascii_whitespace().nth(2)?.parse().ok()
+}
+
 /// Makes `to` the foreground group of the terminal `tty` if `holder` holds
 /// it now, with SIGTTOU blocked (from a background group `tcsetpgrp` would
 /// stop childminder).

@@ -701,3 +701,22 @@ fn ctrl_z_stops_the_command_with_childminder_and_fg_continues_it_at_the_terminal
     );
     session.finish();
 }
+
+#[test]
+fn a_pipeline_stage_leaves_the_terminal_to_its_job() {
+    // Caught by an acceptance run: in `cat | childminder run -- ...` at a
+    // job-control shell, childminder gave the terminal to its command's
+    // group, and the stage before it, left in the background, was stopped
+    // by SIGTTIN at its first read of the terminal. The first stage reads
+    // only once the command runs (it waits for the command's file).
+    let ran = temp_path("running");
+    let mut session = Session::start(&format!(
+        r#"set -m; {{ while [ ! -e {ran} ]; do :; done; read x; echo "read $x"; }} | "$CM" run -- sh -c 'touch {ran}; echo ready >&2; cat'; echo "status $?""#,
+        ran = ran.display(),
+    ));
+    session.wait_for("ready");
+    session.type_in(b"hello\n");
+    session.wait_for("read hello");
+    session.wait_for("status 0");
+    session.finish();
+}
