@@ -299,7 +299,8 @@ pub struct RunArgs {
             exit after the first signal before SIGKILL, and for what is left of its \
             group to close its output after it exited. 0 sends SIGKILL right after the first signal. -k and \
             --kill-after are aliases, as GNU `timeout -k` scripts spell it (but childminder \
-            always ends with SIGKILL: -k 0 does not disable it). [default: 5s]\n\
+            always ends with SIGKILL: -k 0 does not disable it; -g inf waits forever). \
+            [default: 5s]\n\
             Example: -g 500ms, -k 2s"
     )]
     pub grace: Option<Duration>,
@@ -312,7 +313,8 @@ pub struct RunArgs {
         value_parser = parse_first_signal,
         long_help = "First signal of the escalation on the deadline: a name with or without \
             SIG (RTMIN+N and RTMAX-N for real-time signals), or a number. 0 sends \
-            nothing: SIGKILL follows the grace period, as GNU `timeout -s 0`. \
+            nothing but SIGCONT (a stopped command goes on): SIGKILL follows the grace \
+            period, as GNU `timeout -s 0`. \
             [default: TERM]\n\
             Example: -s INT, -s SIGHUP, -s 15, -s RTMIN+1, -s 0"
     )]
@@ -387,8 +389,10 @@ pub struct RunArgs {
         value_name = "DIR",
         requires = "cgroup",
         long_help = "The cgroup v2 directory under which the command's cgroup is made \
-            (a delegated subtree, say), instead of childminder's own cgroup. Missing \
-            directories are created and removed again afterwards.\n\
+            (a delegated subtree, say), instead of childminder's own cgroup: an absolute \
+            path inside the cgroup v2 mount (elsewhere: status 125, or with \
+            --cgroup=auto the fallback, and nothing is made). Missing directories are \
+            created and removed again afterwards.\n\
             Example: --cgroup --cgroup-parent /sys/fs/cgroup/unified/ci"
     )]
     pub cgroup_parent: Option<std::path::PathBuf>,

@@ -69,6 +69,31 @@ fn dash_s_0_sends_nothing_first_then_kill_after_the_grace() {
     assert!(kill >= term + 290, "{report}");
 }
 
+/// Caught by an acceptance run: GNU `timeout -s 0` sends SIGCONT after its
+/// (empty) signal, so a stopped command goes on and may finish; childminder
+/// left it stopped until the SIGKILL. The command stops itself, and once
+/// continued it exits by itself, long before the grace period is over.
+#[test]
+fn dash_s_0_still_continues_a_stopped_command() {
+    let (out, report) = run_with_report(&[
+        "run",
+        "-t",
+        "200ms",
+        "-g",
+        "30s",
+        "-s",
+        "0",
+        "--",
+        "sh",
+        "-c",
+        "kill -STOP $$; echo continued",
+    ]);
+    assert_eq!(out.code(), 124, "{}", out.stderr);
+    assert_eq!(out.stdout_str(), "continued\n");
+    assert_eq!(report["exit"]["code"], 0, "{report}");
+    assert!(report["kill_sent_after_ms"].is_null(), "{report}");
+}
+
 #[test]
 fn a_realtime_signal_name_is_accepted_by_dash_s() {
     let (out, report) = run_with_report(&[

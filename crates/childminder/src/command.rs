@@ -704,7 +704,8 @@ impl Command {
     /// `None` sends nothing at that step (GNU `timeout -s 0`): when the
     /// escalation reaches it (the deadline, for one), the step is recorded
     /// as taken (`term_sent_after` in the result, and the run counts as
-    /// escalated) but no signal is sent, and SIGKILL follows a grace period
+    /// escalated) but no signal is sent except SIGCONT (a stopped child goes
+    /// on, as under GNU `timeout -s 0`), and SIGKILL follows a grace period
     /// later. A signal asked for with [`Process::terminate`](crate::Process::terminate)
     /// is still sent.
     ///
@@ -944,12 +945,15 @@ impl Command {
         let cwd = match &self.cwd {
             None => None,
             Some(dir) => {
+                // The NUL first: a path with one is never a directory, and
+                // "does not exist" would hide why.
+                let cwd = cstring("current_dir", dir.as_os_str())?;
                 if !dir.is_dir() {
                     return Err(self.invalid(format!(
                         "current_dir {dir:?} does not exist or is not a directory"
                     )));
                 }
-                Some(cstring("current_dir", dir.as_os_str())?)
+                Some(cwd)
             }
         };
         let path = self.resolve_program(&program)?;

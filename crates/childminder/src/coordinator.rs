@@ -388,10 +388,12 @@ pub(crate) fn run_steps(
             Step::SendTerm => match target.term_signal() {
                 Some(signal) => signal,
                 None => {
-                    // `timeout -s 0`: the step is taken, nothing is sent,
-                    // and SIGKILL follows a grace period later.
+                    // `timeout -s 0`: the step is taken, nothing is sent
+                    // but SIGCONT (a stopped child goes on, as GNU timeout
+                    // has it), and SIGKILL follows a grace period later.
                     tracing::info!(program, pid, "escalation: first step, no signal configured");
                     esc.record_term(now);
+                    let _ = target.signal_escalation(Signal::CONT);
                     continue;
                 }
             },

@@ -138,9 +138,13 @@ impl fmt::Display for ExitStatus {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Termination {
-    /// The child exited with nothing sent to it.
+    /// The child exited with no escalation step taken: nothing sent to it
+    /// but what the caller sent itself ([`Child::signal`](crate::Child::signal),
+    /// [`Child::signal_group`](crate::Child::signal_group)), even when
+    /// that ended it.
     Clean,
-    /// TERM or KILL was sent (and the child's end observed, or KILL sent).
+    /// The escalation's first signal (or its first step, with no first
+    /// signal) or KILL was sent (and the child's end observed, or KILL sent).
     Escalated,
     /// No exit observed and no conclusive escalation.
     Indeterminate,

@@ -229,6 +229,14 @@ fn invalid_cases(s: &Scratch) -> Vec<(&'static str, Command, &'static str)> {
             "NUL",
         ),
         (
+            // Caught by an acceptance run: reported as a missing directory.
+            "NUL in the working directory",
+            with(&|c| {
+                c.current_dir("/tm\0p");
+            }),
+            "NUL",
+        ),
+        (
             "NUL in an env value",
             with(&|c| {
                 c.env("CM_K", "v\0");

@@ -212,12 +212,37 @@ fn a_cgroup_v1_hierarchy_is_refused_and_left_as_it_was() {
         .cgroup(Cgroup::new().parent(v1))
         .run()
         .unwrap_err();
-    assert!(err.to_string().contains("cgroup.kill"), "{err}");
-    assert_eq!(
-        subdirs(v1),
-        before,
-        "the directory made there was not removed"
+    // Refused before anything is made there (where the v1 and v2
+    // hierarchies are one mount, after a directory was made and found
+    // without cgroup.kill).
+    let message = err.to_string();
+    assert!(
+        message.contains("not in the cgroup v2 hierarchy") || message.contains("cgroup.kill"),
+        "{err}"
     );
+    assert_eq!(subdirs(v1), before, "a directory made there was left");
+}
+
+/// Caught by an acceptance run: a parent outside any cgroup filesystem
+/// (`--cgroup-parent /nonexistent`) had its missing directories made, and
+/// removed, on the filesystem it named, and the error blamed a missing
+/// `cgroup.kill`. It is refused before anything is made, and says why.
+#[test]
+fn a_parent_outside_the_cgroup_hierarchy_is_refused_before_anything_is_made() {
+    let _serial = serial();
+    let top = std::env::temp_dir().join(format!("no-cgroup-{}", std::process::id()));
+    let err = Command::new("true")
+        .cgroup(Cgroup::new().parent(top.join("jobs")))
+        .run()
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("not in the cgroup v2 hierarchy")
+            || message.contains("no cgroup v2 hierarchy is mounted"),
+        "{err}"
+    );
+    assert!(message.contains(&top.display().to_string()) || message.contains("mounted"));
+    assert!(!top.exists(), "{} was made", top.display());
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {

@@ -53,7 +53,10 @@ impl Cgroup {
 
     /// Creates the child's cgroup under `dir` instead, a directory of a
     /// cgroup v2 mount (a delegated subtree, say). Missing directories are
-    /// created, and removed again afterwards.
+    /// created, and removed again afterwards. A `dir` that is not an
+    /// absolute path inside the cgroup v2 mount is refused before anything
+    /// is made ([`Error::CgroupUnavailable`](crate::Error::CgroupUnavailable),
+    /// or the fallback).
     ///
     /// # Examples
     ///
@@ -165,14 +168,7 @@ fn unescape_mountinfo(field: &str) -> String {
 
 /// This process's cgroup v2 directory.
 fn own_cgroup_dir() -> Result<PathBuf, Unavailable> {
-    let (mount, root) = cgroup2_mount()
-        .map_err(|e| Unavailable::new("reading /proc/self/mountinfo", e))?
-        .ok_or_else(|| {
-            Unavailable::new(
-                "no cgroup v2 hierarchy is mounted (cgroup v1 only?)",
-                io::Error::from_raw_os_error(libc::ENOENT),
-            )
-        })?;
+    let (mount, root) = mounted_cgroup2()?;
     let own = std::fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| Unavailable::new("reading /proc/self/cgroup", e))?;
     let path = own
@@ -190,6 +186,39 @@ fn own_cgroup_dir() -> Result<PathBuf, Unavailable> {
     Ok(mount.join(relative.trim_start_matches('/')))
 }
 
+/// The cgroup2 mount point and its root, or why there is none.
+fn mounted_cgroup2() -> Result<&'static (PathBuf, String), Unavailable> {
+    cgroup2_mount()
+        .map_err(|e| Unavailable::new("reading /proc/self/mountinfo", e))?
+        .ok_or_else(|| {
+            Unavailable::new(
+                "no cgroup v2 hierarchy is mounted (cgroup v1 only?)",
+                io::Error::from_raw_os_error(libc::ENOENT),
+            )
+        })
+}
+
+/// The parent directory the caller named, checked to lie in the cgroup2
+/// mount before anything is made: its missing directories are created
+/// (and removed afterwards), and elsewhere they would be made on whatever
+/// filesystem it names (an acceptance run's `--cgroup-parent /nonexistent`
+/// made and removed `/nonexistent`, then blamed a missing `cgroup.kill`).
+fn named_parent(dir: &Path) -> Result<PathBuf, Unavailable> {
+    let (mount, _) = mounted_cgroup2()?;
+    if dir.is_absolute() && dir.starts_with(mount) {
+        Ok(dir.to_path_buf())
+    } else {
+        Err(Unavailable::new(
+            format!(
+                "{} is not in the cgroup v2 hierarchy (mounted at {})",
+                dir.display(),
+                mount.display()
+            ),
+            io::Error::from_raw_os_error(libc::ENOTSUP),
+        ))
+    }
+}
+
 /// A cgroup made for one child, removed when done with (or dropped).
 #[derive(Debug)]
 pub(crate) struct Leaf {
@@ -204,7 +233,7 @@ impl Leaf {
     pub(crate) fn create(options: &Cgroup) -> Result<Leaf, Unavailable> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let parent = match &options.parent {
-            Some(dir) => dir.clone(),
+            Some(dir) => named_parent(dir)?,
             None => own_cgroup_dir()?,
         };
         let created_parents = create_parents(&parent)?;
