@@ -98,8 +98,15 @@ pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     if trimmed.is_empty() {
         return Err(fail(format!("it is empty; expected {SYNTAX}")));
     }
-    if trimmed.starts_with('-') {
-        return Err(fail("durations cannot be negative".to_owned()));
+    if let Some(magnitude) = trimmed.strip_prefix('-') {
+        return match parse(magnitude) {
+            // strtod reads "-0" as zero, and so does timeout(1).
+            Ok(zero) if zero.is_zero() => Ok(zero),
+            _ if magnitude.starts_with(['+', '-']) => {
+                Err(fail(format!("one sign at most; expected {SYNTAX}")))
+            }
+            _ => Err(fail("durations cannot be negative".to_owned())),
+        };
     }
     let unsigned = trimmed.strip_prefix('+').unwrap_or(trimmed);
     if unsigned.starts_with(['+', '-']) {
@@ -432,6 +439,16 @@ mod tests {
         assert_eq!(ok("250us"), Duration::from_micros(250));
         assert_eq!(ok("0.5ms"), Duration::from_micros(500));
         assert_eq!(ok("1s500ms"), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn minus_zero_is_zero_as_in_timeout() {
+        for zero in ["-0", "-0s", "-0.0", "-0ms"] {
+            assert_eq!(parse(zero).unwrap(), Duration::ZERO, "{zero}");
+        }
+        assert!(err("--").contains("one sign at most"), "{}", err("--"));
+        assert!(err("-+1").contains("one sign at most"));
+        assert!(err("-0.5").contains("negative"));
     }
 
     #[test]
