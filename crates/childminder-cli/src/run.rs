@@ -401,7 +401,7 @@ async fn supervise(
     let (mut outputs_done, mut input_done) = (false, false);
     let mut forwarding = Forwarding::new(role);
 
-    // The first INT, TERM, HUP or QUIT (`run`), and when it came.
+    // The first INT, TERM, HUP, QUIT or ALRM (`run`), and when it came.
     let mut end_asked: Option<DeliveryBound> = None;
     // A signal taken in this loop after the exit was published.
     let mut late_signal = None;
@@ -417,8 +417,15 @@ async fn supervise(
                     break result;
                 }
                 let action = forwarding.decide(signal);
-                if let Action::Terminate(signal) = action {
-                    end_asked = Some(DeliveryBound { at: Instant::now(), by: Some(signal) });
+                let asked_by = match action {
+                    Action::Terminate(signal) => Some(Some(signal)),
+                    // ALRM: the deadline, now, and its bound with it.
+                    Action::ExpireDeadline => Some(None),
+                    _ => None,
+                };
+                if let Some(by) = asked_by {
+                    let asked = DeliveryBound { at: Instant::now(), by };
+                    end_asked = DeliveryBound::earlier(end_asked, Some(asked));
                 }
                 forwarding.apply(&child, action);
             }

@@ -145,17 +145,16 @@ fn a_term_after_the_exit_ends_a_delivery_its_reader_does_not_take() {
     drop(run.stdout.take());
 }
 
-#[test]
-fn a_term_that_ended_the_command_bounds_the_delivery_by_a_grace_period() {
-    // The same stalled reader, the TERM while the command still runs: the
-    // command ends (it traps TERM and exits 3), and the copy-out then gets
-    // one grace period, as after the deadline, not forever.
+/// `signal` to childminder while its command runs, with output the
+/// command wrote still undelivered to a reader that never reads: how
+/// childminder ended (within a quarter of the watchdog), and its report.
+fn signal_with_a_stalled_delivery(signal: i32) -> (std::process::ExitStatus, Value) {
     let (report, written) = (temp_path("report.json"), temp_path("written"));
     // 100,000 bytes fit in the two pipes (the command's and ours, never
-    // read), but not in ours alone: some stay undelivered.
+    // read), but not in ours alone: some stay undelivered. Nothing left
+    // running holds the output afterwards (sleep is the command itself).
     let script = format!(
-        "trap 'exit 3' TERM; head -c 100000 /dev/zero; echo $$ > {}; \
-         while :; do sleep 1 & wait $!; done",
+        "head -c 100000 /dev/zero; echo $$ > {}; exec sleep 1000",
         written.display()
     );
     let mut run = run_sh_with_report("300ms", &report, &script);
@@ -166,13 +165,32 @@ fn a_term_that_ended_the_command_bounds_the_delivery_by_a_grace_period() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    run.signal(libc::SIGTERM);
-    let status = wait_or_kill_after(&mut run.child, "childminder after a TERM", WATCHDOG / 4);
-    assert_eq!(status.signal(), Some(libc::SIGTERM), "ends by the TERM");
-    let report: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(report["delivery_cut_off"], true, "{report}");
-    assert_eq!(report["exit"]["code"], 3, "the command's own end: {report}");
+    run.signal(signal);
+    let status = wait_or_kill_after(&mut run.child, "childminder after a signal", WATCHDOG / 4);
     drop(run.stdout.take());
+    let report = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    (status, report)
+}
+
+#[test]
+fn a_term_that_ended_the_command_bounds_the_delivery_by_a_grace_period() {
+    // The same stalled reader, the TERM while the command still runs: the
+    // command dies of it, and the copy-out then gets one grace period, as
+    // after the deadline, not forever.
+    let (status, report) = signal_with_a_stalled_delivery(libc::SIGTERM);
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "ends by the TERM");
+    assert_eq!(report["delivery_cut_off"], true, "{report}");
+    assert_eq!(report["exit"]["signal"], libc::SIGTERM, "{report}");
+}
+
+#[test]
+fn an_alrm_without_a_deadline_bounds_the_delivery_as_the_deadline_would() {
+    // ALRM is the deadline, now: the copy-out gets a grace period after
+    // it, and the status is the deadline's.
+    let (status, report) = signal_with_a_stalled_delivery(libc::SIGALRM);
+    assert_eq!(status.code(), Some(124), "{report}");
+    assert_eq!(report["delivery_cut_off"], true, "{report}");
+    assert_eq!(report["timed_out"], true, "{report}");
 }
 
 #[test]
