@@ -109,6 +109,10 @@ pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
         };
     }
     let unsigned = trimmed.strip_prefix('+').unwrap_or(trimmed);
+    if unsigned.is_empty() {
+        // A sign alone (`+` was read as 0, no deadline).
+        return Err(fail(format!("a sign without a number; expected {SYNTAX}")));
+    }
     if unsigned.starts_with(['+', '-']) {
         return Err(fail(format!("one sign at most; expected {SYNTAX}")));
     }
@@ -449,6 +453,8 @@ mod tests {
         assert!(err("--").contains("one sign at most"), "{}", err("--"));
         assert!(err("-+1").contains("one sign at most"));
         assert!(err("-0.5").contains("negative"));
+        assert!(err("+").contains("without a number"), "{}", err("+"));
+        assert!(err("-").contains("negative") || err("-").contains("without a number"));
     }
 
     #[test]

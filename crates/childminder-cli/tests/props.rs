@@ -101,8 +101,9 @@ fn check_any_text(text: &str) -> Result<(), TestCaseError> {
     match parse(text) {
         Ok(d) => {
             prop_assert!(d <= MAX_DURATION, "{text:?} -> {d:?}");
+            // "-0" is zero, as strtod reads it; no other minus is taken.
             prop_assert!(
-                !text.trim_start().starts_with('-'),
+                !text.trim_start().starts_with('-') || d.is_zero(),
                 "{text:?} accepted with a minus sign"
             );
         }
@@ -167,10 +168,18 @@ proptest! {
         let got = parse(&text).ok().map(|d| d.as_nanos());
         prop_assert_eq!(got, expected, "{:?}", text);
 
-        // Decorations that must always be rejected.
-        for bad in [format!("-{text}"), format!("{text}7"), format!("{text} ")] {
+        // Decorations that must always be rejected (a minus only takes a
+        // zero, as strtod reads "-0").
+        for bad in [format!("{text}7"), format!("{text} ")] {
             prop_assert!(parse(&bad).is_err(), "{:?} accepted", bad);
         }
+        let negated = parse(&format!("-{text}")).ok().map(|d| d.as_nanos());
+        prop_assert!(
+            negated.is_none() || (negated == Some(0) && expected == Some(0)),
+            "-{:?} -> {:?}",
+            text,
+            negated
+        );
         // Those strtod skips.
         for same in [format!("+{text}"), format!(" {text}"), format!("\t +{text}")] {
             prop_assert_eq!(parse(&same).ok().map(|d| d.as_nanos()), expected, "{:?}", same);
