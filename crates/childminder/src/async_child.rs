@@ -82,7 +82,9 @@ impl Command {
     /// # Panics
     ///
     /// When called outside a tokio runtime (it needs one with IO and time
-    /// enabled).
+    /// enabled), before anything is started. On a runtime without IO,
+    /// tokio's panic comes once the child has started: the child (and its
+    /// group) is killed and reaped before the panic goes on.
     ///
     /// # Examples
     ///
@@ -104,7 +106,9 @@ impl Command {
             stdout,
             stderr,
         } = start(self)?;
-        let registered = (|| {
+        // tokio panics here on a runtime without IO (when the pidfd did not
+        // panic first: without pidfds): the child is ended first.
+        let registered = catch_unwind(AssertUnwindSafe(|| {
             shared.stdin.register()?;
             Ok((
                 stdout
@@ -114,21 +118,28 @@ impl Command {
                     .map(pipe::Receiver::from_owned_fd_unchecked)
                     .transpose()?,
             ))
-        })();
+        }));
+        let end_child = || {
+            let target = &shared.target;
+            let _ = target.signal_escalation(Signal::KILL);
+            target.wait_exit_blocking(std::time::Duration::from_secs(1));
+            let _ = target.reap();
+            target.close();
+        };
         let (stdout, stderr) = match registered {
-            Ok(pipes) => pipes,
-            Err(source) => {
+            Ok(Ok(pipes)) => pipes,
+            Ok(Err(source)) => {
                 // The reactor is out of room: end the child we just started.
-                let target = &shared.target;
-                let _ = target.signal_escalation(Signal::KILL);
-                target.wait_exit_blocking(std::time::Duration::from_secs(1));
-                let _ = target.reap();
-                target.close();
+                end_child();
                 return Err(Error::Io {
                     program: shared.program.clone(),
                     context: "registering the stdio pipes",
                     source,
                 });
+            }
+            Err(panic) => {
+                end_child();
+                resume_unwind(panic)
             }
         };
         let policy = Policy {

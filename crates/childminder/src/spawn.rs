@@ -492,26 +492,43 @@ pub(crate) fn start_with(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Started, E
     let program = cmd.program_lossy();
     let pid = spawned.pid;
     let cgroup = spawned.cgroup.map(Arc::new);
-    let target = match Target::new(
-        spawned.pid,
-        spawned.pidfd,
-        cmd.process_group,
-        cgroup.clone(),
-    ) {
-        Ok(target) => target,
-        Err(source) => {
-            if let Some(cgroup) = &cgroup {
-                let _ = cgroup.kill();
-            }
-            // Still our unreaped child, so its pid is still certainly its own.
-            let _ = sys::kill(pid as i32, libc::SIGKILL);
-            let _ = sys::pid_wait_blocking(pid);
-            subreaper::unregister(pid);
+    let end_child = || {
+        if let Some(cgroup) = &cgroup {
+            let _ = cgroup.kill();
+        }
+        // Still our unreaped child, so its pid is still certainly its own.
+        let group_or_child = if cmd.process_group {
+            -(pid as i32)
+        } else {
+            pid as i32
+        };
+        let _ = sys::kill(group_or_child, libc::SIGKILL);
+        let _ = sys::pid_wait_blocking(pid);
+        subreaper::unregister(pid);
+    };
+    // tokio panics registering the pidfd on a runtime without IO: the child
+    // is ended first (an acceptance run caught it left running).
+    let registered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Target::new(
+            spawned.pid,
+            spawned.pidfd,
+            cmd.process_group,
+            cgroup.clone(),
+        )
+    }));
+    let target = match registered {
+        Ok(Ok(target)) => target,
+        Ok(Err(source)) => {
+            end_child();
             return Err(Error::Io {
                 program,
                 context: "registering the child with the runtime",
                 source,
             });
+        }
+        Err(panic) => {
+            end_child();
+            std::panic::resume_unwind(panic)
         }
     };
     let mut shared = Shared::new(program, target, spawned.started, spawned.stdin);

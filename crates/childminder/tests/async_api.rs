@@ -566,3 +566,33 @@ fn runtime_shutdown_kills_and_reaps_a_live_child() {
     drop(child);
     leak.assert_clean();
 }
+
+/// Caught by an acceptance run: on a runtime without I/O, tokio panicked in
+/// `spawn` after the child had started, and the child and its group ran on
+/// unsupervised (or stayed a zombie of ours). The panic goes on to the
+/// caller, as documented; the child and its grandchildren are killed and
+/// reaped first. The same for `with_child`.
+#[test]
+fn spawn_on_a_runtime_without_io_panics_with_nothing_left() {
+    support::warm_up();
+    let leak = LeakCheck::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let cmd = fixture_cmd(["grandchildren", "2", "30", "stay"]);
+    let spawned = catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(async { cmd.spawn().map(drop) })
+    }));
+    assert!(spawned.is_err(), "tokio's documented panic");
+    let with = catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(with_child(&cmd, async |child| child.wait().await))
+    }));
+    assert!(with.is_err(), "tokio's documented panic");
+    assert!(our_children().is_empty(), "{:?}", our_children());
+    assert!(support::wait_until(Duration::from_secs(2), || {
+        common::marker_processes().is_empty()
+    }));
+    drop(runtime);
+    leak.assert_clean();
+}
