@@ -281,6 +281,20 @@ pub(crate) fn spawn(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawned, Error>
     })
 }
 
+/// Ends a child just started that no supervision has taken on yet: SIGKILL
+/// to it (and its group), then the reap. Still our unreaped child, so its
+/// pid (and its group's id) is still certainly its own.
+pub(crate) fn end_unsupervised(pid: u32, process_group: bool) {
+    let group_or_child = if process_group {
+        -(pid as i32)
+    } else {
+        pid as i32
+    };
+    let _ = sys::kill(group_or_child, libc::SIGKILL);
+    let _ = sys::pid_wait_blocking(pid);
+    subreaper::unregister(pid);
+}
+
 /// The child's cgroup, made before the spawn; or, when none can be made
 /// and the fallback is allowed, the reason, for the result.
 fn make_cgroup(cmd: &Command) -> Result<(Option<Leaf>, Option<String>), Error> {
@@ -496,15 +510,7 @@ pub(crate) fn start_with(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Started, E
         if let Some(cgroup) = &cgroup {
             let _ = cgroup.kill();
         }
-        // Still our unreaped child, so its pid is still certainly its own.
-        let group_or_child = if cmd.process_group {
-            -(pid as i32)
-        } else {
-            pid as i32
-        };
-        let _ = sys::kill(group_or_child, libc::SIGKILL);
-        let _ = sys::pid_wait_blocking(pid);
-        subreaper::unregister(pid);
+        end_unsupervised(pid, cmd.process_group);
     };
     // tokio panics registering the pidfd on a runtime without IO: the child
     // is ended first (an acceptance run caught it left running).

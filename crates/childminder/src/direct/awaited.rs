@@ -18,7 +18,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::Sleep;
 
 use crate::command::{Command, Stdio};
-use crate::contain::subreaper;
 use crate::coordinator::engine_answer;
 use crate::error::Error;
 use crate::escalation::KILL_WAIT;
@@ -50,14 +49,7 @@ pub(super) async fn supervise(
     // own: nothing has reaped it).
     let registered = panic::catch_unwind(AssertUnwindSafe(|| sys::register_readable(pidfd)))
         .unwrap_or_else(|panic| {
-            let pgid = if cmd.process_group {
-                -(pid as i32)
-            } else {
-                pid as i32
-            };
-            let _ = sys::kill(pgid, libc::SIGKILL);
-            let _ = sys::pid_wait_blocking(pid);
-            subreaper::unregister(pid);
+            crate::spawn::end_unsupervised(pid, cmd.process_group);
             panic::resume_unwind(panic)
         });
     let mut child = match registered {
