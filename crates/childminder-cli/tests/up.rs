@@ -583,18 +583,59 @@ fn a_second_term_kills_at_once() {
     .unwrap();
     let up = Up::start(&dir, &["--events", "-"]);
     let pid = printed_pid(&up.wait_stdout(|l| l.contains("pid=")));
+    two_terms_end_it_all(up, "stubborn", pid, "stubborn");
+}
+
+/// TERM to `up`, and once `stopping` is being stopped, a second TERM: `up`
+/// ends with 0 long before the one-minute grace, and `pid` is gone.
+fn two_terms_end_it_all(up: Up, stopping: &str, pid: u32, what: &str) {
     up.signal(libc::SIGTERM);
-    up.wait_event("stubborn", "stopping");
+    up.wait_event(stopping, "stopping");
     let second = Instant::now();
     up.signal(libc::SIGTERM);
     let out = up.finish();
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         second.elapsed() < Duration::from_secs(30),
-        "{:?}",
+        "the grace (1 min) was waited for: {:?}",
         second.elapsed()
     );
-    assert_dies(pid, "stubborn");
+    assert_dies(pid, what);
+}
+
+#[test]
+fn a_second_term_kills_an_escapee_at_once_too() {
+    // Caught by an acceptance run: the second TERM killed the tree's
+    // processes, but a daemon that had left a process's group and ignored
+    // TERM was given the rest of the grace (here a minute) before SIGKILL.
+    // `d` exits only once its daemon is in a session of its own (it wrote
+    // its pid), so the sweep of d's group cannot catch it before.
+    let dir = test_dir("term2-escapee");
+    let pidfile = dir.join("daemon.pid");
+    fs::write(
+        dir.join("childminder.toml"),
+        format!(
+            r#"[[process]]
+name = "w"
+grace = "1m"
+command = "exec sleep 300"
+[[process]]
+name = "d"
+restart = "temporary"
+command = '''setsid sh -c 'trap "" TERM; echo $$ > {pid}; exec sleep 301' & while [ ! -s {pid} ]; do :; done'''
+"#,
+            pid = pidfile.display()
+        ),
+    )
+    .unwrap();
+    let up = Up::start(&dir, &["--events", "-"]);
+    up.wait_event("d", "exited");
+    let daemon: u32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    two_terms_end_it_all(up, "w", daemon, "the escapee");
 }
 
 #[test]

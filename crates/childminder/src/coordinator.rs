@@ -175,6 +175,8 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         reap(&shared);
     }
     if shared.leave_subreaper_sweep() == Some(true) {
+        // A kill asked for (a tree's second Ctrl-C, caught by an
+        // acceptance run waiting out the grace) ends the sweep's grace.
         let tally = subreaper::end_escapees(
             &shared.program,
             // With no first signal (`timeout -s 0`) escapees get SIGKILL
@@ -183,6 +185,7 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
                 .term_signal(policy.term_signal)
                 .unwrap_or(Signal::KILL),
             policy.grace,
+            shared.kill_asked(),
         )
         .await;
         shared.update_containment(|c| {

@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -149,6 +149,8 @@ pub(crate) struct Shared {
     pub kill_handled: Published<()>,
     pub stdin: Arc<StdinSlot>,
     requests: AtomicU8,
+    /// A kill was asked for, ever ([`REQ_KILL`] stays here once taken).
+    kill_asked: AtomicBool,
     /// The first signal asked for by `terminate`, or 0 for the policy's.
     term_signal_override: AtomicI32,
     wake_coordinator: Notify,
@@ -183,6 +185,7 @@ impl Shared {
             kill_handled: Published::default(),
             stdin: Arc::new(StdinSlot::new(stdin)),
             requests: AtomicU8::new(0),
+            kill_asked: AtomicBool::new(false),
             term_signal_override: AtomicI32::new(0),
             wake_coordinator: Notify::new(),
             worker_errors: Mutex::new(Vec::new()),
@@ -266,8 +269,19 @@ impl Shared {
     }
 
     pub(crate) fn request(&self, what: u8) {
+        if what & REQ_KILL != 0 {
+            self.kill_asked.store(true, Ordering::SeqCst);
+        }
         self.requests.fetch_or(what, Ordering::SeqCst);
         self.wake_coordinator.notify_one();
+    }
+
+    /// Resolves once a kill has been asked for (at once if one was before,
+    /// even if the request was taken since).
+    pub(crate) async fn kill_asked(&self) {
+        while !self.kill_asked.load(Ordering::SeqCst) {
+            self.requested().await;
+        }
     }
 
     /// Asks for the escalation to start at its signal step with `signal`.

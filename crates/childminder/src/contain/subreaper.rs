@@ -294,18 +294,22 @@ impl Tracked {
 /// and to any found after that at once; each reaped. An escapee's own
 /// children re-parent to us when it exits (before its pidfd turns
 /// readable), so the listing is repeated after every exit until none is
-/// left.
+/// left. When `kill_requested` resolves (a kill asked for during the
+/// sweep: `up`'s second Ctrl-C), the grace ends there: SIGKILL at once.
 pub(crate) async fn end_escapees(
     program: &str,
     term_signal: Signal,
     grace: Duration,
+    kill_requested: impl std::future::Future<Output = ()>,
 ) -> SweepTally {
     let mut tally = SweepTally::default();
     if !sys::has_children() {
         // The common case, known without a scan of /proc.
         return tally;
     }
-    let kill_at = Instant::now() + grace;
+    let mut kill_at = Instant::now() + grace;
+    let mut kill_requested = std::pin::pin!(kill_requested);
+    let mut kill_pending = true;
     let mut tracked: Vec<Tracked> = Vec::new();
     loop {
         for adopted in adopt(&pids(&tracked), |_| true) {
@@ -355,7 +359,13 @@ pub(crate) async fn end_escapees(
         } else {
             kill_at
         };
-        let _ = tokio::time::timeout_at(wake_at.into(), any_exit(&tracked)).await;
+        tokio::select! {
+            _ = tokio::time::timeout_at(wake_at.into(), any_exit(&tracked)) => {}
+            () = &mut kill_requested, if kill_pending => {
+                kill_pending = false;
+                kill_at = kill_at.min(Instant::now());
+            }
+        }
     }
     tally
 }
