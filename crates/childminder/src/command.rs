@@ -632,6 +632,11 @@ impl Command {
     /// until none is left. [`SupervisionResult::containment`](crate::SupervisionResult::containment)
     /// counts them. One still there a second after its SIGKILL (stuck in
     /// the kernel) is left to the engine, which reaps it whenever it exits.
+    /// A kill asked for during the sweep ([`Child::kill`](crate::Child::kill),
+    /// a supervision tree's kill) ends its grace: SIGKILL at once. A
+    /// supervision whose future is dropped (a cancelled `output_async`, a
+    /// runtime shut down) hands its sweep to the engine, which gives the
+    /// escapees SIGKILL at once, as the child got, and reaps them.
     ///
     /// Turn it on only in a program whose children all come from
     /// childminder (a dedicated supervisor, like `childminder run`): a

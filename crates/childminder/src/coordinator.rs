@@ -80,9 +80,27 @@ impl Drop for LastResort {
                 tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
             }
         }
+        if shared.leave_subreaper_sweep() == Some(true) {
+            subreaper::end_escapees_on_the_engine(&shared.program);
+        }
         shared.target.close();
         shared.publish_lost(kill_sent_after);
         shared.publish_finished();
+    }
+}
+
+/// An escapee sweep under way: dropped before it is done (its future
+/// cancelled), it hands the sweep to the engine.
+struct SweepUnderWay<'a> {
+    program: &'a str,
+    done: bool,
+}
+
+impl Drop for SweepUnderWay<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            subreaper::end_escapees_on_the_engine(self.program);
+        }
     }
 }
 
@@ -175,6 +193,10 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         reap(&shared);
     }
     if shared.leave_subreaper_sweep() == Some(true) {
+        let mut under_way = SweepUnderWay {
+            program: &shared.program,
+            done: false,
+        };
         // A kill asked for (a tree's second Ctrl-C, caught by an
         // acceptance run waiting out the grace) ends the sweep's grace.
         let tally = subreaper::end_escapees(
@@ -188,6 +210,7 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
             shared.kill_asked(),
         )
         .await;
+        under_way.done = true;
         shared.update_containment(|c| {
             c.escapees_ended = tally.ended;
             c.escapees_killed = tally.killed;

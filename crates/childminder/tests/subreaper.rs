@@ -266,3 +266,46 @@ fn is_enabled_sees_a_subreaper_made_by_anyone() {
     childminder::subreaper::enable().unwrap();
     assert!(childminder::subreaper::is_enabled());
 }
+
+/// Caught by an acceptance run: `output_async()` with the subreaper,
+/// cancelled while its child ran, killed and reaped the child, but its
+/// escapee (a `setsid` daemon) ran on, and the rest of its group stayed a
+/// zombie of this process until some later sweep. The cancelled call hands
+/// its sweep to the engine, which ends the escapee and reaps both.
+#[test]
+fn a_cancelled_output_async_still_ends_its_escapees() {
+    let _serial = serial();
+    warm_up();
+    let runtime = support::current_thread_runtime();
+    let leak = LeakCheck::new();
+    let mut cmd = support::marked("sh");
+    cmd.args([
+        "-c",
+        "setsid sleep 301 </dev/null >/dev/null 2>&1 & sleep 301 & exec sleep 301",
+    ])
+    .subreaper(true)
+    .grace_period(Duration::from_millis(200));
+    let all_three_run = async {
+        while common::marker_processes().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            out = cmd.output_async() => panic!("the child cannot end by itself: {out:?}"),
+            ran = tokio::time::timeout(Duration::from_secs(10), all_three_run) => {
+                ran.expect("the child, its group member and its escapee run");
+            }
+        }
+    });
+    assert!(
+        support::wait_until(Duration::from_secs(5), || {
+            common::marker_processes().is_empty() && our_children().is_empty()
+        }),
+        "left: {:?}, children: {:?}",
+        common::marker_processes(),
+        our_children()
+    );
+    drop(runtime);
+    leak.assert_clean();
+}

@@ -370,6 +370,32 @@ pub(crate) async fn end_escapees(
     tally
 }
 
+/// The escapee sweep of a supervision that could not run its own: its
+/// future was dropped (cancelled, or its runtime shut down) before or while
+/// it swept. Run on the engine, which outlives that runtime, with SIGKILL
+/// at once, as the child got (caught by an acceptance run: a cancelled
+/// `output_async` with the subreaper left its escapees running, and the
+/// rest of its group as zombies of this process).
+pub(crate) fn end_escapees_on_the_engine(program: &str) {
+    let engine = match crate::blocking::engine() {
+        Ok(engine) => engine,
+        Err(e) => {
+            tracing::warn!(program, error = %e, "cannot hand the escapee sweep to the engine: left to the next sweep");
+            return;
+        }
+    };
+    let program = program.to_owned();
+    engine.spawn(async move {
+        end_escapees(
+            &program,
+            Signal::KILL,
+            Duration::ZERO,
+            std::future::pending::<()>(),
+        )
+        .await
+    });
+}
+
 /// Hands escapees the sweep gave up on (stuck in the kernel, their SIGKILL
 /// pending) to the engine, which reaps each when it finally exits: else
 /// each would stay a zombie of this process. Where the engine cannot take
