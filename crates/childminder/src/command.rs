@@ -1048,6 +1048,17 @@ impl Command {
     /// `PATH` lookup as `execvp` does it, but against the child's `PATH`
     /// when the command sets one (as std does), and done here so a missing
     /// program is a clean `NotFound` before any spawn.
+    /// `path` as the child will resolve it: a relative one from its
+    /// working directory ([`current_dir`](Self::current_dir)), which is
+    /// not this process's when set (an acceptance run caught `./tool` with
+    /// `cwd` judged by a file of the same name in the caller's directory).
+    pub(crate) fn as_the_child_sees_it(&self, path: &Path) -> std::path::PathBuf {
+        match &self.cwd {
+            Some(cwd) if path.is_relative() => cwd.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
     fn resolve_program(&self, program: &CString) -> Result<CString, Error> {
         if self.program.as_bytes().contains(&b'/') {
             return Ok(program.clone());
@@ -1063,8 +1074,10 @@ impl Command {
         for dir in path_bytes.split(|&b| b == b':') {
             let dir = if dir.is_empty() { &b"."[..] } else { dir };
             let candidate = Path::new(OsStr::from_bytes(dir)).join(&self.program);
-            match rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK) {
-                Ok(()) if !candidate.is_dir() => {
+            // A relative entry is relative to where the child execs.
+            let seen_from_here = self.as_the_child_sees_it(&candidate);
+            match rustix::fs::access(&seen_from_here, rustix::fs::Access::EXEC_OK) {
+                Ok(()) if !seen_from_here.is_dir() => {
                     return Ok(CString::new(candidate.into_os_string().into_vec())
                         .expect("PATH entries hold no NUL"));
                 }

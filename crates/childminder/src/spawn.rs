@@ -222,7 +222,7 @@ pub(crate) fn spawn(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawned, Error>
         }
         Error::ProcessStartFailed {
             program: cmd.program_lossy(),
-            source: explain_exec_error(source, &prepared),
+            source: explain_exec_error(source, &prepared, cmd),
         }
     };
     // A cgroup that fell back still takes the fork path: prepare decided.
@@ -321,10 +321,10 @@ fn make_cgroup(cmd: &Command) -> Result<(Option<Leaf>, Option<String>), Error> {
 /// execve reports ENOENT both for a missing program and for a program
 /// whose interpreter (`#!` line) or dynamic loader is missing. The second is
 /// "found but cannot run", so it is reported as permission denied.
-fn explain_exec_error(err: std::io::Error, prepared: &Prepared) -> std::io::Error {
+fn explain_exec_error(err: std::io::Error, prepared: &Prepared, cmd: &Command) -> std::io::Error {
     use std::os::unix::ffi::OsStrExt;
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(prepared.path.to_bytes()));
-    if err.kind() == std::io::ErrorKind::NotFound && path.is_file() {
+    if err.kind() == std::io::ErrorKind::NotFound && cmd.as_the_child_sees_it(path).is_file() {
         return std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!(

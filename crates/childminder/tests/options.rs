@@ -329,3 +329,41 @@ fn term_signal_none_sends_nothing_first_then_kill_after_the_grace() {
     assert!(kill >= term + grace, "{r:?}");
     leak.assert_clean();
 }
+
+/// Caught by an acceptance run: a relative program (`./tool`), or a
+/// relative `PATH` entry, with `current_dir` set was judged from this
+/// process's directory, not the child's: `./Cargo.toml` (a file here, not
+/// in the child's directory) was reported found but not executable (126)
+/// instead of not found (127), and a program the child could run through a
+/// relative `PATH` entry was "not found on PATH".
+#[test]
+fn relative_programs_are_judged_from_the_childs_working_directory() {
+    warm_up();
+    let scratch = Scratch::new("relative");
+    let dir = scratch.path().canonicalize().unwrap();
+    let leak = LeakCheck::new();
+
+    assert!(
+        std::path::Path::new("Cargo.toml").is_file(),
+        "run from the crate"
+    );
+    let err = Command::new("./Cargo.toml")
+        .current_dir(&dir)
+        .run()
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    std::fs::create_dir(dir.join("bin")).unwrap();
+    let tool = dir.join("bin").join("cm-relative-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho ran from $PWD\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new("cm-relative-tool");
+    cmd.current_dir(&dir).env("PATH", "bin:/usr/bin:/bin");
+    let out = cmd.output().unwrap();
+    assert!(out.result.success(), "{:?}", out.result);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("ran from {}\n", dir.display())
+    );
+    leak.assert_clean();
+}
