@@ -255,8 +255,9 @@ pub struct UpArgs {
         value_name = "PATH",
         allow_hyphen_values = true,
         long_help = "Write the event stream to PATH as JSON lines, one object per event, \
-            flushed as it happens: time, process, event (starting, ready, exited, \
-            restarting, gave_up, stopping, stopped), pid, and for exited the exit and \
+            flushed as it happens: time, process, event (starting, ready, start_timeout, \
+            spawn_failed, exited, restarting, gave_up, stopping, stopped, finished), pid, \
+            and for exited the exit and \
             termination of `childminder run --report`. - means standard error.\n\
             Example: --events events.jsonl, --events -"
     )]

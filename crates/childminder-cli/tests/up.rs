@@ -484,6 +484,29 @@ fn toml_all_succeeding_is_zero() {
 }
 
 #[test]
+fn a_group_of_temporary_processes_runs_once_and_is_zero() {
+    // Caught by an acceptance run: a nested supervisor, `permanent` by
+    // default, completed when its temporary processes had run and was run
+    // again, and again, until the top's intensity gave up: exit 1.
+    let dir = test_dir("group-once");
+    fs::write(
+        dir.join("childminder.toml"),
+        "[[process]]\nname = \"group\"\n\
+         [[process.process]]\nname = \"once\"\nrestart = \"temporary\"\n\
+         command = \"echo ran once\"\n",
+    )
+    .unwrap();
+    let out = run(&dir, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let runs = out
+        .stdout
+        .iter()
+        .filter(|l| l.ends_with("ran once"))
+        .count();
+    assert_eq!(runs, 1, "{out:?}");
+}
+
+#[test]
 fn a_missing_program_is_127_and_a_start_timeout_1() {
     let dir = test_dir("startfail");
     fs::write(
