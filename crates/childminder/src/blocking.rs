@@ -492,7 +492,10 @@ impl std::fmt::Debug for Process {
 /// # Panics
 ///
 /// Resumes the action's panic after the teardown. Panics of the producer
-/// and consumers are caught and recorded as worker errors.
+/// and consumers (in their calls) are caught and recorded as worker
+/// errors. A panic in their `Drop` (which runs on childminder's threads,
+/// after the output was delivered, maybe after the result was written) is
+/// caught too, never reaches the caller, and is logged, not recorded.
 ///
 /// # Examples
 ///

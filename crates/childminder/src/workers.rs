@@ -349,7 +349,19 @@ impl ProducerThread {
         let state = control.clone();
         let thread = std::thread::Builder::new()
             .name("childminder-input".into())
-            .spawn(move || produce(producer, chunks, written, &state, &shared))?;
+            .spawn(move || {
+                let mut producer = producer;
+                produce(&mut producer, chunks, written, &state, &shared);
+                // Caught here, as its calls are, so it never unwinds this
+                // thread; too late for the result, so it is logged.
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(producer))) {
+                    tracing::warn!(
+                        program = %shared.program,
+                        error = %crate::error::panic_to_io(panic),
+                        "the producer panicked as it was dropped"
+                    );
+                }
+            })?;
         Ok(ProducerThread { control, thread })
     }
 
@@ -371,7 +383,7 @@ impl ProducerThread {
 /// The producer thread: asks for a chunk, hands it to the writer, and (with
 /// `flush_stdin`) waits until it is written before asking again.
 fn produce(
-    mut producer: Producer,
+    producer: &mut Producer,
     chunks: mpsc::Sender<Vec<u8>>,
     written: Option<std::sync::mpsc::Receiver<()>>,
     control: &StdinControl,
@@ -389,7 +401,7 @@ fn produce(
         if chunks.is_closed() || !set_in_call(true) {
             return;
         }
-        let outcome = catch_unwind(AssertUnwindSafe(&mut producer));
+        let outcome = catch_unwind(AssertUnwindSafe(&mut *producer));
         set_in_call(false);
         let failure = match outcome {
             // A call that was already under way when `close_stdin` stopped

@@ -276,6 +276,40 @@ fn a_consumer_that_panics_when_dropped_does_not_unwind_out_of_with_process() {
     leak.assert_clean();
 }
 
+/// As for a consumer: a producer whose `Drop` panics (on childminder's
+/// input thread, once its input has ended) does not unwind out of
+/// `with_process`, is not mistaken for a failure of the run, every byte it
+/// gave is delivered, and nothing leaks.
+#[test]
+fn a_producer_that_panics_when_dropped_does_not_unwind_out_of_with_process() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("deliberate panic in a producer's drop");
+        }
+    }
+    support::warm_up();
+    let leak = LeakCheck::new();
+    let guard = PanicsOnDrop;
+    let mut sent = false;
+    let producer = move || {
+        let _keep = &guard;
+        Ok((!std::mem::replace(&mut sent, true)).then(|| b"hello\n".to_vec()))
+    };
+    let (lines, rx) = support::line_consumer();
+    let (value, result) = with_process_result(
+        &Command::new("cat"),
+        stdin::from_fn(producer),
+        lines,
+        discard,
+        |p| p.wait().success(),
+    )
+    .unwrap();
+    assert!(value && result.worker_errors.is_empty(), "{result:?}");
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["hello"]);
+    leak.assert_clean();
+}
+
 /// Mutation testing found that sweeping a leftover group as soon as the
 /// leader exits, instead of when the action ends (the teardown) or asks
 /// for it, went unnoticed: nothing checked that a background grandchild is
