@@ -133,3 +133,48 @@ fn a_group_member_orphaned_while_dying_is_not_counted_as_an_escapee() {
     assert_eq!(report["escapees_ended"], 0, "{report}");
     assert_eq!(report["escapees_killed"], 0, "{report}");
 }
+
+/// What `up` does (`up::a_second_term_kills_an_escapee_at_once_too`), for
+/// `run`: once the command has exited and its escapee, which catches TERM
+/// and goes on, has had the sweep's TERM, an INT asks the command to end
+/// (it already has) and a TERM after it kills: the escapee gets SIGKILL
+/// then, not a minute later at the end of its grace.
+#[test]
+fn a_second_term_during_the_escapee_sweep_kills_at_once() {
+    let (pidfile, termed) = (temp_path("escapee.pid"), temp_path("termed"));
+    let escapee = format!(
+        "trap 'echo > {termed}' TERM; echo \\$\\$ > {pid}; \
+         while :; do sleep 1 </dev/null >/dev/null 2>&1; done",
+        termed = termed.display(),
+        pid = pidfile.display()
+    );
+    let script = format!(
+        "setsid sh -c \"{escapee}\" </dev/null >/dev/null 2>&1 & \
+         while [ ! -s {pid} ]; do :; done",
+        pid = pidfile.display()
+    );
+    let run = Running::start(&["run", "-g", "1m", "--", "sh", "-c", &script]);
+    let started = std::time::Instant::now();
+    // The sweep has begun: the escapee caught its TERM.
+    while !termed.exists() {
+        assert!(started.elapsed() < WATCHDOG, "the escapee never got TERM");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let escapee: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let first = std::time::Instant::now();
+    // Two different signals: two TERMs sent at once would be one pending.
+    run.signal(libc::SIGINT);
+    run.signal(libc::SIGTERM);
+    let out = run.finish();
+    assert_eq!(out.code(), 0, "the command's own status: {}", out.stderr);
+    assert!(
+        first.elapsed() < std::time::Duration::from_secs(30),
+        "the escapee's grace (1 min) was waited for: {:?}",
+        first.elapsed()
+    );
+    assert_dies(escapee, "the escapee");
+}
