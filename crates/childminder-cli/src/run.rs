@@ -604,3 +604,39 @@ pub fn diagnose(message: &str) {
     let line = format!("childminder: {message}\n");
     let _ = sys::write_stderr_until(line.as_bytes(), Instant::now() + MESSAGE_WAIT);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earlier_delivery_bound_wins_and_the_deadline_on_a_tie() {
+        let now = Instant::now();
+        let deadline = |at| DeliveryBound { at, by: None };
+        let asked = |at| DeliveryBound {
+            at,
+            by: Some(Signal::TERM),
+        };
+        let later = now + Duration::from_secs(1);
+        let earlier = |a, b| DeliveryBound::earlier(a, b).map(|b: DeliveryBound| (b.at, b.by));
+        assert_eq!(earlier(None, None), None);
+        assert_eq!(earlier(Some(deadline(now)), None), Some((now, None)));
+        assert_eq!(
+            earlier(None, Some(asked(now))),
+            Some((now, Some(Signal::TERM)))
+        );
+        assert_eq!(
+            earlier(Some(deadline(later)), Some(asked(now))),
+            Some((now, Some(Signal::TERM)))
+        );
+        assert_eq!(
+            earlier(Some(deadline(now)), Some(asked(later))),
+            Some((now, None))
+        );
+        // A tie is the deadline's: the status says 124.
+        assert_eq!(
+            earlier(Some(deadline(now)), Some(asked(now))),
+            Some((now, None))
+        );
+    }
+}
