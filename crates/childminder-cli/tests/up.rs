@@ -49,6 +49,18 @@ struct Up {
     stderr_all: Arc<Mutex<Vec<String>>>,
 }
 
+/// A test that fails part-way (a line or an event that never came) must
+/// not leave `up` running, with what it started: some runs of a flaky
+/// draft left eleven behind for an hour.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// What a finished `up` left.
 #[derive(Debug)]
 struct Finished {
@@ -680,11 +692,10 @@ fn hup_is_forwarded_to_every_process() {
 fn nothing_outlives_a_killed_up() {
     let dir = test_dir("kill9");
     fs::write(dir.join("Procfile"), "a: echo pid=$$; exec sleep 30\n").unwrap();
-    let up = Up::start(&dir, &[]);
+    let mut up = Up::start(&dir, &[]);
     let pid = printed_pid(&up.wait_stdout(|l| l.contains("pid=")));
     up.signal(libc::SIGKILL);
-    let mut child = up.child;
-    let _ = child.wait();
+    let _ = up.child.wait();
     assert_dies(pid, "a");
 }
 
