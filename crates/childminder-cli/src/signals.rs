@@ -80,6 +80,10 @@ pub fn init_forwarded(ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
     forwarded
 }
 
+/// The signals that ask `run` to end the command (the first starts the
+/// escalation) and, after its exit, end the delivery of its output.
+const ENDING: [Signal; 4] = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
+
 /// Which face of childminder receives the signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -228,10 +232,9 @@ impl Forwarding {
             return Action::Forward(signal);
         }
         self.received.push(signal);
-        let ends = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
         if signal.as_raw() == libc::SIGALRM {
             Action::ExpireDeadline
-        } else if !ends.contains(&signal) {
+        } else if !ENDING.contains(&signal) {
             Action::Forward(signal)
         } else if !std::mem::replace(&mut self.end_requested, true) {
             Action::Terminate(signal)
@@ -256,8 +259,7 @@ impl Forwarding {
     /// handled as before the exit (passed on to what is left of the group,
     /// or, SIGCHLD, reaping).
     pub fn decide_after_exit(&mut self, signal: Signal) -> AfterExit {
-        let ends = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
-        if ends.contains(&signal) {
+        if ENDING.contains(&signal) {
             self.received.push(signal);
             return AfterExit::EndDelivery;
         }
