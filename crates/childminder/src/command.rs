@@ -1045,9 +1045,6 @@ impl Command {
         }
     }
 
-    /// `PATH` lookup as `execvp` does it, but against the child's `PATH`
-    /// when the command sets one (as std does), and done here so a missing
-    /// program is a clean `NotFound` before any spawn.
     /// `path` as the child will resolve it: a relative one from its
     /// working directory ([`current_dir`](Self::current_dir)), which is
     /// not this process's when set (an acceptance run caught `./tool` with
@@ -1059,6 +1056,9 @@ impl Command {
         }
     }
 
+    /// `PATH` lookup as `execvp` does it, but against the child's `PATH`
+    /// when the command sets one (as std does), and done here so a missing
+    /// program is a clean `NotFound` before any spawn.
     fn resolve_program(&self, program: &CString) -> Result<CString, Error> {
         if self.program.as_bytes().contains(&b'/') {
             return Ok(program.clone());
