@@ -43,24 +43,33 @@ pub(crate) fn engine() -> io::Result<&'static Handle> {
     if let Some(handle) = ENGINE.get() {
         return Ok(handle);
     }
-    let runtime = first_runtime()?;
-    let handle = runtime.handle().clone();
     let (running_tx, running) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("childminder-engine".into())
-        // Drives every task spawned on the handle, for the life of the process.
+        // Drives every task spawned on the handle, for the life of the
+        // process. The runtime is built here, on its own thread: built by
+        // the caller, a thread the OS refused would drop it where the
+        // caller is, and inside a tokio runtime (a blocking call from
+        // async code) tokio answers that with a panic.
         .spawn(move || {
-            let _ = running_tx.send(());
+            let runtime = match first_runtime() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = running_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = running_tx.send(Ok(runtime.handle().clone()));
             runtime.block_on(std::future::pending::<()>())
         })?;
     // A thread can also die as it starts, before running this code (std
     // panics when it cannot map the thread's signal stack): an engine that
     // nothing drives would hang every call, so its start is confirmed.
-    running.recv().map_err(|_| {
-        io::Error::new(
+    let handle = running.recv().unwrap_or_else(|_| {
+        Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
             "the engine's thread died as it started",
-        )
+        ))
     })?;
     Ok(ENGINE.get_or_init(|| handle))
 }

@@ -493,3 +493,28 @@ fn a_first_spawn_with_no_fd_free_for_the_pidfd_probe_is_a_resource_error() {
     drop(runtime);
     leak.assert_clean();
 }
+
+/// The same refusal met from async code (a blocking call inside a task,
+/// which runs on the engine): the engine's runtime, built before its
+/// thread was refused, was dropped inside the caller's runtime, where
+/// tokio panics. It is a resource error there too.
+#[test]
+fn engine_start_out_of_threads_inside_a_runtime_is_a_resource_error_not_a_panic() {
+    if !own_process(crate::test_name!()) || !become_unprivileged() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tasks = own_threads();
+    set_soft_limit(libc::RLIMIT_NPROC, tasks);
+    let refused = runtime.block_on(async { true_on_the_engine() });
+    set_soft_limit(libc::RLIMIT_NPROC, tasks + 16);
+    assert_resource_error(&refused.unwrap_err(), "starting the engine runtime");
+    let result = runtime
+        .block_on(async { true_on_the_engine() })
+        .expect("the engine starts on the next call");
+    assert!(result.success(), "{result:?}");
+    assert!(our_children().is_empty(), "{:?}", our_children());
+}
