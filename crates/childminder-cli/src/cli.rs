@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use childminder::Signal;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 use crate::duration;
 
@@ -193,7 +193,7 @@ pub enum Commands {
             Dockerfile: ENTRYPOINT [\"childminder\", \"init\", \"--\"]",
         after_help = INIT_AFTER_HELP
     )]
-    Init(RunArgs),
+    Init(InitArgs),
     /// Run a set of processes from childminder.toml or a Procfile, as a supervision tree.
     #[command(
         override_usage = "childminder up [-f FILE] [--events PATH|-] [NAME]...",
@@ -266,6 +266,34 @@ pub struct UpArgs {
     /// Start only these processes (name paths such as web or workers/queue)
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
+}
+
+/// The options of `childminder init`: run's, with `--no-subreaper` hidden
+/// from its help (still parsed, so that `init --no-subreaper` gets its own
+/// message rather than clap's "unexpected argument"). Written by hand:
+/// with `defer`, a `mut_arg` on the subcommand runs before run's arguments
+/// exist; here it runs right after they are added.
+#[derive(Debug)]
+pub struct InitArgs(pub RunArgs);
+
+impl FromArgMatches for InitArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        RunArgs::from_arg_matches(matches).map(InitArgs)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+}
+
+impl Args for InitArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        RunArgs::augment_args(cmd).mut_arg("no_subreaper", |arg| arg.hide(true))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RunArgs::augment_args_for_update(cmd).mut_arg("no_subreaper", |arg| arg.hide(true))
+    }
 }
 
 // The options of `childminder run` and `childminder init`. (A `//` comment,
@@ -539,7 +567,7 @@ mod tests {
         let mut full = vec!["childminder", "run"];
         full.extend_from_slice(args);
         Cli::try_parse_from(full).map(|cli| match cli.command {
-            Commands::Run(run) | Commands::Init(run) => run,
+            Commands::Run(run) | Commands::Init(InitArgs(run)) => run,
             Commands::Up(_) => panic!("not run"),
         })
     }

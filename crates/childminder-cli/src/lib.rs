@@ -39,7 +39,7 @@ pub fn main_entry() -> ExitCode {
     };
     let ending = match cli.command {
         cli::Commands::Run(args) => run::run(args),
-        cli::Commands::Init(args) => init(args),
+        cli::Commands::Init(cli::InitArgs(args)) => init(args),
         cli::Commands::Up(args) => up::up(args).into(),
     };
     if let Some(signal) = ending.die_by {
