@@ -486,6 +486,42 @@ fn readiness_by_notify_socket_gates_the_next_child() {
     });
 }
 
+/// Caught by an acceptance test: the notify socket was closed as soon as
+/// `READY=1` arrived, so what `systemd-notify --ready` sends next (a
+/// barrier, then any `STATUS=`) was refused, and the service exited 1
+/// about half the time. The child here sends them only after the test saw
+/// it ready, so the old code fails every time.
+#[test]
+fn the_notify_socket_stays_open_for_status_and_barrier_after_ready() {
+    check(async || {
+        let dir = support::Scratch::new("notify-barrier");
+        let go = dir.path().join("go");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &go,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        let svc = ChildSpec::process("svc", fx(&["notify-barrier", go.to_str().unwrap()]))
+            .ready(Readiness::Notify)
+            .restart(Restart::Temporary);
+        let mut run = Run::start(&SupervisorSpec::new().child(svc));
+        run.until("svc", "ready").await;
+        std::fs::write(&go, "go\n").unwrap();
+        let events = run.until("svc", "exited").await;
+        let EventKind::Exited { result, .. } = &events.last().unwrap().kind else {
+            unreachable!()
+        };
+        assert!(
+            result.success(),
+            "the service could not notify after it was ready: {result:?}"
+        );
+        run.rest().await;
+    });
+}
+
 #[test]
 fn readiness_by_notification_fd() {
     check(async || {

@@ -20,7 +20,7 @@ use super::backoff::Jitter;
 use super::decision::{Action, End, Finish, Input, Machine, Params};
 use super::events::{ChildExit, Event, EventKind, LastRun, Outcome, OutputChunk, Verdict};
 use super::handle::{ChildState, ChildStatus, Tree, TreeOptions};
-use super::readiness::Check;
+use super::readiness::{Check, Listener};
 use super::spec::{ChildKind, ChildSpec, Readiness, Shutdown, SupervisorSpec};
 use crate::async_child::Child;
 use crate::command::{Command, Stdio};
@@ -645,16 +645,23 @@ impl Level {
             });
         }
         tokio::spawn(async move {
+            let mut listener = Listener::default();
             if !immediate {
                 tokio::select! {
                     biased;
                     _ = child.wait() => {}
-                    () = check.wait() => {
+                    ready = check.wait() => {
+                        listener = ready;
                         let _ = tx.send(Msg::Ready { child: i, run: run_id });
                     }
                 }
             }
-            let result = child.wait().await;
+            let result = tokio::select! {
+                biased;
+                result = child.wait() => result,
+                never = listener.discard_notifications() => match never {},
+            };
+            drop(listener);
             // Whatever is left of its group goes before the end is
             // reported, so a restart never overlaps the previous run.
             child.stop_now();

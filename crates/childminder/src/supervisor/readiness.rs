@@ -69,8 +69,9 @@ impl Check {
         matches!(self, Check::Spawned)
     }
 
-    /// Resolves when the child is ready. A check that can no longer pass
-    /// (the child closed its notification fd without a newline, the socket
+    /// Resolves when the child is ready, with what has to stay open while
+    /// it runs (the notify socket). A check that can no longer pass (the
+    /// child closed its notification fd without a newline, the socket
     /// failed) never resolves: the start timeout or the child's exit ends
     /// the wait.
     ///
@@ -78,23 +79,52 @@ impl Check {
     ///
     /// Cancel safe, but the check is consumed: a cancelled wait cannot be
     /// resumed.
-    pub(crate) async fn wait(self) {
+    pub(crate) async fn wait(self) -> Listener {
         let outcome = match self {
-            Check::Spawned => return,
-            Check::Notify(socket) => wait_notify(&socket).await,
-            Check::Fd(fd) => wait_fd_line(fd).await,
+            Check::Spawned => return Listener(None),
+            Check::Notify(socket) => wait_notify(&socket).await.map(|()| Listener(Some(socket))),
+            Check::Fd(fd) => wait_fd_line(fd).await.map(|()| Listener(None)),
             Check::Tcp(addr) => {
                 wait_tcp(&addr).await;
-                return;
+                return Listener(None);
             }
         };
         match outcome {
-            Ok(()) => {}
+            Ok(listener) => listener,
             Err(e) => {
                 tracing::debug!(error = %e, "readiness check failed; waiting for the start timeout");
-                std::future::pending::<()>().await;
+                std::future::pending().await
             }
         }
+    }
+}
+
+/// What a readiness check leaves open after the child is ready: the notify
+/// socket, which stays bound while the child runs. systemd keeps it so too,
+/// and `systemd-notify --ready` relies on it: right after `READY=1` it
+/// sends a barrier (`BARRIER=1` with an fd it waits to see closed), and a
+/// service may send `STATUS=` at any time; with the socket gone, those
+/// failed with ECONNREFUSED and `systemd-notify` exited 1.
+#[derive(Debug, Default)]
+pub(crate) struct Listener(Option<UnixDatagram>);
+
+impl Listener {
+    /// Reads the child's later notifications and drops them (an fd passed
+    /// with one is closed as it is received, which ends a barrier's wait).
+    /// Never resolves.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is read whole or not at all.
+    pub(crate) async fn discard_notifications(&self) -> std::convert::Infallible {
+        if let Some(socket) = &self.0 {
+            let mut buf = [0u8; 512];
+            // A datagram longer than the buffer is truncated: only its
+            // reading matters.
+            while socket.recv(&mut buf).await.is_ok() {}
+            tracing::debug!("the notify socket failed after readiness; no longer read");
+        }
+        std::future::pending().await
     }
 }
 

@@ -193,7 +193,10 @@ pub enum Readiness {
     /// unix datagram socket (in the abstract namespace, `@...`) and is
     /// ready when a datagram holds the line `READY=1` (what
     /// `sd_notify(0, "READY=1")` and `systemd-notify --ready` send). Other
-    /// lines (`STATUS=`, ...) are ignored. The sender is not checked (an
+    /// lines (`STATUS=`, ...) are ignored. The socket stays open, read and
+    /// ignored, until the run ends, as systemd's does: `systemd-notify
+    /// --ready` sends a barrier after `READY=1`, and a later `STATUS=` is
+    /// not refused. The sender is not checked (an
     /// abstract socket has no permissions; its name holds the pid, a counter
     /// and clock bits): a process of the same network namespace that learns
     /// the name could declare the child ready.
