@@ -469,7 +469,11 @@ impl std::fmt::Debug for Process {
 ///   chunks of at most [`Command::buffer_size`] bytes, on a thread of their
 ///   own: a pooled one, which earlier calls (from any thread) may have
 ///   used, so its thread-locals, signal mask and other per-thread settings
-///   are not the caller's. A consumer that returns `Err` or panics is
+///   are not the caller's. At the stream's end (end of file, or the output
+///   cut off) each consumer is called once more with an empty chunk, its
+///   end mark: a consumer that buffers (as [`Lines`](crate::consume::Lines)
+///   does) delivers the rest there, and its error is recorded as any
+///   other; a chunk read from the pipe is never empty. A consumer that returns `Err` or panics is
 ///   recorded in
 ///   [`SupervisionResult::worker_errors`] and its pipe is closed (the child
 ///   sees EPIPE, as with `| head`). Consumers must eventually return:

@@ -25,14 +25,17 @@ pub const DEFAULT_MAX_LINE: usize = 1024 * 1024;
 ///   in pieces of exactly that length (the last piece ends at the `\n`):
 ///   memory stays bounded and no byte is lost.
 /// - The last line, if the stream does not end with `\n`, is delivered by
-///   [`finish`](Self::finish), or when the `Lines` is dropped (an error
+///   [`finish`](Self::finish) (which [`into_consumer`](Self::into_consumer)
+///   calls at the stream's end), or when the `Lines` is dropped (an error
 ///   from the callback is then lost: call `finish` to see it). An empty
 ///   stream, or one ending in `\n`, delivers no extra empty line.
+/// - Each line is delivered once, even if the callback panics on it.
 /// - `\r` is kept: split `\r\n` text with `line.strip_suffix(b"\r")`.
 ///
-/// [`with_process`](crate::with_process) drops each consumer when its
-/// stream has ended, before the result is published, so the last line
-/// arrives before [`Process::wait`](crate::Process::wait) returns.
+/// [`with_process`](crate::with_process) ends each stream with an empty
+/// chunk (its end mark) and drops the consumer, before the result is
+/// published, so the last line arrives before
+/// [`Process::wait`](crate::Process::wait) returns.
 ///
 /// # Examples
 ///
@@ -62,7 +65,6 @@ where
     on_line: F,
     partial: Vec<u8>,
     max_len: usize,
-    finished: bool,
 }
 
 impl<F> Lines<F>
@@ -87,7 +89,6 @@ where
             on_line,
             partial: Vec::new(),
             max_len: DEFAULT_MAX_LINE,
-            finished: false,
         }
     }
 
@@ -131,7 +132,8 @@ where
         while !chunk.is_empty() {
             let room = self.max_len - self.partial.len();
             // One byte past the room: a `\n` right after a full line ends it.
-            let window = &chunk[..chunk.len().min(room + 1)];
+            // (Saturating: `usize::MAX` is how "no limit" is written.)
+            let window = &chunk[..chunk.len().min(room.saturating_add(1))];
             match window.iter().position(|&b| b == b'\n') {
                 Some(nl) => {
                     self.deliver(&chunk[..nl])?;
@@ -150,19 +152,24 @@ where
         Ok(())
     }
 
-    /// Delivers `partial + tail` as one line and empties `partial`.
+    /// Delivers `partial + tail` as one line and empties `partial`, even
+    /// when the callback panics (the line was delivered: an acceptance test
+    /// caught it handed over a second time by the drop).
     fn deliver(&mut self, tail: &[u8]) -> io::Result<()> {
         if self.partial.is_empty() {
             return (self.on_line)(tail);
         }
-        self.partial.extend_from_slice(tail);
-        let outcome = (self.on_line)(&self.partial);
-        self.partial.clear();
+        let mut line = std::mem::take(&mut self.partial);
+        line.extend_from_slice(tail);
+        let outcome = (self.on_line)(&line);
+        line.clear();
+        self.partial = line;
         outcome
     }
 
-    /// Ends the stream: delivers the last line if it had no `\n`. Later
-    /// calls, and the drop, do nothing.
+    /// Ends the stream: delivers the last line if it had no `\n`. A second
+    /// call, or the drop, then has nothing left to deliver (unless more was
+    /// fed in between, which starts a new line).
     ///
     /// # Errors
     ///
@@ -179,15 +186,18 @@ where
     /// lines.finish().unwrap();
     /// ```
     pub fn finish(&mut self) -> io::Result<()> {
-        if std::mem::replace(&mut self.finished, true) || self.partial.is_empty() {
+        if self.partial.is_empty() {
             return Ok(());
         }
         self.deliver(&[])
     }
 
     /// This splitter as a consumer for [`with_process`](crate::with_process):
-    /// each chunk goes to [`feed`](Self::feed), and the last line is
-    /// delivered when the consumer is dropped at the stream's end.
+    /// each chunk goes to [`feed`](Self::feed), and the end mark (the empty
+    /// chunk `with_process` passes at the stream's end, never before) to
+    /// [`finish`](Self::finish), so the last line's error is recorded in
+    /// [`worker_errors`](crate::SupervisionResult::worker_errors) like any
+    /// other line's.
     ///
     /// # Examples
     ///
@@ -202,7 +212,13 @@ where
     /// assert_eq!(count, 5);
     /// ```
     pub fn into_consumer(mut self) -> impl FnMut(&[u8]) -> io::Result<()> {
-        move |chunk: &[u8]| self.feed(chunk)
+        move |chunk: &[u8]| {
+            if chunk.is_empty() {
+                self.finish()
+            } else {
+                self.feed(chunk)
+            }
+        }
     }
 }
 
@@ -427,7 +443,7 @@ impl Capture {
             return String::from_utf8_lossy(&self.to_vec()).into_owned();
         }
         let mut text = String::from_utf8_lossy(&self.head).into_owned();
-        if !text.ends_with('\n') {
+        if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
         text.push_str(&format!("[... {} bytes dropped ...]\n", self.dropped()));

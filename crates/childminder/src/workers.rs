@@ -217,19 +217,24 @@ where
         };
         let Some(read) = read else {
             if reached_cut_off(&pipe) {
+                drop(pipe);
+                if let Err(e) = call_consumer(&mut consumer, &[]) {
+                    fail(WorkerOp::Consume, e);
+                }
                 return ReaderEnd::CutOff;
             }
             to_the_end = true;
             continue;
         };
         match read {
-            Ok(0) => return ReaderEnd::Eof,
-            Ok(_) => {
-                let outcome = match catch_unwind(AssertUnwindSafe(|| consumer(&buf))) {
-                    Ok(r) => r,
-                    Err(panic) => Err(panic_to_io(panic)),
+            Ok(0) => {
+                return match call_consumer(&mut consumer, &[]) {
+                    Ok(()) => ReaderEnd::Eof,
+                    Err(e) => fail(WorkerOp::Consume, e),
                 };
-                if let Err(e) = outcome {
+            }
+            Ok(_) => {
+                if let Err(e) = call_consumer(&mut consumer, &buf) {
                     // Returning drops the pipe: the child sees EPIPE or
                     // SIGPIPE on its next write, as with `| head`.
                     return fail(WorkerOp::Consume, e);
@@ -244,6 +249,18 @@ where
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return fail(WorkerOp::Read, e),
         }
+    }
+}
+
+/// Hands `chunk` to the consumer (an empty one is the end mark), a panic
+/// turned into its error.
+fn call_consumer<C>(consumer: &mut C, chunk: &[u8]) -> io::Result<()>
+where
+    C: FnMut(&[u8]) -> io::Result<()>,
+{
+    match catch_unwind(AssertUnwindSafe(|| consumer(chunk))) {
+        Ok(r) => r,
+        Err(panic) => Err(panic_to_io(panic)),
     }
 }
 

@@ -109,7 +109,10 @@ fn consumers_get_chunks_of_at_most_buffer_size() {
             got[1 - i].1.is_empty(),
             "{stream}: the other stream got bytes"
         );
-        let bad: Vec<usize> = sizes
+        // The last, empty chunk is the end mark.
+        let (end_mark, chunks) = sizes.split_last().expect("at least the end mark");
+        assert_eq!(*end_mark, 0, "{stream}: no end mark");
+        let bad: Vec<usize> = chunks
             .iter()
             .copied()
             .filter(|n| !(1..=7).contains(n))

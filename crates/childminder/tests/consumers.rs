@@ -40,6 +40,8 @@ fn chunks_at(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     points
         .windows(2)
         .map(|w| data[w[0]..w[1]].to_vec())
+        // A pipe never gives an empty chunk; to a consumer it is the end mark.
+        .filter(|chunk| !chunk.is_empty())
         .collect()
 }
 
@@ -89,6 +91,22 @@ proptest! {
     }
 
     #[test]
+    fn lines_flushed_by_the_end_mark_equal_the_model_and_the_drop_adds_none(
+        data in stream(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..10),
+    ) {
+        let mut got = Vec::new();
+        let mut consumer = Lines::new(|l: &[u8]| { got.push(l.to_vec()); Ok(()) }).into_consumer();
+        for chunk in chunks_at(&data, &cuts) {
+            consumer(&chunk).unwrap();
+        }
+        consumer(&[]).unwrap();
+        consumer(&[]).unwrap();
+        drop(consumer);
+        prop_assert_eq!(got, model_lines(&data, childminder::consume::DEFAULT_MAX_LINE));
+    }
+
+    #[test]
     fn capture_keeps_the_head_and_the_tail_however_the_stream_is_chunked(
         data in proptest::collection::vec(any::<u8>(), 0..300),
         cuts in proptest::collection::vec(any::<usize>(), 0..20),
@@ -133,6 +151,125 @@ fn a_callback_error_stops_the_chunk_and_is_returned() {
     assert_eq!(err.to_string(), "last");
     drop(lines);
     assert_eq!(seen, [b"ok".to_vec(), b"bad".to_vec(), b"tail".to_vec()]);
+}
+
+/// Caught by an acceptance test: `usize::MAX`, the natural "no limit",
+/// overflowed `room + 1`: a panic in debug, and in release every byte lost.
+#[test]
+fn a_maximum_of_usize_max_is_no_limit_and_loses_nothing() {
+    let data = b"one\ntwo\nthree".to_vec();
+    let cuts = [2, 5, 9];
+    assert_eq!(
+        split_with(&chunks_at(&data, &cuts), usize::MAX),
+        [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
+}
+
+/// Caught by an acceptance test: a callback that panicked on a line that
+/// spanned two chunks got it again from the drop (the buffer was not
+/// emptied on the way out).
+#[test]
+fn a_line_the_callback_panicked_on_is_delivered_once() {
+    let calls = std::cell::RefCell::new(Vec::new());
+    let mut lines = Lines::new(|l: &[u8]| {
+        calls.borrow_mut().push(l.to_vec());
+        assert_ne!(l, b"bad", "the callback refuses this line");
+        Ok(())
+    });
+    lines.feed(b"ba").unwrap();
+    let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lines.feed(b"d\nok\n")));
+    assert!(fed.is_err());
+    lines.feed(b"after\n").unwrap();
+    drop(lines);
+    assert_eq!(*calls.borrow(), [b"bad".to_vec(), b"after".to_vec()]);
+}
+
+/// Caught by an acceptance test: through `into_consumer`, the callback's
+/// error on a last line without `\n` came from the drop, where it was
+/// lost: the same error was recorded or not depending on whether the
+/// child ended its output with a newline.
+#[test]
+fn an_error_on_the_last_unterminated_line_is_recorded() {
+    warm_up();
+    let leak = LeakCheck::new();
+    for output in ["ok\nbad", "ok\nbad\n"] {
+        let refuse_bad = |l: &[u8]| {
+            if l == b"bad" {
+                Err(io::Error::other("rejected"))
+            } else {
+                Ok(())
+            }
+        };
+        let r = with_process(
+            Command::new("printf").arg(output),
+            stdin::empty(),
+            Lines::new(refuse_bad).into_consumer(),
+            discard,
+            |p| p.wait(),
+        )
+        .unwrap();
+        assert!(!r.success(), "{output:?}: {r:?}");
+        assert_eq!(r.worker_errors.len(), 1, "{output:?}: {r:?}");
+        assert!(
+            r.worker_errors[0].to_string().contains("rejected"),
+            "{output:?}: {r:?}"
+        );
+    }
+    leak.assert_clean();
+}
+
+/// A consumer that keeps every chunk it is given, as it was given.
+fn recorder(chunks: &mut Vec<Vec<u8>>) -> impl FnMut(&[u8]) -> io::Result<()> + Send + '_ {
+    move |c: &[u8]| {
+        chunks.push(c.to_vec());
+        Ok(())
+    }
+}
+
+/// The end mark: one empty chunk per stream, after its last byte, whether
+/// the stream reached its end of file or was cut off (a grandchild holding
+/// it open past the grace period).
+#[test]
+fn each_stream_ends_with_one_empty_chunk() {
+    warm_up();
+    let leak = LeakCheck::new();
+    for (args, cut_off) in [
+        (&["print-then-exit", "text", "0"][..], false),
+        (&["grandchild-holds-pipes", "30"][..], true),
+    ] {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut cmd = fixture_cmd(args);
+        cmd.grace_period(std::time::Duration::from_millis(200));
+        let r = with_process(
+            &cmd,
+            stdin::empty(),
+            recorder(&mut out),
+            recorder(&mut err),
+            |p| p.wait(),
+        )
+        .unwrap();
+        assert_eq!(r.output_cut_off, cut_off, "{r:?}");
+        for chunks in [&out, &err] {
+            let empty: Vec<usize> = (0..chunks.len())
+                .filter(|&i| chunks[i].is_empty())
+                .collect();
+            assert_eq!(empty, [chunks.len() - 1], "{args:?}: {chunks:?}");
+        }
+        assert!(
+            out.concat().starts_with(b"ready") || out.concat() == b"text\n",
+            "{out:?}"
+        );
+        if cut_off {
+            let gpid: i32 = String::from_utf8_lossy(&out.concat())
+                .trim()
+                .strip_prefix("ready ")
+                .unwrap()
+                .parse()
+                .unwrap();
+            support::assert_all_dead(&[gpid]);
+        }
+    }
+    leak.assert_clean();
 }
 
 #[test]
@@ -341,6 +478,10 @@ fn capture_as_text_marks_what_was_dropped() {
     let mut cut = Capture::new(4);
     cut.push(b"abcdef");
     assert_eq!(cut.to_string_lossy(), "ab\n[... 2 bytes dropped ...]\nef");
+    // Nothing kept: the mark alone, with no empty head line before it.
+    let mut none = Capture::new(0);
+    none.push(b"abcdef");
+    assert_eq!(none.to_string_lossy(), "[... 6 bytes dropped ...]\n");
 }
 
 #[test]
