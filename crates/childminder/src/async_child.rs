@@ -18,7 +18,7 @@ use crate::command::{Command, Stdio};
 use crate::coordinator::{Policy, supervise};
 use crate::error::Error;
 use crate::result::SupervisionResult;
-use crate::shared::{REQ_DEADLINE, REQ_KILL, REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
+use crate::shared::{REQ_DEADLINE, REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
 use crate::target::PidfdLease;
@@ -460,8 +460,12 @@ impl Child {
         self.shared.final_result()
     }
 
-    /// Begins the escalation at its signal step now with `signal` (see
+    /// Begins the escalation at its signal step with `signal` (see
     /// [`Process::terminate`](crate::Process::terminate)); returns at once.
+    /// The supervising task sends the signal and times the grace period:
+    /// on a current-thread runtime that is at the caller's next `.await`
+    /// (unlike [`kill`](Self::kill), which sends before it returns; a
+    /// second first signal is not harmless, a second SIGKILL is).
     ///
     /// # Examples
     ///
@@ -498,7 +502,9 @@ impl Child {
         self.shared.request(REQ_DEADLINE);
     }
 
-    /// Sends SIGKILL to the child's group now; returns at once.
+    /// Sends SIGKILL to the child's group now, before returning, as tokio's
+    /// `start_kill` does (even on a current-thread runtime whose task has
+    /// not run yet); [`wait`](Self::wait) then gives the result.
     ///
     /// # Examples
     ///
@@ -511,7 +517,7 @@ impl Child {
     /// # }
     /// ```
     pub fn kill(&self) {
-        self.shared.request(REQ_KILL);
+        self.shared.kill_now();
     }
 
     /// Closes the child's stdin now, whether or not [`stdin`](Self::stdin)

@@ -419,7 +419,7 @@ impl Process {
     /// assert_eq!(r.termination, Termination::Escalated);
     /// ```
     pub fn kill(&self) {
-        self.shared.request(REQ_KILL);
+        self.shared.kill_now();
     }
 
     /// Begins the escalation like [`shutdown`](Self::shutdown) but returns

@@ -273,7 +273,7 @@ impl BlockingChild {
     /// assert_eq!(child.wait().exit.unwrap().signal(), Some(childminder::Signal::KILL));
     /// ```
     pub fn kill(&mut self) {
-        self.shared.request(REQ_KILL);
+        self.shared.kill_now();
         // As std's: the signal is sent when this returns, so closing stdin
         // next (in `wait`) cannot let the child exit by itself first.
         self.shared.kill_handled.wait_blocking();

@@ -311,6 +311,17 @@ async fn observe_exit(
         tokio::select! {
             biased;
             status = shared.target.exited() => {
+                if matches!(&status, Ok(s) if s.signal() == Some(crate::signal::Signal::KILL))
+                    && shared.kill_was_asked()
+                    && esc.kill_sent_at().is_none()
+                {
+                    // `kill()` sent it before this task took the request
+                    // (the child may be reaped already: nothing to send).
+                    let now = Instant::now();
+                    let _ = esc.kill_now(now);
+                    esc.record_kill(now);
+                    shared.kill_handled.publish(());
+                }
                 esc.exited();
                 return match status {
                     Ok(status) => {

@@ -276,6 +276,23 @@ impl Shared {
         self.wake_coordinator.notify_one();
     }
 
+    /// A kill request, with SIGKILL sent right here as well as by the
+    /// coordinator when it takes the request: on a current-thread runtime
+    /// the coordinator runs only at the caller's next `.await`, and a child
+    /// outlived `kill(); exit(0)` (an acceptance test; tokio's `start_kill`
+    /// sends before it returns). The coordinator's second SIGKILL is
+    /// harmless, and it counts the kill as its own when the exit it sees
+    /// is by SIGKILL ([`kill_was_asked`](Self::kill_was_asked)).
+    pub(crate) fn kill_now(&self) {
+        self.request(REQ_KILL);
+        let _ = self.target.signal_escalation(crate::signal::Signal::KILL);
+    }
+
+    /// Whether a kill was ever asked for.
+    pub(crate) fn kill_was_asked(&self) -> bool {
+        self.kill_asked.load(Ordering::SeqCst)
+    }
+
     /// Resolves once a kill has been asked for (at once if one was before,
     /// even if the request was taken since).
     pub(crate) async fn kill_asked(&self) {

@@ -301,6 +301,40 @@ fn async_kill_and_terminate() {
     leak.assert_clean();
 }
 
+/// Caught by an acceptance test: on a current-thread runtime `kill()` only
+/// asked the supervising task, which runs at the caller's next `.await`,
+/// so `kill(); exit(0)` left the child running (tokio's `start_kill` sends
+/// before it returns). Here the caller blocks without yielding: the child
+/// must die all the same, and the result still counts the kill as ours.
+#[test]
+fn async_kill_sends_sigkill_before_it_returns_even_on_a_current_thread_runtime() {
+    let (rt, leak) = start();
+    rt.block_on(async {
+        let mut child = fixture_cmd(["ignore-term", "300"]).spawn().unwrap();
+        let (_, out) = read_ready(&mut child).await;
+        child.kill();
+        {
+            // No `.await` from the kill to here: the task has not run.
+            let pidfd = child.pidfd().unwrap();
+            let mut exit = [rustix::event::PollFd::new(
+                &pidfd,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec::try_from(HANDSHAKE).unwrap();
+            let ready = rustix::event::poll(&mut exit, Some(&timeout)).unwrap();
+            assert_eq!(ready, 1, "the child outlived kill() by {HANDSHAKE:?}");
+        }
+        let r = bounded("wait", child.wait()).await;
+        assert_eq!(r.exit.unwrap().signal(), Some(Signal::KILL));
+        assert_eq!(r.termination, Termination::Escalated, "{r:?}");
+        assert_eq!(r.escalation_cause, Some(EscalationCause::Requested));
+        assert!(r.kill_sent_after.is_some(), "{r:?}");
+        drop((child, out));
+        background_teardown_done().await;
+    });
+    leak.assert_clean();
+}
+
 #[test]
 fn async_deadline_runs_from_spawn() {
     let (rt, leak) = start();
