@@ -81,8 +81,8 @@ impl Command {
     ///
     /// # Panics
     ///
-    /// When called outside a tokio runtime (it needs one with IO and time
-    /// enabled), before anything is started. On a runtime without IO,
+    /// When called outside a tokio runtime, or on one without time enabled
+    /// (the escalation's timers), before anything is started. On a runtime without IO,
     /// tokio's panic comes once the child has started: the child (and its
     /// group) is killed and reaped before the panic goes on.
     ///
@@ -98,9 +98,7 @@ impl Command {
     pub fn spawn(&self) -> Result<Child, Error> {
         // Checked before anything exists, so the documented panic leaves no
         // child behind.
-        if tokio::runtime::Handle::try_current().is_err() {
-            panic!("childminder::Command::spawn must be called inside a tokio runtime");
-        }
+        crate::spawn::require_runtime("childminder::Command::spawn");
         let Started {
             shared,
             stdout,
@@ -190,8 +188,8 @@ impl Command {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime (before anything is spawned), and on a
-    /// runtime without I/O enabled (tokio's panic; the child is killed and
+    /// Outside a tokio runtime or on one without time enabled (before
+    /// anything is spawned), and on a runtime without I/O enabled (tokio's panic; the child is killed and
     /// reaped before it goes on).
     ///
     /// # Examples
@@ -580,8 +578,9 @@ impl std::fmt::Debug for Child {
 ///
 /// # Panics
 ///
-/// Resumes the action's panic after the teardown. Panics outside a tokio
-/// runtime.
+/// Resumes the action's panic after the teardown. Panics as
+/// [`Command::spawn`] does (outside a tokio runtime, or on one without
+/// time or IO enabled).
 ///
 /// # Cancel safety
 ///

@@ -15,6 +15,21 @@ use crate::shared::Shared;
 use crate::sys;
 use crate::target::Target;
 
+/// Panics, before anything is started, unless called on a tokio runtime
+/// with its timers enabled: `what` names the call for the message.
+///
+/// Timers are checked here because without them tokio panics only inside
+/// the supervising task, at its first timer: an acceptance test saw a
+/// deadline turn into an immediate SIGKILL reported as "the runtime shut
+/// down". Creating a `Sleep` (not polled: nothing is registered) panics
+/// with tokio's own message ("timers are disabled ... `enable_time`").
+pub(crate) fn require_runtime(what: &str) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        panic!("{what} must be called inside a tokio runtime");
+    }
+    drop(tokio::time::sleep(std::time::Duration::ZERO));
+}
+
 /// A started child: its pid, its pidfd (unless the kernel has none), and the
 /// parent's ends of the piped streams, already non-blocking.
 pub(crate) struct Spawned {

@@ -606,6 +606,57 @@ fn runtime_shutdown_kills_and_reaps_a_live_child() {
 /// unsupervised (or stayed a zombie of ours). The panic goes on to the
 /// caller, as documented; the child and its grandchildren are killed and
 /// reaped first. The same for `with_child`.
+/// Caught by an acceptance test: on a runtime without timers, `spawn`
+/// returned `Ok` and the supervising task panicked at its first timer, so
+/// a deadline became an immediate SIGKILL reported as "the runtime shut
+/// down". Every async entry point now panics before anything starts.
+#[test]
+fn every_async_call_on_a_runtime_without_timers_panics_before_anything_starts() {
+    support::warm_up();
+    let leak = LeakCheck::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let mut cmd = marked("sleep");
+    cmd.arg("30").deadline(Duration::from_secs(10));
+    let tree = childminder::supervisor::SupervisorSpec::new().child(
+        childminder::supervisor::ChildSpec::process("sleep", cmd.clone()),
+    );
+    let calls: [(&str, &dyn Fn()); 5] = [
+        ("Tree::start", &|| {
+            drop(runtime.block_on(async { childminder::supervisor::Tree::start(&tree) }))
+        }),
+        ("spawn", &|| {
+            drop(runtime.block_on(async { cmd.spawn().map(drop) }))
+        }),
+        ("output_async", &|| {
+            drop(runtime.block_on(cmd.output_async()))
+        }),
+        ("status_async", &|| {
+            drop(runtime.block_on(cmd.status_async()))
+        }),
+        ("with_child", &|| {
+            drop(runtime.block_on(with_child(&cmd, async |child| child.wait().await)))
+        }),
+    ];
+    for (name, call) in calls {
+        let panic = catch_unwind(AssertUnwindSafe(call)).expect_err(name);
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        assert!(message.contains("timers are disabled"), "{name}: {message}");
+        assert!(
+            common::marker_processes().is_empty(),
+            "{name} started a child"
+        );
+    }
+    drop(runtime);
+    leak.assert_clean();
+}
+
 #[test]
 fn spawn_on_a_runtime_without_io_panics_with_nothing_left() {
     support::warm_up();

@@ -172,9 +172,7 @@ pub(crate) async fn run_async(
 ) -> Result<SupervisionResult, Error> {
     // Checked before anything exists, so the documented panic leaves no
     // child behind.
-    if tokio::runtime::Handle::try_current().is_err() {
-        panic!("childminder's async one-line calls must run inside a tokio runtime");
-    }
+    crate::spawn::require_runtime("childminder's async one-line calls");
     if by_readiness(cmd) {
         awaited::supervise(cmd, stdio, stdout, stderr).await
     } else {

@@ -250,7 +250,8 @@ impl Tree {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime (it needs IO and time enabled).
+    /// Outside a tokio runtime, or on one without time enabled, before
+    /// anything starts (it needs IO and time enabled).
     ///
     /// # Examples
     ///
@@ -289,9 +290,7 @@ impl Tree {
     /// ```
     pub fn start_with(spec: &SupervisorSpec, options: TreeOptions) -> Result<Tree, SpecError> {
         spec.validate()?;
-        if tokio::runtime::Handle::try_current().is_err() {
-            panic!("childminder::supervisor::Tree::start must be called inside a tokio runtime");
-        }
+        crate::spawn::require_runtime("childminder::supervisor::Tree::start");
         Ok(driver::start_tree(spec, options))
     }
 
