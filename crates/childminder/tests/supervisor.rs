@@ -522,6 +522,41 @@ fn the_notify_socket_stays_open_for_status_and_barrier_after_ready() {
     });
 }
 
+/// Caught by an acceptance test: a nested supervisor whose children had all
+/// ended (or had none) completed, was restarted as `permanent`, ran its
+/// one-shot jobs again and again, and its parent gave up with status 1
+/// though every process exited 0. Its `ready` also came after its
+/// `finished`. A nested supervisor is now transient by default.
+#[test]
+fn a_nested_supervisor_that_completes_is_not_run_again() {
+    check(async || {
+        let jobs = SupervisorSpec::new()
+            .child(ChildSpec::process("job", fx(&["exit", "0"])).restart(Restart::Temporary));
+        let spec = SupervisorSpec::new()
+            .child(sleeper("a"))
+            .child(ChildSpec::supervisor("jobs", jobs))
+            .child(ChildSpec::supervisor("empty", SupervisorSpec::new()))
+            .child(sleeper("b"));
+        let mut run = Run::start(&spec);
+        let mut events = run
+            .until_all(&[("jobs", "finished"), ("empty", "finished"), ("b", "ready")])
+            .await;
+        run.tree.stop();
+        events.extend(run.rest().await);
+        for sub in ["jobs", "empty"] {
+            let own: Vec<&str> = events
+                .iter()
+                .filter(|e| &*e.path == sub)
+                .map(|e| e.kind.as_str())
+                .collect();
+            assert_eq!(own, ["starting", "ready", "finished", "stopped"], "{sub}");
+        }
+        let outcome = run.tree.wait().await;
+        assert!(matches!(*outcome, Outcome::Stopped), "{outcome:?}");
+        assert_eq!(outcome.exit_code(), 0);
+    });
+}
+
 #[test]
 fn readiness_by_notification_fd() {
     check(async || {

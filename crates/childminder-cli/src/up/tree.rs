@@ -1,7 +1,7 @@
 //! The configuration as the library's [`SupervisorSpec`].
 
 use childminder::Command;
-use childminder::supervisor::{self, ChildSpec, Readiness, Restart, Shutdown, SupervisorSpec};
+use childminder::supervisor::{self, ChildSpec, Readiness, Shutdown, SupervisorSpec};
 
 use super::config::{ChildConfig, ProcessConfig, Ready, SupervisorConfig};
 
@@ -33,13 +33,10 @@ fn child(config: &ChildConfig) -> ChildSpec {
             brutal_kill,
             config,
         } => (
+            // The library's default for a group is transient: it runs once
+            // unless it fails.
             ChildSpec::supervisor(name.clone(), spec(config)),
-            // A group of processes runs once unless it fails: a supervisor
-            // whose processes have all ended (none to restart) completes,
-            // and as `permanent` it would run them all again, until its
-            // parent's intensity gave up (an acceptance run caught a group
-            // of `temporary` processes run four times, then exit 1).
-            Some(restart.unwrap_or(Restart::Transient)),
+            *restart,
             *significant,
             *brutal_kill,
         ),

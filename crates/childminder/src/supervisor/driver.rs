@@ -402,7 +402,10 @@ impl Level {
                 let pid = self.pid_of(i);
                 self.shared
                     .update(rt.row, |s| s.state = ChildState::Running);
-                self.shared.emit(&rt.path, pid, EventKind::Ready);
+                // A nested supervisor announced its own `ready`.
+                if !self.spec.children[i].is_supervisor() {
+                    self.shared.emit(&rt.path, pid, EventKind::Ready);
+                }
             }
             Action::StartTimedOut(i) => {
                 let rt = &mut self.children[i];
@@ -471,6 +474,11 @@ impl Level {
                     self.shared.ready.send_replace(true);
                 }
                 Parent::Level { tx, child, run } => {
+                    // Emitted here, not by the parent when it takes the
+                    // message: a supervisor that ends at once (its children
+                    // all done) would have its `finished` before its
+                    // `ready` (an acceptance test saw it).
+                    self.shared.emit(&self.path, None, EventKind::Ready);
                     let _ = tx.send(Msg::Ready {
                         child: *child,
                         run: *run,

@@ -203,7 +203,8 @@ pub enum Readiness {
     Notify,
     /// s6's notification-fd: the child gets the write end of a pipe as
     /// this descriptor number (3 or more) and is ready when it has written
-    /// a newline to it.
+    /// a newline to it. Not a descriptor the command also gets from
+    /// [`Command::pass_fd`] ([`SupervisorSpec::validate`] refuses it).
     Fd(RawFd),
     /// Ready once a TCP connection to this address (`host:port`, resolved
     /// at each attempt) is accepted. There is no event for "a port opened",
@@ -318,10 +319,18 @@ impl ChildSpec {
             ChildKind::Process(_) => Some(DEFAULT_START_TIMEOUT),
             ChildKind::Supervisor(_) => None,
         };
+        // A nested supervisor whose children have all ended has completed
+        // (a normal end): permanent, it would be run again and again until
+        // its parent gave up (an acceptance test saw an empty one do so).
+        // OTP's guidance for a supervisor that can end is transient too.
+        let restart = match kind {
+            ChildKind::Process(_) => Restart::Permanent,
+            ChildKind::Supervisor(_) => Restart::Transient,
+        };
         ChildSpec {
             name: name.into(),
             kind,
-            restart: Restart::Permanent,
+            restart,
             success_exit_codes: BTreeSet::from([0]),
             shutdown: Shutdown::Graceful,
             significant: false,
@@ -361,7 +370,11 @@ impl ChildSpec {
         ChildSpec::with_kind(name, ChildKind::Supervisor(spec))
     }
 
-    /// When it is restarted. Default [`Restart::Permanent`].
+    /// When it is restarted. Default [`Restart::Permanent`] for a process,
+    /// [`Restart::Transient`] for a nested supervisor: one that gave up is
+    /// restarted, one whose children have all ended
+    /// ([`Outcome::Completed`](super::Outcome::Completed), a normal end) is
+    /// not run again. (A permanent one would be, until its parent gave up.)
     ///
     /// # Examples
     ///
@@ -804,6 +817,17 @@ impl SupervisorSpec {
                         format!("readiness fd {fd} must be 3 or more (0-2 are stdio)"),
                     ));
                 }
+                // The notification pipe would take the passed fd's place
+                // (an acceptance test saw the user's pipe silently lost).
+                Readiness::Fd(fd)
+                    if matches!(&child.kind, ChildKind::Process(cmd)
+                        if cmd.extra_fds.iter().any(|(_, target)| target == fd)) =>
+                {
+                    return Err(err(
+                        &path,
+                        format!("readiness fd {fd} is also given to pass_fd"),
+                    ));
+                }
                 Readiness::Tcp(addr) if addr.trim().is_empty() => {
                     return Err(err(&path, "readiness tcp address is empty".into()));
                 }
@@ -917,6 +941,21 @@ mod tests {
                 .1
                 .contains("fd 2")
         );
+        let (_, write) = std::io::pipe().unwrap();
+        let mut passes_3 = Command::new("true");
+        passes_3.pass_fd(write, 3);
+        assert!(
+            reason(
+                SupervisorSpec::new()
+                    .child(ChildSpec::process("a", passes_3.clone()).ready(Readiness::Fd(3)))
+            )
+            .1
+            .contains("pass_fd")
+        );
+        SupervisorSpec::new()
+            .child(ChildSpec::process("a", passes_3).ready(Readiness::Fd(4)))
+            .validate()
+            .unwrap();
         assert!(
             reason(SupervisorSpec::new().child(proc("a").ready(Readiness::Tcp(" ".into()))))
                 .1
