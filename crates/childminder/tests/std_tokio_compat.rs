@@ -772,3 +772,137 @@ fn status_shows_the_childs_output_as_std_does() {
     assert!(stderr.contains("to-stderr\n"), "{stderr}");
     assert!(!stdout.contains("never-shown"), "{stdout}");
 }
+
+/// A scratch directory of mode 755 (searchable by any user).
+fn open_scratch(name: &str) -> support::Scratch {
+    let dir = support::Scratch::new(name);
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
+/// Writes an executable script printing `text`, with `mode`.
+fn script(path: &std::path::Path, text: &str, mode: u32) {
+    std::fs::write(path, format!("#!/bin/sh\necho {text}\n")).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+/// Caught by an acceptance test: with `uid`, the PATH lookup asked whether
+/// *this* process (root) could execute each candidate, so a root-only file
+/// first on PATH was picked and the child's exec refused, where std's
+/// `execvp` (run as the new user) skips it and runs the next one.
+#[test]
+fn a_path_lookup_with_uid_skips_what_the_new_user_cannot_execute() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: not root");
+        return;
+    }
+    warm_up();
+    let leak = LeakCheck::new();
+    let dir = open_scratch("uid-path");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    script(&a.join("cm-tool"), "A", 0o700);
+    script(&b.join("cm-tool"), "B", 0o755);
+    let path = format!("{}:{}:/usr/bin:/bin", a.display(), b.display());
+    let ours = marked("cm-tool")
+        .uid(65534)
+        .gid(65534)
+        .env("PATH", &path)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let std_says = std::process::Command::new("cm-tool")
+        .uid(65534)
+        .gid(65534)
+        .env("PATH", &path)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(std_says.stdout, b"B\n");
+    assert_eq!(ours.stdout, b"B\n", "{:?}", ours.result);
+    // Found nowhere: still NotFound before anything is spawned.
+    let err = marked("cm-no-such-tool")
+        .uid(65534)
+        .gid(65534)
+        .env("PATH", &path)
+        .output()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    leak.assert_clean();
+}
+
+/// Caught by an acceptance test: a symlink loop met on PATH was reported
+/// as "not found"; `execvp` stops there with ELOOP, and std reports that.
+#[test]
+fn a_symlink_loop_on_path_is_reported_as_std_reports_it() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let dir = open_scratch("path-loop");
+    std::os::unix::fs::symlink("cm-loop", dir.path().join("cm-loop")).unwrap();
+    let path = dir.path().display().to_string();
+    let ours = std::io::Error::from(marked("cm-loop").env("PATH", &path).output().unwrap_err());
+    let std_says = std::process::Command::new("cm-loop")
+        .env("PATH", &path)
+        .output()
+        .unwrap_err();
+    assert_eq!(std_says.raw_os_error(), Some(libc::ELOOP));
+    assert_eq!(ours.kind(), std_says.kind(), "{ours}");
+    assert!(ours.to_string().contains("symbolic links"), "{ours}");
+    leak.assert_clean();
+}
+
+/// Caught by an acceptance test: a working directory this process may not
+/// search was refused as "does not exist" (`InvalidOptions`); std lets the
+/// child's chdir fail with `PermissionDenied`. Run as uid 65534 (a copy of
+/// this test binary) when we are root, whom no directory refuses.
+#[test]
+fn a_working_directory_we_may_not_search_is_the_childs_permission_error() {
+    use std::os::unix::process::CommandExt;
+    const CHILD: &str = "CHILDMINDER_COMPAT_CWD_CHILD";
+    if let Some(sub) = std::env::var_os(CHILD) {
+        let err = Command::new("pwd").current_dir(&sub).output().unwrap_err();
+        let std_says = std::process::Command::new("pwd")
+            .current_dir(&sub)
+            .output()
+            .unwrap_err();
+        println!("ours={:?} std={:?} {err}", err.kind(), std_says.kind());
+        return;
+    }
+    let dir = open_scratch("cwd-denied");
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::create_dir(private.join("sub")).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut copy = std::process::Command::new(std::env::current_exe().unwrap());
+    copy.args([
+        "--exact",
+        "a_working_directory_we_may_not_search_is_the_childs_permission_error",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, private.join("sub"));
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        copy.uid(65534).gid(65534);
+    }
+    let out = copy.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("ours=PermissionDenied std=PermissionDenied"),
+        "{stdout}"
+    );
+}
