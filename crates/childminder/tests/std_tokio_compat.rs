@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use childminder::{Command, Signal, Stdio, Termination};
 use common::{LeakCheck, our_children};
-use support::{fixture_cmd, marked, wait_until, warm_up};
+use support::{HANDSHAKE, fixture_cmd, marked, wait_until, warm_up};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn shell(script: &str) -> Command {
@@ -603,6 +603,36 @@ fn a_blocking_childs_id_is_none_once_it_ended_and_pid_stays() {
     assert_eq!(child.id(), None);
     assert_eq!(child.pid(), pid);
     assert!(child.try_wait().is_some());
+}
+
+/// Caught by an acceptance test: a loop that polls the pidfd and calls
+/// `try_wait` once per wake-up got `None` right after the pidfd turned
+/// readable (28 times in 30): the engine, on its own thread, had not
+/// published the result yet. std's `try_wait` reaps there and says `Some`.
+#[test]
+fn try_wait_has_the_result_once_the_pidfd_is_readable() {
+    warm_up();
+    let leak = LeakCheck::new();
+    for round in 0..30 {
+        let mut child = fixture_cmd(["exit", "0"])
+            .stdin(Stdio::Null)
+            .stdout(Stdio::Null)
+            .stderr(Stdio::Null)
+            .start()
+            .unwrap();
+        {
+            let mut exit = [rustix::event::PollFd::new(
+                &child,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec::try_from(HANDSHAKE).unwrap();
+            assert_eq!(rustix::event::poll(&mut exit, Some(&timeout)).unwrap(), 1);
+        }
+        let result = child.try_wait();
+        assert!(result.is_some_and(|r| r.success()), "round {round}");
+        drop(child);
+    }
+    leak.assert_clean();
 }
 
 #[test]
