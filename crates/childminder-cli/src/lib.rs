@@ -78,10 +78,22 @@ fn exit_code(status: i32) -> ExitCode {
 /// `--version`, 125 (childminder's own failure) for every usage error,
 /// instead of clap's 2, which could be mistaken for the command's status.
 fn usage_error_status(error: &clap::Error) -> i32 {
-    let _ = error.print();
+    let printed = error
+        .print()
+        .and_then(|()| std::io::Write::flush(&mut std::io::stdout()));
     if error.use_stderr() {
-        run::EXIT_FAILURE
-    } else {
-        0
+        return run::EXIT_FAILURE;
+    }
+    // `--help` or `--version` on stdout: a failed write (`> /dev/full`, a
+    // closed pipe) is a failure, as coreutils' `timeout --help` makes it.
+    match printed {
+        Ok(()) => 0,
+        // `childminder --help | head`: the reader had enough (ripgrep's
+        // rule; coreutils would die of the SIGPIPE Rust ignores).
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            run::diagnose(&format!("writing to standard output: {e}"));
+            run::EXIT_FAILURE
+        }
     }
 }

@@ -185,6 +185,41 @@ fn an_unwritable_report_is_125_and_nothing_runs() {
     assert!(!marker.exists(), "the child ran");
 }
 
+/// `--help > /dev/full` exited 0 with the help lost; coreutils' `timeout`
+/// says "write error" and exits 125. A reader that stops early (`| head`)
+/// is not an error.
+#[test]
+fn help_and_version_that_cannot_be_written_are_status_125_and_a_closed_pipe_is_not() {
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["run", "--help"],
+        &["up", "-h"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = common::childminder()
+            .args(args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("No space left"), "{args:?}: {stderr}");
+    }
+    let (read, write) = std::io::pipe().unwrap();
+    drop(read);
+    let out = common::childminder()
+        .arg("--help")
+        .stdout(write)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+}
+
 #[test]
 fn help_and_version_exit_0_and_explain_each_option() {
     let out = run(&["--help"]);
