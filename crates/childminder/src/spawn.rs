@@ -361,9 +361,9 @@ fn open_pidfd(cmd: &Command, pid: u32) -> Result<Option<OwnedFd>, Error> {
         Ok(fd) => Ok(Some(fd)),
         Err(source) => {
             // Without a pidfd we cannot keep our promises about this child:
-            // end it now, while its pid is still certainly ours.
-            let _ = sys::kill(pid as i32, libc::SIGKILL);
-            let _ = sys::pid_wait_blocking(pid);
+            // end it (and what it may have started in its group) now, while
+            // its pid is still certainly ours.
+            end_unsupervised(pid, cmd.process_group);
             Err(Error::Io {
                 program: cmd.program_lossy(),
                 context: "opening a pidfd for the new child",
