@@ -391,7 +391,11 @@ impl Child {
         self.shared.target.signal_group_members(signal)
     }
 
-    /// The result, if published; never blocks.
+    /// The result, if published; never blocks. The supervising task, on
+    /// this runtime, publishes it when it next runs after the exit: right
+    /// after the [`pidfd`](Self::pidfd) turns readable it can still be
+    /// `None` (on a current-thread runtime, until the caller awaits);
+    /// [`wait`](Self::wait) is the call that cannot miss it.
     ///
     /// # Examples
     ///
