@@ -601,11 +601,6 @@ fn runtime_shutdown_kills_and_reaps_a_live_child() {
     leak.assert_clean();
 }
 
-/// Caught by an acceptance run: on a runtime without I/O, tokio panicked in
-/// `spawn` after the child had started, and the child and its group ran on
-/// unsupervised (or stayed a zombie of ours). The panic goes on to the
-/// caller, as documented; the child and its grandchildren are killed and
-/// reaped first. The same for `with_child`.
 /// Caught by an acceptance test: on a runtime without timers, `spawn`
 /// returned `Ok` and the supervising task panicked at its first timer, so
 /// a deadline became an immediate SIGKILL reported as "the runtime shut
@@ -657,6 +652,11 @@ fn every_async_call_on_a_runtime_without_timers_panics_before_anything_starts() 
     leak.assert_clean();
 }
 
+/// Caught by an acceptance run: on a runtime without I/O, tokio panicked in
+/// `spawn` after the child had started, and the child and its group ran on
+/// unsupervised (or stayed a zombie of ours). The panic goes on to the
+/// caller, as documented; the child and its grandchildren are killed and
+/// reaped first. The same for `with_child`.
 #[test]
 fn spawn_on_a_runtime_without_io_panics_with_nothing_left() {
     support::warm_up();

@@ -911,11 +911,10 @@ fn a_working_directory_we_may_not_search_is_the_childs_permission_error() {
     let private = dir.path().join("private");
     std::fs::create_dir(&private).unwrap();
     std::fs::create_dir(private.join("sub")).unwrap();
-    std::fs::set_permissions(
-        &private,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    // Readable but not searchable, even by its owner (the test may not be
+    // root; as root, the copy runs as another user).
+    let mode = |m| std::os::unix::fs::PermissionsExt::from_mode(m);
+    std::fs::set_permissions(&private, mode(0o600)).unwrap();
     let mut copy = std::process::Command::new(std::env::current_exe().unwrap());
     copy.args([
         "--exact",
@@ -929,6 +928,8 @@ fn a_working_directory_we_may_not_search_is_the_childs_permission_error() {
         copy.uid(65534).gid(65534);
     }
     let out = copy.output().unwrap();
+    // Searchable again, so the scratch directory can be removed.
+    std::fs::set_permissions(&private, mode(0o755)).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(

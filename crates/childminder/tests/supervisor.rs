@@ -509,7 +509,14 @@ fn the_notify_socket_stays_open_for_status_and_barrier_after_ready() {
             .restart(Restart::Temporary);
         let mut run = Run::start(&SupervisorSpec::new().child(svc));
         run.until("svc", "ready").await;
-        std::fs::write(&go, "go\n").unwrap();
+        // Opening a FIFO waits for its reader: on a thread, bounded here.
+        let (written_tx, written) = std::sync::mpsc::channel();
+        let fifo = go.clone();
+        std::thread::spawn(move || written_tx.send(std::fs::write(fifo, "go\n")));
+        written
+            .recv_timeout(HANDSHAKE)
+            .expect("the child opened its FIFO")
+            .unwrap();
         let events = run.until("svc", "exited").await;
         let EventKind::Exited { result, .. } = &events.last().unwrap().kind else {
             unreachable!()
@@ -554,6 +561,38 @@ fn a_nested_supervisor_that_completes_is_not_run_again() {
         let outcome = run.tree.wait().await;
         assert!(matches!(*outcome, Outcome::Stopped), "{outcome:?}");
         assert_eq!(outcome.exit_code(), 0);
+    });
+}
+
+/// A review caught the first fix of the test above announcing a nested
+/// supervisor's `ready` again whenever its children were all running
+/// again: once per run it must be, the parent's to say.
+#[test]
+fn a_nested_supervisors_ready_and_finished_come_once_per_run() {
+    check(async || {
+        let sub = SupervisorSpec::new().child(sleeper("w"));
+        let spec = SupervisorSpec::new().child(ChildSpec::supervisor("sub", sub));
+        let mut run = Run::start(&spec);
+        let mut events = run.until("sub", "ready").await;
+        let w = events
+            .iter()
+            .find(|e| &*e.path == "sub/w" && e.kind.as_str() == "ready")
+            .and_then(|e| e.pid)
+            .unwrap();
+        kill(w as i32);
+        events.extend(run.until("sub/w", "restarting").await);
+        events.extend(run.until("sub/w", "ready").await);
+        run.tree.stop();
+        events.extend(run.rest().await);
+        let own: Vec<&str> = events
+            .iter()
+            .filter(|e| &*e.path == "sub")
+            .map(|e| e.kind.as_str())
+            .collect();
+        assert_eq!(
+            own,
+            ["starting", "ready", "stopping", "finished", "stopped"]
+        );
     });
 }
 

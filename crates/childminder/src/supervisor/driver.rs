@@ -402,10 +402,7 @@ impl Level {
                 let pid = self.pid_of(i);
                 self.shared
                     .update(rt.row, |s| s.state = ChildState::Running);
-                // A nested supervisor announced its own `ready`.
-                if !self.spec.children[i].is_supervisor() {
-                    self.shared.emit(&rt.path, pid, EventKind::Ready);
-                }
+                self.shared.emit(&rt.path, pid, EventKind::Ready);
             }
             Action::StartTimedOut(i) => {
                 let rt = &mut self.children[i];
@@ -434,9 +431,16 @@ impl Level {
                         self.shared
                             .emit(&path, None, EventKind::SpawnFailed { error });
                     }
-                    // A nested supervisor reported its own `finished`.
-                    Some(ChildExit::Supervisor(_)) | Some(ChildExit::StartTimeout(None)) | None => {
+                    // A nested supervisor's `finished` is emitted here, by
+                    // its parent, in the order the parent saw its `ready`
+                    // and its end (emitted by the supervisor itself, the
+                    // `finished` of one whose children were all done at
+                    // once came before its `ready`: an acceptance test).
+                    Some(ChildExit::Supervisor(outcome)) => {
+                        self.shared
+                            .emit(&path, None, EventKind::Finished { outcome });
                     }
+                    Some(ChildExit::StartTimeout(None)) | None => {}
                 }
             }
             Action::Restarting {
@@ -474,11 +478,6 @@ impl Level {
                     self.shared.ready.send_replace(true);
                 }
                 Parent::Level { tx, child, run } => {
-                    // Emitted here, not by the parent when it takes the
-                    // message: a supervisor that ends at once (its children
-                    // all done) would have its `finished` before its
-                    // `ready` (an acceptance test saw it).
-                    self.shared.emit(&self.path, None, EventKind::Ready);
                     let _ = tx.send(Msg::Ready {
                         child: *child,
                         run: *run,
@@ -520,15 +519,15 @@ impl Level {
                     .collect(),
             },
         });
-        self.shared.emit(
-            &self.path,
-            None,
-            EventKind::Finished {
-                outcome: outcome.clone(),
-            },
-        );
         match &self.parent {
             Parent::Root(tx) => {
+                self.shared.emit(
+                    &self.path,
+                    None,
+                    EventKind::Finished {
+                        outcome: outcome.clone(),
+                    },
+                );
                 self.shared.close();
                 tx.send_replace(Some(outcome));
             }

@@ -67,13 +67,14 @@ impl Strategy {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Restart {
-    /// Always restarted (`Restart=always`). The default.
+    /// Always restarted (`Restart=always`). The default for a process.
     #[default]
     Permanent,
     /// Restarted only after an abnormal end (`Restart=on-failure`): an exit
     /// code outside [`ChildSpec::success_exit_codes`], a death by a signal
     /// we did not send, a failed spawn, a start timeout, or — for a nested
-    /// supervisor — giving up. A stop we asked for is never abnormal.
+    /// supervisor — giving up. A stop we asked for is never abnormal. The
+    /// default for a nested supervisor.
     Transient,
     /// Never restarted (`Restart=no`).
     Temporary,
@@ -272,7 +273,8 @@ pub(crate) enum ChildKind {
 /// group, environment, ...) or a nested supervisor, with how it is
 /// restarted, stopped and judged ready.
 ///
-/// Defaults: [`Restart::Permanent`], success exit codes `{0}`,
+/// Defaults: [`Restart::Permanent`] ([`Restart::Transient`] for a nested
+/// supervisor), success exit codes `{0}`,
 /// [`Shutdown::Graceful`], not significant, [`Backoff::default`],
 /// [`Readiness::Spawned`], start timeout [`DEFAULT_START_TIMEOUT`] for a
 /// process and none for a nested supervisor (its children have their own).
@@ -741,7 +743,8 @@ impl SupervisorSpec {
     /// A [`SpecError`] naming the child (its path) and what is wrong: an
     /// empty name or one holding `/`; two siblings with the same name; a
     /// zero period; a backoff whose `initial` exceeds its `max`, or a
-    /// duration over 100 years; a readiness fd below 3; a TCP readiness
+    /// duration over 100 years; a readiness fd below 3, or one the command
+    /// also gets from [`Command::pass_fd`]; a TCP readiness
     /// address that is empty; a significant child that is permanent, or
     /// under a supervisor whose `auto_shutdown` is `never`; a process whose
     /// [`Command`] is invalid ([`Command::validate`], which also looks the
