@@ -469,15 +469,16 @@ impl std::fmt::Debug for Process {
 ///   chunks of at most [`Command::buffer_size`] bytes, on a thread of their
 ///   own: a pooled one, which earlier calls (from any thread) may have
 ///   used, so its thread-locals, signal mask and other per-thread settings
-///   are not the caller's. At the stream's end (end of file, or the output
-///   cut off) each consumer is called once more with an empty chunk, its
-///   end mark: a consumer that buffers (as [`Lines`](crate::consume::Lines)
-///   does) delivers the rest there, and its error is recorded as any
-///   other; a chunk read from the pipe is never empty. A consumer that returns `Err` or panics is
-///   recorded in
-///   [`SupervisionResult::worker_errors`] and its pipe is closed (the child
-///   sees EPIPE, as with `| head`). Consumers must eventually return:
-///   `with_process` waits for them.
+///   are not the caller's. A chunk read from the pipe is never empty: the
+///   empty chunk is the end mark, passed once, after the stream ended (end
+///   of file, the output cut off, a read error) and its pipe was closed —
+///   the only call for an empty stream, none after the consumer's own
+///   failure — so a consumer that buffers (as
+///   [`Lines`](crate::consume::Lines) does) delivers the rest there, its
+///   error recorded as any other. A consumer that returns `Err` or panics
+///   is recorded in [`SupervisionResult::worker_errors`] and its pipe is
+///   closed (the child sees EPIPE, as with `| head`). Consumers must
+///   eventually return: `with_process` waits for them.
 /// - `action` runs on the calling thread with the [`Process`] handle.
 ///
 /// When `action` returns **or panics**, the teardown runs: stdin is closed

@@ -207,8 +207,10 @@ impl BlockingChild {
 
     /// The result if the child has ended; closes nothing. Never blocks
     /// on the child: once its exit is visible (its [`pidfd`](Self::pidfd)
-    /// readable), the result is returned, waiting the moment (microseconds)
-    /// the engine takes to publish it.
+    /// readable), the result is returned, waiting the moment the engine
+    /// takes to publish it — microseconds; up to its 10 ms exit check on a
+    /// kernel without pidfd; `None` if it takes over a second (an engine
+    /// thread the OS does not run).
     ///
     /// # Examples
     ///
@@ -297,10 +299,10 @@ impl BlockingChild {
     /// assert_eq!(child.wait().exit.unwrap().signal(), Some(childminder::Signal::KILL));
     /// ```
     pub fn kill(&mut self) {
+        // As std's, the signal is sent when this returns (`kill_now` sends
+        // it here), so closing stdin next (in `wait`) cannot let the child
+        // exit by itself first.
         self.shared.kill_now();
-        // As std's: the signal is sent when this returns, so closing stdin
-        // next (in `wait`) cannot let the child exit by itself first.
-        self.shared.kill_handled.wait_blocking();
     }
 
     /// Sends `signal` to the child alone, through its pidfd; `Ok(false)`

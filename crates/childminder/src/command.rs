@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
+
 use crate::contain::Cgroup;
 use crate::error::Error;
 use crate::signal::Signal;
@@ -585,10 +587,12 @@ impl Command {
 
     /// Whether the spawn needs code in the child before `exec` (fork).
     pub(crate) fn uses_fork(&self) -> bool {
-        self.kill_on_parent_death
-            || self.uid.is_some()
-            || self.gid.is_some()
-            || self.groups.is_some()
+        self.kill_on_parent_death || self.changes_credentials()
+    }
+
+    /// Whether the child takes on another user, group or groups.
+    pub(crate) fn changes_credentials(&self) -> bool {
+        self.uid.is_some() || self.gid.is_some() || self.groups.is_some()
     }
 
     /// Gives the child SIGPIPE as this process has it when spawning, instead
@@ -1084,19 +1088,25 @@ impl Command {
         if self.program.as_bytes().contains(&b'/') {
             return Ok(program.clone());
         }
-        let child_path = self.env.get(OsStr::new("PATH")).and_then(Option::as_ref);
-        let path_bytes = match child_path {
-            Some(p) => p.as_bytes().to_vec(),
-            None => std::env::var_os("PATH")
-                .map(OsString::into_vec)
-                .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec()),
-        };
         // With other credentials, what this process may execute says
         // nothing of what the child's user may (an acceptance test saw a
         // root-only file first on PATH refused where std ran the next
         // one): once a candidate exists, the child's own `execvp` (std's,
-        // on the fork path these take) looks the name up as that user.
-        let changes_credentials = self.uid.is_some() || self.gid.is_some() || self.groups.is_some();
+        // on the fork path these take) looks the name up as that user, in
+        // the child's environment.
+        let changes_credentials = self.changes_credentials();
+        let child_path = self.env.get(OsStr::new("PATH"));
+        let path_bytes = match child_path {
+            Some(Some(p)) => p.as_bytes().to_vec(),
+            // No PATH in the child's environment: its `execvp` searches
+            // glibc's default (`confstr(_CS_PATH)`).
+            Some(None) if changes_credentials => b"/bin:/usr/bin".to_vec(),
+            None if changes_credentials && self.env_clear => b"/bin:/usr/bin".to_vec(),
+            // posix_spawnp's rule, which std follows: this process's PATH.
+            _ => std::env::var_os("PATH")
+                .map(OsString::into_vec)
+                .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec()),
+        };
         let mut found_unexecutable = false;
         for dir in path_bytes.split(|&b| b == b':') {
             let dir = if dir.is_empty() { &b"."[..] } else { dir };
@@ -1104,7 +1114,6 @@ impl Command {
             // A relative entry is relative to where the child execs.
             let seen_from_here = self.as_the_child_sees_it(&candidate);
             let access = rustix::fs::access(&seen_from_here, rustix::fs::Access::EXEC_OK);
-            use rustix::io::Errno;
             match access {
                 Ok(()) | Err(Errno::ACCESS) if changes_credentials => {
                     return Ok(program.clone());

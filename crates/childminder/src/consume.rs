@@ -193,11 +193,12 @@ where
     }
 
     /// This splitter as a consumer for [`with_process`](crate::with_process):
-    /// each chunk goes to [`feed`](Self::feed), and the end mark (the empty
-    /// chunk `with_process` passes at the stream's end, never before) to
+    /// each chunk goes to [`feed`](Self::feed), and an empty one (the end
+    /// mark `with_process` passes once, at the stream's end) to
     /// [`finish`](Self::finish), so the last line's error is recorded in
     /// [`worker_errors`](crate::SupervisionResult::worker_errors) like any
-    /// other line's.
+    /// other line's. (Called by hand, an empty chunk ends the line in
+    /// progress.)
     ///
     /// # Examples
     ///

@@ -154,7 +154,6 @@ async fn run(shared: Arc<Shared>, policy: Policy, drain: Option<OutputDrain>, gu
         "result published"
     );
     shared.result.publish(result);
-    shared.kill_handled.publish(());
     // Whatever had the child's stdin open has no reader any more.
     shared.stdin.close();
 
@@ -281,7 +280,6 @@ async fn observe_exit(
         if requests & REQ_KILL != 0 {
             let steps = esc.kill_now(now);
             run_steps(&Engine(shared, policy), esc, now, steps);
-            shared.kill_handled.publish(());
         }
         let deadline_due = deadline_pending && deadline_at.is_some_and(|d| now >= d);
         if deadline_due || requests & REQ_DEADLINE != 0 {
@@ -311,16 +309,12 @@ async fn observe_exit(
         tokio::select! {
             biased;
             status = shared.target.exited() => {
-                if matches!(&status, Ok(s) if s.signal() == Some(crate::signal::Signal::KILL))
-                    && shared.kill_was_asked()
-                    && esc.kill_sent_at().is_none()
-                {
+                let killed = matches!(&status, Ok(s) if s.signal() == Some(Signal::KILL));
+                if let Some(sent_at) = shared.kill_sent_by_caller().filter(|_| killed) {
                     // `kill()` sent it before this task took the request
                     // (the child may be reaped already: nothing to send).
-                    let now = Instant::now();
-                    let _ = esc.kill_now(now);
-                    esc.record_kill(now);
-                    shared.kill_handled.publish(());
+                    let _ = esc.kill_now(sent_at);
+                    esc.record_kill(sent_at);
                 }
                 esc.exited();
                 return match status {
@@ -596,13 +590,17 @@ pub(crate) struct GivenUp {
 /// (Linux < 5.3: nothing to hand over); `Some(Err)` when the engine could
 /// not take it, so it is still ours.
 fn hand_over(shared: &Shared) -> Option<std::io::Result<()>> {
-    let handed = shared
-        .target
-        .pidfd_copy()?
-        .and_then(|pidfd| hand_to_engine(given_up(shared, pidfd)))
-        .map(drop);
-    if handed.is_ok() {
-        shared.target.handed_over();
+    let pidfd = match shared.target.pidfd_copy()? {
+        Ok(pidfd) => pidfd,
+        Err(e) => return Some(Err(e)),
+    };
+    // Marked before the engine's task exists, which may reap at once: from
+    // then on nothing keyed by the pid may be sent from here (a `kill()`
+    // from a handle included). Taken back if the hand-over fails.
+    shared.target.handed_over();
+    let handed = hand_to_engine(given_up(shared, pidfd)).map(drop);
+    if handed.is_err() {
+        shared.target.taken_back();
     }
     Some(handed)
 }

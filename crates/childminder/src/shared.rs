@@ -144,13 +144,12 @@ pub(crate) struct Shared {
     /// handles' `wait` waits for, so that once it returns the child is
     /// reaped in the usual case (as with std and tokio).
     pub settled: Published<()>,
-    /// Set once a kill request has been carried out (SIGKILL sent), or the
-    /// child's end was seen: what a synchronous `kill` waits for.
-    pub kill_handled: Published<()>,
     pub stdin: Arc<StdinSlot>,
     requests: AtomicU8,
     /// A kill was asked for, ever ([`REQ_KILL`] stays here once taken).
     kill_asked: AtomicBool,
+    /// When a handle's `kill()` sent SIGKILL itself ([`Shared::kill_now`]).
+    kill_sent_by_caller: Mutex<Option<Instant>>,
     /// The first signal asked for by `terminate`, or 0 for the policy's.
     term_signal_override: AtomicI32,
     wake_coordinator: Notify,
@@ -182,10 +181,10 @@ impl Shared {
             result: Published::default(),
             finished: Published::default(),
             settled: Published::default(),
-            kill_handled: Published::default(),
             stdin: Arc::new(StdinSlot::new(stdin)),
             requests: AtomicU8::new(0),
             kill_asked: AtomicBool::new(false),
+            kill_sent_by_caller: Mutex::new(None),
             term_signal_override: AtomicI32::new(0),
             wake_coordinator: Notify::new(),
             worker_errors: Mutex::new(Vec::new()),
@@ -212,7 +211,6 @@ impl Shared {
 
     /// Marks the supervision finished (and so settled).
     pub(crate) fn publish_finished(&self) {
-        self.kill_handled.publish(());
         self.settled.publish(());
         self.finished.publish(());
     }
@@ -281,16 +279,30 @@ impl Shared {
     /// the coordinator runs only at the caller's next `.await`, and a child
     /// outlived `kill(); exit(0)` (an acceptance test; tokio's `start_kill`
     /// sends before it returns). The coordinator's second SIGKILL is
-    /// harmless, and it counts the kill as its own when the exit it sees
-    /// is by SIGKILL ([`kill_was_asked`](Self::kill_was_asked)).
+    /// harmless, and it counts the kill as its own, at the time it was
+    /// sent, when the exit it sees is by SIGKILL
+    /// ([`kill_sent_by_caller`](Self::kill_sent_by_caller)).
     pub(crate) fn kill_now(&self) {
         self.request(REQ_KILL);
-        let _ = self.target.signal_escalation(crate::signal::Signal::KILL);
+        // Noted before the send: the coordinator, on another thread, may
+        // see the exit before this returns. Withdrawn if nothing was sent.
+        let at = Instant::now();
+        *self.lock_kill_sent() = Some(at);
+        let sent = self.target.signal_escalation(crate::signal::Signal::KILL);
+        if !matches!(sent, Ok(true)) {
+            *self.lock_kill_sent() = None;
+        }
     }
 
-    /// Whether a kill was ever asked for.
-    pub(crate) fn kill_was_asked(&self) -> bool {
-        self.kill_asked.load(Ordering::SeqCst)
+    /// When [`kill_now`](Self::kill_now) sent SIGKILL itself, if it did.
+    pub(crate) fn kill_sent_by_caller(&self) -> Option<Instant> {
+        *self.lock_kill_sent()
+    }
+
+    fn lock_kill_sent(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.kill_sent_by_caller
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Resolves once a kill has been asked for (at once if one was before,

@@ -410,7 +410,7 @@ fn spawn_with_fork(
         uid: cmd.uid,
         gid: cmd.gid,
         groups: cmd.groups.clone(),
-        cwd_as_new_user: prepared.cwd.clone().filter(|_| changes_credentials(cmd)),
+        cwd_as_new_user: prepared.cwd.clone().filter(|_| cmd.changes_credentials()),
         reset_sigpipe: !cmd.inherit_sigpipe,
         join_cgroup: join.as_ref().map(|(procs, (_, write))| sys::JoinCgroup {
             procs: procs.as_raw_fd(),
@@ -442,11 +442,6 @@ fn spawn_with_fork(
     }
 }
 
-/// Whether the child takes on another user, group or groups.
-fn changes_credentials(cmd: &Command) -> bool {
-    cmd.uid.is_some() || cmd.gid.is_some() || cmd.groups.is_some()
-}
-
 fn fork_exec(
     cmd: &Command,
     prepared: &Prepared,
@@ -464,7 +459,7 @@ fn fork_exec(
     // With new credentials the hook enters it after they change: std would
     // enter it first, as this process's user (an acceptance run caught a
     // child of uid 65534 started in a root-only directory).
-    if let Some(cwd) = prepared.cwd.as_ref().filter(|_| !changes_credentials(cmd)) {
+    if let Some(cwd) = prepared.cwd.as_ref().filter(|_| !cmd.changes_credentials()) {
         std_cmd.current_dir(os(cwd));
     }
     if cmd.process_group {

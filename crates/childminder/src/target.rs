@@ -166,6 +166,12 @@ impl Target {
         self.state().reaped = true;
     }
 
+    /// Undoes [`handed_over`](Self::handed_over) when the hand-over failed:
+    /// no one else reaps the child, which is ours again.
+    pub(crate) fn taken_back(&self) {
+        self.state().reaped = false;
+    }
+
     /// Signals the child alone. `Ok(false)` when it is already gone (a
     /// no-op, never a signal to whatever now has its pid).
     pub(crate) fn signal_child(&self, sig: Signal) -> io::Result<bool> {

@@ -32,8 +32,10 @@ pub(crate) enum ReaderEnd {
     /// The child had exited and the pipe was still open a grace period
     /// later (a grandchild holds it): the reader gave up and closed it.
     CutOff,
-    /// Reading failed, or the consumer failed and the pipe was closed.
+    /// Reading failed (the pipe was closed).
     Failed,
+    /// The consumer failed (or panicked) and the pipe was closed.
+    ConsumerFailed,
 }
 
 /// What the stdio thread does for one call.
@@ -138,18 +140,18 @@ pub(crate) async fn read_outputs<O, E>(
     let _ = outputs_done.send(out == ReaderEnd::CutOff || err == ReaderEnd::CutOff);
 }
 
-/// Reads one stream to end-of-file, handing each chunk to `consumer`, or
-/// until the cut-off: a grace period after the child's exit with the pipe
-/// still held open by a writer. A pipe whose writers have all gone by then
-/// is read to its end (what it holds is finite and was all written), so a
-/// slow consumer loses nothing.
+/// Reads one stream (if piped) to its end, handing each chunk to its
+/// consumer, then hands it the end mark: one empty chunk, once the pipe is
+/// closed, however the stream ended (end of file, the cut-off, a read
+/// error) unless the consumer itself failed. A consumer that buffers
+/// (`consume::Lines`) delivers the rest there, its error recorded.
 async fn read_stream<C>(
     shared: &Shared,
     stream: Stream,
     source: Option<(OwnedFd, C)>,
     buffer_size: usize,
     grace: Duration,
-    mut exit_seen: watch::Receiver<Option<Instant>>,
+    exit_seen: watch::Receiver<Option<Instant>>,
 ) -> ReaderEnd
 where
     C: FnMut(&[u8]) -> io::Result<()>,
@@ -157,9 +159,52 @@ where
     let Some((fd, mut consumer)) = source else {
         return ReaderEnd::Eof;
     };
+    let end = read_to_end(
+        shared,
+        stream,
+        fd,
+        &mut consumer,
+        buffer_size,
+        grace,
+        exit_seen,
+    )
+    .await;
+    if end != ReaderEnd::ConsumerFailed {
+        if let Err(e) = call_consumer(&mut consumer, &[]) {
+            shared.record_worker_error(WorkerError::new(
+                &shared.program,
+                stream,
+                WorkerOp::Consume,
+                e,
+            ));
+        }
+    }
+    end
+}
+
+/// Reads one stream to end-of-file, handing each chunk to `consumer`, or
+/// until the cut-off: a grace period after the child's exit with the pipe
+/// still held open by a writer. A pipe whose writers have all gone by then
+/// is read to its end (what it holds is finite and was all written), so a
+/// slow consumer loses nothing. Returning closes the pipe.
+async fn read_to_end<C>(
+    shared: &Shared,
+    stream: Stream,
+    fd: OwnedFd,
+    consumer: &mut C,
+    buffer_size: usize,
+    grace: Duration,
+    mut exit_seen: watch::Receiver<Option<Instant>>,
+) -> ReaderEnd
+where
+    C: FnMut(&[u8]) -> io::Result<()>,
+{
     let fail = |op, e| {
         shared.record_worker_error(WorkerError::new(&shared.program, stream, op, e));
-        ReaderEnd::Failed
+        match op {
+            WorkerOp::Consume => ReaderEnd::ConsumerFailed,
+            _ => ReaderEnd::Failed,
+        }
     };
     let mut pipe = match pipe::Receiver::from_owned_fd_unchecked(fd) {
         Ok(pipe) => pipe,
@@ -217,24 +262,15 @@ where
         };
         let Some(read) = read else {
             if reached_cut_off(&pipe) {
-                drop(pipe);
-                if let Err(e) = call_consumer(&mut consumer, &[]) {
-                    fail(WorkerOp::Consume, e);
-                }
                 return ReaderEnd::CutOff;
             }
             to_the_end = true;
             continue;
         };
         match read {
-            Ok(0) => {
-                return match call_consumer(&mut consumer, &[]) {
-                    Ok(()) => ReaderEnd::Eof,
-                    Err(e) => fail(WorkerOp::Consume, e),
-                };
-            }
+            Ok(0) => return ReaderEnd::Eof,
             Ok(_) => {
-                if let Err(e) = call_consumer(&mut consumer, &buf) {
+                if let Err(e) = call_consumer(consumer, &buf) {
                     // Returning drops the pipe: the child sees EPIPE or
                     // SIGPIPE on its next write, as with `| head`.
                     return fail(WorkerOp::Consume, e);

@@ -630,7 +630,9 @@ fn try_wait_has_the_result_once_the_pidfd_is_readable() {
         }
         let result = child.try_wait();
         assert!(result.is_some_and(|r| r.success()), "round {round}");
-        drop(child);
+        // The supervision goes on a moment after the result (the pidfd
+        // closed last): `wait` is what says it is over.
+        child.wait();
     }
     leak.assert_clean();
 }

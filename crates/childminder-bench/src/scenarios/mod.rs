@@ -39,9 +39,11 @@ pub struct Counted {
 }
 
 impl Counted {
+    /// Counts a chunk of `n` bytes. An empty one (`with_process`'s end
+    /// mark, not a read) counts nothing.
     pub fn add(&mut self, n: usize) {
         self.bytes += n as u64;
-        self.reads += 1;
+        self.reads += u64::from(n > 0);
     }
 }
 
