@@ -109,6 +109,14 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
         diagnose(&format!("cannot reset SIGCHLD to its default: {e}"));
         return EXIT_FAILURE.into();
     }
+    // Before the report file is made: a signal from now on is the event
+    // loop's, and the report is written.
+    if let Err(e) = crate::signals::block_caught(role) {
+        diagnose(&format!(
+            "cannot block the signals childminder catches: {e}"
+        ));
+        return EXIT_FAILURE.into();
+    }
     let sink = match args.report.as_deref().map(ReportSink::open).transpose() {
         Ok(sink) => sink,
         Err(message) => {

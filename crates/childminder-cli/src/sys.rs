@@ -452,6 +452,22 @@ fn sigset(signals: &[i32]) -> libc::sigset_t {
     unsafe { set.assume_init() }
 }
 
+/// Blocks `signals` in the calling thread (and the threads it starts
+/// from now on): they stay pending until read or unblocked.
+///
+/// # Errors
+///
+/// The OS error of `pthread_sigmask`.
+pub fn block_signals(signals: &[i32]) -> io::Result<()> {
+    let set = sigset(signals);
+    // SAFETY: the set is initialised; only the calling thread's mask changes.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
 /// Blocks `signals` in the calling thread (and so in every thread it
 /// starts later) and returns a non-blocking signalfd that receives them.
 /// A blocked signal stays pending until the signalfd reads it: no handler
@@ -464,12 +480,8 @@ fn sigset(signals: &[i32]) -> libc::sigset_t {
 ///
 /// The OS error of `pthread_sigmask` or `signalfd` (out of fds).
 pub fn signalfd_for(signals: &[i32]) -> io::Result<OwnedFd> {
+    block_signals(signals)?;
     let set = sigset(signals);
-    // SAFETY: the set is initialised; only the calling thread's mask changes.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
     // SAFETY: -1 asks for a new fd; the set is initialised; the flags are
     // valid SFD_* bits.
     let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };

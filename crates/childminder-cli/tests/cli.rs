@@ -826,3 +826,34 @@ fn streams_closed_at_start_are_handed_over_not_streamed() {
         "{report}"
     );
 }
+
+/// Caught by an acceptance run: a TERM in childminder's first millisecond,
+/// after the report file was created but before the caught signals were
+/// blocked, ended it by the default action and left the file empty. The
+/// signals are now blocked first, so whenever the file exists, the report
+/// is in it. TERM is sent across the start-up, from at once to 4 ms in.
+#[test]
+fn a_signal_during_start_up_never_leaves_an_empty_report() {
+    for step in 0..40u64 {
+        let report = temp_path("early-term.json");
+        let mut child = common::childminder()
+            .args(["run", "--report"])
+            .arg(&report)
+            .args(["--", "sleep", "5"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A sweep over the start-up, not a wait for an event.
+        std::thread::sleep(std::time::Duration::from_micros(step * 100));
+        // SAFETY: kill takes integers; the pid is our unreaped child's.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        if let Ok(text) = std::fs::read_to_string(&report) {
+            let parsed: Result<Value, _> = serde_json::from_str(text.trim());
+            assert!(parsed.is_ok(), "step {step}: {status:?}, report {:?}", text);
+            let _ = std::fs::remove_file(&report);
+        }
+    }
+}
