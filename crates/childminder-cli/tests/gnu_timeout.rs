@@ -413,3 +413,18 @@ fn a_report_to_a_stalled_stderr_does_not_hang() {
         started.elapsed()
     );
 }
+
+/// Caught by an acceptance run: with `-s KILL` the first signal is SIGKILL,
+/// yet the report had `kill_sent_after_ms: null`, where the README says it
+/// tells whether KILL was sent.
+#[test]
+fn dash_s_kill_reports_sigkill_sent() {
+    let (out, report) = run_with_report(&["run", "-t", "0.1", "-s", "KILL", "--", "sleep", "30"]);
+    assert_eq!(out.code(), 124, "{}", out.stderr);
+    assert_eq!(report["exit"]["signal_name"], "SIGKILL");
+    assert!(report["term_sent_after_ms"].is_u64(), "{report}");
+    assert_eq!(
+        report["kill_sent_after_ms"], report["term_sent_after_ms"],
+        "{report}"
+    );
+}

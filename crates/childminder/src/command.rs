@@ -799,6 +799,13 @@ impl Command {
     /// Otherwise the child gets only fds 0, 1 and 2: every other descriptor
     /// of this process, close-on-exec or not, is closed in the child.
     ///
+    /// Only on the `posix_spawn` path: [`validate`](Self::validate) (and so
+    /// every spawn) refuses it with [`uid`](Self::uid), [`gid`](Self::gid),
+    /// [`groups`](Self::groups),
+    /// [`kill_on_parent_death`](Self::kill_on_parent_death) or
+    /// [`cgroup`](Self::cgroup), which spawn through std's fork, whose own
+    /// exec-error pipe could be the descriptor the passed fd lands on.
+    ///
     /// # Examples
     ///
     /// ```

@@ -440,6 +440,11 @@ pub(crate) fn run_steps(
                     // (A second CONT, when CONT was the signal, is harmless.)
                     if signal != Signal::KILL {
                         let _ = target.signal_escalation(Signal::CONT);
+                    } else {
+                        // SIGKILL as the first signal (`-s KILL`) is SIGKILL
+                        // sent: the report says so (an acceptance run found
+                        // `kill_sent_after` null then).
+                        esc.record_kill(now);
                     }
                 } else {
                     esc.record_kill(now);

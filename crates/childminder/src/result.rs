@@ -312,7 +312,8 @@ pub struct SupervisionResult {
     /// When SIGTERM (or the configured first signal) was sent, measured from
     /// the spawn.
     pub term_sent_after: Option<Duration>,
-    /// When SIGKILL was sent, measured from the spawn.
+    /// When SIGKILL was sent, measured from the spawn (the same time as
+    /// `term_sent_after` when SIGKILL was the first signal).
     pub kill_sent_after: Option<Duration>,
     /// From the spawn to the observed exit (or to publication, if no exit
     /// was observed).
