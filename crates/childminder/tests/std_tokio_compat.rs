@@ -696,8 +696,7 @@ fn the_pidfd_is_lent_by_every_handle() {
 
 #[test]
 fn uid_gid_and_groups_reach_the_child_on_the_fork_path() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
+    if !running_as_root() {
         eprintln!("not root: only the refusal is checked");
         let err = marked("true").uid(0).run().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
@@ -729,8 +728,7 @@ fn uid_gid_and_groups_reach_the_child_on_the_fork_path() {
 #[test]
 fn the_working_directory_is_entered_as_the_new_user() {
     use std::os::unix::process::CommandExt;
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
+    if !running_as_root() {
         eprintln!("skipped: not root");
         return;
     }
@@ -829,8 +827,7 @@ fn script(path: &std::path::Path, text: &str, mode: u32) {
 #[test]
 fn a_path_lookup_with_uid_skips_what_the_new_user_cannot_execute() {
     use std::os::unix::process::CommandExt;
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
+    if !running_as_root() {
         eprintln!("skipped: not root");
         return;
     }
@@ -925,8 +922,7 @@ fn a_working_directory_we_may_not_search_is_the_childs_permission_error() {
         "--test-threads=1",
     ])
     .env(CHILD, private.join("sub"));
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } == 0 {
+    if running_as_root() {
         copy.uid(65534).gid(65534);
     }
     let out = copy.output().unwrap();
@@ -938,4 +934,10 @@ fn a_working_directory_we_may_not_search_is_the_childs_permission_error() {
         stdout.contains("ours=PermissionDenied std=PermissionDenied"),
         "{stdout}"
     );
+}
+
+/// Whether this test runs as root (the credential tests need it).
+fn running_as_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
 }
