@@ -230,6 +230,30 @@ fn recorder(chunks: &mut Vec<Vec<u8>>) -> impl FnMut(&[u8]) -> io::Result<()> + 
     }
 }
 
+/// A consumer that failed is called no more: not even with the end mark
+/// (its failure is the one recorded; its pipe was closed at once).
+#[test]
+fn a_consumer_that_failed_gets_no_end_mark() {
+    warm_up();
+    let leak = LeakCheck::new();
+    let mut calls = Vec::new();
+    let r = with_process(
+        &fixture_cmd(["write", "200000"]),
+        stdin::empty(),
+        |c: &[u8]| {
+            calls.push(c.len());
+            Err(io::Error::other("enough"))
+        },
+        discard,
+        |p| p.wait(),
+    )
+    .unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0] > 0, "{calls:?}");
+    assert_eq!(r.worker_errors.len(), 1, "{r:?}");
+    leak.assert_clean();
+}
+
 /// The end mark: one empty chunk per stream, after its last byte, whether
 /// the stream reached its end of file or was cut off (a grandchild holding
 /// it open past the grace period).
