@@ -703,6 +703,52 @@ fn nothing_outlives_a_killed_up() {
 // Configuration errors
 // ---------------------------------------------------------------------------
 
+/// Caught by an acceptance run: the rules the library checks after the
+/// file is read (a zero period, a significant permanent process, a
+/// significant one under `auto_shutdown = "never"`, a backoff whose initial
+/// is above its max) said `invalid configuration: ...` with no file, line
+/// or key, where the README promises `FILE:LINE: KEY:` for every error.
+#[test]
+fn errors_found_after_parsing_still_name_file_line_and_key() {
+    let dir = test_dir("spec-errors");
+    let process = "[[process]]\nname = \"svc\"\ncommand = \"touch ran\"\n";
+    for (extra_top, extra, expected) in [
+        (
+            "period = \"0s\"\n",
+            "",
+            "childminder.toml:1: period: period must be greater than zero",
+        ),
+        (
+            "",
+            "significant = true\n",
+            "childminder.toml:4: svc: significant: a significant child must be transient",
+        ),
+        (
+            "",
+            "restart = \"transient\"\nsignificant = true\n",
+            "childminder.toml:5: svc: significant: a significant child needs auto_shutdown",
+        ),
+        (
+            "",
+            "backoff = { initial = \"10s\", max = \"1s\" }\n",
+            "childminder.toml:4: svc: backoff: backoff initial 10s is above max 1s",
+        ),
+    ] {
+        fs::write(
+            dir.join("childminder.toml"),
+            format!("{extra_top}{process}{extra}"),
+        )
+        .unwrap();
+        let out = run(&dir, &[]);
+        assert_eq!(out.code, 125, "{out:?}");
+        assert!(
+            out.stderr[0].starts_with(&format!("childminder: {expected}")),
+            "{out:?}"
+        );
+        assert!(!dir.join("ran").exists());
+    }
+}
+
 #[test]
 fn config_errors_are_125_with_file_line_and_key_and_nothing_runs() {
     let dir = test_dir("errors");

@@ -36,6 +36,7 @@
 //!
 //! Every error names the file, the line, the key, and what is wrong.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -43,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use childminder::Signal;
+use childminder::supervisor::SpecError;
 pub use childminder::supervisor::{AutoShutdown, Restart, Strategy};
 use serde::Deserialize;
 use toml::Spanned;
@@ -150,6 +152,8 @@ pub struct SupervisorConfig {
     pub auto_shutdown: Option<AutoShutdown>,
     /// In start order.
     pub children: Vec<ChildConfig>,
+    /// Where it all is written (the top level's; empty for a nested one).
+    pub lines: Lines,
 }
 
 /// A child of a supervisor.
@@ -277,6 +281,49 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------
+/// Where each child and its settings are written, for the errors the
+/// library finds after parsing ([`SpecError`]: a significant permanent
+/// process, a zero period, ...), so they too say `FILE:LINE: KEY:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lines {
+    file: String,
+    /// `(path, setting)` → line; `(path, "")` is the entry's own line.
+    at: BTreeMap<(String, String), usize>,
+}
+
+impl Lines {
+    pub(crate) fn new(file: &str) -> Lines {
+        Lines {
+            file: file.to_owned(),
+            at: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn record(&mut self, path: &str, setting: &str, line: usize) {
+        self.at
+            .entry((path.to_owned(), setting.to_owned()))
+            .or_insert(line);
+    }
+
+    /// `error` with the file, and the line of its setting (else of its
+    /// child's entry) when known.
+    pub fn locate(&self, error: &SpecError) -> ConfigError {
+        let setting = error.setting.unwrap_or_default();
+        let line = |s: &str| self.at.get(&(error.path.clone(), s.to_owned())).copied();
+        let key = match (&error.path[..], setting) {
+            ("", s) => s.to_owned(),
+            (path, "") => path.to_owned(),
+            (path, s) => format!("{path}: {s}"),
+        };
+        ConfigError {
+            file: self.file.clone(),
+            line: line(setting).or_else(|| line("")),
+            key,
+            message: error.reason.clone(),
+        }
+    }
+}
+
 // TOML
 
 #[derive(Deserialize)]
@@ -334,10 +381,25 @@ struct BackoffToml {
 ///
 /// The first problem found, with its line.
 pub fn parse_toml(text: &str, file: &str, path: &Path) -> Result<SupervisorConfig, ConfigError> {
-    let at = Locator { text, file };
+    let at = Locator {
+        text,
+        file,
+        lines: RefCell::new(Lines::new(file)),
+    };
     let top: TopToml = toml::from_str(text).map_err(|e| at.serde_error(&e))?;
     let base = path.parent().unwrap_or(Path::new(""));
-    let children = children(&at, base, top.process)?;
+    for (key, span) in [
+        ("strategy", top.strategy.as_ref().map(Spanned::span)),
+        ("intensity", top.intensity.as_ref().map(Spanned::span)),
+        ("period", top.period.as_ref().map(Spanned::span)),
+        (
+            "auto_shutdown",
+            top.auto_shutdown.as_ref().map(Spanned::span),
+        ),
+    ] {
+        at.record("", key, span);
+    }
+    let children = children(&at, base, "", top.process)?;
     Ok(SupervisorConfig {
         strategy: top
             .strategy
@@ -356,22 +418,30 @@ pub fn parse_toml(text: &str, file: &str, path: &Path) -> Result<SupervisorConfi
             .map(|a| auto_shutdown(&at, "auto_shutdown", a))
             .transpose()?,
         children,
+        lines: at.lines.take(),
     })
 }
 
 fn children(
     at: &Locator,
     base: &Path,
+    prefix: &str,
     entries: Vec<Spanned<EntryToml>>,
 ) -> Result<Vec<ChildConfig>, ConfigError> {
     let mut seen: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for entry in entries {
         let span = entry.span();
-        let child = child(at, base, span.clone(), entry.into_inner())?;
+        // A name used twice is shown at its second `name =` line.
+        let name_span = entry
+            .get_ref()
+            .name
+            .as_ref()
+            .map_or_else(|| span.clone(), Spanned::span);
+        let child = child(at, base, prefix, span, entry.into_inner())?;
         if seen.iter().any(|n| n == child.name()) {
             return Err(at.error(
-                span,
+                name_span,
                 "name",
                 format!("{:?} is used twice; names must be unique", child.name()),
             ));
@@ -385,6 +455,7 @@ fn children(
 fn child(
     at: &Locator,
     base: &Path,
+    prefix: &str,
     span: Range<usize>,
     e: EntryToml,
 ) -> Result<ChildConfig, ConfigError> {
@@ -393,7 +464,24 @@ fn child(
     };
     let name_span = name.span();
     let name = name.into_inner();
-    check_name(&name).map_err(|m| at.error(name_span, "name", m))?;
+    check_name(&name).map_err(|m| at.error(name_span.clone(), "name", m))?;
+    let path = format!("{prefix}{name}");
+    at.record(&path, "", Some(span.clone()));
+    at.record(&path, "name", Some(name_span));
+    for (key, span) in [
+        ("command", e.command.as_ref().map(Spanned::span)),
+        ("backoff", e.backoff.as_ref().map(Spanned::span)),
+        ("ready", e.ready.as_ref().map(Spanned::span)),
+        ("start_timeout", e.start_timeout.as_ref().map(Spanned::span)),
+        ("strategy", e.strategy.as_ref().map(Spanned::span)),
+        ("intensity", e.intensity.as_ref().map(Spanned::span)),
+        ("period", e.period.as_ref().map(Spanned::span)),
+        ("auto_shutdown", e.auto_shutdown.as_ref().map(Spanned::span)),
+        ("restart", e.restart.as_ref().map(Spanned::span)),
+        ("significant", e.significant.as_ref().map(Spanned::span)),
+    ] {
+        at.record(&path, key, span);
+    }
     let restart = e.restart.map(|r| restart(at, "restart", r)).transpose()?;
     let significant = e.significant.is_some_and(|s| s.into_inner());
     let brutal_kill = e
@@ -437,7 +525,7 @@ fn child(
             ));
         }
         let process_span = process.span();
-        let kids = children(at, base, process.into_inner())?;
+        let kids = children(at, base, &format!("{path}/"), process.into_inner())?;
         if kids.is_empty() {
             return Err(at.error(
                 process_span,
@@ -468,6 +556,7 @@ fn child(
                     .map(|a| auto_shutdown(at, "auto_shutdown", a))
                     .transpose()?,
                 children: kids,
+                lines: Lines::default(),
             },
         });
     }
@@ -780,9 +869,19 @@ fn intensity(at: &Locator, key: &str, value: Spanned<i64>) -> Result<u32, Config
 struct Locator<'a> {
     text: &'a str,
     file: &'a str,
+    /// Filled as the entries are read.
+    lines: RefCell<Lines>,
 }
 
 impl Locator<'_> {
+    /// Notes the line of `path`'s `setting`, when it is written.
+    fn record(&self, path: &str, setting: &str, span: Option<Range<usize>>) {
+        if let Some(span) = span {
+            let line = line_of(self.text, span.start);
+            self.lines.borrow_mut().record(path, setting, line);
+        }
+    }
+
     fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
@@ -1038,8 +1137,10 @@ command = "true"
         let e = err(
             "[[process]]\nname = \"a\"\ncommand = \"x\"\n[[process]]\nname = \"a\"\ncommand = \"y\"\n",
         );
+        // The second `name =` line, as other name errors point at theirs
+        // (it was the entry's `[[process]]` line: an acceptance run).
         assert!(
-            e.starts_with("test.toml:4: name: \"a\" is used twice"),
+            e.starts_with("test.toml:5: name: \"a\" is used twice"),
             "{e}"
         );
         let e = err("[[process]]\nname = \"a\"\ncommand = []\n");

@@ -102,7 +102,7 @@ pub fn up(args: UpArgs) -> i32 {
                 }
             }
             None => {
-                diagnose(&format!("invalid configuration: {e}"));
+                diagnose(&config.lines.locate(&e).to_string());
                 exit::EXIT_FAILURE
             }
         };

@@ -5,7 +5,7 @@
 //! and overmind do.
 
 use super::config::{
-    AutoShutdown, Backoff, ChildConfig, CommandLine, ConfigError, ProcessConfig, Restart,
+    AutoShutdown, Backoff, ChildConfig, CommandLine, ConfigError, Lines, ProcessConfig, Restart,
     SupervisorConfig, check_name,
 };
 
@@ -23,6 +23,7 @@ pub fn parse(text: &str, file: &str) -> Result<SupervisorConfig, ConfigError> {
         message,
     };
     let mut children: Vec<ChildConfig> = Vec::new();
+    let mut lines = Lines::new(file);
     for (index, raw) in text.lines().enumerate() {
         let line_no = index + 1;
         let line = raw.trim();
@@ -52,6 +53,7 @@ pub fn parse(text: &str, file: &str) -> Result<SupervisorConfig, ConfigError> {
         if command.contains('\0') {
             return Err(error(line_no, name, "the command holds a NUL byte".into()));
         }
+        lines.record(name, "", line_no);
         children.push(ChildConfig::Process(ProcessConfig {
             name: name.to_owned(),
             command: CommandLine::Shell(command.to_owned()),
@@ -83,6 +85,7 @@ pub fn parse(text: &str, file: &str) -> Result<SupervisorConfig, ConfigError> {
         period: None,
         auto_shutdown: Some(AutoShutdown::AnySignificant),
         children,
+        lines,
     })
 }
 

@@ -770,30 +770,44 @@ impl SupervisorSpec {
     }
 
     fn validate_at(&self, prefix: &str) -> Result<(), SpecError> {
-        let err = |path: &str, reason: String| SpecError {
+        let err = |path: &str, setting: &'static str, reason: String| SpecError {
             path: path.to_owned(),
+            setting: Some(setting),
             reason,
             start_failure: None,
         };
         let own = prefix.trim_end_matches('/');
         if self.period.is_zero() {
-            return Err(err(own, "period must be greater than zero".into()));
+            return Err(err(
+                own,
+                "period",
+                "period must be greater than zero".into(),
+            ));
         }
         if self.period > MAX_DURATION {
-            return Err(err(own, "period is over 100 years".into()));
+            return Err(err(own, "period", "period is over 100 years".into()));
         }
         let mut seen = HashSet::new();
         for child in &self.children {
             let path = format!("{prefix}{}", child.name);
             if child.name.is_empty() {
-                return Err(err(&path, "a child's name must not be empty".into()));
+                return Err(err(
+                    &path,
+                    "name",
+                    "a child's name must not be empty".into(),
+                ));
             }
             if child.name.contains('/') {
-                return Err(err(&path, "a child's name must not contain '/'".into()));
+                return Err(err(
+                    &path,
+                    "name",
+                    "a child's name must not contain '/'".into(),
+                ));
             }
             if !seen.insert(child.name.as_str()) {
                 return Err(err(
                     &path,
+                    "name",
                     "the same name is used twice among siblings".into(),
                 ));
             }
@@ -801,22 +815,24 @@ impl SupervisorSpec {
             if b.initial > b.max {
                 return Err(err(
                     &path,
+                    "backoff",
                     format!("backoff initial {:?} is above max {:?}", b.initial, b.max),
                 ));
             }
-            for (what, d) in [
-                ("backoff max", Some(b.max)),
-                ("backoff reset_after", Some(b.reset_after)),
-                ("start_timeout", child.start_timeout),
+            for (setting, what, d) in [
+                ("backoff", "backoff max", Some(b.max)),
+                ("backoff", "backoff reset_after", Some(b.reset_after)),
+                ("start_timeout", "start_timeout", child.start_timeout),
             ] {
                 if d.is_some_and(|d| d > MAX_DURATION) {
-                    return Err(err(&path, format!("{what} is over 100 years")));
+                    return Err(err(&path, setting, format!("{what} is over 100 years")));
                 }
             }
             match &child.readiness {
                 Readiness::Fd(fd) if *fd < 3 => {
                     return Err(err(
                         &path,
+                        "ready",
                         format!("readiness fd {fd} must be 3 or more (0-2 are stdio)"),
                     ));
                 }
@@ -828,17 +844,19 @@ impl SupervisorSpec {
                 {
                     return Err(err(
                         &path,
+                        "ready",
                         format!("readiness fd {fd} is also given to pass_fd"),
                     ));
                 }
                 Readiness::Tcp(addr) if addr.trim().is_empty() => {
-                    return Err(err(&path, "readiness tcp address is empty".into()));
+                    return Err(err(&path, "ready", "readiness tcp address is empty".into()));
                 }
                 _ => {}
             }
             if child.is_supervisor() && child.readiness != Readiness::Spawned {
                 return Err(err(
                     &path,
+                    "ready",
                     "a nested supervisor is ready when its children are; it takes no readiness check".into(),
                 ));
             }
@@ -846,12 +864,14 @@ impl SupervisorSpec {
                 if child.restart == Restart::Permanent {
                     return Err(err(
                         &path,
+                        "significant",
                         "a significant child must be transient or temporary, not permanent".into(),
                     ));
                 }
                 if self.auto_shutdown == AutoShutdown::Never {
                     return Err(err(
                         &path,
+                        "significant",
                         "a significant child needs auto_shutdown any_significant or all_significant on its supervisor".into(),
                     ));
                 }
@@ -866,7 +886,7 @@ impl SupervisorSpec {
                         } else {
                             None
                         },
-                        ..err(&path, e.to_string())
+                        ..err(&path, "command", e.to_string())
                     })?;
                 }
                 ChildKind::Supervisor(spec) => spec.validate_at(&format!("{path}/"))?,
@@ -894,6 +914,11 @@ impl SupervisorSpec {
 pub struct SpecError {
     /// The child's path (`parent/child`), empty for the root supervisor.
     pub path: String,
+    /// The setting at fault, named as the spec's method is (`period`,
+    /// `name`, `backoff`, `start_timeout`, `ready`, `significant`, or
+    /// `command` for what [`Command::validate`] refused): what
+    /// `childminder up` maps back to a line of its file.
+    pub setting: Option<&'static str>,
     /// What is wrong, in words.
     pub reason: String,
     /// When a process's program cannot be started as the check found it:
