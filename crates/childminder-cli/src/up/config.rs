@@ -468,19 +468,33 @@ fn child(
     let path = format!("{prefix}{name}");
     at.record(&path, "", Some(span.clone()));
     at.record(&path, "name", Some(name_span));
-    for (key, span) in [
+    let process_only: [(&str, Option<Range<usize>>); 10] = [
         ("command", e.command.as_ref().map(Spanned::span)),
+        (
+            "success_exit_codes",
+            e.success_exit_codes.as_ref().map(Spanned::span),
+        ),
+        ("grace", e.grace.as_ref().map(Spanned::span)),
+        ("deadline", e.deadline.as_ref().map(Spanned::span)),
+        ("stop_signal", e.stop_signal.as_ref().map(Spanned::span)),
+        ("env", e.env.as_ref().map(Spanned::span)),
+        ("cwd", e.cwd.as_ref().map(Spanned::span)),
         ("backoff", e.backoff.as_ref().map(Spanned::span)),
         ("ready", e.ready.as_ref().map(Spanned::span)),
         ("start_timeout", e.start_timeout.as_ref().map(Spanned::span)),
+    ];
+    let supervisor_only: [(&str, Option<Range<usize>>); 4] = [
         ("strategy", e.strategy.as_ref().map(Spanned::span)),
         ("intensity", e.intensity.as_ref().map(Spanned::span)),
         ("period", e.period.as_ref().map(Spanned::span)),
         ("auto_shutdown", e.auto_shutdown.as_ref().map(Spanned::span)),
+    ];
+    let both = [
         ("restart", e.restart.as_ref().map(Spanned::span)),
         ("significant", e.significant.as_ref().map(Spanned::span)),
-    ] {
-        at.record(&path, key, span);
+    ];
+    for (key, span) in process_only.iter().chain(&supervisor_only).chain(&both) {
+        at.record(&path, key, span.clone());
     }
     let restart = e.restart.map(|r| restart(at, "restart", r)).transpose()?;
     let significant = e.significant.is_some_and(|s| s.into_inner());
@@ -499,21 +513,6 @@ fn child(
 
     if let Some(process) = e.process {
         // A supervisor: no process key may be set.
-        let process_only: [(&str, Option<Range<usize>>); 10] = [
-            ("command", e.command.as_ref().map(Spanned::span)),
-            (
-                "success_exit_codes",
-                e.success_exit_codes.as_ref().map(Spanned::span),
-            ),
-            ("grace", e.grace.as_ref().map(Spanned::span)),
-            ("deadline", e.deadline.as_ref().map(Spanned::span)),
-            ("stop_signal", e.stop_signal.as_ref().map(Spanned::span)),
-            ("env", e.env.as_ref().map(Spanned::span)),
-            ("cwd", e.cwd.as_ref().map(Spanned::span)),
-            ("backoff", e.backoff.as_ref().map(Spanned::span)),
-            ("ready", e.ready.as_ref().map(Spanned::span)),
-            ("start_timeout", e.start_timeout.as_ref().map(Spanned::span)),
-        ];
         if let Some((key, Some(span))) = process_only.into_iter().find(|(_, s)| s.is_some()) {
             return Err(at.error(
                 span,
@@ -561,12 +560,6 @@ fn child(
         });
     }
 
-    let supervisor_only: [(&str, Option<Range<usize>>); 4] = [
-        ("strategy", e.strategy.as_ref().map(Spanned::span)),
-        ("intensity", e.intensity.as_ref().map(Spanned::span)),
-        ("period", e.period.as_ref().map(Spanned::span)),
-        ("auto_shutdown", e.auto_shutdown.as_ref().map(Spanned::span)),
-    ];
     if let Some((key, Some(span))) = supervisor_only.into_iter().find(|(_, s)| s.is_some()) {
         return Err(at.error(
             span,
