@@ -243,6 +243,39 @@ fn printed_pid(line: &str) -> u32 {
 // Procfile
 // ---------------------------------------------------------------------------
 
+/// Caught by an acceptance run: "aa exited with code 0" (stderr, from the
+/// event loop) was printed before `aa | hi` and `aa | bye` (stdout, from
+/// the output thread) three times in three when `aa` wrote and exited at
+/// once. Both streams go to one pipe here, as on a terminal.
+#[test]
+fn a_process_end_message_comes_after_its_last_lines() {
+    let dir = test_dir("end-after-lines");
+    fs::write(
+        dir.join("Procfile"),
+        "aa: echo hi; echo bye\nb: exec sleep 60\n",
+    )
+    .unwrap();
+    for round in 0..3 {
+        let (mut read, write) = std::io::pipe().unwrap();
+        let mut up = common::childminder()
+            .arg("up")
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(write.try_clone().unwrap())
+            .stderr(write)
+            .spawn()
+            .unwrap();
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut read, &mut all).unwrap();
+        up.wait().unwrap();
+        let at = |needle: &str| {
+            all.find(needle)
+                .unwrap_or_else(|| panic!("round {round}: no {needle:?} in:\n{all}"))
+        };
+        assert!(at("aa | bye") < at("aa exited"), "round {round}:\n{all}");
+    }
+}
+
 #[test]
 fn procfile_lines_are_prefixed_and_one_end_stops_all_with_its_status() {
     let dir = test_dir("procfile");

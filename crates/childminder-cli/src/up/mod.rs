@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use childminder::Signal;
-use childminder::supervisor::{Event, SupervisorSpec, Tree, TreeOptions};
+use childminder::supervisor::{Event, EventKind, SupervisorSpec, Tree, TreeOptions};
 
 use crate::cli::UpArgs;
 use crate::run::diagnose;
@@ -159,7 +159,10 @@ async fn supervise(
     let outcome = loop {
         tokio::select! {
             event = events.recv(), if events_open => match event {
-                Some(event) => present(&event, &mut sink),
+                Some(event) => {
+                    after_its_output(&event, &printer).await;
+                    present(&event, &mut sink);
+                }
                 None => events_open = false,
             },
             signal = signals.recv() => {
@@ -180,6 +183,7 @@ async fn supervise(
         }
     };
     while let Some(event) = events.recv().await {
+        after_its_output(&event, &printer).await;
         present(&event, &mut sink);
     }
     // The last chunks are still being pumped by tasks of this runtime:
@@ -201,6 +205,20 @@ fn stop_request(tree: &Tree, count: &mut u32) {
     } else {
         diagnose("killing every process");
         tree.kill();
+    }
+}
+
+/// Longest a process's end message waits for its last lines to be printed.
+const LAST_LINES_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// For a process's end, waits until its last output lines are printed, so
+/// that "NAME exited ..." comes after them (bounded: a stream something
+/// else still holds open does not hold the message back).
+async fn after_its_output(event: &Event, printer: &Printer) {
+    if let EventKind::Exited { result, .. } = &event.kind {
+        printer
+            .run_printed(&event.path, result.pid, LAST_LINES_WAIT)
+            .await;
     }
 }
 

@@ -28,6 +28,37 @@ pub struct Printer {
     /// Fires (or is dropped, on a panic) when the thread has printed
     /// everything.
     done: tokio::sync::oneshot::Receiver<()>,
+    /// Which runs' streams have had their last line written.
+    ends: Arc<Ends>,
+}
+
+/// The streams of each run (path, pid) whose end-of-file the printing
+/// thread has written out, so that a message about the run's end can wait
+/// for its last lines: the two travel apart (the output channel to this
+/// thread, the events to `up`'s loop), and an acceptance run saw
+/// "aa exited with code 0" printed before `aa | hi`.
+#[derive(Default)]
+struct Ends {
+    written: std::sync::Mutex<HashMap<(Arc<str>, u32), u8>>,
+    changed: tokio::sync::Notify,
+}
+
+impl Ends {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, u32), u8>> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mark(&self, ended: &mut Vec<(Arc<str>, u32)>) {
+        if ended.is_empty() {
+            return;
+        }
+        let mut written = self.lock();
+        for run in ended.drain(..) {
+            *written.entry(run).or_default() += 1;
+        }
+        drop(written);
+        self.changed.notify_waiters();
+    }
 }
 
 impl Printer {
@@ -44,6 +75,8 @@ impl Printer {
     pub fn start(output: Output, paths: Vec<String>, colour: bool) -> io::Result<Printer> {
         let (started_tx, started) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done) = tokio::sync::oneshot::channel();
+        let ends = Arc::new(Ends::default());
+        let ends_written = ends.clone();
         let thread = std::thread::Builder::new()
             .name("childminder-output".into())
             .spawn(move || {
@@ -59,7 +92,7 @@ impl Printer {
                 };
                 let _ = started_tx.send(Ok(()));
                 let printer = Sources::new(paths, colour);
-                runtime.block_on(print(output, printer, io::stdout()));
+                runtime.block_on(print(output, printer, io::stdout(), &ends_written));
                 let _ = done_tx.send(());
             })?;
         // A thread can also die as it starts (std panics when it cannot map
@@ -70,7 +103,25 @@ impl Printer {
                 "the output thread died as it started",
             ))
         })?;
-        Ok(Printer { thread, done })
+        Ok(Printer { thread, done, ends })
+    }
+
+    /// Waits until both streams of the run of `path` with `pid` have had
+    /// their last line printed, for at most `limit` (a stream held open by
+    /// something that outlived the run must not hold the message back).
+    pub async fn run_printed(&self, path: &Arc<str>, pid: u32, limit: std::time::Duration) {
+        let key = (path.clone(), pid);
+        let wait = async {
+            loop {
+                let changed = self.ends.changed.notified();
+                if self.ends.lock().get(&key).is_some_and(|&n| n >= 2) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+        self.ends.lock().remove(&key);
     }
 
     /// Waits, without blocking the runtime, until every chunk is printed
@@ -97,7 +148,12 @@ impl Sources {
         }
     }
 
-    fn take(&mut self, chunk: OutputChunk, out: &mut Vec<u8>) {
+    /// Adds the chunk's lines to `out`; an end-of-file chunk's run is
+    /// pushed on `ended`.
+    fn take(&mut self, chunk: OutputChunk, out: &mut Vec<u8>, ended: &mut Vec<(Arc<str>, u32)>) {
+        if chunk.eof {
+            ended.push((chunk.path.clone(), chunk.pid));
+        }
         let key = (chunk.path, chunk.stream);
         let id = match self.ids.get(&key) {
             Some(&id) => id,
@@ -120,9 +176,10 @@ impl Sources {
     }
 }
 
-async fn print(mut output: Output, mut sources: Sources, out: impl Write) {
+async fn print(mut output: Output, mut sources: Sources, out: impl Write, ends: &Ends) {
     let mut out = Sink::new(out);
     let mut buf = Vec::with_capacity(BATCH_BYTES);
+    let mut ended = Vec::new();
     loop {
         let deadline = sources.prefixer.next_deadline();
         let chunk = tokio::select! {
@@ -134,15 +191,16 @@ async fn print(mut output: Output, mut sources: Sources, out: impl Write) {
             }
         };
         let Some(chunk) = chunk else { break };
-        sources.take(chunk, &mut buf);
+        sources.take(chunk, &mut buf, &mut ended);
         // Gather what is already waiting into the same write.
         while buf.len() < BATCH_BYTES {
             match now_or_never(output.recv()) {
-                Some(Some(chunk)) => sources.take(chunk, &mut buf),
+                Some(Some(chunk)) => sources.take(chunk, &mut buf, &mut ended),
                 _ => break,
             }
         }
         out.write(&mut buf);
+        ends.mark(&mut ended);
     }
     // Every stream has had its end-of-file chunk; nothing is left over,
     // but a partial line of a stream without one must not be lost.
