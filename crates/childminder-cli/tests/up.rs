@@ -276,6 +276,62 @@ fn a_process_end_message_comes_after_its_last_lines() {
     }
 }
 
+/// A review caught the first version of the wait above run one after the
+/// other: six processes that ended together, each leaving a process that
+/// held its stdout (so the wait ran out), had their messages 500 ms apart,
+/// and a TERM waited behind them. The waits now run together, and signals
+/// are served meanwhile.
+#[test]
+fn end_messages_that_wait_for_output_wait_together() {
+    let dir = test_dir("ends-together");
+    let mut toml = String::from(
+        "auto_shutdown = \"never\"\n[[process]]\nname = \"keep\"\ncommand = \"exec sleep 30\"\n",
+    );
+    for n in 1..=6 {
+        toml.push_str(&format!(
+            "[[process]]\nname = \"p{n}\"\nrestart = \"temporary\"\n\
+             command = \"setsid sleep 30 & echo hi{n}; until [ -e go ]; do sleep 0.01; done\"\n"
+        ));
+    }
+    fs::write(dir.join("childminder.toml"), toml).unwrap();
+    let mut up = common::childminder()
+        .arg("up")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Every process has started once all six said hi: let them go.
+    let stdout = std::io::BufReader::new(up.stdout.take().unwrap());
+    let mut said_hi = 0;
+    for line in std::io::BufRead::lines(stdout) {
+        said_hi += usize::from(line.unwrap().contains("| hi"));
+        if said_hi == 6 {
+            break;
+        }
+    }
+    fs::write(dir.join("go"), "").unwrap();
+    let stderr = std::io::BufReader::new(up.stderr.take().unwrap());
+    let mut lines = std::io::BufRead::lines(stderr);
+    let mut exits = Vec::new();
+    while exits.len() < 6 {
+        let line = lines.next().expect("up's stderr ended").unwrap();
+        if line.contains(" exited with code 0") {
+            exits.push(std::time::Instant::now());
+        }
+    }
+    let spread = exits[5] - exits[0];
+    // SAFETY: kill takes integers; the pid is our unreaped child's.
+    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    let status = up.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        spread < std::time::Duration::from_millis(1500),
+        "six end messages spread over {spread:?} (2.5 s when the waits ran one after the other)"
+    );
+}
+
 #[test]
 fn procfile_lines_are_prefixed_and_one_end_stops_all_with_its_status() {
     let dir = test_dir("procfile");

@@ -9,6 +9,7 @@ pub mod prefix;
 pub mod procfile;
 mod tree;
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -156,15 +157,21 @@ async fn supervise(
 
     let mut stop_requests = 0;
     let mut events_open = true;
+    // Events wait here, in order, while the first is a process's end whose
+    // last lines are not printed yet; signals and orphans are served
+    // meanwhile.
+    let mut held: VecDeque<Event> = VecDeque::new();
     let outcome = loop {
         tokio::select! {
             event = events.recv(), if events_open => match event {
-                Some(event) => {
-                    after_its_output(&event, &printer).await;
-                    present(&event, &mut sink);
-                }
+                Some(event) => held.push_back(event),
                 None => events_open = false,
             },
+            () = after_its_output(held.front(), &printer), if !held.is_empty() => {
+                if let Some(event) = held.pop_front() {
+                    present(&event, &mut sink);
+                }
+            }
             signal = signals.recv() => {
                 if signal == Signal::INT || signal == Signal::TERM {
                     stop_request(&tree, &mut stop_requests);
@@ -182,8 +189,11 @@ async fn supervise(
             outcome = tree.wait() => break outcome,
         }
     };
-    while let Some(event) = events.recv().await {
-        after_its_output(&event, &printer).await;
+    while let Some(event) = match held.pop_front() {
+        Some(event) => Some(event),
+        None => events.recv().await,
+    } {
+        after_its_output(Some(&event), &printer).await;
         present(&event, &mut sink);
     }
     // The last chunks are still being pumped by tasks of this runtime:
@@ -208,16 +218,30 @@ fn stop_request(tree: &Tree, count: &mut u32) {
     }
 }
 
-/// Longest a process's end message waits for its last lines to be printed.
+/// Longest a process's end message waits for its last lines to be printed,
+/// counted from the end's event (so that ends that come together wait
+/// that long together, not one after the other).
 const LAST_LINES_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// For a process's end, waits until its last output lines are printed, so
 /// that "NAME exited ..." comes after them (bounded: a stream something
-/// else still holds open does not hold the message back).
-async fn after_its_output(event: &Event, printer: &Printer) {
-    if let EventKind::Exited { result, .. } = &event.kind {
+/// else still holds open does not hold the message back). Any other event
+/// goes at once.
+async fn after_its_output(event: Option<&Event>, printer: &Printer) {
+    if let Some(
+        event @ Event {
+            kind: EventKind::Exited { result, .. },
+            ..
+        },
+    ) = event
+    {
+        let waited = event.time.elapsed().unwrap_or_default();
         printer
-            .run_printed(&event.path, result.pid, LAST_LINES_WAIT)
+            .run_printed(
+                &event.path,
+                result.pid,
+                LAST_LINES_WAIT.saturating_sub(waited),
+            )
             .await;
     }
 }

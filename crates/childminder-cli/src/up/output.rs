@@ -37,24 +37,37 @@ pub struct Printer {
 /// for its last lines: the two travel apart (the output channel to this
 /// thread, the events to `up`'s loop), and an acceptance run saw
 /// "aa exited with code 0" printed before `aa | hi`.
+/// A run: its name path and pid.
+type Run = (Arc<str>, u32);
+
+/// Per run, how many of its streams have ended, and since when.
+type Written = HashMap<Run, (u8, Instant)>;
+
 #[derive(Default)]
 struct Ends {
-    written: std::sync::Mutex<HashMap<(Arc<str>, u32), u8>>,
+    written: std::sync::Mutex<Written>,
     changed: tokio::sync::Notify,
 }
 
+/// How long a run's ends are kept for a wait that may still come; a wait
+/// that gave up before they came takes none (a review caught the map
+/// growing by one run per restart of a process whose stream outlived it).
+const ENDS_KEPT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Ends {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, u32), u8>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Written> {
         self.written.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn mark(&self, ended: &mut Vec<(Arc<str>, u32)>) {
+    fn mark(&self, ended: &mut Vec<Run>) {
         if ended.is_empty() {
             return;
         }
+        let now = Instant::now();
         let mut written = self.lock();
+        written.retain(|_, (_, since)| now.duration_since(*since) < ENDS_KEPT);
         for run in ended.drain(..) {
-            *written.entry(run).or_default() += 1;
+            written.entry(run).or_insert((0, now)).0 += 1;
         }
         drop(written);
         self.changed.notify_waiters();
@@ -114,7 +127,7 @@ impl Printer {
         let wait = async {
             loop {
                 let changed = self.ends.changed.notified();
-                if self.ends.lock().get(&key).is_some_and(|&n| n >= 2) {
+                if self.ends.lock().get(&key).is_some_and(|&(n, _)| n >= 2) {
                     return;
                 }
                 changed.await;
@@ -150,7 +163,7 @@ impl Sources {
 
     /// Adds the chunk's lines to `out`; an end-of-file chunk's run is
     /// pushed on `ended`.
-    fn take(&mut self, chunk: OutputChunk, out: &mut Vec<u8>, ended: &mut Vec<(Arc<str>, u32)>) {
+    fn take(&mut self, chunk: OutputChunk, out: &mut Vec<u8>, ended: &mut Vec<Run>) {
         if chunk.eof {
             ended.push((chunk.path.clone(), chunk.pid));
         }
