@@ -344,10 +344,12 @@ fn resource_usage_reports_the_cpu_and_memory_the_child_burnt() {
     let r = fixture_cmd(["burn", "300", "64"]).run().unwrap();
     assert!(r.success(), "{r:?}");
     let usage = r.resource_usage.expect("an exit was observed");
-    // The fixture stops as soon as its own CPU clock passes 300 ms.
+    // The fixture spins for 300 ms of CPU after touching its memory (in
+    // system time: over 300 ms of it on a loaded machine, which once left
+    // no spin at all and the user time at 0 under plain `cargo test`).
     assert!(usage.cpu_time() >= Duration::from_millis(300), "{usage:?}");
-    assert!(usage.cpu_time() < Duration::from_millis(1500), "{usage:?}");
-    assert!(usage.user_time > usage.system_time, "{usage:?}");
+    assert!(usage.cpu_time() < Duration::from_millis(3000), "{usage:?}");
+    assert!(usage.user_time >= Duration::from_millis(250), "{usage:?}");
     let peak = usage
         .max_rss()
         .expect("64 MiB is more than this process's peak");
