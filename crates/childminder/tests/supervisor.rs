@@ -614,6 +614,30 @@ fn readiness_by_notification_fd() {
     });
 }
 
+/// A partial line on the notification fd is not readiness (a mutant that
+/// took any bytes for it survived): the child writes `rea`, lingers, and
+/// exits without the newline, so it ends without ever being ready.
+#[test]
+fn a_notification_without_its_newline_is_not_readiness() {
+    check(async || {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf rea >&5; sleep 0.3; exit 3"])
+            .stdout(Stdio::Null)
+            .stderr(Stdio::Null);
+        let child = ChildSpec::process("x", cmd)
+            .ready(Readiness::Fd(5))
+            .restart(Restart::Temporary);
+        let mut run = Run::start(&SupervisorSpec::new().child(child));
+        let events = run.rest().await;
+        let own: Vec<&str> = events
+            .iter()
+            .filter(|e| &*e.path == "x")
+            .map(|e| e.kind.as_str())
+            .collect();
+        assert_eq!(own, ["starting", "exited", "stopped"]);
+    });
+}
+
 #[test]
 fn readiness_by_tcp_port() {
     check(async || {
