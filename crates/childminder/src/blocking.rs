@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{Command, Stdio};
 use crate::coordinator::{OutputDrain, Policy, supervise};
-use crate::error::{Error, Stream, WorkerError, WorkerOp};
+use crate::error::{Error, Stream, WorkerOp};
 use crate::input::{Input, Source};
 use crate::pool;
 use crate::result::SupervisionResult;
@@ -648,12 +648,7 @@ where
                 engine.spawn(workers::write_stdin(shared.clone(), feed));
             }
             Err(e) => {
-                shared.record_worker_error(WorkerError::new(
-                    &shared.program,
-                    Stream::Stdin,
-                    WorkerOp::Write,
-                    e,
-                ));
+                shared.record_worker_error(Stream::Stdin, WorkerOp::Write, e);
                 shared.stdin.close();
             }
         }

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::contain::Containment;
 use crate::contain::subreaper::Participation;
-use crate::error::WorkerError;
+use crate::error::{Stream, WorkerError, WorkerOp};
 use crate::result::SupervisionResult;
 use crate::spawn::ForegroundTerminal;
 use crate::target::Target;
@@ -343,7 +343,10 @@ impl Shared {
         self.wake_coordinator.notified().await
     }
 
-    pub(crate) fn record_worker_error(&self, error: WorkerError) {
+    /// Records a failure of the worker on `stream` (its `op`): logged,
+    /// and kept for the result's `worker_errors`.
+    pub(crate) fn record_worker_error(&self, stream: Stream, op: WorkerOp, source: io::Error) {
+        let error = WorkerError::new(&self.program, stream, op, source);
         tracing::warn!(program = %error.program, stream = %error.stream, op = %error.op, error = %error.source, "worker failed");
         self.worker_errors
             .lock()

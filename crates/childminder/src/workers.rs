@@ -20,7 +20,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
-use crate::error::{Stream, WorkerError, WorkerOp, panic_to_io};
+use crate::error::{Stream, WorkerOp, panic_to_io};
 use crate::input::Producer;
 use crate::shared::{Shared, StdinSlot};
 
@@ -171,12 +171,7 @@ where
     .await;
     if end != ReaderEnd::ConsumerFailed {
         if let Err(e) = call_consumer(&mut consumer, &[]) {
-            shared.record_worker_error(WorkerError::new(
-                &shared.program,
-                stream,
-                WorkerOp::Consume,
-                e,
-            ));
+            shared.record_worker_error(stream, WorkerOp::Consume, e);
         }
     }
     end
@@ -200,7 +195,7 @@ where
     C: FnMut(&[u8]) -> io::Result<()>,
 {
     let fail = |op, e| {
-        shared.record_worker_error(WorkerError::new(&shared.program, stream, op, e));
+        shared.record_worker_error(stream, op, e);
         match op {
             WorkerOp::Consume => ReaderEnd::ConsumerFailed,
             _ => ReaderEnd::Failed,
@@ -348,12 +343,7 @@ pub(crate) async fn write_stdin(shared: Arc<Shared>, feed: StdinFeed) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
             Err(e) => {
-                shared.record_worker_error(WorkerError::new(
-                    &shared.program,
-                    Stream::Stdin,
-                    WorkerOp::Write,
-                    e,
-                ));
+                shared.record_worker_error(Stream::Stdin, WorkerOp::Write, e);
                 break;
             }
         }
@@ -479,12 +469,7 @@ fn produce(
         };
         // Recorded here, not sent, so it counts even if stdin was closed
         // before the writer could have read it.
-        shared.record_worker_error(WorkerError::new(
-            &shared.program,
-            Stream::Stdin,
-            WorkerOp::Produce,
-            failure,
-        ));
+        shared.record_worker_error(Stream::Stdin, WorkerOp::Produce, failure);
         return;
     }
 }
