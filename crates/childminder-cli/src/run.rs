@@ -111,12 +111,15 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
     }
     // Before the report file is made: a signal from now on is the event
     // loop's, and the report is written.
-    if let Err(e) = crate::signals::block_caught(role) {
-        diagnose(&format!(
-            "cannot block the signals childminder catches: {e}"
-        ));
-        return EXIT_FAILURE.into();
-    }
+    let blocked = match signals::block_caught(role) {
+        Ok(blocked) => blocked,
+        Err(e) => {
+            diagnose(&format!(
+                "cannot block the signals childminder catches: {e}"
+            ));
+            return EXIT_FAILURE.into();
+        }
+    };
     let sink = match args.report.as_deref().map(ReportSink::open).transpose() {
         Ok(sink) => sink,
         Err(message) => {
@@ -233,6 +236,7 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
     let outcome = match event_loop() {
         Ok(runtime) => runtime.block_on(supervise(
             role,
+            &blocked,
             &mut cmd,
             stdio_mode(&args),
             deadline,
@@ -341,14 +345,15 @@ enum Outcome {
 /// copies its output, bounds the copy-out, sweeps its group.
 async fn supervise(
     role: Role,
+    blocked: &signals::Blocked,
     cmd: &mut Command,
     mode: stdio::Mode,
     deadline: Option<Duration>,
     grace: Duration,
 ) -> Outcome {
-    // Catch the signals before the child exists: one arriving during the
+    // Read the signals before the child exists: one arriving during the
     // start is then acted on as soon as the child runs.
-    let mut signals = match signals::Receiver::start(role) {
+    let mut signals = match signals::Receiver::start(blocked) {
         Ok(receiver) => receiver,
         Err(e) => return Outcome::Failed(format!("cannot set up the signal handlers: {e}")),
     };

@@ -119,17 +119,24 @@ pub fn caught_signals(ignored_at_start: impl Fn(i32) -> bool) -> Vec<i32> {
         .collect()
 }
 
-/// Blocks the signals `role` catches ([`caught_by`]), before anything of
-/// the run exists: from then on one stays pending until the event loop
-/// reads it, rather than ending childminder by its default action (an
-/// acceptance run caught a TERM in the first millisecond leaving an empty
-/// report file, created before the signals were blocked).
+/// The signals a role catches, blocked: what a [`Receiver`] reads.
+pub struct Blocked(Vec<i32>);
+
+/// Blocks the signals `role` catches ([`caught_by`]; a signal ignored now
+/// stays ignored), before anything of the run exists: from then on one
+/// stays pending until the [`Receiver`] reads it, rather than ending
+/// childminder by its default action (an acceptance run caught a TERM in
+/// the first millisecond leaving an empty report file, created before the
+/// signals were blocked). Call it before any other thread exists: a thread
+/// started earlier would still take the signals with their default action.
 ///
 /// # Errors
 ///
 /// The OS error of `pthread_sigmask`.
-pub fn block_caught(role: Role) -> io::Result<()> {
-    sys::block_signals(&caught_by(role, sys::is_ignored))
+pub fn block_caught(role: Role) -> io::Result<Blocked> {
+    let caught = caught_by(role, sys::is_ignored);
+    sys::block_signals(&caught)?;
+    Ok(Blocked(caught))
 }
 
 /// The caught signals, blocked and read from a signalfd. They stay
@@ -140,10 +147,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Catches the signals of `role` ([`caught_by`]) from now on; a signal
-    /// ignored now stays ignored. Call it before any other thread exists: a
-    /// thread started earlier would still take the signals with their
-    /// default action.
+    /// Receives the `blocked` signals, those pending already first.
     ///
     /// # Errors
     ///
@@ -152,8 +156,8 @@ impl Receiver {
     /// # Panics
     ///
     /// Outside a tokio runtime with IO enabled.
-    pub fn start(role: Role) -> io::Result<Receiver> {
-        let fd = sys::signalfd_for(&caught_by(role, sys::is_ignored))?;
+    pub fn start(blocked: &Blocked) -> io::Result<Receiver> {
+        let fd = sys::signalfd_for(&blocked.0)?;
         Ok(Receiver {
             fd: sys::register(fd)?,
         })

@@ -468,19 +468,17 @@ pub fn block_signals(signals: &[i32]) -> io::Result<()> {
     Ok(())
 }
 
-/// Blocks `signals` in the calling thread (and so in every thread it
-/// starts later) and returns a non-blocking signalfd that receives them.
-/// A blocked signal stays pending until the signalfd reads it: no handler
-/// runs, nothing is lost between the block and the first read, and a
-/// signal that arrives after the last read cannot end childminder before
-/// it has written its report. The command gets an empty mask (the library
-/// resets it on both spawn paths).
+/// A non-blocking signalfd that receives `signals`, which the caller has
+/// blocked ([`block_signals`]): a blocked signal stays pending until the
+/// signalfd reads it, so no handler runs, nothing is lost between the
+/// block and the first read, and a signal that arrives after the last read
+/// cannot end childminder before it has written its report. The command
+/// gets an empty mask (the library resets it on both spawn paths).
 ///
 /// # Errors
 ///
-/// The OS error of `pthread_sigmask` or `signalfd` (out of fds).
+/// The OS error of `signalfd` (out of fds).
 pub fn signalfd_for(signals: &[i32]) -> io::Result<OwnedFd> {
-    block_signals(signals)?;
     let set = sigset(signals);
     // SAFETY: -1 asks for a new fd; the set is initialised; the flags are
     // valid SFD_* bits.

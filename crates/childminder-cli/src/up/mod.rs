@@ -133,7 +133,8 @@ async fn supervise(
     spec: &SupervisorSpec,
     mut sink: Option<EventSink>,
 ) -> Result<i32, String> {
-    let mut signals = signals::Receiver::start(signals::Role::Run)
+    let mut signals = signals::block_caught(signals::Role::Run)
+        .and_then(|blocked| signals::Receiver::start(&blocked))
         .map_err(|e| format!("cannot set up the signal handlers: {e}"))?;
     // `up` is a subreaper (every process's command has it on): orphans that
     // exit while the tree runs are reaped as they do, not left zombies
