@@ -674,12 +674,21 @@ impl Command {
     /// it starts can be outside it, `setsid` or not. Default: none.
     ///
     /// With it, the escalation's first signal goes to every process in the
-    /// cgroup (each through a pidfd) and its SIGKILL is `cgroup.kill`; once
+    /// cgroup and in any cgroup the child made inside it (each through a
+    /// pidfd) and its SIGKILL is `cgroup.kill`; once
     /// the child has exited, "everything has ended" is the cgroup's
     /// `populated 0` event, which replaces the periodic check of the
-    /// process group. The cgroup is removed afterwards, and
+    /// process group. The cgroup is removed afterwards (the cgroups made
+    /// inside it first), and
     /// [`Containment::cgroup`](crate::Containment::cgroup) reports its CPU
     /// time and memory peak.
+    ///
+    /// Ended is not reaped: the members that were orphaned re-parent to
+    /// init, or to this process if it is a child subreaper (see
+    /// [`subreaper::enable`](crate::subreaper::enable)), where they stay
+    /// zombies until [`subreaper(true)`](Self::subreaper) on this or a
+    /// later supervision, or [`subreaper::reap_orphans`](crate::subreaper::reap_orphans),
+    /// reaps them. `childminder run` and `init` are subreapers that do.
     ///
     /// Costs: the child must join the cgroup between fork and exec, so the
     /// spawn takes the fork path instead of `posix_spawn`'s vfork (see
@@ -924,10 +933,7 @@ impl Command {
         // Asked only when there is something to check: validation runs on
         // every call, and most pass no fd.
         if !self.extra_fds.is_empty() {
-            let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-                .current
-                .unwrap_or(1 << 20)
-                .min(1 << 20) as RawFd;
+            let fd_limit = crate::sys::soft_fd_limit();
             for (_, target) in &self.extra_fds {
                 if *target < 3 || *target >= fd_limit {
                     return Err(self.invalid(format!(

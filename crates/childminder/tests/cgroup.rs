@@ -245,6 +245,83 @@ fn a_parent_outside_the_cgroup_hierarchy_is_refused_before_anything_is_made() {
     assert!(!top.exists(), "{} was made", top.display());
 }
 
+/// Where cgroup2 is mounted, from /proc/self/mountinfo (the fs type
+/// follows the `-` separator; the mount point is the fifth field).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let dash = fields.iter().position(|f| *f == "-")?;
+        (fields.get(dash + 1) == Some(&"cgroup2")).then(|| PathBuf::from(fields[4]))
+    })
+}
+
+/// Caught by an acceptance run: a parent that starts with the mount point
+/// but climbs out of it with `..` passed the check, and its directories
+/// were made (and removed) on whatever filesystem it reached.
+#[test]
+fn a_parent_climbing_out_of_the_mount_with_dot_dot_is_refused_before_anything_is_made() {
+    let _serial = serial();
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("SKIPPED a_parent_climbing_out: no cgroup2 mount");
+        return;
+    };
+    let top = std::env::temp_dir().join(format!("climbed-{}", std::process::id()));
+    let mut parent = mount.clone();
+    for _ in mount.components().skip(1) {
+        parent.push("..");
+    }
+    parent.push(top.strip_prefix("/").unwrap());
+    let err = Command::new("true")
+        .cgroup(Cgroup::new().parent(parent.join("jobs")))
+        .run()
+        .unwrap_err();
+    assert!(matches!(err, Error::CgroupUnavailable { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("not in the cgroup v2 hierarchy"),
+        "{err}"
+    );
+    assert!(!top.exists(), "{} was made", top.display());
+}
+
+/// Caught by an acceptance run: a child that made cgroups of its own
+/// inside its cgroup (as `systemd-run --scope` or a container runtime
+/// does) left its cgroup behind, and the parents made for it, silently:
+/// a cgroup with children cannot be removed. Its subtree goes first now.
+#[test]
+fn cgroups_the_child_made_inside_its_own_are_removed_with_it() {
+    let _serial = serial();
+    warm_up();
+    if !cgroup_available("cgroups_the_child_made_inside_its_own") {
+        return;
+    }
+    let leak = LeakCheck::new();
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"mount=$(awk '{for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2") print $5; break }}' /proc/self/mountinfo)
+own="$mount$(sed -n 's/^0:://p' /proc/self/cgroup)"
+mkdir "$own/inner" "$own/inner/deeper" "$own/other" || exit 1
+sleep 300 >/dev/null 2>&1 &
+echo $! > "$own/inner/deeper/cgroup.procs" || exit 2
+echo $!"#,
+    ])
+    .grace_period(Duration::from_secs(30))
+    .cgroup(Cgroup::new());
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    // The first signal reached the sleeper in its cgroup: no grace period
+    // waited for `cgroup.kill`.
+    assert!(started.elapsed() < Duration::from_secs(20), "{out:?}");
+    let r = &out.result;
+    assert_eq!(r.exit, Some(ExitStatus::Exited(0)), "{r:?}");
+    let sleeper: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let leaf = r.containment.cgroup.clone().unwrap().path;
+    assert!(!leaf.exists(), "{} was left behind", leaf.display());
+    assert_all_dead(&[sleeper]);
+    leak.assert_clean();
+}
+
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()

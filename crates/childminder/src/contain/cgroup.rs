@@ -54,7 +54,8 @@ impl Cgroup {
     /// Creates the child's cgroup under `dir` instead, a directory of a
     /// cgroup v2 mount (a delegated subtree, say). Missing directories are
     /// created, and removed again afterwards. A `dir` that is not an
-    /// absolute path inside the cgroup v2 mount is refused before anything
+    /// absolute path inside the cgroup v2 mount (one with a `..` component
+    /// counts as outside) is refused before anything
     /// is made ([`Error::CgroupUnavailable`](crate::Error::CgroupUnavailable),
     /// or the fallback).
     ///
@@ -205,7 +206,12 @@ fn mounted_cgroup2() -> Result<&'static (PathBuf, String), Unavailable> {
 /// made and removed `/nonexistent`, then blamed a missing `cgroup.kill`).
 fn named_parent(dir: &Path) -> Result<PathBuf, Unavailable> {
     let (mount, _) = mounted_cgroup2()?;
-    if dir.is_absolute() && dir.starts_with(mount) {
+    // `..` would climb out of the mount while the path still starts with
+    // it (`<mount>/../../tmp/x` was made on /tmp).
+    let climbs = dir
+        .components()
+        .any(|c| c == std::path::Component::ParentDir);
+    if dir.is_absolute() && !climbs && dir.starts_with(mount) {
         Ok(dir.to_path_buf())
     } else {
         Err(Unavailable::new(
@@ -286,10 +292,12 @@ impl Leaf {
             .map(OwnedFd::from)
     }
 
-    /// The pids in `cgroup.procs` now (zombies are not listed).
+    /// The pids in `cgroup.procs` now, of the cgroup and of every cgroup
+    /// the child made inside it (zombies are not listed).
     fn members(&self) -> io::Result<Vec<u32>> {
-        let list = std::fs::read_to_string(self.path.join("cgroup.procs"))?;
-        Ok(list.lines().filter_map(|l| l.parse().ok()).collect())
+        let mut pids = Vec::new();
+        members_with_subgroups(&self.path, &mut pids)?;
+        Ok(pids)
     }
 
     /// Sends `sig` to every member, each through a pidfd. A pidfd opened
@@ -313,7 +321,7 @@ impl Leaf {
                 Ok(()) => sent = true,
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                 Err(e) => {
-                    tracing::warn!(pid, %sig, error = %e, "cgroup member: signal failed");
+                    tracing::warn!(pid, signal = %sig, error = %e, "cgroup member: signal failed");
                 }
             }
         }
@@ -394,14 +402,14 @@ impl Leaf {
         }
     }
 
-    /// Removes the cgroup (it must be empty: zombies do not count) and the
-    /// directories created for it.
+    /// Removes the cgroup (it must be empty: zombies do not count), the
+    /// cgroups the child made inside it, and the directories created for it.
     pub(crate) fn remove(&self) -> io::Result<()> {
         let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
         if *removed {
             return Ok(());
         }
-        std::fs::remove_dir(&self.path)?;
+        remove_with_subgroups(&self.path)?;
         *removed = true;
         remove_dirs(&self.created_parents);
         Ok(())
@@ -442,6 +450,40 @@ fn create_parents(dir: &Path) -> Result<Vec<PathBuf>, Unavailable> {
         created.insert(0, dir.clone());
     }
     Ok(created)
+}
+
+/// Removes the cgroup `dir` after the ones below it, deepest first: a
+/// child may make cgroups of its own in its cgroup (`systemd-run --scope`,
+/// a container runtime), and a cgroup with children cannot be removed.
+/// `cgroup.kill` and `populated` cover the whole subtree, so they are empty
+/// by now. Only directories are cgroups; the files in them go with them.
+fn remove_with_subgroups(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_with_subgroups(&entry.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)
+}
+
+/// Adds the pids of `dir`'s `cgroup.procs` and of the cgroups below it:
+/// the first signal must reach a member the child moved into a cgroup of
+/// its own as it reaches the others (`cgroup.kill` covers the subtree by
+/// itself). A cgroup removed while listed is skipped.
+fn members_with_subgroups(dir: &Path, pids: &mut Vec<u32>) -> io::Result<()> {
+    let list = std::fs::read_to_string(dir.join("cgroup.procs"))?;
+    pids.extend(list.lines().filter_map(|l| l.parse::<u32>().ok()));
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            match members_with_subgroups(&entry.path(), pids) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
 }
 
 fn remove_dirs(deepest_first: &[PathBuf]) {
