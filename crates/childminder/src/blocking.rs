@@ -667,7 +667,6 @@ where
     };
     let outcome = match (has_stdio_work, stdio_runtime) {
         (true, Some(runtime)) => {
-            let runtime = runtime.into_inner();
             let job = StdioJob {
                 runtime,
                 shared: shared.clone(),

@@ -30,6 +30,46 @@ pub(crate) fn require_runtime(what: &str) {
     drop(tokio::time::sleep(std::time::Duration::ZERO));
 }
 
+/// Panics, before anything is started, unless the current runtime has IO
+/// enabled, for calls with no child of their own to kill first
+/// (`Tree::start`): without it, tokio panicked inside the tree's task at
+/// its first child, and the caller saw an `Outcome::Killed` nobody asked
+/// for. Registering a pipe's end is how to ask (tokio panics with its own
+/// message, "IO is disabled ... `enable_io`"); with no fd left for the
+/// pipe the check is skipped, and the tree's spawns report that shortage.
+pub(crate) fn require_io() {
+    if let Ok((read, _write)) = sys::pipe() {
+        drop(sys::register_readable(read));
+    }
+}
+
+/// Copies each fd given to `pass_fd` to a number no target uses (and above
+/// 2), so no `dup2` in the child can overwrite a source that a later one
+/// still needs. Copies that land on a target are held until every copy is
+/// made, then closed. (Copying above every target instead failed with
+/// `EINVAL` for a target just below the fd limit, where no number is left
+/// above it.)
+fn copy_extra_fds(cmd: &Command) -> Result<Vec<(OwnedFd, RawFd)>, Error> {
+    let failed = |source| Error::PipeCreationFailed {
+        program: cmd.program_lossy(),
+        source,
+    };
+    let is_target = |fd: &OwnedFd| cmd.extra_fds.iter().any(|(_, t)| *t == fd.as_raw_fd());
+    let mut on_targets = Vec::new();
+    let mut copies = Vec::with_capacity(cmd.extra_fds.len());
+    for (fd, target) in &cmd.extra_fds {
+        let copy = loop {
+            let copy = sys::dup_cloexec_at_least(fd.as_fd(), 3).map_err(failed)?;
+            if !is_target(&copy) {
+                break copy;
+            }
+            on_targets.push(copy);
+        };
+        copies.push((copy, *target));
+    }
+    Ok(copies)
+}
+
 /// A started child: its pid, its pidfd (unless the kernel has none), and the
 /// parent's ends of the piped streams, already non-blocking.
 pub(crate) struct Spawned {
@@ -190,21 +230,7 @@ pub(crate) fn spawn(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Spawned, Error>
         stream_ends(&stdio[2], 2, cmd)?
     };
 
-    // Extra fds are first copied above every target, so no dup2 in the
-    // child can overwrite a source that a later dup2 still needs.
-    let lowest_free = cmd.extra_fds.iter().map(|(_, t)| *t + 1).max().unwrap_or(3);
-    let extra: Vec<(OwnedFd, RawFd)> = cmd
-        .extra_fds
-        .iter()
-        .map(|(fd, target)| {
-            sys::dup_cloexec_at_least(fd.as_fd(), lowest_free)
-                .map(|copy| (copy, *target))
-                .map_err(|source| Error::PipeCreationFailed {
-                    program: cmd.program_lossy(),
-                    source,
-                })
-        })
-        .collect::<Result<_, _>>()?;
+    let extra = copy_extra_fds(cmd)?;
 
     let stderr_child = if stderr_is_stdout {
         &stdout.child

@@ -815,6 +815,17 @@ fn check_spawn(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// The soft `RLIMIT_NOFILE`: one more than the highest fd number that can
+/// be opened (at most 2^20, the kernel's default `nr_open`, when it says
+/// "unlimited").
+pub(crate) fn soft_fd_limit() -> RawFd {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
+        .min(1 << 20);
+    RawFd::try_from(limit).unwrap_or(1 << 20)
+}
+
 /// Spawns with `posix_spawn`, which glibc implements with
 /// `clone(CLONE_VM | CLONE_VFORK)`: no page-table copy, whatever the size of
 /// the parent. The child gets fds 0-2 (and the extras) and nothing else,
@@ -838,7 +849,12 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
             actions.close(fd)?;
         }
     }
-    actions.close_from(max_target + 1)?;
+    // glibc refuses a closefrom at the fd limit (EBADF): with a target just
+    // below it, no fd above can be open that was opened since the limit
+    // was set.
+    if max_target == 2 || max_target + 1 < soft_fd_limit() {
+        actions.close_from(max_target + 1)?;
+    }
     if let Some(tty) = req.foreground_tty.filter(|_| req.new_process_group) {
         actions.tcsetpgrp(tty)?;
     }

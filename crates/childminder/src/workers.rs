@@ -40,8 +40,10 @@ pub(crate) enum ReaderEnd {
 
 /// What the stdio thread does for one call.
 pub(crate) struct StdioJob<O, E> {
-    /// A current-thread runtime with IO and time, built by the caller.
-    pub runtime: tokio::runtime::Runtime,
+    /// A current-thread runtime with IO and time, the caller's thread's:
+    /// a job dropped unrun (no thread for it) gives it back there, where
+    /// dropping it inside the caller's own runtime would panic.
+    pub runtime: crate::direct::Lent,
     pub shared: Arc<Shared>,
     pub stdout: Option<(OwnedFd, O)>,
     pub stderr: Option<(OwnedFd, E)>,
@@ -93,6 +95,7 @@ where
         exit_seen,
         outputs_done,
     } = job;
+    let runtime = runtime.into_inner();
     runtime.block_on(read_outputs(
         &shared,
         stdout,

@@ -227,8 +227,9 @@ fn engine_start_out_of_threads_is_a_resource_error_not_a_hang() {
 /// Starts the fixture with `input` and piped output, with room for the
 /// child alone and not for the thread that must follow it, and checks the
 /// refusal: an error, returned only after the child was ended and reaped,
-/// with no fd left behind, and the action never run.
-fn assert_a_refused_thread_ends_the_child(input: childminder::Input) {
+/// with no fd left behind, and the action never run. With `in_runtime`,
+/// the call is made inside a current-thread runtime's `block_on`.
+fn assert_a_refused_thread_ends_the_child(input: childminder::Input, in_runtime: bool) {
     // The engine only: a warm-up with piped output would leave an idle
     // stdio thread in the pool, and no thread would be refused.
     let started = true_on_the_engine().expect("start the engine");
@@ -244,15 +245,22 @@ fn assert_a_refused_thread_ends_the_child(input: childminder::Input) {
     if !become_unprivileged() {
         return;
     }
+    let runtime = in_runtime.then(support::current_thread_runtime);
     let leaks = LeakCheck::new();
     set_soft_limit(libc::RLIMIT_NPROC, own_threads() + 1);
-    let err = with_process(
-        &fixture_cmd(["sleep", "30"]),
-        input,
-        childminder::discard,
-        childminder::discard,
-        |_| unreachable!("the action must not run without its threads"),
-    )
+    let call = || {
+        with_process(
+            &fixture_cmd(["sleep", "30"]),
+            input,
+            childminder::discard,
+            childminder::discard,
+            |_| unreachable!("the action must not run without its threads"),
+        )
+    };
+    let err = match &runtime {
+        Some(runtime) => runtime.block_on(async { call() }),
+        None => call(),
+    }
     .unwrap_err();
     set_soft_limit(libc::RLIMIT_NPROC, own_threads() + 16);
     assert_resource_error(&err, "starting a worker thread");
@@ -266,7 +274,7 @@ fn assert_a_refused_thread_ends_the_child(input: childminder::Input) {
 #[test]
 fn a_refused_input_thread_ends_and_reaps_the_started_child() {
     if own_process(crate::test_name!()) {
-        assert_a_refused_thread_ends_the_child(stdin::from_fn(|| Ok(Some(b"x".to_vec()))));
+        assert_a_refused_thread_ends_the_child(stdin::from_fn(|| Ok(Some(b"x".to_vec()))), false);
     }
 }
 
@@ -274,8 +282,40 @@ fn a_refused_input_thread_ends_and_reaps_the_started_child() {
 #[test]
 fn a_refused_stdio_thread_ends_and_reaps_the_started_child() {
     if own_process(crate::test_name!()) {
-        assert_a_refused_thread_ends_the_child(stdin::empty());
+        assert_a_refused_thread_ends_the_child(stdin::empty(), false);
     }
+}
+
+/// Caught by an acceptance run: inside a current-thread runtime, the
+/// refused stdio thread dropped the runtime lent to it on the caller's
+/// thread, and tokio panicked ("Cannot drop a runtime in a context where
+/// blocking is not allowed") instead of the call returning its error.
+#[test]
+fn a_refused_stdio_thread_inside_a_runtime_is_an_error_not_a_panic() {
+    if own_process(crate::test_name!()) {
+        assert_a_refused_thread_ends_the_child(stdin::empty(), true);
+    }
+}
+
+/// Caught by an acceptance run: `pass_fd` to the last fd below the limit
+/// passed validation, and every spawn then failed with `EINVAL`: the
+/// source was copied above every target, where no number was left.
+#[test]
+fn pass_fd_to_the_last_fd_below_the_limit_reaches_the_child() {
+    if !own_process(crate::test_name!()) {
+        return;
+    }
+    let limit = lowest_free_fd() + 16;
+    set_soft_limit(libc::RLIMIT_NOFILE, limit);
+    let top = i32::try_from(limit - 1).unwrap();
+    let mut cmd = Command::new("readlink");
+    cmd.arg(format!("/proc/self/fd/{top}"))
+        .pass_fd(std::fs::File::open("/dev/null").unwrap(), top);
+    let out = cmd.output();
+    set_soft_limit(libc::RLIMIT_NOFILE, 1024);
+    let out = out.expect("a target below the limit is valid");
+    assert!(out.result.success(), "{:?}", out.result);
+    assert_eq!(out.stdout, b"/dev/null\n");
 }
 
 /// Regression: `fork` refused for lack of processes (EAGAIN) was

@@ -150,15 +150,21 @@ impl Drop for Lent {
     }
 }
 
-/// Keeps `runtime` for this thread's next call (or drops it if one is kept
-/// already, or the thread is exiting).
+/// Keeps `runtime` for this thread's next call, or, if one is kept already
+/// or the thread is exiting, shuts it down without blocking: the caller
+/// may be inside a runtime of its own (a one-line call in `block_on`),
+/// where dropping a runtime panics.
 pub(crate) fn give_back(runtime: Runtime) {
+    let mut spare = Some(runtime);
     let _ = RUNTIME.try_with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = Some(runtime);
+            *slot = spare.take();
         }
     });
+    if let Some(runtime) = spare {
+        runtime.shutdown_background();
+    }
 }
 
 /// The async one-line calls: runs `cmd` to its end in the caller's task,
