@@ -474,7 +474,7 @@ async fn finish_output(shared: &Shared, drain: OutputDrain, exited_at: Instant) 
         tracing::warn!(
             program = %shared.program,
             pid = shared.target.pid(),
-            "output still open a grace period after the child's exit: closed the pipes and killed the group"
+            "output still open a grace period after the child's end: closing the pipes and killing the group"
         );
     }
     cut_off

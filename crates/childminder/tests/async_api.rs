@@ -601,12 +601,22 @@ fn runtime_shutdown_kills_and_reaps_a_live_child() {
     leak.assert_clean();
 }
 
+/// The text of a panic's payload (tokio's are `String`s or `&str`s).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or_default()
+}
+
 /// Caught by an acceptance test: on a runtime without timers, `spawn`
 /// returned `Ok` and the supervising task panicked at its first timer, so
 /// a deadline became an immediate SIGKILL reported as "the runtime shut
-/// down". Every async entry point now panics before anything starts.
+/// down". Every async entry point now panics before anything starts, and
+/// `Tree::start` also without I/O.
 #[test]
-fn every_async_call_on_a_runtime_without_timers_panics_before_anything_starts() {
+fn every_async_call_on_a_runtime_without_timers_or_io_panics_before_anything_starts() {
     support::warm_up();
     let leak = LeakCheck::new();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -637,11 +647,7 @@ fn every_async_call_on_a_runtime_without_timers_panics_before_anything_starts() 
     ];
     for (name, call) in calls {
         let panic = catch_unwind(AssertUnwindSafe(call)).expect_err(name);
-        let message = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
+        let message = panic_message(&*panic);
         assert!(message.contains("timers are disabled"), "{name}: {message}");
         assert!(
             common::marker_processes().is_empty(),
@@ -649,6 +655,23 @@ fn every_async_call_on_a_runtime_without_timers_panics_before_anything_starts() 
         );
     }
     drop(runtime);
+    // Caught by a later acceptance run: on a runtime without I/O,
+    // `Tree::start` returned `Ok`, tokio's panic stayed inside the tree's
+    // task at its first child, and the caller saw `Outcome::Killed` and
+    // events that stopped after `starting`. (The calls with a child of
+    // their own panic once it is killed: the next test.)
+    let without_io = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let panic = catch_unwind(AssertUnwindSafe(|| {
+        drop(without_io.block_on(async { childminder::supervisor::Tree::start(&tree) }))
+    }))
+    .expect_err("Tree::start without IO");
+    let message = panic_message(&*panic);
+    assert!(message.contains("IO is disabled"), "{message}");
+    assert!(common::marker_processes().is_empty(), "a child started");
+    drop(without_io);
     leak.assert_clean();
 }
 

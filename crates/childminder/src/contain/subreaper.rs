@@ -279,11 +279,11 @@ impl Tracked {
         self.sent = Some(sig);
         match self.adopted.signal(sig) {
             Ok(()) => {
-                tracing::info!(program, pid = self.adopted.pid, %sig, "escapee: signal sent");
+                tracing::info!(program, pid = self.adopted.pid, signal = %sig, "escapee: signal sent");
             }
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
             Err(e) => {
-                tracing::warn!(program, pid = self.adopted.pid, %sig, error = %e, "escapee: signal failed");
+                tracing::warn!(program, pid = self.adopted.pid, signal = %sig, error = %e, "escapee: signal failed");
             }
         }
     }

@@ -40,7 +40,10 @@ pub struct Event {
     /// The child's name path: nested names joined with `/`
     /// (`backend/api`); empty for the root supervisor itself.
     pub path: Arc<str>,
-    /// The process's pid; `None` for a supervisor and before the spawn.
+    /// The pid of the process's current run: `None` for a supervisor, and
+    /// for a process when no run is current: before the spawn
+    /// (`starting`, `spawn_failed`) and after the run's `exited`
+    /// (`restarting`, `stopped`).
     pub pid: Option<u32>,
     /// What happened.
     pub kind: EventKind,

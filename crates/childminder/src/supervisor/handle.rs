@@ -250,8 +250,9 @@ impl Tree {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime, or on one without time enabled, before
-    /// anything starts (it needs IO and time enabled).
+    /// Outside a tokio runtime, or on one without IO or without time
+    /// enabled, before anything starts (tokio's own message for the
+    /// missing driver).
     ///
     /// # Examples
     ///
@@ -291,6 +292,7 @@ impl Tree {
     pub fn start_with(spec: &SupervisorSpec, options: TreeOptions) -> Result<Tree, SpecError> {
         spec.validate()?;
         crate::spawn::require_runtime("childminder::supervisor::Tree::start");
+        crate::spawn::require_io();
         Ok(driver::start_tree(spec, options))
     }
 
@@ -418,7 +420,8 @@ impl Tree {
     /// children in reverse order, each as its shutdown spec says (first
     /// signal, grace, KILL). Returns at once; [`wait`](Self::wait) for the
     /// end. The outcome is [`Outcome::Stopped`] unless the tree had already
-    /// ended.
+    /// ended or was ending by its own verdict (it gave up, or an
+    /// auto-shutdown began): that outcome stands, as for [`kill`](Self::kill).
     ///
     /// # Examples
     ///

@@ -788,13 +788,17 @@ impl SupervisorSpec {
             return Err(err(own, "period", "period is over 100 years".into()));
         }
         let mut seen = HashSet::new();
-        for child in &self.children {
+        for (index, child) in self.children.iter().enumerate() {
             let path = format!("{prefix}{}", child.name);
             if child.name.is_empty() {
+                // No path names it: its supervisor's, and which child.
                 return Err(err(
-                    &path,
+                    own,
                     "name",
-                    "a child's name must not be empty".into(),
+                    format!(
+                        "a child's name must not be empty (child {} of this supervisor)",
+                        index + 1
+                    ),
                 ));
             }
             if child.name.contains('/') {
@@ -820,6 +824,7 @@ impl SupervisorSpec {
                 ));
             }
             for (setting, what, d) in [
+                ("backoff", "backoff initial", Some(b.initial)),
                 ("backoff", "backoff max", Some(b.max)),
                 ("backoff", "backoff reset_after", Some(b.reset_after)),
                 ("start_timeout", "start_timeout", child.start_timeout),
@@ -913,6 +918,8 @@ impl SupervisorSpec {
 #[non_exhaustive]
 pub struct SpecError {
     /// The child's path (`parent/child`), empty for the root supervisor.
+    /// For a child whose name is empty, its supervisor's path (the reason
+    /// says which child).
     pub path: String,
     /// The setting at fault, named as the spec's method is (`period`,
     /// `name`, `backoff`, `start_timeout`, `ready`, `significant`, or
@@ -945,6 +952,20 @@ mod tests {
         let (p, r) = reason(SupervisorSpec::new().child(proc("")));
         assert_eq!(p, "");
         assert!(r.contains("empty"));
+        // Found in acceptance: a nested empty name said "sub/", a path no
+        // child has. Its supervisor's path, and which child.
+        let unnamed = SupervisorSpec::new().child(proc("a")).child(proc(""));
+        let (p, r) = reason(SupervisorSpec::new().child(ChildSpec::supervisor("sub", unnamed)));
+        assert_eq!(p, "sub");
+        assert!(r.contains("child 2"), "{r}");
+        // And a backoff whose `initial` is out of range is named so.
+        let endless = Backoff {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            ..Backoff::default()
+        };
+        let (_, r) = reason(SupervisorSpec::new().child(proc("a").backoff(endless)));
+        assert!(r.contains("backoff initial"), "{r}");
         let nested = SupervisorSpec::new().child(proc("x")).child(proc("x"));
         let (p, r) = reason(SupervisorSpec::new().child(ChildSpec::supervisor("sub", nested)));
         assert_eq!(p, "sub/x");
