@@ -24,7 +24,7 @@
 //! | `supervisor_error` | string or null | childminder's own failure: the start error, or a supervision error |
 //! | `exit_status` | number | the status childminder itself exits with; 128+N when it ends itself by the command's signal N |
 //! | `inherited_streams` | array of strings | the streams handed to the command as they are (`"stdin"`, `"stdout"`, `"stderr"`): not copied, not counted |
-//! | `delivery_cut_off` | bool | childminder stopped copying before all output was delivered: the deadline's bound (a grace period after the later of the deadline and the exit) passed (exit 124), or an INT, TERM, HUP or QUIT came after the command's exit (childminder then ends by that signal: 128+N) |
+//! | `delivery_cut_off` | bool | childminder stopped copying before all output was delivered: the deadline's bound (a grace period after the later of the deadline and the exit) passed (exit 124), or an INT, TERM, HUP or QUIT asked it to end (a grace period after the later of the signal and the exit, or at once for one after the exit; childminder then ends by that signal: 128+N) |
 //! | `subreaper` | bool | childminder was a subreaper for the command (the default; `--no-subreaper` turns it off) |
 //! | `escapees_ended` | number | processes that left the command's group, were orphaned to childminder and were ended and reaped at the end |
 //! | `escapees_killed` | number | of those, how many needed SIGKILL |

@@ -179,7 +179,7 @@ pub fn run_as(args: RunArgs, role: Role) -> Ending {
             }
             if let Some(signal) = facts.ended_by {
                 diagnose(&format!(
-                    "{signal} came after the command's exit, before all its output was delivered: output cut off"
+                    "{signal} asked childminder to end before all the command's output was delivered: output cut off"
                 ));
             } else if facts.delivery_cut_off {
                 diagnose(

@@ -219,7 +219,8 @@ pub enum AfterExit {
 /// The forwarding policy, applied to each received signal in order (see
 /// the module documentation). If the deadline has already started the
 /// escalation, a first INT/TERM/HUP/QUIT changes nothing: the command has
-/// had its signal and SIGKILL is on its way.
+/// had the escalation's first signal (which, with `-s 0` or one it ignores,
+/// may not have ended it) and SIGKILL is on its way; a second kills now.
 #[derive(Debug)]
 pub struct Forwarding {
     role: Role,
