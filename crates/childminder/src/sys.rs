@@ -807,6 +807,28 @@ fn sigset_of(signal: libc::c_int) -> libc::sigset_t {
     set
 }
 
+/// glibc's own signals (SIGCANCEL 32 and SIGSETXID 33), which its
+/// `posix_spawn` sets to SIG_IGN in the child unless they are in the
+/// "set to default" set, and an ignored signal survives exec: every child
+/// of the fast path (and of std's) started with both ignored, and handed
+/// that on to its descendants. `sigaddset` refuses them (EINVAL), so their
+/// bits are set directly; `posix_spawnattr_setsigdefault` copies the set
+/// and the child tests the bits as they are.
+const GLIBC_INTERNAL_SIGNALS: [usize; 2] = [32, 33];
+
+fn add_glibc_internal_signals(set: &mut libc::sigset_t) {
+    const WORD_BITS: usize = libc::c_ulong::BITS as usize;
+    let words = std::ptr::from_mut(set).cast::<libc::c_ulong>();
+    for signal in GLIBC_INTERNAL_SIGNALS {
+        let (word, bit) = ((signal - 1) / WORD_BITS, (signal - 1) % WORD_BITS);
+        // SAFETY: glibc's sigset_t is `unsigned long __val[1024 / (8 *
+        // sizeof (unsigned long))]` (128 bytes), so words 0 and 1 are in
+        // it, aligned as c_ulong; signal N is bit N - 1, counted through
+        // the words, as glibc's __sigismember reads it.
+        unsafe { *words.add(word) |= 1 << bit };
+    }
+}
+
 fn check_spawn(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
         Ok(())
@@ -819,11 +841,10 @@ fn check_spawn(rc: libc::c_int) -> io::Result<()> {
 /// be opened (at most 2^20, the kernel's default `nr_open`, when it says
 /// "unlimited").
 pub(crate) fn soft_fd_limit() -> RawFd {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(1 << 20)
-        .min(1 << 20);
-    RawFd::try_from(limit).unwrap_or(1 << 20)
+    const NR_OPEN: u64 = 1 << 20;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    // At most 2^20: the cast cannot truncate.
+    limit.map_or(NR_OPEN, |n| n.min(NR_OPEN)) as RawFd
 }
 
 /// Spawns with `posix_spawn`, which glibc implements with
@@ -868,18 +889,20 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
         flags |= libc::POSIX_SPAWN_SETPGROUP;
     }
     let none = empty_sigset();
-    let to_default = if req.reset_sigpipe {
+    let mut to_default = if req.reset_sigpipe {
         sigset_of(libc::SIGPIPE)
     } else {
         empty_sigset()
     };
+    add_glibc_internal_signals(&mut to_default);
     // SAFETY: attr is initialised; the sets are initialised values that
     // glibc copies.
     check_spawn(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &none) })?;
     // SAFETY: as above. Only SIGPIPE is reset (unless inherit_sigpipe), as
     // std does: Rust ignores it for its own sake, while any other ignored
     // signal was the user's choice (`nohup` ignores SIGHUP) and exec passes
-    // it on. Handlers are reset by exec anyway.
+    // it on; and glibc's internal two, which no user can ignore. Handlers
+    // are reset by exec anyway.
     check_spawn(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &to_default) })?;
     // SAFETY: as above; 0 means "a new group whose id is the child's pid".
     check_spawn(unsafe { libc::posix_spawnattr_setpgroup(&mut attr.0, 0) })?;
@@ -1049,6 +1072,27 @@ fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> i
     // async-signal-safe.
     if unsafe { libc::signal(libc::SIGPIPE, state.sigpipe) } == libc::SIG_ERR {
         return Err(io::Error::last_os_error());
+    }
+    // glibc's own signals may be ignored here, inherited that way from a
+    // parent that `posix_spawn`ed this process (see
+    // GLIBC_INTERNAL_SIGNALS): back to their default, by the raw system
+    // call, since glibc's `sigaction` refuses them. A failure leaves them
+    // as they were (as std does): not worth failing the spawn.
+    let default_action = [0_u64; 4];
+    for signal in GLIBC_INTERNAL_SIGNALS {
+        // SAFETY: rt_sigaction with an all-zero kernel `struct sigaction`
+        // (SIG_DFL is 0, no flags, an empty mask; 32 bytes cover every
+        // layout) and no old action to write: a plain system call,
+        // async-signal-safe.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal as libc::c_long,
+                default_action.as_ptr(),
+                ptr::null_mut::<u64>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
     }
     let mut max_target = 2;
     for &(from, to) in extra {
