@@ -223,7 +223,9 @@ Exit status:
 succeeded); the status of the failure that made a supervisor give up (1 for a start \
 timeout); when all processes have ended by themselves, 0 if all succeeded, else the \
 status of the first that failed (128+N for a signal N)
-  125      bad configuration, or childminder's own failure
+  125      bad configuration, or childminder's own failure; or a success whose output could not be written (> /dev/full)
+  126      the program was found but could not be run
+  127      the program was not found
 
 Examples:
   # run the Procfile or childminder.toml of the current directory

@@ -584,6 +584,48 @@ fn toml_all_succeeding_is_zero() {
     assert_eq!(run(&dir, &["-f", "jobs.toml"]).code, 0);
 }
 
+/// Found in acceptance: `up > /dev/full` exited 0 with nothing said, the
+/// output silently lost (`run` says so and exits 125). A closed reader
+/// (`| head`) stays no failure.
+#[test]
+fn output_that_cannot_be_written_is_said_and_a_success_becomes_125() {
+    let dir = test_dir("devfull");
+    fs::write(dir.join("Procfile"), "a: echo started-a\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_childminder"))
+        .arg("up")
+        .current_dir(&dir)
+        .stdout(
+            fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("writing the output failed: No space left on device"),
+        "{stderr}"
+    );
+    let mut closed = Command::new(env!("CARGO_BIN_EXE_childminder"))
+        .arg("up")
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(closed.stdout.take());
+    let closed = closed.wait_with_output().unwrap();
+    assert_eq!(
+        closed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&closed.stderr).contains("writing the output failed"));
+}
+
 #[test]
 fn a_group_of_temporary_processes_runs_once_and_is_zero() {
     // Caught by an acceptance run: a nested supervisor, `permanent` by

@@ -400,7 +400,7 @@ pub fn parse_toml(text: &str, file: &str, path: &Path) -> Result<SupervisorConfi
         at.record("", key, span);
     }
     let children = children(&at, base, "", top.process)?;
-    Ok(SupervisorConfig {
+    let config = SupervisorConfig {
         strategy: top
             .strategy
             .map(|s| strategy(&at, "strategy", s))
@@ -419,7 +419,18 @@ pub fn parse_toml(text: &str, file: &str, path: &Path) -> Result<SupervisorConfi
             .transpose()?,
         children,
         lines: at.lines.take(),
-    })
+    };
+    if config.children.is_empty() {
+        // As an empty Procfile: a file emptied by mistake must not pass
+        // for a tree that completed at once.
+        return Err(ConfigError {
+            file: file.to_owned(),
+            line: None,
+            key: String::new(),
+            message: "no processes: expected `[[process]]` entries".into(),
+        });
+    }
+    Ok(config)
 }
 
 fn children(
@@ -1097,6 +1108,14 @@ command = "true"
 
     #[test]
     fn errors_name_file_line_and_key() {
+        // Found in acceptance: an empty file (or one with settings only)
+        // exited 0 at once, where an empty Procfile is refused.
+        for empty in ["", "# nothing yet\n", "strategy = \"one_for_all\"\n"] {
+            assert_eq!(
+                err(empty),
+                "test.toml: no processes: expected `[[process]]` entries"
+            );
+        }
         assert_eq!(
             err("strategy = \"one_for_none\"\n"),
             "test.toml:1: strategy: \"one_for_none\" is not one of \"one_for_one\", \"one_for_all\", \"rest_for_one\""
@@ -1246,9 +1265,10 @@ command = "true"
 
     #[test]
     fn durations_take_numbers_as_seconds() {
-        let c = parse("period = 2\n").unwrap();
+        let one = "[[process]]\nname = \"a\"\ncommand = \"x\"\n";
+        let c = parse(&format!("period = 2\n{one}")).unwrap();
         assert_eq!(c.period, Some(Duration::from_secs(2)));
-        let c = parse("period = 0.5\n").unwrap();
+        let c = parse(&format!("period = 0.5\n{one}")).unwrap();
         assert_eq!(c.period, Some(Duration::from_millis(500)));
     }
 

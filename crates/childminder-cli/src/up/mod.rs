@@ -200,8 +200,11 @@ async fn supervise(
     // The last chunks are still being pumped by tasks of this runtime:
     // wait for the printer without blocking it (and without a blocking
     // thread, which the OS may refuse: tokio panics then).
-    printer.finished().await;
-    Ok(exit::exit_status(&outcome))
+    let output_failed = printer.finished().await.is_some();
+    Ok(exit::with_output_failure(
+        exit::exit_status(&outcome),
+        output_failed,
+    ))
 }
 
 /// Chunks the output channel holds before the children are slowed down.

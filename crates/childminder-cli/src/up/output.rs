@@ -26,8 +26,8 @@ const BATCH_BYTES: usize = 256 * 1024;
 pub struct Printer {
     thread: JoinHandle<()>,
     /// Fires (or is dropped, on a panic) when the thread has printed
-    /// everything.
-    done: tokio::sync::oneshot::Receiver<()>,
+    /// everything, with the error that made it discard output, if any.
+    done: tokio::sync::oneshot::Receiver<Option<io::Error>>,
     /// Which runs' streams have had their last line written.
     ends: Arc<Ends>,
 }
@@ -105,8 +105,8 @@ impl Printer {
                 };
                 let _ = started_tx.send(Ok(()));
                 let printer = Sources::new(paths, colour);
-                runtime.block_on(print(output, printer, io::stdout(), &ends_written));
-                let _ = done_tx.send(());
+                let failed = runtime.block_on(print(output, printer, io::stdout(), &ends_written));
+                let _ = done_tx.send(failed);
             })?;
         // A thread can also die as it starts (std panics when it cannot map
         // the thread's signal stack): its start is confirmed.
@@ -139,9 +139,12 @@ impl Printer {
 
     /// Waits, without blocking the runtime, until every chunk is printed
     /// (the tree has ended and its readers have delivered everything).
-    pub async fn finished(self) {
-        let _ = self.done.await;
+    /// Returns the write error that made the rest be discarded, unless it
+    /// was a reader that went away (EPIPE, as with `| head`: not a failure).
+    pub async fn finished(self) -> Option<io::Error> {
+        let failed = self.done.await.ok().flatten();
         let _ = self.thread.join();
+        failed
     }
 }
 
@@ -189,7 +192,12 @@ impl Sources {
     }
 }
 
-async fn print(mut output: Output, mut sources: Sources, out: impl Write, ends: &Ends) {
+async fn print(
+    mut output: Output,
+    mut sources: Sources,
+    out: impl Write,
+    ends: &Ends,
+) -> Option<io::Error> {
     let mut out = Sink::new(out);
     let mut buf = Vec::with_capacity(BATCH_BYTES);
     let mut ended = Vec::new();
@@ -219,6 +227,8 @@ async fn print(mut output: Output, mut sources: Sources, out: impl Write, ends: 
     // but a partial line of a stream without one must not be lost.
     sources.prefixer.expire(far_future(), &mut buf);
     out.write(&mut buf);
+    out.failure
+        .filter(|e| e.kind() != io::ErrorKind::BrokenPipe)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -245,24 +255,29 @@ fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
 }
 
 /// stdout, until it fails: then the output is discarded (the reader went
-/// away, as with `| head`), so that the children are never blocked by it.
+/// away, as with `| head`, or the disk is full), so that the children are
+/// never blocked by it. A failure other than EPIPE is said on stderr at
+/// once, and makes `up`'s status 125 where it would be 0.
 struct Sink<W> {
     out: W,
-    failed: bool,
+    failure: Option<io::Error>,
 }
 
 impl<W: Write> Sink<W> {
     fn new(out: W) -> Sink<W> {
-        Sink { out, failed: false }
+        Sink { out, failure: None }
     }
 
     fn write(&mut self, buf: &mut Vec<u8>) {
-        if !buf.is_empty() && !self.failed {
-            self.failed = self
-                .out
-                .write_all(buf)
-                .and_then(|()| self.out.flush())
-                .is_err();
+        if !buf.is_empty() && self.failure.is_none() {
+            if let Err(e) = self.out.write_all(buf).and_then(|()| self.out.flush()) {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    crate::run::diagnose(&format!(
+                        "writing the output failed: {e}: the rest is discarded"
+                    ));
+                }
+                self.failure = Some(e);
+            }
         }
         buf.clear();
     }
