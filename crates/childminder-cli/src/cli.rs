@@ -343,7 +343,8 @@ pub struct RunArgs {
         value_name = "SIGNAL",
         value_parser = parse_first_signal,
         long_help = "First signal of the escalation on the deadline: a name with or without \
-            SIG (RTMIN+N and RTMAX-N for real-time signals), or a number. 0 sends \
+            SIG (RTMIN+N and RTMAX-N for real-time signals; IOT, POLL and CLD as \
+            kill(1) takes them), or a number. 0 (or EXIT) sends \
             nothing but SIGCONT (a stopped command goes on): SIGKILL follows the grace \
             period, as GNU `timeout -s 0`. \
             [default: TERM]\n\
@@ -524,10 +525,12 @@ pub struct FirstSignal(pub Option<Signal>);
 /// use childminder_cli::cli::{FirstSignal, parse_first_signal};
 ///
 /// assert_eq!(parse_first_signal("0"), Ok(FirstSignal(None)));
+/// assert_eq!(parse_first_signal("EXIT"), Ok(FirstSignal(None)));
 /// assert_eq!(parse_first_signal("INT"), Ok(FirstSignal(Some(Signal::INT))));
 /// ```
 pub fn parse_first_signal(s: &str) -> Result<FirstSignal, String> {
-    if s.trim() == "0" {
+    // `EXIT` is GNU's name for 0 (the shell's `trap ... EXIT`).
+    if s.trim() == "0" || s.trim().eq_ignore_ascii_case("EXIT") {
         return Ok(FirstSignal(None));
     }
     parse_signal(s).map(|signal| FirstSignal(Some(signal)))

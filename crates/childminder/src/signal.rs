@@ -61,6 +61,14 @@ const NAMES: &[(&str, i32)] = &[
     ("SIGSYS", libc::SIGSYS),
 ];
 
+/// Other names of the same signals that `kill(1)` and GNU `timeout -s`
+/// accept: read, never written.
+const ALIASES: &[(&str, i32)] = &[
+    ("SIGIOT", libc::SIGABRT),
+    ("SIGPOLL", libc::SIGIO),
+    ("SIGCLD", libc::SIGCHLD),
+];
+
 impl Signal {
     /// `SIGHUP`.
     pub const HUP: Signal = Signal(libc::SIGHUP);
@@ -160,10 +168,11 @@ pub struct ParseSignalError(String);
 impl FromStr for Signal {
     type Err = ParseSignalError;
 
-    /// Accepts `TERM`, `SIGTERM`, `sigterm` and `15` alike, and the
-    /// real-time signals as `kill(1)` names them: `RTMIN`, `RTMIN+N`,
-    /// `RTMAX`, `RTMAX-N` (with or without `SIG`, any case), within
-    /// `SIGRTMIN..=SIGRTMAX`.
+    /// Accepts `TERM`, `SIGTERM`, `sigterm` and `15` alike, the other
+    /// names `kill(1)` knows (`IOT` for `ABRT`, `POLL` for `IO`, `CLD` for
+    /// `CHLD`), and the real-time signals as `kill(1)` names them: `RTMIN`,
+    /// `RTMIN+N`, `RTMAX`, `RTMAX-N` (with or without `SIG`, any case),
+    /// within `SIGRTMIN..=SIGRTMAX`.
     fn from_str(s: &str) -> Result<Signal, ParseSignalError> {
         let err = || ParseSignalError(s.to_owned());
         let trimmed = s.trim();
@@ -179,6 +188,7 @@ impl FromStr for Signal {
         }
         NAMES
             .iter()
+            .chain(ALIASES)
             .find(|&&(name, _)| &name[3..] == bare)
             .map(|&(_, raw)| Signal(raw))
             .ok_or_else(err)
@@ -220,6 +230,15 @@ mod tests {
             assert_eq!(sig.as_raw(), raw);
             assert_eq!(sig.name().unwrap(), name);
             assert_eq!(sig.name().unwrap().parse::<Signal>().unwrap(), sig);
+        }
+    }
+
+    /// Found in acceptance: GNU `timeout -s` takes these, `run -s` did not.
+    #[test]
+    fn aliases_parse_to_their_signal_and_display_by_its_name() {
+        for (text, name) in [("IOT", "SIGABRT"), ("sigpoll", "SIGIO"), ("CLD", "SIGCHLD")] {
+            let sig: Signal = text.parse().unwrap();
+            assert_eq!(sig.name(), Some(name), "{text}");
         }
     }
 
