@@ -526,11 +526,13 @@ pub struct FirstSignal(pub Option<Signal>);
 ///
 /// assert_eq!(parse_first_signal("0"), Ok(FirstSignal(None)));
 /// assert_eq!(parse_first_signal("EXIT"), Ok(FirstSignal(None)));
+/// assert_eq!(parse_first_signal("sigexit"), Ok(FirstSignal(None)));
 /// assert_eq!(parse_first_signal("INT"), Ok(FirstSignal(Some(Signal::INT))));
 /// ```
 pub fn parse_first_signal(s: &str) -> Result<FirstSignal, String> {
-    // `EXIT` is GNU's name for 0 (the shell's `trap ... EXIT`).
-    if s.trim() == "0" || s.trim().eq_ignore_ascii_case("EXIT") {
+    // `EXIT` (or `SIGEXIT`) is GNU's name for 0 (the shell's `trap ... EXIT`).
+    let bare = s.trim().to_ascii_uppercase();
+    if bare == "0" || bare.strip_prefix("SIG").unwrap_or(&bare) == "EXIT" {
         return Ok(FirstSignal(None));
     }
     parse_signal(s).map(|signal| FirstSignal(Some(signal)))

@@ -262,6 +262,13 @@ fn just_above_the_limit_is_forever_in_every_unit() {
 // ---------------------------------------------------------------------------
 
 /// Every signal name `-s` knows (Linux), without `SIG`, and its number.
+/// The other names `kill(1)` and GNU `timeout -s` take.
+const ALIASES: [(&str, i32); 3] = [
+    ("IOT", libc::SIGABRT),
+    ("POLL", libc::SIGIO),
+    ("CLD", libc::SIGCHLD),
+];
+
 const NAMES: [(&str, i32); 31] = [
     ("HUP", libc::SIGHUP),
     ("INT", libc::SIGINT),
@@ -300,7 +307,7 @@ const NAMES: [(&str, i32); 31] = [
 const MAX_SIGNAL: i32 = 64;
 
 /// The signal number `text` must parse to, or `None` when it must be
-/// rejected: after surrounding whitespace, a name from [`NAMES`] with or
+/// rejected: after surrounding whitespace, a name from [`NAMES`] or [`ALIASES`] with or
 /// without `SIG` in any ASCII case, or a decimal number (an optional `+`,
 /// leading zeros allowed) from 1 to 64.
 fn expected_signal(text: &str) -> Option<i32> {
@@ -332,6 +339,7 @@ fn expected_signal(text: &str) -> Option<i32> {
     }
     NAMES
         .iter()
+        .chain(&ALIASES)
         .find(|&&(name, _)| name == bare)
         .map(|&(_, raw)| raw)
 }

@@ -815,6 +815,15 @@ impl Command {
     /// [`cgroup`](Self::cgroup), which spawn through std's fork, whose own
     /// exec-error pipe could be the descriptor the passed fd lands on.
     ///
+    /// # Errors
+    ///
+    /// The spawn fails with [`Error::InvalidOptions`] for a `target` below
+    /// 3 or at or above the fd limit (`RLIMIT_NOFILE`), and for the last
+    /// one below the limit while a descriptor above the limit (opened
+    /// before the limit was lowered) is open without close-on-exec: glibc
+    /// cannot close what lies above the limit in the child, and the child
+    /// would inherit it.
+    ///
     /// # Examples
     ///
     /// ```
@@ -884,7 +893,7 @@ impl Command {
         self.program.to_string_lossy().into_owned()
     }
 
-    fn invalid(&self, reason: impl Into<String>) -> Error {
+    pub(crate) fn invalid(&self, reason: impl Into<String>) -> Error {
         Error::InvalidOptions {
             program: self.program_lossy(),
             reason: reason.into(),
@@ -933,7 +942,9 @@ impl Command {
         // Asked only when there is something to check: validation runs on
         // every call, and most pass no fd.
         if !self.extra_fds.is_empty() {
-            let fd_limit = crate::sys::soft_fd_limit();
+            // At most 2^20, the kernel's default `nr_open`, whatever the
+            // limit says.
+            let fd_limit = crate::sys::soft_fd_limit().min(1 << 20);
             for (_, target) in &self.extra_fds {
                 if *target < 3 || *target >= fd_limit {
                     return Err(self.invalid(format!(

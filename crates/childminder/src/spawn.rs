@@ -50,6 +50,20 @@ pub(crate) fn require_io() {
 /// `EINVAL` for a target just below the fd limit, where no number is left
 /// above it.)
 fn copy_extra_fds(cmd: &Command) -> Result<Vec<(OwnedFd, RawFd)>, Error> {
+    // A target just below the fd limit leaves posix_spawn no room to close
+    // what lies above it (glibc refuses a closefrom at the limit): only fds
+    // opened before the limit was lowered can be there, and one the child
+    // would inherit is refused rather than leaked.
+    if let Some(top) = cmd.extra_fds.iter().map(|(_, t)| *t).max() {
+        if top.checked_add(1) >= Some(sys::soft_fd_limit()) {
+            if let Some(fd) = sys::inheritable_fd_from(top + 1) {
+                return Err(cmd.invalid(format!(
+                    "pass_fd target {top} is the last fd below the fd limit, and fd {fd} above it \
+                     is open without close-on-exec: the child would inherit it"
+                )));
+            }
+        }
+    }
     let failed = |source| Error::PipeCreationFailed {
         program: cmd.program_lossy(),
         source,

@@ -838,13 +838,28 @@ fn check_spawn(rc: libc::c_int) -> io::Result<()> {
 }
 
 /// The soft `RLIMIT_NOFILE`: one more than the highest fd number that can
-/// be opened (at most 2^20, the kernel's default `nr_open`, when it says
-/// "unlimited").
+/// be opened now ("unlimited", or beyond an fd number: `RawFd::MAX`).
 pub(crate) fn soft_fd_limit() -> RawFd {
-    const NR_OPEN: u64 = 1 << 20;
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-    // At most 2^20: the cast cannot truncate.
-    limit.map_or(NR_OPEN, |n| n.min(NR_OPEN)) as RawFd
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(RawFd::MAX, |n| RawFd::try_from(n).unwrap_or(RawFd::MAX))
+}
+
+/// An fd at or above `min` that is open without close-on-exec (one a
+/// child would inherit), from `/proc/self/fd`: fds above the fd limit
+/// exist when the limit was lowered after they were opened.
+pub(crate) fn inheritable_fd_from(min: RawFd) -> Option<RawFd> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter(|&fd| fd >= min)
+        .find(|&fd| {
+            // SAFETY: F_GETFD on an fd number reads its flags and touches
+            // no memory; one closed meanwhile is EBADF, and not counted.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            flags >= 0 && flags & libc::FD_CLOEXEC == 0
+        })
 }
 
 /// Spawns with `posix_spawn`, which glibc implements with
@@ -871,8 +886,9 @@ pub(crate) fn posix_spawn(req: &SpawnRequest<'_>) -> io::Result<u32> {
         }
     }
     // glibc refuses a closefrom at the fd limit (EBADF): with a target just
-    // below it, no fd above can be open that was opened since the limit
-    // was set.
+    // below it, nothing above can be open that was opened since the limit
+    // was set, and the spawn has checked that nothing opened before it is
+    // inheritable there (`inheritable_fd_from`).
     if max_target == 2 || max_target + 1 < soft_fd_limit() {
         actions.close_from(max_target + 1)?;
     }
@@ -1076,13 +1092,16 @@ fn in_child_before_exec(extra: &[(RawFd, RawFd)], state: &ForkedChildState) -> i
     // glibc's own signals may be ignored here, inherited that way from a
     // parent that `posix_spawn`ed this process (see
     // GLIBC_INTERNAL_SIGNALS): back to their default, by the raw system
-    // call, since glibc's `sigaction` refuses them. A failure leaves them
-    // as they were (as std does): not worth failing the spawn.
+    // call, since glibc's `sigaction` refuses them. Its result is not
+    // checked: where it fails, the child starts as std's would, and that
+    // is no reason to refuse the spawn.
     let default_action = [0_u64; 4];
     for signal in GLIBC_INTERNAL_SIGNALS {
         // SAFETY: rt_sigaction with an all-zero kernel `struct sigaction`
-        // (SIG_DFL is 0, no flags, an empty mask; 32 bytes cover every
-        // layout) and no old action to write: a plain system call,
+        // (SIG_DFL is 0, no flags, an empty mask: 32 bytes cover it on
+        // x86_64, aarch64 and riscv64, where the kernel's sigset is the 8
+        // bytes passed; elsewhere the size is refused, EINVAL, and nothing
+        // is written) and no old action to write: a plain system call,
         // async-signal-safe.
         unsafe {
             libc::syscall(

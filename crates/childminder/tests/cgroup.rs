@@ -301,7 +301,10 @@ fn cgroups_the_child_made_inside_its_own_are_removed_with_it() {
         "-c",
         r#"mount=$(awk '{for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2") print $5; break }}' /proc/self/mountinfo)
 own="$mount$(sed -n 's/^0:://p' /proc/self/cgroup)"
-mkdir "$own/inner" "$own/inner/deeper" "$own/other" || exit 1
+mkdir "$own/inner" "$own/inner/deeper" "$own/other" "$own/other/threads" || exit 1
+# A threaded cgroup's cgroup.procs cannot be read (EOPNOTSUPP): listing
+# it must not cost the others their first signal.
+echo threaded > "$own/other/threads/cgroup.type" || exit 3
 sleep 300 >/dev/null 2>&1 &
 echo $! > "$own/inner/deeper/cgroup.procs" || exit 2
 echo $!"#,

@@ -386,3 +386,35 @@ fn a_set_var_in_another_thread_never_corrupts_a_childs_environment() {
         stop.store(true, Ordering::Relaxed);
     });
 }
+
+/// Found in review: `with_process` nested in another's action, both inside
+/// a runtime's `block_on`, each lent this thread's kept runtime to its
+/// stdio thread; the outer one, given back to a slot the inner one had
+/// filled, was dropped on the caller's thread, inside the caller's
+/// runtime, where tokio panics. It is shut down without blocking now.
+#[test]
+fn nested_blocking_calls_inside_a_runtime_give_their_runtimes_back_without_a_panic() {
+    // No leak check: the engine and this thread's kept runtime stay, as
+    // they are meant to.
+    let runtime = support::current_thread_runtime();
+    let value = runtime.block_on(async {
+        childminder::with_process(
+            &Command::new("true"),
+            stdin::empty(),
+            discard,
+            discard,
+            |_| {
+                childminder::with_process(
+                    &Command::new("true"),
+                    stdin::empty(),
+                    discard,
+                    discard,
+                    |_| 7,
+                )
+                .unwrap()
+            },
+        )
+        .unwrap()
+    });
+    assert_eq!(value, 7);
+}

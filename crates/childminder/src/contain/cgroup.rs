@@ -295,8 +295,23 @@ impl Leaf {
     /// The pids in `cgroup.procs` now, of the cgroup and of every cgroup
     /// the child made inside it (zombies are not listed).
     fn members(&self) -> io::Result<Vec<u32>> {
-        let mut pids = Vec::new();
-        members_with_subgroups(&self.path, &mut pids)?;
+        let mut pids = read_procs(&self.path)?;
+        // The child's own cgroups: one it made unreadable (a threaded
+        // cgroup's cgroup.procs is EOPNOTSUPP, a chmod is EACCES) must not
+        // cost every other member its first signal; cgroup.kill reaches
+        // it anyway.
+        for dir in subgroups(&self.path) {
+            match read_procs(&dir) {
+                Ok(more) => pids.extend(more),
+                Err(e) => {
+                    tracing::debug!(cgroup = %dir.display(), error = %e, "a cgroup the child made cannot be listed");
+                }
+            }
+        }
+        // A process that moved between cgroups during the walk is listed
+        // twice: one signal each.
+        pids.sort_unstable();
+        pids.dedup();
         Ok(pids)
     }
 
@@ -452,38 +467,55 @@ fn create_parents(dir: &Path) -> Result<Vec<PathBuf>, Unavailable> {
     Ok(created)
 }
 
-/// Removes the cgroup `dir` after the ones below it, deepest first: a
-/// child may make cgroups of its own in its cgroup (`systemd-run --scope`,
-/// a container runtime), and a cgroup with children cannot be removed.
-/// `cgroup.kill` and `populated` cover the whole subtree, so they are empty
-/// by now. Only directories are cgroups; the files in them go with them.
-fn remove_with_subgroups(dir: &Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            remove_with_subgroups(&entry.path())?;
-        }
-    }
-    std::fs::remove_dir(dir)
+/// The pids in `dir`'s `cgroup.procs`.
+fn read_procs(dir: &Path) -> io::Result<Vec<u32>> {
+    let list = std::fs::read_to_string(dir.join("cgroup.procs"))?;
+    Ok(list.lines().filter_map(|l| l.parse().ok()).collect())
 }
 
-/// Adds the pids of `dir`'s `cgroup.procs` and of the cgroups below it:
-/// the first signal must reach a member the child moved into a cgroup of
-/// its own as it reaches the others (`cgroup.kill` covers the subtree by
-/// itself). A cgroup removed while listed is skipped.
-fn members_with_subgroups(dir: &Path, pids: &mut Vec<u32>) -> io::Result<()> {
-    let list = std::fs::read_to_string(dir.join("cgroup.procs"))?;
-    pids.extend(list.lines().filter_map(|l| l.parse::<u32>().ok()));
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            match members_with_subgroups(&entry.path(), pids) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                other => other?,
-            }
+/// The cgroups below `dir` (a child may make cgroups of its own in its
+/// cgroup: `systemd-run --scope`, a container runtime), parents before
+/// their children. Walked with a list, not recursion, and each directory
+/// closed before the next is opened: a hostile depth costs neither stack
+/// nor fds. A directory that cannot be read is listed without what is
+/// below it.
+fn subgroups(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut next = 0;
+    let mut reading = dir.to_path_buf();
+    loop {
+        if let Ok(entries) = std::fs::read_dir(&reading) {
+            // Only directories are cgroups; the files in them go with them.
+            found.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        let Some(dir) = found.get(next) else {
+            return found;
+        };
+        reading = dir.clone();
+        next += 1;
+    }
+}
+
+/// Removes the cgroup `dir` after the ones below it, deepest first: a
+/// cgroup with children cannot be removed. `cgroup.kill` and `populated`
+/// cover the whole subtree, so they are empty by now. Each is tried even
+/// if one below it failed, so that the error returned is the first.
+fn remove_with_subgroups(dir: &Path) -> io::Result<()> {
+    let mut first_error = None;
+    for sub in subgroups(dir).iter().rev() {
+        if let Err(e) = std::fs::remove_dir(sub) {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(())
+    match (std::fs::remove_dir(dir), first_error) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) | (Err(e), None) => Err(e),
+    }
 }
 
 fn remove_dirs(deepest_first: &[PathBuf]) {
