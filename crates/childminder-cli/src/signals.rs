@@ -218,9 +218,10 @@ pub enum AfterExit {
 
 /// The forwarding policy, applied to each received signal in order (see
 /// the module documentation). If the deadline has already started the
-/// escalation, a first INT/TERM/HUP/QUIT changes nothing: the command has
-/// had the escalation's first signal (which, with `-s 0` or one it ignores,
-/// may not have ended it) and SIGKILL is on its way; a second kills now.
+/// escalation, a first INT/TERM/HUP/QUIT is the library's `terminate`
+/// as ever: it sends that signal only if the deadline's step sent none
+/// (`-s 0`), and otherwise changes nothing (the command has had its first
+/// signal and SIGKILL is on its way); a second kills now.
 #[derive(Debug)]
 pub struct Forwarding {
     role: Role,

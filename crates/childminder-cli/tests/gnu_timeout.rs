@@ -94,6 +94,45 @@ fn dash_s_0_still_continues_a_stopped_command() {
     assert!(report["kill_sent_after_ms"].is_null(), "{report}");
 }
 
+/// Found in acceptance: after `-s 0`'s empty step, a TERM to childminder
+/// was recorded and nothing sent, so the command ran on to the KILL a
+/// grace period later; GNU `timeout` passes it on. The command says when
+/// the step's SIGCONT came, then dies of the TERM by its own trap.
+#[test]
+fn after_dash_s_0_a_received_term_is_sent_on() {
+    let report = temp_path("report.json");
+    let mut run = Running::start(&[
+        "run",
+        "--report",
+        report.to_str().unwrap(),
+        "-t",
+        "100ms",
+        "-g",
+        "30s",
+        "-s",
+        "0",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo continued' CONT; trap 'exit 9' TERM; echo ready; \
+         while :; do sleep 0.05; done",
+    ]);
+    assert_eq!(run.line(), "ready");
+    assert_eq!(run.line(), "continued", "the deadline's empty step");
+    run.signal(libc::SIGTERM);
+    let out = run.finish();
+    assert_eq!(out.code(), 124, "the deadline had expired: {}", out.stderr);
+    let text = std::fs::read_to_string(&report).unwrap();
+    let _ = std::fs::remove_file(&report);
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        report["exit"]["code"], 9,
+        "its trap, not the KILL: {report}"
+    );
+    assert!(report["kill_sent_after_ms"].is_null(), "{report}");
+    assert_eq!(report["signals_received"], serde_json::json!(["SIGTERM"]));
+}
+
 #[test]
 fn a_realtime_signal_name_is_accepted_by_dash_s() {
     let (out, report) = run_with_report(&[

@@ -362,8 +362,13 @@ impl Process {
     /// child's group (the child alone without [`Command::process_group`])
     /// as the escalation's first signal, and SIGKILL follows a grace period
     /// later unless the child has exited. Stdin is left as it is. Returns at
-    /// once; a later call changes nothing. This is what `childminder run`
-    /// does when it receives SIGINT, SIGTERM, SIGHUP or SIGQUIT.
+    /// once; a later call changes nothing, nor does a call once the
+    /// escalation has sent its first signal (the deadline's, say) — but
+    /// after a first step that sent none
+    /// ([`Command::term_signal`]`(None)`), `signal` is sent then, once,
+    /// within the grace period already running. This is what
+    /// `childminder run` does when it receives SIGINT, SIGTERM, SIGHUP or
+    /// SIGQUIT.
     ///
     /// # Examples
     ///

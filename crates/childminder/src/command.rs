@@ -730,7 +730,9 @@ impl Command {
     /// escalated) but no signal is sent except SIGCONT (a stopped child goes
     /// on, as under GNU `timeout -s 0`), and SIGKILL follows a grace period
     /// later. A signal asked for with [`Process::terminate`](crate::Process::terminate)
-    /// is still sent.
+    /// (or a handle's `terminate`) is still sent: before the deadline, as
+    /// the first signal; after it, once, within the grace period already
+    /// running (as GNU `timeout -s 0` passes a TERM it receives on).
     ///
     /// # Examples
     ///

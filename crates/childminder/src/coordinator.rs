@@ -423,7 +423,7 @@ pub(crate) fn run_steps(
                     // but SIGCONT (a stopped child goes on, as GNU timeout
                     // has it), and SIGKILL follows a grace period later.
                     tracing::info!(program, pid, "escalation: first step, no signal configured");
-                    esc.record_term(now);
+                    esc.record_term_withheld(now);
                     let _ = target.signal_escalation(Signal::CONT);
                     continue;
                 }

@@ -62,6 +62,9 @@ pub(crate) struct Escalation {
     cause: Option<EscalationCause>,
     term_sent_at: Option<Instant>,
     kill_sent_at: Option<Instant>,
+    /// The signal step was taken with no signal to send (`timeout -s 0`):
+    /// one asked for later is still sent, once.
+    term_withheld: bool,
 }
 
 impl Escalation {
@@ -72,16 +75,24 @@ impl Escalation {
             cause: None,
             term_sent_at: None,
             kill_sent_at: None,
+            term_withheld: false,
         }
     }
 
     /// Something asks the child to end. Teardown and shutdown close stdin
     /// and give the child a grace period to exit by itself; the deadline
     /// sends the first signal at once (it stood in for that first wait). A
-    /// deadline arriving during the natural-exit wait cuts it short; any
-    /// other request once escalating changes nothing.
+    /// deadline arriving during the natural-exit wait cuts it short; a
+    /// request for a signal after a signal step that sent none (the
+    /// deadline's, with no first signal configured) has it sent then,
+    /// within the grace period already running, as GNU `timeout -s 0`
+    /// passes a TERM on; any other request once escalating changes nothing.
     pub(crate) fn begin(&mut self, now: Instant, cause: EscalationCause) -> Vec<Step> {
         match (self.phase, cause) {
+            (Phase::AwaitAfterTerm { .. }, EscalationCause::Requested) if self.term_withheld => {
+                self.term_withheld = false;
+                vec![Step::SendTerm]
+            }
             (Phase::Running, EscalationCause::Teardown | EscalationCause::Shutdown) => {
                 self.cause = Some(cause);
                 self.phase = Phase::AwaitNatural {
@@ -167,6 +178,13 @@ impl Escalation {
     /// failed send does not count as sent.)
     pub(crate) fn record_term(&mut self, at: Instant) {
         self.term_sent_at.get_or_insert(at);
+    }
+
+    /// The signal step was taken at `at` with no signal to send: recorded
+    /// as taken, and a signal asked for later is still sent.
+    pub(crate) fn record_term_withheld(&mut self, at: Instant) {
+        self.term_withheld = self.term_sent_at.is_none();
+        self.record_term(at);
     }
 
     /// SIGKILL was sent successfully at `at`.
@@ -299,6 +317,34 @@ mod tests {
         esc.begin(t0, Deadline);
         assert_eq!(esc.begin(t0 + ms(10), Deadline), vec![]);
         assert_eq!(esc.begin(t0 + ms(10), Teardown), vec![]);
+    }
+
+    /// Found in acceptance: `run -t 1 -s 0`, then a TERM to childminder,
+    /// sent nothing until the KILL a grace period later (GNU `timeout`
+    /// passes it on).
+    #[test]
+    fn a_signal_asked_for_after_a_step_that_sent_none_is_sent_once_within_the_grace() {
+        let t0 = Instant::now();
+        let mut esc = Escalation::new(GRACE);
+        assert_eq!(esc.begin(t0, Deadline), vec![Step::SendTerm]);
+        esc.record_term_withheld(t0);
+        let kill_due = esc.deadline();
+        assert_eq!(esc.begin(t0 + ms(10), Requested), vec![Step::SendTerm]);
+        assert_eq!(esc.deadline(), kill_due, "the grace period runs on");
+        assert_eq!(esc.term_sent_at(), Some(t0), "the step's time stands");
+        assert_eq!(esc.cause(), Some(Deadline));
+        assert_eq!(esc.begin(t0 + ms(20), Requested), vec![], "once");
+        // A step that sent its signal: a request changes nothing.
+        let mut sent = Escalation::new(GRACE);
+        sent.begin(t0, Deadline);
+        sent.record_term(t0);
+        assert_eq!(sent.begin(t0 + ms(10), Requested), vec![]);
+        // Nor after KILL.
+        let mut killed = Escalation::new(GRACE);
+        killed.begin(t0, Deadline);
+        killed.record_term_withheld(t0);
+        assert_eq!(killed.tick(t0 + GRACE), vec![Step::SendKill]);
+        assert_eq!(killed.begin(t0 + GRACE + ms(1), Requested), vec![]);
     }
 
     #[test]
