@@ -129,9 +129,12 @@ when childminder starts stays ignored.
 
 When the command exits, the rest of its group gets the first signal (-s), SIGKILL \
 a grace period (-g) later; then every orphan that re-parented to childminder the \
-same, so what ignores the first signal can take two grace periods in all. A \
-process entered from outside (docker exec, nsenter) is not childminder's: the \
-kernel kills it when PID 1 exits.
+same, so what ignores the first signal can take two grace periods in all. If \
+something of the group still holds the command's stdout or stderr, it has a grace \
+period to finish writing; then the output is cut off and the group gets SIGKILL, \
+with no first signal (with --cgroup, the whole cgroup). A process entered from \
+outside (docker exec, nsenter) is not childminder's: the kernel kills it when PID 1 \
+exits.
 
 ",
     streams_and_durations!(),

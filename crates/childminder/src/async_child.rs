@@ -38,7 +38,9 @@ use crate::target::PidfdLease;
 /// shuts down first, the child and its group are SIGKILLed and reaped, and
 /// the result says so: `Escalated`, `kill_sent_after` and the exit (or, if
 /// the child had exited by itself, that exit), with a `supervisor_error`
-/// naming the shutdown.
+/// naming the shutdown. If the program exits with the runtime still up
+/// ([`std::process::exit`]), the child and its group get SIGKILL at the
+/// exit, as a dropped [`BlockingChild`](crate::BlockingChild)'s do.
 ///
 /// # Examples
 ///

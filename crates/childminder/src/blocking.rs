@@ -492,7 +492,12 @@ impl std::fmt::Debug for Process {
 /// the producer is not called again), the child gets up to a grace period
 /// to exit by itself, then SIGTERM, a
 /// grace period, SIGKILL, 1 s, a last status check. Then anything left in
-/// its process group gets the same sequence. Only then, with every byte of
+/// its process group gets SIGTERM at once (the child's end was its notice:
+/// no grace period first), SIGKILL a grace period later (SIGKILL straight
+/// away after an escalation that sent it already). The exception is the
+/// output cut-off: if something still holds the child's stdout or stderr
+/// a grace period after the child's exit, the pipes are closed and the
+/// whole group gets SIGKILL then, with no SIGTERM first. Only then, with every byte of
 /// output delivered, every pipe and the pidfd closed and the child reaped,
 /// does `with_process` return (or resume the panic).
 ///

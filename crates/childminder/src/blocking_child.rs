@@ -49,6 +49,13 @@ const EXIT_TO_RESULT: Duration = Duration::from_secs(1);
 /// waiting until the group is swept (on drop, [`kill`](Self::kill) or
 /// [`shutdown`](Self::shutdown)).
 ///
+/// The teardown a drop starts runs on childminder's engine threads, which
+/// end with the process: if the program exits (`main` returns, or
+/// [`std::process::exit`]) before it is over, the child and its group (or
+/// cgroup) get SIGKILL at the exit, from an `atexit` handler, so a dropped
+/// child outlives the program only if the program itself is SIGKILLed
+/// (see [`Command::kill_on_parent_death`]).
+///
 /// # Examples
 ///
 /// ```

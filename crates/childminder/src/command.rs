@@ -695,7 +695,9 @@ impl Command {
     /// [`kill_on_parent_death`](Self::kill_on_parent_death) for what that
     /// costs a large parent); [`pass_fd`](Self::pass_fd) cannot be combined
     /// with it. If childminder itself is SIGKILLed, the cgroup is left
-    /// behind (it is named `childminder-<pid>-<n>`).
+    /// behind (it is named `childminder-<pid>-<n>`; a name already taken, by
+    /// such a leftover or by a childminder with the same pid in another pid
+    /// namespace, is skipped).
     ///
     /// # Errors
     ///

@@ -114,6 +114,7 @@ compile_error!(
 );
 
 mod async_child;
+mod at_exit;
 mod blocking;
 mod blocking_child;
 mod command;

@@ -599,8 +599,10 @@ pub(crate) fn start_with(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Started, E
         });
         c.cgroup_fallback = spawned.cgroup_fallback;
     });
+    let shared = Arc::new(shared);
+    crate::at_exit::watch(&shared);
     Ok(Started {
-        shared: Arc::new(shared),
+        shared,
         stdout: spawned.stdout,
         stderr: spawned.stderr,
     })

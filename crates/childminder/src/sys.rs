@@ -678,6 +678,11 @@ pub(crate) fn try_set_pipe_size(fd: BorrowedFd<'_>, size: usize) {
     }
 }
 
+/// The most a pipe can hold (its kernel buffer: 64 KiB unless grown).
+pub(crate) fn pipe_capacity(fd: BorrowedFd<'_>) -> usize {
+    rustix::pipe::fcntl_getpipe_size(fd).unwrap_or(64 * 1024)
+}
+
 /// A close-on-exec duplicate numbered at least `min`.
 pub(crate) fn dup_cloexec_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, min)?)
@@ -1241,6 +1246,18 @@ pub(crate) fn signal_is_ignored(signal: libc::c_int) -> bool {
 pub(crate) fn children_are_reaped_by_the_kernel() -> bool {
     disposition(libc::SIGCHLD)
         .is_some_and(|a| a.sa_sigaction == libc::SIG_IGN || a.sa_flags & libc::SA_NOCLDWAIT != 0)
+}
+
+/// Registers `handler` to run when the process calls `exit` (returning
+/// from `main` does).
+pub(crate) fn at_exit(handler: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: `handler` is a plain function with no captured state, valid
+    // for the life of the process.
+    if unsafe { libc::atexit(handler) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from(io::ErrorKind::OutOfMemory))
+    }
 }
 
 pub(crate) fn getpid() -> libc::pid_t {

@@ -274,14 +274,25 @@ impl Target {
     }
 
     /// After the child's exit: true when its group certainly has no other
-    /// member, known without scanning /proc (always for no group; through
-    /// the pidfd on Linux 6.9+, which reaps the child first). False means
-    /// "maybe": the teardown's sweep finds out.
+    /// member (always for no group; through the pidfd on Linux 6.9+, which
+    /// reaps the child first). False means "maybe": the teardown's sweep
+    /// finds out.
     pub(crate) fn nothing_left_of_group(&self) -> bool {
         if let Some(cgroup) = &self.cgroup {
             return matches!(cgroup.populated(), Ok(false));
         }
-        !self.group || matches!(self.probe_group_through_pidfd(), Some(Ok(false)))
+        if !self.group {
+            return true;
+        }
+        match self.probe_group_through_pidfd() {
+            Some(probe) => matches!(probe, Ok(false)),
+            // Before Linux 6.9 the zombie answers signal 0 for the group
+            // itself, so only /proc can say that no live member is left (an
+            // acceptance run caught `wait` returning with a lone child
+            // unreaped, `id()` still `Some`). A group with no live member
+            // gains none: nothing in it is left to fork.
+            None => !sys::group_has_members_besides(self.pid as i32, self.pid as i32),
+        }
     }
 
     /// Whether group signals go through the pidfd (Linux 6.9+).

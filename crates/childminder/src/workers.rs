@@ -11,7 +11,7 @@
 //! its own code, runs on a thread of its own and hands chunks to that task.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -177,7 +177,26 @@ where
             shared.record_worker_error(stream, WorkerOp::Consume, e);
         }
     }
+    // Dropped here, not with the joined readers: a panic there would drop
+    // the other stream's consumer while unwinding, and a second panic
+    // aborts the process (an acceptance run saw it with both `Drop`s
+    // panicking).
+    drop_caught(consumer, &shared.program, stream);
     end
+}
+
+/// Drops a producer or consumer of the caller's, its panic caught so it
+/// never unwinds childminder's threads; too late for the result (the output
+/// was delivered), so it is logged.
+fn drop_caught<T>(value: T, program: &str, stream: Stream) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        tracing::warn!(
+            program = %program,
+            %stream,
+            error = %panic_to_io(panic),
+            "the stream's producer or consumer panicked as it was dropped"
+        );
+    }
 }
 
 /// Reads one stream to end-of-file, handing each chunk to `consumer`, or
@@ -260,6 +279,19 @@ where
         };
         let Some(read) = read else {
             if reached_cut_off(&pipe) {
+                // What the child wrote before its exit may still be in the
+                // pipe, unread behind a slow consumer (an acceptance run
+                // lost a third of it): delivered before the pipe is closed.
+                buf.clear();
+                let delivered =
+                    read_what_the_pipe_holds(pipe.as_fd(), &mut buf, buffer_size, |buf| {
+                        let consumed = call_consumer(consumer, buf);
+                        buf.clear();
+                        consumed.map_err(|e| (WorkerOp::Consume, e))
+                    });
+                if let Err((op, e)) = delivered {
+                    return fail(op, e);
+                }
                 return ReaderEnd::CutOff;
             }
             to_the_end = true;
@@ -284,6 +316,37 @@ where
             Err(e) => return fail(WorkerOp::Read, e),
         }
     }
+}
+
+/// At the output cut-off, once the group was killed: reads, without
+/// waiting, what the pipe holds, passing `buf` to `on_read` after each read
+/// (appended to; it may empty it). Everything the child wrote before its
+/// end is in the pipe by then, so at most the pipe's capacity is read: a
+/// writer that escaped the kill cannot keep the reading going.
+pub(crate) fn read_what_the_pipe_holds(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    chunk: usize,
+    mut on_read: impl FnMut(&mut Vec<u8>) -> Result<(), (WorkerOp, io::Error)>,
+) -> Result<(), (WorkerOp, io::Error)> {
+    let capacity = crate::sys::pipe_capacity(fd);
+    let mut taken = 0;
+    while taken < capacity {
+        match crate::sys::read_appending(fd, buf, chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                taken += n;
+                on_read(buf)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                return Err((WorkerOp::Consume, e));
+            }
+            Err(e) => return Err((WorkerOp::Read, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Hands `chunk` to the consumer (an empty one is the end mark), a panic
@@ -398,15 +461,7 @@ impl ProducerThread {
             .spawn(move || {
                 let mut producer = producer;
                 produce(&mut producer, chunks, written, &state, &shared);
-                // Caught here, as its calls are, so it never unwinds this
-                // thread; too late for the result, so it is logged.
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(producer))) {
-                    tracing::warn!(
-                        program = %shared.program,
-                        error = %crate::error::panic_to_io(panic),
-                        "the producer panicked as it was dropped"
-                    );
-                }
+                drop_caught(producer, &shared.program, Stream::Stdin);
             })?;
         Ok(ProducerThread { control, thread })
     }

@@ -361,6 +361,45 @@ fn with_the_fallback_the_group_and_the_subreaper_contain_the_child_and_say_so() 
     leak.assert_clean();
 }
 
+/// The name was our pid and a counter only: a PID-1 `init --cgroup` in
+/// another pid namespace (pid 1 as well), or the cgroup a SIGKILLed
+/// supervisor left behind, made the `mkdir` fail with EEXIST and the spawn
+/// with it.
+#[test]
+fn a_cgroup_name_already_taken_is_skipped() {
+    let _serial = serial();
+    warm_up();
+    if !cgroup_available("a_cgroup_name_already_taken_is_skipped") {
+        return;
+    }
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("SKIPPED a_cgroup_name_already_taken_is_skipped: no cgroup2 mount");
+        return;
+    };
+    let own = cgroup_of(std::process::id() as i32);
+    let parent = mount
+        .join(own.trim_start_matches('/'))
+        .join(format!("cm-taken-{}", std::process::id()));
+    std::fs::create_dir(&parent).unwrap();
+    // The counter starts at 0 in each process (each test's, under nextest).
+    let taken: Vec<PathBuf> = (0..50)
+        .map(|n| parent.join(format!("childminder-{}-{n}", std::process::id())))
+        .collect();
+    for dir in &taken {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let r = Command::new("true")
+        .cgroup(Cgroup::new().parent(&parent))
+        .run();
+    for dir in taken.iter().chain([&parent]) {
+        std::fs::remove_dir(dir).unwrap();
+    }
+    let r = r.unwrap();
+    assert!(r.success(), "{r:?}");
+    let leaf = r.containment.cgroup.unwrap().path;
+    assert!(!taken.contains(&leaf), "{}", leaf.display());
+}
+
 #[test]
 fn missing_parent_directories_are_created_and_removed_again() {
     let _serial = serial();

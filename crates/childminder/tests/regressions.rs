@@ -180,6 +180,150 @@ fn output_cut_off_fires_while_a_grandchild_keeps_writing() {
     leak.assert_clean();
 }
 
+/// At the output cut-off (a grandchild holding stdout), the reader closed
+/// the pipe at once: what the exited child had written but a slow consumer
+/// had not taken yet was lost (an acceptance run got 40,960 of 60,000
+/// bytes).
+#[test]
+fn the_childs_output_behind_a_slow_consumer_survives_the_cut_off() {
+    support::warm_up();
+    let leak = LeakCheck::new();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "sleep 30 & head -c 60000 /dev/zero"])
+        .env(MARKER_VAR, marker_value())
+        .grace_period(Duration::from_millis(200))
+        .buffer_size(4096);
+    let mut got = 0;
+    let ((), result) = with_process_result(
+        &cmd,
+        stdin::empty(),
+        |chunk: &[u8]| {
+            got += chunk.len();
+            // 15 chunks at 50 ms: far longer than the grace period.
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(())
+        },
+        discard,
+        |p| {
+            p.wait();
+        },
+    )
+    .unwrap();
+    assert!(result.output_cut_off, "{result:?}");
+    assert_eq!(result.exit.unwrap().code(), Some(0));
+    assert_eq!(got, 60_000);
+    leak.assert_clean();
+}
+
+/// Both consumers were dropped together when the readers ended: the first
+/// `Drop` panic unwound through the other's drop, whose panic aborted the
+/// whole process.
+#[test]
+fn two_consumers_panicking_as_they_are_dropped_do_not_abort() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("a consumer's drop");
+        }
+    }
+    support::warm_up();
+    let leak = LeakCheck::new();
+    let (on_stdout, on_stderr) = (PanicsOnDrop, PanicsOnDrop);
+    let (status, result) = with_process_result(
+        Command::new("cat").env(MARKER_VAR, marker_value()),
+        stdin::bytes("x"),
+        move |_: &[u8]| {
+            let _held = &on_stdout;
+            Ok(())
+        },
+        move |_: &[u8]| {
+            let _held = &on_stderr;
+            Ok(())
+        },
+        |p| p.wait().success(),
+    )
+    .unwrap();
+    assert!(status && result.success(), "{result:?}");
+    leak.assert_clean();
+}
+
+/// A `BlockingChild` dropped just before the program exited was never torn
+/// down: its teardown, waiting out the grace period on the engine's
+/// threads, died with the process, and the child ran on under init.
+#[test]
+fn a_child_dropped_just_before_the_program_exits_does_not_outlive_it() {
+    assert_the_child_of_ends_with_it("drop_a_child_and_exit");
+}
+
+/// The same for an async `Child` whose program calls `exit` with the
+/// runtime still up.
+#[test]
+fn an_async_child_does_not_outlive_a_program_that_calls_exit() {
+    assert_the_child_of_ends_with_it("spawn_async_and_exit");
+}
+
+/// Runs the ignored test `entry` in a child process of this test binary;
+/// the child it started must be gone once that process has exited.
+fn assert_the_child_of_ends_with_it(entry: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            entry,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let pid: i32 = text
+        .lines()
+        // The harness prints the test's name on the same line.
+        .find_map(|line| line.split("child pid ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no pid in:\n{text}"))
+        .parse()
+        .unwrap();
+    let ended = support::wait_until(Duration::from_secs(10), || !pid_alive(pid));
+    if !ended {
+        // SAFETY: kill has no memory effects; the pid is the lingering
+        // child this test started (its parent is gone, not yet recycled).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(ended, "{entry}: the child {pid} outlived the program");
+}
+
+fn sleeper() -> Command {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("1000")
+        .stdin(childminder::Stdio::Null)
+        .grace_period(Duration::from_secs(60));
+    cmd
+}
+
+#[test]
+#[ignore = "entry point run in a child process by a_child_dropped_just_before_the_program_exits_does_not_outlive_it"]
+fn drop_a_child_and_exit() {
+    let child = sleeper().start().unwrap();
+    println!("child pid {}", child.pid());
+    // The teardown starts, in its first grace period when the test
+    // harness exits.
+    drop(child);
+}
+
+#[test]
+#[ignore = "entry point run in a child process by an_async_child_does_not_outlive_a_program_that_calls_exit"]
+fn spawn_async_and_exit() {
+    use std::io::Write;
+    support::current_thread_runtime().block_on(async {
+        let child = sleeper().spawn().unwrap();
+        println!("child pid {}", child.pid());
+        std::io::stdout().flush().unwrap();
+        std::process::exit(0);
+    });
+}
+
 /// A child that moved itself to another process group was missed by every
 /// group signal, and the teardown gave up with the child still running.
 #[test]

@@ -243,12 +243,34 @@ impl Leaf {
             None => own_cgroup_dir()?,
         };
         let created_parents = create_parents(&parent)?;
-        let name = format!(
-            "childminder-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = parent.join(&name);
+        // Our pid is not unique beside the parent: processes in other pid
+        // namespaces share it (every container's `init` is pid 1), and a
+        // SIGKILLed supervisor leaves its cgroup behind (an acceptance run
+        // saw a second PID-1 `init --cgroup` refused with EEXIST). A name
+        // taken is skipped; `mkdir` decides atomically who gets one.
+        const NAMES_TRIED: u32 = 1000;
+        let mut tried = 0;
+        let path = loop {
+            let name = format!(
+                "childminder-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = parent.join(&name);
+            match std::fs::create_dir(&path) {
+                Ok(()) => break path,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tried < NAMES_TRIED => {
+                    tried += 1;
+                }
+                Err(e) => {
+                    remove_dirs(&created_parents);
+                    return Err(Unavailable::new(
+                        format!("creating the cgroup {}", path.display()),
+                        e,
+                    ));
+                }
+            }
+        };
         let fail =
             |what: &str, e: io::Error| Unavailable::new(format!("{what} {}", path.display()), e);
         let cleanup = |e: Unavailable| {
@@ -256,10 +278,6 @@ impl Leaf {
             remove_dirs(&created_parents);
             e
         };
-        if let Err(e) = std::fs::create_dir(&path) {
-            remove_dirs(&created_parents);
-            return Err(fail("creating the cgroup", e));
-        }
         if !path.join("cgroup.kill").exists() {
             // Not cgroup v2, or a kernel before 5.14.
             return Err(cleanup(fail(

@@ -163,13 +163,26 @@ impl<'a, P: AsFd> Observation<'a, P> {
         }
         self.past_cut_off = true;
         for slot in self.outputs.iter_mut() {
-            if slot
-                .as_ref()
-                .is_some_and(|o| !sys::writers_gone(o.pipe.as_fd()))
-            {
-                *slot = None;
-                self.cut_off = true;
+            let Some(output) = slot.as_mut() else {
+                continue;
+            };
+            if sys::writers_gone(output.pipe.as_fd()) {
+                continue;
             }
+            // What the child wrote before its end may still be in the
+            // pipe (with a zero grace period, all of it): taken first.
+            let taken = crate::workers::read_what_the_pipe_holds(
+                output.pipe.as_fd(),
+                output.into,
+                self.buffer_size,
+                |_| Ok(()),
+            );
+            if let Err((op, e)) = taken {
+                self.worker_errors
+                    .push(WorkerError::new(self.program, output.stream, op, e));
+            }
+            *slot = None;
+            self.cut_off = true;
         }
     }
 
@@ -336,6 +349,27 @@ mod tests {
         assert_eq!(observation.next(), Next::Done);
         drop(observation);
         assert_eq!(err, b"all there is");
+        drop(write_end);
+    }
+
+    #[test]
+    fn the_cut_off_takes_what_the_held_pipe_holds_before_closing_it() {
+        let (read, write_end) = pipe();
+        let mut out = Vec::new();
+        {
+            let mut observation = Observation::new([Some((read, &mut out)), None], 512, "test");
+            // The child's last words, unread when its end is seen; a
+            // grandchild still holds the write end.
+            write(&write_end, &[7u8; 60_000]);
+            observation.gave_up(Instant::now());
+            observation.cut_off_now();
+            assert!(observation.cut_off());
+            assert!(observation.pipes()[0].is_none());
+            assert!(observation.take_worker_errors().is_empty());
+        }
+        assert_eq!(out.len(), 60_000);
+        // At most the pipe's capacity is taken: a writer that escaped the
+        // kill cannot keep the cut-off reading.
         drop(write_end);
     }
 
