@@ -11,8 +11,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use childminder::supervisor::{
-    AutoShutdown, Backoff, ChildExit, ChildSpec, ChildState, Event, EventKind, Events, Outcome,
-    Readiness, Restart, Shutdown, Strategy, SupervisorSpec, Tree, TreeOptions, Verdict,
+    AutoShutdown, Backoff, ChildExit, ChildSpec, ChildState, ControlError, Event, EventKind,
+    Events, Outcome, Readiness, Restart, Shutdown, Strategy, SupervisorSpec, Tree, TreeOptions,
+    Verdict,
 };
 use childminder::{Command, Signal, Stdio, Stream};
 use common::LeakCheck;
@@ -1415,4 +1416,35 @@ fn a_kill_during_a_stop_ends_the_tree_killed_with_one_stopping_per_child() {
             names(&rest)
         );
     });
+}
+
+/// Right after `shutdown().await` the root's task still held its receiver,
+/// so the control calls were taken (and dropped) with `Ok` instead of
+/// `NotRunning` (an acceptance run, 17 times in 20).
+#[test]
+fn control_calls_after_the_tree_ended_are_not_running() {
+    let _serial = serial();
+    // Multi-threaded, as the run that caught it: the root's task ends on
+    // another worker while the caller goes on.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let leaks = LeakCheck::new();
+    rt.block_on(async {
+        for _ in 0..20 {
+            let tree = Tree::start(&SupervisorSpec::new().child(sleeper("a"))).unwrap();
+            tree.running().await;
+            tree.shutdown().await;
+            for call in [Tree::stop_child, Tree::start_child, Tree::restart_child] {
+                assert!(
+                    matches!(call(&tree, "a"), Err(ControlError::NotRunning(p)) if p == "a"),
+                    "a control call after the end"
+                );
+            }
+        }
+    });
+    drop(rt);
+    leaks.assert_clean();
 }

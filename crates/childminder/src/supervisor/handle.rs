@@ -345,6 +345,12 @@ impl Tree {
         let Some(path) = self.paths.iter().find(|p| &***p == path) else {
             return Err(ControlError::NoSuchChild(path.to_owned()));
         };
+        // The outcome is published before the root's task lets go of its
+        // receiver: a send in between would be taken, and dropped (an
+        // acceptance run got `Ok` right after `shutdown().await`).
+        if self.outcome.borrow().is_some() {
+            return Err(ControlError::NotRunning(path.to_string()));
+        }
         self.root
             .send(make(path.clone()))
             .map_err(|_| ControlError::NotRunning(path.to_string()))
