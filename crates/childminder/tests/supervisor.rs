@@ -33,6 +33,27 @@ fn runtime() -> Runtime {
 
 /// Runs `body` on a fresh runtime, then checks that nothing leaked.
 fn check<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+    check_on(runtime, body);
+}
+
+/// As [`check`], on a runtime of two worker threads.
+fn check_multi_thread<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+    check_on(
+        || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        },
+        body,
+    );
+}
+
+fn check_on<F: std::future::Future<Output = ()>>(
+    runtime: impl FnOnce() -> Runtime,
+    body: impl FnOnce() -> F,
+) {
     let _serial = serial();
     let rt = runtime();
     support::mark_fd_baseline();
@@ -1233,15 +1254,7 @@ fn every_output_byte_arrives_in_order_per_stream() {
 
 #[test]
 fn a_tree_on_a_multi_thread_runtime() {
-    let _serial = serial();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    support::mark_fd_baseline();
-    let leaks = LeakCheck::new();
-    rt.block_on(async {
+    check_multi_thread(async || {
         let mut run = Run::start(&abc(Strategy::RestForOne));
         run.until("c", "ready").await;
         kill(run.pid("a"));
@@ -1259,8 +1272,6 @@ fn a_tree_on_a_multi_thread_runtime() {
         run.tree.stop();
         run.rest().await;
     });
-    drop(rt);
-    leaks.assert_clean();
 }
 
 /// Set in the helper process of the kill-on-parent-death test.
@@ -1423,16 +1434,9 @@ fn a_kill_during_a_stop_ends_the_tree_killed_with_one_stopping_per_child() {
 /// `NotRunning` (an acceptance run, 17 times in 20).
 #[test]
 fn control_calls_after_the_tree_ended_are_not_running() {
-    let _serial = serial();
     // Multi-threaded, as the run that caught it: the root's task ends on
     // another worker while the caller goes on.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let leaks = LeakCheck::new();
-    rt.block_on(async {
+    check_multi_thread(async || {
         for _ in 0..20 {
             let tree = Tree::start(&SupervisorSpec::new().child(sleeper("a"))).unwrap();
             tree.running().await;
@@ -1445,6 +1449,4 @@ fn control_calls_after_the_tree_ended_are_not_running() {
             }
         }
     });
-    drop(rt);
-    leaks.assert_clean();
 }
