@@ -484,6 +484,12 @@ async fn supervise(
         end_asked.map(|asked| after(asked.at, asked.by)),
     );
     let mut checked = false;
+    // Once the holders were killed, what the pipes still hold (the
+    // command's own last output, behind a slow reader) is delivered: to
+    // end-of-file, however slow the reader, once no writer is left (as for
+    // pipes whose writers all left by themselves); a pipe that a process
+    // outside the group still holds a grace period later is cut off then.
+    let mut remains_until = None;
     let mut on_signal = |signal, delivery_bound: &mut Option<DeliveryBound>| match forwarding
         .decide_after_exit(signal)
     {
@@ -515,8 +521,17 @@ async fn supervise(
                 if held_open(&watch.0) || held_open(&watch.1) {
                     facts.output_cut_off = true;
                     let _ = child.signal_group(Signal::KILL);
+                    // Breaking here dropped what the pipes held: an
+                    // acceptance run behind a slow reader lost half of what
+                    // the command wrote.
+                    remains_until = Some(Instant::now() + grace);
+                }
+            }
+            () = sleep_until_opt(remains_until) => {
+                if held_open(&watch.0) || held_open(&watch.1) {
                     break;
                 }
+                remains_until = None;
             }
             () = sleep_until_opt(delivery_bound.map(|b| b.at)) => {
                 facts.delivery_cut_off = true;

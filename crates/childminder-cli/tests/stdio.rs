@@ -43,6 +43,46 @@ fn wait_or_kill_after(child: &mut Child, what: &str, limit: Duration) -> std::pr
     }
 }
 
+/// At the output cut-off (a process left behind holding stdout), the copy
+/// ended at once: what the command itself had written, still in the pipe
+/// behind a slow reader, was lost (an acceptance run got 147,456 of
+/// 300,000 bytes, and exit 0).
+#[test]
+fn the_commands_output_behind_a_slow_reader_survives_the_cut_off() {
+    let path = temp_path("report.json");
+    let mut run = Running::start(&[
+        "run",
+        "-g",
+        "300ms",
+        "--report",
+        path.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "sleep 30 & head -c 300000 /dev/zero",
+    ]);
+    let mut stdout = run.stdout.take().unwrap();
+    let mut total = 0;
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stdout.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        // 160 KB/s: the two pipes' 128 KiB left at the exit take longer
+        // than the grace period.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = wait_or_kill(&mut run.child, "childminder behind a slow reader");
+    let report: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = fs::remove_file(&path);
+    assert_eq!(status.code(), Some(0), "{report}");
+    assert_eq!(report["output_cut_off"], true, "{report}");
+    assert_eq!(total, 300_000, "{report}");
+    assert_eq!(report["stdout_bytes"], 300_000, "{report}");
+}
+
 #[test]
 fn a_reader_that_never_reads_cannot_keep_childminder_past_the_deadline() {
     // `(childminder run -t 1s -g 1s -- yes) | sleep 5` used to end only

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 
+use crate::at_exit::Driver;
 use crate::blocking::Output;
 use crate::command::{Command, Stdio};
 use crate::coordinator::{Policy, supervise};
@@ -38,9 +39,10 @@ use crate::target::PidfdLease;
 /// shuts down first, the child and its group are SIGKILLed and reaped, and
 /// the result says so: `Escalated`, `kill_sent_after` and the exit (or, if
 /// the child had exited by itself, that exit), with a `supervisor_error`
-/// naming the shutdown. If the program exits with the runtime still up
-/// ([`std::process::exit`]), the child and its group get SIGKILL at the
-/// exit, as a dropped [`BlockingChild`](crate::BlockingChild)'s do.
+/// naming the shutdown. If the program exits ([`std::process::exit`])
+/// with a dropped child's teardown still under way on a runtime that may
+/// not run it any more, the child and its group get SIGKILL at the exit
+/// (from an `atexit` handler); a `Child` not dropped is left running then.
 ///
 /// # Examples
 ///
@@ -106,6 +108,7 @@ impl Command {
             stdout,
             stderr,
         } = start(self)?;
+        crate::at_exit::watch(&shared, Driver::CallersRuntime);
         // tokio panics here on a runtime without IO (when the pidfd did not
         // panic first: without pidfds): the child is ended first.
         let registered = catch_unwind(AssertUnwindSafe(|| {

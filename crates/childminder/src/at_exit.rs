@@ -1,57 +1,125 @@
-//! The supervisions still under way when the program exits.
+//! Teardowns still under way when the program exits.
 //!
-//! The engine's threads die with the process, mid-escalation: a
-//! `BlockingChild` dropped just before `main` returns (its teardown still in
-//! its first grace period) was left running, re-parented to init (an
-//! acceptance run found it). So at `exit` every supervision not finished
-//! gets SIGKILL to what its escalation targets (the child's group or
-//! cgroup), as when the runtime of an async `Child` shuts down: nothing of
-//! the group outlives the supervision, however the program ends short of
-//! being killed itself.
+//! A dropped handle's teardown runs in the background, and the background
+//! ends with the process: a `BlockingChild` dropped just before `main`
+//! returned (its teardown still in its first grace period) was left
+//! running, re-parented to init (an acceptance run found it). So at `exit`
+//! (`main` returning, or `std::process::exit`), from an `atexit` handler:
+//!
+//! - a teardown on the engine (the blocking API's) runs to its end, the
+//!   exit waiting for it as long as its escalation can take; the engine's
+//!   thread keeps running while exit handlers do;
+//! - a teardown on a caller's runtime (the async API's), which may never
+//!   run again, is finished with SIGKILL to its target (the group or
+//!   cgroup), as when that runtime shuts down;
+//! - a child nobody asked to end (a handle still held, or forgotten) is
+//!   left running, as std leaves its own.
+//!
+//! A death by a signal runs no exit handler: `kill_on_parent_death` is the
+//! guarantee then.
 
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, TryLockError, Weak};
+use std::time::{Duration, Instant};
 
 use crate::shared::Shared;
 use crate::signal::Signal;
 use crate::sys;
 
+/// Where a supervision's teardown runs, and so what the exit does with it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Driver {
+    /// The engine: the exit waits this long at most for the teardown.
+    Engine { longest_teardown: Duration },
+    /// The caller's runtime: SIGKILL at the exit.
+    CallersRuntime,
+}
+
+impl Driver {
+    /// On the engine, with this grace period: the child's own grace, TERM,
+    /// a grace, KILL and its second, then the same for what is left of the
+    /// group, and a last margin.
+    pub(crate) fn engine(grace: Duration) -> Driver {
+        Driver::Engine {
+            longest_teardown: grace
+                .saturating_mul(4)
+                .saturating_add(Duration::from_secs(3)),
+        }
+    }
+}
+
 /// Every supervision started by this process and not yet dropped.
-static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+static LIVE: Mutex<Vec<(Weak<Shared>, Driver)>> = Mutex::new(Vec::new());
 static REGISTER: Once = Once::new();
 
-/// The process that registered the handler: a child of a `fork` inherits
-/// the list and the handler, and must not kill its parent's children when
-/// it calls `exit`.
+/// The process whose supervisions `LIVE` holds: a child of `fork` inherits
+/// the list and the handler, and must leave its parent's children alone.
 static OWNER: AtomicI32 = AtomicI32::new(0);
 
-/// Has `shared` killed at exit unless it has finished by then.
-pub(crate) fn watch(shared: &Arc<Shared>) {
+/// Has the exit finish `shared`'s teardown if one is under way then.
+pub(crate) fn watch(shared: &Arc<Shared>, driver: Driver) {
     REGISTER.call_once(|| {
-        OWNER.store(sys::getpid(), Ordering::Relaxed);
-        if let Err(e) = sys::at_exit(kill_what_is_left) {
-            tracing::warn!(error = %e, "atexit refused: a child still torn down at exit is left to it");
+        if let Err(e) = sys::at_exit(finish_teardowns) {
+            tracing::warn!(error = %e, "atexit refused: a teardown under way at exit is left to it");
         }
     });
     let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-    live.retain(|shared| shared.strong_count() > 0);
-    live.push(Arc::downgrade(shared));
+    let me = sys::getpid();
+    if OWNER.swap(me, Ordering::Relaxed) != me {
+        // A forked child: its parent's supervisions are not its own.
+        live.clear();
+    }
+    live.retain(|(shared, _)| shared.strong_count() > 0);
+    live.push((Arc::downgrade(shared), driver));
 }
 
-extern "C" fn kill_what_is_left() {
+extern "C" fn finish_teardowns() {
     if OWNER.load(Ordering::Relaxed) != sys::getpid() {
         return;
     }
-    let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-    for shared in live.iter().filter_map(Weak::upgrade) {
-        if shared.finished.get().is_none() {
+    let Some(live) = lock_briefly(&LIVE) else {
+        // Held by a thread that cannot let go (an `exit` called from a
+        // signal handler that interrupted `watch`): never block the exit.
+        return;
+    };
+    let ending: Vec<(Arc<Shared>, Driver)> = live
+        .iter()
+        .filter_map(|(shared, driver)| Some((shared.upgrade()?, *driver)))
+        .filter(|(shared, _)| shared.end_asked() && shared.finished.get().is_none())
+        .collect();
+    drop(live);
+    let now = Instant::now();
+    for (shared, driver) in &ending {
+        let finished = match driver {
+            Driver::Engine { longest_teardown } => {
+                let left = (now + *longest_teardown).saturating_duration_since(Instant::now());
+                shared.finished.wait_blocking_timeout(left).is_some()
+            }
+            Driver::CallersRuntime => false,
+        };
+        if !finished {
             // Never to a recycled pid: a reaped child's group is not
-            // signalled by number.
+            // signalled by number, a removed cgroup not at all.
             let _ = shared.target.signal_escalation(Signal::KILL);
         }
-        // Not dropped: this may be the last reference, and its drop
-        // (deregistering from a runtime being torn down) has no place in
-        // an exit handler; the process is going anyway.
-        std::mem::forget(shared);
+    }
+    // Not dropped: one may hold the last reference, and its drop
+    // (deregistering from a runtime being torn down) has no place in an
+    // exit handler; the process is going anyway.
+    std::mem::forget(ending);
+}
+
+/// `mutex`, if it can be had within a short while.
+fn lock_briefly<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    let until = Instant::now() + Duration::from_millis(100);
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(TryLockError::WouldBlock) => return None,
+        }
     }
 }

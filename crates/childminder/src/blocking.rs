@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::at_exit::Driver;
 use crate::command::{Command, Stdio};
 use crate::coordinator::{OutputDrain, Policy, supervise};
 use crate::error::{Error, Stream, WorkerOp};
@@ -608,6 +609,7 @@ where
         stdout,
         stderr,
     } = start(cmd)?;
+    crate::at_exit::watch(&shared, Driver::engine(cmd.grace_period));
     let policy = Policy {
         grace: cmd.grace_period,
         deadline: cmd.deadline,

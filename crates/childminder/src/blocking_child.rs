@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::at_exit::Driver;
 use crate::blocking::{Output, engine_for};
 use crate::command::Command;
 use crate::coordinator::{Policy, supervise};
@@ -49,12 +50,14 @@ const EXIT_TO_RESULT: Duration = Duration::from_secs(1);
 /// waiting until the group is swept (on drop, [`kill`](Self::kill) or
 /// [`shutdown`](Self::shutdown)).
 ///
-/// The teardown a drop starts runs on childminder's engine threads, which
-/// end with the process: if the program exits (`main` returns, or
-/// [`std::process::exit`]) before it is over, the child and its group (or
-/// cgroup) get SIGKILL at the exit, from an `atexit` handler, so a dropped
-/// child outlives the program only if the program itself is SIGKILLed
-/// (see [`Command::kill_on_parent_death`]).
+/// The teardown a drop starts runs on childminder's engine thread: the
+/// program's exit (`main` returning, or [`std::process::exit`]) waits for
+/// it if it is still under way (from an `atexit` handler; at most about
+/// four grace periods and 3 s, for a child that ignores SIGTERM), so the
+/// child still gets its grace period and SIGTERM first. A handle not
+/// dropped (still held, or forgotten) leaves its child running at exit,
+/// as std's does; a program killed by a signal runs no exit handler (see
+/// [`Command::kill_on_parent_death`]).
 ///
 /// # Examples
 ///
@@ -106,6 +109,7 @@ impl Command {
             stdout,
             stderr,
         } = start(self)?;
+        crate::at_exit::watch(&shared, Driver::engine(self.grace_period));
         // Taken before the coordinator runs, which closes its own copy.
         let pidfd = PidfdLease::of(&shared.target);
         let stdin = shared.stdin.take_fd();

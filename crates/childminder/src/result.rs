@@ -326,9 +326,10 @@ pub struct SupervisionResult {
     pub worker_errors: Vec<WorkerError>,
     /// True when the child exited (or the escalation gave up on it) but
     /// something (a grandchild, or the child itself) kept its stdout or
-    /// stderr open past the grace period, so the pipes were closed before
-    /// end-of-file and the process group (or, without one, the child) was
-    /// killed. (A pipe
+    /// stderr open past the grace period, so the process group (or,
+    /// without one, the child) was killed and the pipes were closed before
+    /// end-of-file, once what they held then (the child's own last output,
+    /// at most a pipe's capacity) was delivered. (A pipe
     /// whose writers had all gone by then is read to its end, however
     /// slowly it is consumed: that is no cut-off.)
     pub output_cut_off: bool,

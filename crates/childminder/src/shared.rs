@@ -148,6 +148,9 @@ pub(crate) struct Shared {
     requests: AtomicU8,
     /// A kill was asked for, ever ([`REQ_KILL`] stays here once taken).
     kill_asked: AtomicBool,
+    /// The child was asked to end, ever (any of [`REQ_ANY_END`]): its
+    /// teardown is under way, or done.
+    end_asked: AtomicBool,
     /// When a handle's `kill()` sent SIGKILL itself ([`Shared::kill_now`]).
     kill_sent_by_caller: Mutex<Option<Instant>>,
     /// The first signal asked for by `terminate`, or 0 for the policy's.
@@ -184,6 +187,7 @@ impl Shared {
             stdin: Arc::new(StdinSlot::new(stdin)),
             requests: AtomicU8::new(0),
             kill_asked: AtomicBool::new(false),
+            end_asked: AtomicBool::new(false),
             kill_sent_by_caller: Mutex::new(None),
             term_signal_override: AtomicI32::new(0),
             wake_coordinator: Notify::new(),
@@ -270,8 +274,17 @@ impl Shared {
         if what & REQ_KILL != 0 {
             self.kill_asked.store(true, Ordering::SeqCst);
         }
+        if what & REQ_ANY_END != 0 {
+            self.end_asked.store(true, Ordering::SeqCst);
+        }
         self.requests.fetch_or(what, Ordering::SeqCst);
         self.wake_coordinator.notify_one();
+    }
+
+    /// Whether the child was ever asked to end (a handle dropped, a
+    /// shutdown, a kill, a terminate, the deadline expired on request).
+    pub(crate) fn end_asked(&self) -> bool {
+        self.end_asked.load(Ordering::SeqCst)
     }
 
     /// A kill request, with SIGKILL sent right here as well as by the

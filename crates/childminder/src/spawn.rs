@@ -599,10 +599,8 @@ pub(crate) fn start_with(cmd: &Command, stdio: &[Stdio; 3]) -> Result<Started, E
         });
         c.cgroup_fallback = spawned.cgroup_fallback;
     });
-    let shared = Arc::new(shared);
-    crate::at_exit::watch(&shared);
     Ok(Started {
-        shared,
+        shared: Arc::new(shared),
         stdout: spawned.stdout,
         stderr: spawned.stderr,
     })

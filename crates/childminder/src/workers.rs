@@ -36,6 +36,23 @@ pub(crate) enum ReaderEnd {
     Failed,
     /// The consumer failed (or panicked) and the pipe was closed.
     ConsumerFailed,
+    /// Cut off, and the consumer failed (or panicked) on what the pipe
+    /// still held: the pipe was closed.
+    CutOffConsumerFailed,
+}
+
+impl ReaderEnd {
+    fn cut_off(self) -> bool {
+        matches!(self, ReaderEnd::CutOff | ReaderEnd::CutOffConsumerFailed)
+    }
+
+    /// The consumer is not called again, not even with the end mark.
+    fn consumer_failed(self) -> bool {
+        matches!(
+            self,
+            ReaderEnd::ConsumerFailed | ReaderEnd::CutOffConsumerFailed
+        )
+    }
 }
 
 /// What the stdio thread does for one call.
@@ -140,7 +157,7 @@ pub(crate) async fn read_outputs<O, E>(
         exit_seen,
     );
     let (out, err) = tokio::join!(out, err);
-    let _ = outputs_done.send(out == ReaderEnd::CutOff || err == ReaderEnd::CutOff);
+    let _ = outputs_done.send(out.cut_off() || err.cut_off());
 }
 
 /// Reads one stream (if piped) to its end, handing each chunk to its
@@ -172,7 +189,7 @@ where
         exit_seen,
     )
     .await;
-    if end != ReaderEnd::ConsumerFailed {
+    if !end.consumer_failed() {
         if let Err(e) = call_consumer(&mut consumer, &[]) {
             shared.record_worker_error(stream, WorkerOp::Consume, e);
         }
@@ -289,10 +306,15 @@ where
                         buf.clear();
                         consumed.map_err(|e| (WorkerOp::Consume, e))
                     });
-                if let Err((op, e)) = delivered {
-                    return fail(op, e);
-                }
-                return ReaderEnd::CutOff;
+                // A failure there does not undo the cut-off (the group was
+                // killed): recorded, and the result still says so.
+                return match delivered {
+                    Ok(()) => ReaderEnd::CutOff,
+                    Err((op, e)) => match fail(op, e) {
+                        ReaderEnd::ConsumerFailed => ReaderEnd::CutOffConsumerFailed,
+                        _ => ReaderEnd::CutOff,
+                    },
+                };
             }
             to_the_end = true;
             continue;
@@ -318,11 +340,12 @@ where
     }
 }
 
-/// At the output cut-off, once the group was killed: reads, without
-/// waiting, what the pipe holds, passing `buf` to `on_read` after each read
-/// (appended to; it may empty it). Everything the child wrote before its
-/// end is in the pipe by then, so at most the pipe's capacity is read: a
-/// writer that escaped the kill cannot keep the reading going.
+/// At the output cut-off: reads, without waiting, what the pipe holds,
+/// passing `buf` to `on_read` after each read (appended to; it may empty
+/// it). Everything the child wrote before its end is in the pipe by then,
+/// so at most the pipe's capacity is read: a writer still alive (the kill
+/// of the group comes before this on the engine's path, after it on a
+/// one-line call's) cannot keep the reading going.
 pub(crate) fn read_what_the_pipe_holds(
     fd: BorrowedFd<'_>,
     buf: &mut Vec<u8>,

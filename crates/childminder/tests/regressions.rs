@@ -188,20 +188,34 @@ fn output_cut_off_fires_while_a_grandchild_keeps_writing() {
 fn the_childs_output_behind_a_slow_consumer_survives_the_cut_off() {
     support::warm_up();
     let leak = LeakCheck::new();
+    let mut got = 0;
+    let result = through_a_slow_consumer_past_the_cut_off(|chunk| {
+        got += chunk.len();
+        Ok(())
+    });
+    assert!(result.output_cut_off, "{result:?}");
+    assert_eq!(result.exit.unwrap().code(), Some(0));
+    assert_eq!(got, 60_000);
+    leak.assert_clean();
+}
+
+/// 60,000 bytes of a child that leaves `sleep 30` holding its stdout, to
+/// `consume`, slowed to 50 ms a 4 KiB chunk: the cut-off (200 ms after the
+/// exit) comes before the 15 chunks are taken.
+fn through_a_slow_consumer_past_the_cut_off(
+    mut consume: impl FnMut(&[u8]) -> std::io::Result<()> + Send,
+) -> childminder::SupervisionResult {
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "sleep 30 & head -c 60000 /dev/zero"])
         .env(MARKER_VAR, marker_value())
         .grace_period(Duration::from_millis(200))
         .buffer_size(4096);
-    let mut got = 0;
     let ((), result) = with_process_result(
         &cmd,
         stdin::empty(),
         |chunk: &[u8]| {
-            got += chunk.len();
-            // 15 chunks at 50 ms: far longer than the grace period.
             std::thread::sleep(Duration::from_millis(50));
-            Ok(())
+            consume(chunk)
         },
         discard,
         |p| {
@@ -209,9 +223,35 @@ fn the_childs_output_behind_a_slow_consumer_survives_the_cut_off() {
         },
     )
     .unwrap();
+    result
+}
+
+/// A consumer failing on what the pipe still held at the cut-off made the
+/// result say `output_cut_off: false`, though the pipe was cut off and the
+/// group killed (a review found it).
+#[test]
+fn a_consumer_failing_after_the_cut_off_leaves_it_reported() {
+    support::warm_up();
+    let leak = LeakCheck::new();
+    let mut chunks = 0;
+    let result = through_a_slow_consumer_past_the_cut_off(|_| {
+        chunks += 1;
+        // The 10th chunk comes after the cut-off (200 ms): from the
+        // pipe's remains.
+        if chunks == 10 {
+            return Err(std::io::Error::other("enough"));
+        }
+        Ok(())
+    });
     assert!(result.output_cut_off, "{result:?}");
-    assert_eq!(result.exit.unwrap().code(), Some(0));
-    assert_eq!(got, 60_000);
+    let [error] = &result.worker_errors[..] else {
+        panic!("{result:?}");
+    };
+    assert_eq!(
+        (error.stream, error.op),
+        (childminder::Stream::Stdout, childminder::WorkerOp::Consume)
+    );
+    assert_eq!(chunks, 10, "called again after its failure");
     leak.assert_clean();
 }
 
@@ -249,22 +289,40 @@ fn two_consumers_panicking_as_they_are_dropped_do_not_abort() {
 
 /// A `BlockingChild` dropped just before the program exited was never torn
 /// down: its teardown, waiting out the grace period on the engine's
-/// threads, died with the process, and the child ran on under init.
+/// threads, died with the process, and the child ran on under init. The
+/// exit now waits for the teardown: the child gets its grace period, then
+/// SIGTERM, as documented.
 #[test]
-fn a_child_dropped_just_before_the_program_exits_does_not_outlive_it() {
-    assert_the_child_of_ends_with_it("drop_a_child_and_exit");
+fn a_child_dropped_just_before_the_program_exits_is_torn_down_gracefully() {
+    let dir = tempdir();
+    let pid = child_pid_of_a_process_that_exits("drop_a_child_and_exit", &dir);
+    let ended = wait_until_gone(pid);
+    let said = std::fs::read_to_string(dir.join("said")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ended, "the dropped child {pid} outlived the program");
+    assert_eq!(said, "term\n", "the child was not asked with SIGTERM");
 }
 
-/// The same for an async `Child` whose program calls `exit` with the
-/// runtime still up.
+/// The same for an async `Child` dropped before `exit`, on a runtime that
+/// cannot run its teardown any more: SIGKILL at the exit.
 #[test]
-fn an_async_child_does_not_outlive_a_program_that_calls_exit() {
-    assert_the_child_of_ends_with_it("spawn_async_and_exit");
+fn an_async_child_dropped_before_exit_does_not_outlive_the_program() {
+    let dir = tempdir();
+    let pid = child_pid_of_a_process_that_exits("drop_an_async_child_and_exit", &dir);
+    let ended = wait_until_gone(pid);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ended, "the dropped child {pid} outlived the program");
 }
 
-/// Runs the ignored test `entry` in a child process of this test binary;
-/// the child it started must be gone once that process has exited.
-fn assert_the_child_of_ends_with_it(entry: &str) {
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cm-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the ignored test `entry` in a child process of this test binary
+/// (given `dir`), and returns the pid of the child it started.
+fn child_pid_of_a_process_that_exits(entry: &str, dir: &std::path::Path) -> i32 {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -273,39 +331,51 @@ fn assert_the_child_of_ends_with_it(entry: &str) {
             "--nocapture",
             "--test-threads=1",
         ])
+        .env(EXIT_TEST_DIR, dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    let pid: i32 = text
-        .lines()
+    text.lines()
         // The harness prints the test's name on the same line.
         .find_map(|line| line.split("child pid ").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no pid in:\n{text}"))
         .parse()
-        .unwrap();
+        .unwrap()
+}
+
+/// Whether `pid` ended within 10 s; SIGKILLed if it did not.
+fn wait_until_gone(pid: i32) -> bool {
     let ended = support::wait_until(Duration::from_secs(10), || !pid_alive(pid));
     if !ended {
         // SAFETY: kill has no memory effects; the pid is the lingering
         // child this test started (its parent is gone, not yet recycled).
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    assert!(ended, "{entry}: the child {pid} outlived the program");
+    ended
 }
 
-fn sleeper() -> Command {
-    let mut cmd = Command::new("sleep");
-    cmd.arg("1000")
-        .stdin(childminder::Stdio::Null)
-        .grace_period(Duration::from_secs(60));
-    cmd
-}
+const EXIT_TEST_DIR: &str = "CHILDMINDER_TEST_EXIT_DIR";
 
 #[test]
-#[ignore = "entry point run in a child process by a_child_dropped_just_before_the_program_exits_does_not_outlive_it"]
+#[ignore = "entry point run in a child process by a_child_dropped_just_before_the_program_exits_is_torn_down_gracefully"]
 fn drop_a_child_and_exit() {
-    let child = sleeper().start().unwrap();
+    let said = std::path::Path::new(&std::env::var_os(EXIT_TEST_DIR).unwrap()).join("said");
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            r#"trap 'echo term > "$0"; exit 0' TERM; while :; do sleep 0.05; done"#,
+        ])
+        .arg(&said)
+        .stdin(childminder::Stdio::Null)
+        // sh says "Terminated" of its sleep on stderr: not to a pipe
+        // nobody reads (SIGPIPE would end it before its trap).
+        .stdout(childminder::Stdio::Null)
+        .stderr(childminder::Stdio::Null)
+        .grace_period(Duration::from_millis(300))
+        .start()
+        .unwrap();
     println!("child pid {}", child.pid());
     // The teardown starts, in its first grace period when the test
     // harness exits.
@@ -313,13 +383,19 @@ fn drop_a_child_and_exit() {
 }
 
 #[test]
-#[ignore = "entry point run in a child process by an_async_child_does_not_outlive_a_program_that_calls_exit"]
-fn spawn_async_and_exit() {
+#[ignore = "entry point run in a child process by an_async_child_dropped_before_exit_does_not_outlive_the_program"]
+fn drop_an_async_child_and_exit() {
     use std::io::Write;
     support::current_thread_runtime().block_on(async {
-        let child = sleeper().spawn().unwrap();
+        let child = Command::new("sleep")
+            .arg("1000")
+            .stdin(childminder::Stdio::Null)
+            .grace_period(Duration::from_secs(60))
+            .spawn()
+            .unwrap();
         println!("child pid {}", child.pid());
         std::io::stdout().flush().unwrap();
+        drop(child);
         std::process::exit(0);
     });
 }

@@ -342,6 +342,24 @@ impl Leaf {
         if sig == Signal::KILL {
             return self.kill();
         }
+        Ok(self
+            .while_ours(|| self.signal_each_member(sig))?
+            .unwrap_or(false))
+    }
+
+    /// Runs `act` unless the cgroup was removed, holding its removal off
+    /// meanwhile: once removed, its path may name someone else's cgroup (a
+    /// childminder's of another pid namespace, with the same pid, may make
+    /// one of the same name).
+    fn while_ours<T>(&self, act: impl FnOnce() -> io::Result<T>) -> io::Result<Option<T>> {
+        let removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        if *removed {
+            return Ok(None);
+        }
+        act().map(Some)
+    }
+
+    fn signal_each_member(&self, sig: Signal) -> io::Result<bool> {
         let opened: Vec<(u32, OwnedFd)> = self
             .members()?
             .into_iter()
@@ -364,9 +382,12 @@ impl Leaf {
     /// `cgroup.kill`: SIGKILL to every member, atomically, forks included.
     /// Returns whether it had members.
     pub(crate) fn kill(&self) -> io::Result<bool> {
-        let populated = self.populated()?;
-        std::fs::write(self.path.join("cgroup.kill"), b"1")?;
-        Ok(populated)
+        let killed = self.while_ours(|| {
+            let populated = self.populated()?;
+            std::fs::write(self.path.join("cgroup.kill"), b"1")?;
+            Ok(populated)
+        })?;
+        Ok(killed.unwrap_or(false))
     }
 
     /// `populated` of `cgroup.events`: whether any process (other than a
