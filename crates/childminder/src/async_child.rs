@@ -42,7 +42,8 @@ use crate::target::PidfdLease;
 /// naming the shutdown. If the program exits ([`std::process::exit`])
 /// with a dropped child's teardown still under way on a runtime that may
 /// not run it any more, the child and its group get SIGKILL at the exit
-/// (from an `atexit` handler); a `Child` not dropped is left running then.
+/// (from an `atexit` handler; its cgroup, if it has one, is removed); a
+/// `Child` not dropped is left running then.
 ///
 /// # Examples
 ///

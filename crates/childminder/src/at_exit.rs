@@ -77,36 +77,57 @@ extern "C" fn finish_teardowns() {
     if OWNER.load(Ordering::Relaxed) != sys::getpid() {
         return;
     }
-    let Some(live) = lock_briefly(&LIVE) else {
-        // Held by a thread that cannot let go (an `exit` called from a
-        // signal handler that interrupted `watch`): never block the exit.
-        return;
-    };
-    let ending: Vec<(Arc<Shared>, Driver)> = live
-        .iter()
-        .filter_map(|(shared, driver)| Some((shared.upgrade()?, *driver)))
-        .filter(|(shared, _)| shared.end_asked() && shared.finished.get().is_none())
-        .collect();
-    drop(live);
     let now = Instant::now();
-    for (shared, driver) in &ending {
-        let finished = match driver {
-            Driver::Engine { longest_teardown } => {
-                let left = (now + *longest_teardown).saturating_duration_since(Instant::now());
-                shared.finished.wait_blocking_timeout(left).is_some()
-            }
-            Driver::CallersRuntime => false,
+    // Taken again after each round: a handle another thread drops while
+    // the exit waits is finished too (an acceptance run saw one left).
+    let mut seen: Vec<Arc<Shared>> = Vec::new();
+    loop {
+        let Some(live) = lock_briefly(&LIVE) else {
+            // Held by a thread that cannot let go (an `exit` called from a
+            // signal handler that interrupted `watch`): never block the
+            // exit.
+            break;
         };
-        if !finished {
-            // Never to a recycled pid: a reaped child's group is not
-            // signalled by number, a removed cgroup not at all.
-            let _ = shared.target.signal_escalation(Signal::KILL);
+        let ending: Vec<(Arc<Shared>, Driver)> = live
+            .iter()
+            .filter_map(|(shared, driver)| Some((shared.upgrade()?, *driver)))
+            .filter(|(shared, _)| shared.end_asked() && shared.finished.get().is_none())
+            .filter(|(shared, _)| !seen.iter().any(|s| Arc::ptr_eq(s, shared)))
+            .collect();
+        drop(live);
+        if ending.is_empty() {
+            break;
+        }
+        for (shared, driver) in ending {
+            finish(&shared, driver, now);
+            seen.push(shared);
         }
     }
     // Not dropped: one may hold the last reference, and its drop
     // (deregistering from a runtime being torn down) has no place in an
     // exit handler; the process is going anyway.
-    std::mem::forget(ending);
+    std::mem::forget(seen);
+}
+
+/// Waits for `shared`'s teardown on the engine (as long as it can take,
+/// from `since`), or ends it with SIGKILL.
+fn finish(shared: &Shared, driver: Driver, since: Instant) {
+    if let Driver::Engine { longest_teardown } = driver {
+        let left = (since + longest_teardown).saturating_duration_since(Instant::now());
+        if shared.finished.wait_blocking_timeout(left).is_some() {
+            return;
+        }
+    }
+    // Never to a recycled pid: a reaped child's group is not signalled by
+    // number, a removed cgroup not at all.
+    let _ = shared.target.signal_escalation(Signal::KILL);
+    if let Some(cgroup) = shared.target.cgroup() {
+        // The teardown would have removed it: `cgroup.kill` empties it at
+        // once (the child's zombie does not count).
+        if cgroup.wait_empty_blocking(Duration::from_secs(1)) {
+            let _ = cgroup.remove();
+        }
+    }
 }
 
 /// `mutex`, if it can be had within a short while.

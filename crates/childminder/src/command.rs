@@ -455,11 +455,15 @@ impl Command {
     /// the child along. Default off, for two reasons:
     ///
     /// - it is per *thread*: the signal fires when the spawning thread ends,
-    ///   not the process. The blocking API spawns on the calling thread,
-    ///   which lives until the child is reaped; the async API spawns on the
-    ///   thread that calls [`spawn`](Self::spawn) — a runtime worker in
-    ///   the usual case, but not a `spawn_blocking` thread, which tokio ends
-    ///   after a while idle (and with it, the child);
+    ///   not the process. The scoped calls ([`with_process`](crate::with_process),
+    ///   [`status`](Self::status), [`output`](Self::output)) spawn on the
+    ///   calling thread, which lives until the child is reaped;
+    ///   [`start`](Self::start) and the async [`spawn`](Self::spawn) spawn on
+    ///   the calling thread too and return at once, so a child started on a
+    ///   thread that ends first (a short-lived worker thread, a tokio
+    ///   `spawn_blocking` thread, which tokio ends after a while idle) is
+    ///   SIGKILLed then: start it on a thread that outlives it (`main`, a
+    ///   runtime worker);
     /// - it needs code in the child before `exec`, which moves the spawn
     ///   from `posix_spawn` (vfork) to `fork`: measured 0.6 ms → 9.5 ms per
     ///   spawn in a 256 MiB parent, 31 ms in a 1 GiB one.

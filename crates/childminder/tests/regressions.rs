@@ -226,6 +226,45 @@ fn through_a_slow_consumer_past_the_cut_off(
     result
 }
 
+/// The drain at the cut-off reads at most what the pipe can hold: a writer
+/// outside the group (not killed with it) that floods the pipe faster than
+/// a slow consumer takes it must not keep the reader going.
+#[test]
+fn a_writer_outside_the_group_cannot_keep_the_cut_off_reading() {
+    support::warm_up();
+    let leak = LeakCheck::new();
+    let mut cmd = Command::new("sh");
+    // `setsid yes` leaves the group, so the cut-off's kill misses it; the
+    // pipe closed, its next write ends it (SIGPIPE). No subreaper here: it
+    // would stay on this process, and under `cargo test` the next tests
+    // would inherit every orphan as a zombie of theirs.
+    cmd.args(["-c", "setsid yes & head -c 1000 /dev/zero"])
+        .env(MARKER_VAR, marker_value())
+        .grace_period(Duration::from_millis(200))
+        .buffer_size(4096);
+    let started = Instant::now();
+    let ((), result) = with_process_result(
+        &cmd,
+        stdin::empty(),
+        |_: &[u8]| {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(())
+        },
+        discard,
+        |p| {
+            p.wait();
+        },
+    )
+    .unwrap();
+    assert!(result.output_cut_off, "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    leak.assert_clean();
+}
+
 /// A consumer failing on what the pipe still held at the cut-off made the
 /// result say `output_cut_off: false`, though the pipe was cut off and the
 /// group killed (a review found it).
@@ -314,6 +353,50 @@ fn an_async_child_dropped_before_exit_does_not_outlive_the_program() {
     assert!(ended, "the dropped child {pid} outlived the program");
 }
 
+/// A handle dropped by another thread while the exit already waited for
+/// an earlier teardown was not waited for: the exit had taken its list
+/// once, and the child was left running, never asked with SIGTERM.
+#[test]
+fn a_child_dropped_while_the_exit_waits_is_torn_down_too() {
+    let dir = tempdir();
+    let first = child_pid_of_a_process_that_exits("drop_a_child_while_exiting", &dir);
+    let second: i32 = std::fs::read_to_string(dir.join("second pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ended = wait_until_gone(first) & wait_until_gone(second);
+    let said =
+        ["first", "second"].map(|name| std::fs::read_to_string(dir.join(name)).unwrap_or_default());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ended, "a dropped child outlived the program");
+    assert_eq!(said, ["term\n", "term\n"]);
+}
+
+/// An async `Child` in a cgroup, dropped before `exit`: the SIGKILL at the
+/// exit emptied its cgroup, but nothing removed it.
+#[test]
+fn an_async_child_in_a_cgroup_dropped_before_exit_leaves_no_cgroup() {
+    if let Err(e) = Command::new("true")
+        .cgroup(childminder::Cgroup::new())
+        .run()
+    {
+        eprintln!("SKIPPED: no writable cgroup v2 here: {e}");
+        return;
+    }
+    let dir = tempdir();
+    let cgroup =
+        said_by_a_process_that_exits("drop_an_async_child_in_a_cgroup_and_exit", &dir, "cgroup ");
+    let _ = std::fs::remove_dir_all(&dir);
+    let cgroup = std::path::Path::new(&cgroup);
+    let gone = support::wait_until(Duration::from_secs(10), || !cgroup.exists());
+    if !gone {
+        let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+        let _ = std::fs::remove_dir(cgroup);
+    }
+    assert!(gone, "{} was left", cgroup.display());
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("cm-exit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -323,6 +406,14 @@ fn tempdir() -> std::path::PathBuf {
 /// Runs the ignored test `entry` in a child process of this test binary
 /// (given `dir`), and returns the pid of the child it started.
 fn child_pid_of_a_process_that_exits(entry: &str, dir: &std::path::Path) -> i32 {
+    said_by_a_process_that_exits(entry, dir, "child pid ")
+        .parse()
+        .unwrap()
+}
+
+/// Runs the ignored test `entry` as [`child_pid_of_a_process_that_exits`]
+/// does, and returns the word it printed after `label`.
+fn said_by_a_process_that_exits(entry: &str, dir: &std::path::Path, label: &str) -> String {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -338,11 +429,10 @@ fn child_pid_of_a_process_that_exits(entry: &str, dir: &std::path::Path) -> i32 
     assert!(out.status.success(), "{text}");
     text.lines()
         // The harness prints the test's name on the same line.
-        .find_map(|line| line.split("child pid ").nth(1))
+        .find_map(|line| line.split(label).nth(1))
         .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no pid in:\n{text}"))
-        .parse()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+        .to_owned()
 }
 
 /// Whether `pid` ended within 10 s; SIGKILLed if it did not.
@@ -361,25 +451,78 @@ const EXIT_TEST_DIR: &str = "CHILDMINDER_TEST_EXIT_DIR";
 #[test]
 #[ignore = "entry point run in a child process by a_child_dropped_just_before_the_program_exits_is_torn_down_gracefully"]
 fn drop_a_child_and_exit() {
-    let said = std::path::Path::new(&std::env::var_os(EXIT_TEST_DIR).unwrap()).join("said");
-    let child = Command::new("sh")
-        .args([
-            "-c",
-            r#"trap 'echo term > "$0"; exit 0' TERM; while :; do sleep 0.05; done"#,
-        ])
-        .arg(&said)
-        .stdin(childminder::Stdio::Null)
-        // sh says "Terminated" of its sleep on stderr: not to a pipe
-        // nobody reads (SIGPIPE would end it before its trap).
-        .stdout(childminder::Stdio::Null)
-        .stderr(childminder::Stdio::Null)
-        .grace_period(Duration::from_millis(300))
+    let child = says_term_in(exit_test_dir().join("said"), Duration::from_millis(300))
         .start()
         .unwrap();
     println!("child pid {}", child.pid());
     // The teardown starts, in its first grace period when the test
     // harness exits.
     drop(child);
+}
+
+/// A shell that says "term" in `file` on SIGTERM, with nothing to say on
+/// stdout or stderr (sh says "Terminated" of its sleep there: to a pipe
+/// nobody reads, SIGPIPE would end it before its trap).
+fn says_term_in(file: std::path::PathBuf, grace: Duration) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"trap 'echo term > "$0"; exit 0' TERM; while :; do sleep 0.05; done"#,
+    ])
+    .arg(file)
+    .stdin(childminder::Stdio::Null)
+    .stdout(childminder::Stdio::Null)
+    .stderr(childminder::Stdio::Null)
+    .grace_period(grace);
+    cmd
+}
+
+fn exit_test_dir() -> std::path::PathBuf {
+    std::env::var_os(EXIT_TEST_DIR).unwrap().into()
+}
+
+#[test]
+#[ignore = "entry point run in a child process by a_child_dropped_while_the_exit_waits_is_torn_down_too"]
+fn drop_a_child_while_exiting() {
+    let dir = exit_test_dir();
+    let grace = Duration::from_secs(1);
+    let first = says_term_in(dir.join("first"), grace).start().unwrap();
+    let second = says_term_in(dir.join("second"), grace).start().unwrap();
+    std::fs::write(dir.join("second pid"), second.pid().to_string()).unwrap();
+    println!("child pid {}", first.pid());
+    let (returning, returned) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = returned.recv();
+        // The exit is waiting out the first child's grace period (1 s).
+        std::thread::sleep(Duration::from_millis(300));
+        drop(second);
+    });
+    drop(first);
+    returning.send(()).unwrap();
+}
+
+#[test]
+#[ignore = "entry point run in a child process by an_async_child_in_a_cgroup_dropped_before_exit_leaves_no_cgroup"]
+fn drop_an_async_child_in_a_cgroup_and_exit() {
+    use std::io::Write;
+    support::current_thread_runtime().block_on(async {
+        let child = Command::new("sleep")
+            .arg("1000")
+            .stdin(childminder::Stdio::Null)
+            .cgroup(childminder::Cgroup::new())
+            .spawn()
+            .unwrap();
+        let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", child.pid())).unwrap();
+        let relative = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .find(|m| std::path::Path::new(m).join("cgroup.controllers").exists())
+            .unwrap();
+        println!("cgroup {mount}{relative}");
+        std::io::stdout().flush().unwrap();
+        drop(child);
+        std::process::exit(0);
+    });
 }
 
 #[test]

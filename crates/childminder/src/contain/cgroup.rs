@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 
@@ -453,6 +453,29 @@ impl Leaf {
             path: self.path.clone(),
             cpu_usage,
             memory_peak,
+        }
+    }
+
+    /// Blocks until the cgroup has no live member (its `populated 0`
+    /// event), for `limit` at most: for the exit handler, where no runtime
+    /// runs. Whether it emptied.
+    pub(crate) fn wait_empty_blocking(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        // Watched before the check, so an event between them is not missed.
+        let Ok(watch) = sys::watch_modify(&self.path.join("cgroup.events")) else {
+            return false;
+        };
+        loop {
+            match self.populated() {
+                Ok(false) => return true,
+                Ok(true) => {}
+                Err(_) => return false,
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || !matches!(sys::wait_readable(watch.as_fd(), left), Ok(true)) {
+                return false;
+            }
+            let _ = sys::drain_inotify(watch.as_fd());
         }
     }
 

@@ -374,6 +374,37 @@ mod tests {
     }
 
     #[test]
+    fn the_cut_off_reads_a_flooded_pipe_no_further_than_its_capacity() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (read, write_end) = pipe();
+        let capacity = sys::pipe_capacity(read.as_fd());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        // A writer that escaped the group's kill and never stops.
+        let flood = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                use std::io::Write;
+                let mut pipe = std::fs::File::from(write_end);
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = pipe.write(&[1u8; 4096]);
+                }
+            }
+        });
+        let mut out = Vec::new();
+        {
+            let mut observation = Observation::new([Some((read, &mut out)), None], 512, "test");
+            observation.gave_up(Instant::now());
+            observation.cut_off_now();
+            assert!(observation.cut_off());
+        }
+        stop.store(true, Ordering::Relaxed);
+        flood.join().unwrap();
+        // One read may take more than the rest of the capacity (the buffer
+        // grows ahead), never a second one.
+        assert!(out.len() < 3 * capacity, "{} read", out.len());
+    }
+
+    #[test]
     fn an_exit_ends_the_observation_once_the_pipes_are_read() {
         let mut observation: Observation<'_, OwnedFd> = Observation::new([None, None], 4096, "t");
         assert_eq!(observation.next(), Next::Exit);
