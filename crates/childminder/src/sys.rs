@@ -558,19 +558,50 @@ pub(crate) fn has_children() -> bool {
 /// reading the parent of every process in `/proc`, which costs a
 /// millisecond or more on a busy machine, at the end of every supervision
 /// with the subreaper.
-pub(crate) fn own_children() -> Vec<u32> {
+/// `None` when `/proc` cannot be read (out of fds).
+pub(crate) fn own_children() -> Option<Vec<u32>> {
     if let Some(children) = children_of_own_threads() {
-        return children;
+        return Some(children);
     }
     let me = getpid() as u32;
     let mut children = Vec::new();
-    each_process(|pid, st| {
+    let scanned = each_process(|pid, st| {
         if st.ppid == me {
             children.push(pid);
         }
         true
     });
-    children
+    scanned.then_some(children)
+}
+
+/// A child of ours that has exited, not reaped (nor reaped by this call):
+/// `waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)`, which needs no fd, so it
+/// answers when `/proc` cannot be read. The first the kernel finds.
+pub(crate) fn an_exited_child() -> Option<u32> {
+    let mut info = zeroed_siginfo();
+    // SAFETY: `info` is valid, writable and sized for the kernel's
+    // siginfo_t; the other arguments are integers.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: a waitid answer fills the SIGCHLD layout of siginfo_t (or
+    // leaves it zeroed with WNOHANG), of which si_pid is a field.
+    let pid = unsafe { info.si_pid() };
+    u32::try_from(pid).ok().filter(|&pid| pid > 0)
+}
+
+/// Whether `e` says this process is out of fds (its own limit, or the
+/// system's).
+pub(crate) fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 // ---------------------------------------------------------------------------

@@ -216,25 +216,47 @@ impl Adopted {
 /// that are not in `known`, each with a pidfd verified to name it (opened
 /// by pid, then the parent checked again: still ours, so the pid was not
 /// recycled in between), of those whose stat is `wanted`.
+///
+/// Out of fds (an acceptance run left zombies behind, with an `Ok`), an
+/// exited child is still adopted: found and reaped by pid through
+/// `waitid`, which needs no fd and is sound on our own unreaped child. A
+/// live one cannot be verified then, and waits for a later sweep.
 fn adopt(known: &[u32], wanted: impl Fn(sys::ProcStat) -> bool) -> Vec<Adopted> {
     let _gate = SPAWN_GATE.write().unwrap_or_else(|e| e.into_inner());
     let started = started();
     let given_up = given_up();
     let me = sys::getpid() as u32;
     let use_pidfd = sys::features().pidfd;
-    sys::own_children()
-        .into_iter()
-        .filter(|pid| !started.contains(pid) && !given_up.contains(pid) && !known.contains(pid))
-        .filter_map(|pid| {
-            let pidfd = if use_pidfd {
-                Some(sys::pidfd_open(pid).ok()?)
-            } else {
-                None
-            };
-            let stat = sys::proc_stat(pid)?;
-            (stat.ppid == me && wanted(stat)).then_some(Adopted { pid, pidfd })
-        })
-        .collect()
+    let ours =
+        |pid: &u32| !started.contains(pid) && !given_up.contains(pid) && !known.contains(pid);
+    let exited = |pid: u32| matches!(sys::pid_try_wait(pid, false), Ok(Some(_)));
+    let Some(children) = sys::own_children() else {
+        tracing::warn!(
+            "cannot list this process's children (out of fds?): only an exited one is reaped"
+        );
+        return sys::an_exited_child()
+            .filter(ours)
+            .map(|pid| Adopted { pid, pidfd: None })
+            .into_iter()
+            .collect();
+    };
+    let mut adopted = Vec::new();
+    for pid in children.into_iter().filter(ours) {
+        let pidfd = match use_pidfd.then(|| sys::pidfd_open(pid)) {
+            None => None,
+            Some(Ok(pidfd)) => Some(pidfd),
+            Some(Err(e)) if sys::out_of_fds(&e) => None,
+            // Gone (reaped by someone else).
+            Some(Err(_)) => continue,
+        };
+        match sys::proc_stat(pid) {
+            Some(stat) if stat.ppid == me && wanted(stat) => adopted.push(Adopted { pid, pidfd }),
+            Some(_) => {}
+            None if exited(pid) => adopted.push(Adopted { pid, pidfd: None }),
+            None => {}
+        }
+    }
+    adopted
 }
 
 /// What the escapee sweep did.
