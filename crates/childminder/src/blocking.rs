@@ -3,6 +3,7 @@
 
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::runtime::Handle;
@@ -38,11 +39,11 @@ use crate::workers::{self, ProducerThread, StdinControl, StdinFeed, StdioJob};
 pub(crate) fn engine() -> io::Result<&'static Handle> {
     static STARTING: Mutex<()> = Mutex::new(());
     if let Some(handle) = ENGINE.get() {
-        return Ok(handle);
+        return in_its_process(handle);
     }
     let _one_start_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(handle) = ENGINE.get() {
-        return Ok(handle);
+        return in_its_process(handle);
     }
     let (running_tx, running) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
@@ -72,7 +73,25 @@ pub(crate) fn engine() -> io::Result<&'static Handle> {
             "the engine's thread died as it started",
         ))
     })?;
+    ENGINE_PID.store(sys::getpid(), Ordering::Relaxed);
     Ok(ENGINE.get_or_init(|| handle))
+}
+
+/// The process whose thread drives the engine.
+static ENGINE_PID: AtomicI32 = AtomicI32::new(0);
+
+/// `handle`, unless this is a `fork` of the process that started the
+/// engine: its thread was not copied, nothing would drive a task spawned
+/// here, and the call would hang (an acceptance run saw `start()` hang in
+/// a forked child).
+fn in_its_process(handle: &'static Handle) -> io::Result<&'static Handle> {
+    if ENGINE_PID.load(Ordering::Relaxed) == sys::getpid() {
+        return Ok(handle);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "childminder's engine runs in the process that started it, not in a fork of it (a forked child must exec)",
+    ))
 }
 
 /// The engine's handle, once it runs.

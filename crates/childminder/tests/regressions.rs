@@ -397,6 +397,34 @@ fn an_async_child_in_a_cgroup_dropped_before_exit_leaves_no_cgroup() {
     assert!(gone, "{} was left", cgroup.display());
 }
 
+/// In a `fork` of a program whose engine ran, `start()` hung: the engine's
+/// thread is not copied, and nothing drove the supervision. An error now.
+#[test]
+fn start_in_a_forked_child_is_an_error_not_a_hang() {
+    support::warm_up();
+    // SAFETY: the child calls only async-signal-safe functions and
+    // childminder's engine check (no lock, no allocation before the error
+    // it returns: validation of a bare `true` allocates nothing but what
+    // its `Command` holds), then `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: alarm only schedules a signal: a hang ends the child.
+        unsafe { libc::alarm(10) };
+        let refused = Command::new("true").start().is_err();
+        // SAFETY: _exit ends the child without running the parent's exit
+        // handlers or destructors.
+        unsafe { libc::_exit(if refused { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child, with a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child's start: status {status:#x} (SIGALRM: it hung)"
+    );
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("cm-exit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
