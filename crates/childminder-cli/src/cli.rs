@@ -69,7 +69,7 @@ report (a shell shows 128+N: 130 for Ctrl-C), so a shell loop stops on Ctrl-C
   125      childminder itself failed (bad options, usage, report not
            creatable; out of processes, memory or file descriptors), or
            output could not be delivered (ENOSPC, EIO) by a command that
-           exited 0
+           exited 0 (or died of the SIGPIPE that failure gave it)
   126      the program was found but could not be run
   127      the program was not found
 
@@ -460,7 +460,8 @@ pub struct RunArgs {
         long = "preserve-status",
         long_help = "When the deadline expired, exit with the command's own status \
             (such as 143 for SIGTERM, 137 for SIGKILL) instead of 124, as \
-            `timeout --preserve-status` does.\n\
+            `timeout --preserve-status` does. Output the deadline's bound cut \
+            off undelivered is still 124: the status says output was lost.\n\
             Example: childminder run --preserve-status -t 5s -- ./server"
     )]
     pub preserve_status: bool,

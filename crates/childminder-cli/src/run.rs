@@ -316,15 +316,25 @@ fn stdio_mode(args: &RunArgs) -> stdio::Mode {
 /// status (childminder ends by it, as `cat` would have); the deadline's
 /// bound cutting the output off is a time-out (124);
 /// output that could not be delivered (other than to a reader that went
-/// away) turns a status of 0 into 125, while a failure status of the
-/// command stays as it is.
+/// away) turns a status of 0 into 125, and so does the SIGPIPE that the
+/// pipe closed on that failure gave the command (an acceptance run got
+/// 141 from `> /dev/full` for a command that wrote more than the pipes
+/// hold, 125 for one that wrote less), while a failure status of the
+/// command's own stays as it is.
 fn run_status(result: &SupervisionResult, facts: &RunFacts, preserve_status: bool) -> i32 {
     let status = exit_status(result, preserve_status);
+    let our_sigpipe = matches!(
+        result.exit,
+        Some(ExitStatus::Signaled {
+            signal: Signal::PIPE,
+            ..
+        })
+    );
     if let Some(signal) = facts.ended_by {
         128 + signal.as_raw()
     } else if facts.delivery_cut_off {
         EXIT_TIMED_OUT
-    } else if status == 0 && facts.undelivered() {
+    } else if facts.undelivered() && (status == 0 || our_sigpipe) {
         EXIT_FAILURE
     } else {
         status

@@ -377,6 +377,51 @@ fn output_that_cannot_be_delivered_is_not_a_success() {
     // A failure status of the command says more, and stays.
     let (code, stderr) = run_into_dev_full(&["run", "--", "sh", "-c", "echo hello; exit 3"]);
     assert_eq!(code, 3, "{stderr}");
+    // More than the pipes hold: the pipe closed on the failure ends the
+    // command by SIGPIPE, which is childminder's doing, not the command's
+    // failure (an acceptance run got 141, as for a reader that left).
+    let (code, stderr) = run_into_dev_full(&[
+        "run",
+        "--report",
+        "-",
+        "--",
+        "head",
+        "-c",
+        "3000000",
+        "/dev/zero",
+    ]);
+    assert_eq!(code, 125, "{stderr}");
+    let report = last_line_json(&stderr);
+    assert_eq!(report["exit"]["signal_name"], "SIGPIPE", "{report}");
+    assert_eq!(report["exit_status"], 125, "{report}");
+}
+
+/// A reader gone before the command wrote anything was reported as a
+/// failed copy (`worker_errors`: EPIPE on stdout), though no byte was lost:
+/// splice checks the destination before finding the source at its end.
+#[test]
+fn a_reader_that_left_before_any_output_is_no_failed_copy() {
+    let path = temp_path("left-early.json");
+    let mut child = childminder()
+        .args([
+            "run",
+            "--report",
+            path.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.3",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = wait_or_kill(&mut child, "childminder with its reader gone");
+    let report: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = fs::remove_file(&path);
+    assert_eq!(status.code(), Some(0), "{report}");
+    assert_eq!(report["worker_errors"], serde_json::json!([]), "{report}");
 }
 
 #[test]

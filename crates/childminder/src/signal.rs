@@ -137,13 +137,15 @@ impl Signal {
     }
 }
 
-/// `SIGTERM`; `SIGRTMIN+N` for a real-time signal; `SIG32` for a number
-/// with no name (glibc keeps 32 and 33 for itself).
+/// `SIGTERM`; `SIGRTMIN`, then `SIGRTMIN+N`, for a real-time signal (as
+/// `kill -l` names the first); `SIG32` for a number with no name (glibc
+/// keeps 32 and 33 for itself).
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
             Some(name) => f.write_str(name),
-            None if self.0 >= libc::SIGRTMIN() => {
+            None if self.0 == libc::SIGRTMIN() => f.write_str("SIGRTMIN"),
+            None if self.0 > libc::SIGRTMIN() => {
                 write!(f, "SIGRTMIN+{}", self.0 - libc::SIGRTMIN())
             }
             None => write!(f, "SIG{}", self.0),
@@ -249,7 +251,11 @@ mod tests {
             for text in [format!("RTMIN+{n}"), format!("sigrtmin+{n}")] {
                 let sig: Signal = text.parse().unwrap();
                 assert_eq!(sig.as_raw(), min + n, "{text}");
-                assert_eq!(sig.to_string(), format!("SIGRTMIN+{n}"));
+                let name = match n {
+                    0 => "SIGRTMIN".to_owned(),
+                    n => format!("SIGRTMIN+{n}"),
+                };
+                assert_eq!(sig.to_string(), name);
                 assert_eq!(sig.to_string().parse::<Signal>(), Ok(sig));
             }
             let sig: Signal = format!("SIGRTMAX-{n}").parse().unwrap();
