@@ -285,7 +285,7 @@ impl From<ExitStatus> for Exit {
     }
 }
 
-/// `SIGTERM`, or `SIGRTMIN+N` for a real-time signal ([`Signal`]'s
+/// `SIGTERM`, or `SIGRTMIN` / `SIGRTMIN+N` for a real-time signal ([`Signal`]'s
 /// `Display`).
 pub fn signal_name(signal: Signal) -> String {
     signal.to_string()

@@ -323,13 +323,16 @@ fn stdio_mode(args: &RunArgs) -> stdio::Mode {
 /// command's own stays as it is.
 fn run_status(result: &SupervisionResult, facts: &RunFacts, preserve_status: bool) -> i32 {
     let status = exit_status(result, preserve_status);
-    let our_sigpipe = matches!(
-        result.exit,
-        Some(ExitStatus::Signaled {
-            signal: Signal::PIPE,
-            ..
-        })
-    );
+    // Not the escalation's own SIGPIPE (`-s PIPE`): childminder passes no
+    // received SIGPIPE on, so any other is the closed pipe's.
+    let our_sigpipe = result.escalation_cause.is_none()
+        && matches!(
+            result.exit,
+            Some(ExitStatus::Signaled {
+                signal: Signal::PIPE,
+                ..
+            })
+        );
     if let Some(signal) = facts.ended_by {
         128 + signal.as_raw()
     } else if facts.delivery_cut_off {

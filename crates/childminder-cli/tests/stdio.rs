@@ -394,6 +394,20 @@ fn output_that_cannot_be_delivered_is_not_a_success() {
     let report = last_line_json(&stderr);
     assert_eq!(report["exit"]["signal_name"], "SIGPIPE", "{report}");
     assert_eq!(report["exit_status"], 125, "{report}");
+    // The escalation's own SIGPIPE (`-s PIPE`) is the deadline's, not the
+    // closed pipe's (a review got 125).
+    let (code, stderr) = run_into_dev_full(&[
+        "run",
+        "-s",
+        "PIPE",
+        "-t",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; sleep 5",
+    ]);
+    assert_eq!(code, 124, "{stderr}");
 }
 
 /// A reader gone before the command wrote anything was reported as a

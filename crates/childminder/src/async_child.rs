@@ -562,6 +562,9 @@ impl AsFd for Child {
 impl Drop for Child {
     fn drop(&mut self) {
         self.shared.request(REQ_TEARDOWN);
+        if crate::at_exit::exiting() {
+            let _ = self.shared.target.signal_escalation(Signal::KILL);
+        }
     }
 }
 

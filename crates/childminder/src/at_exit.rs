@@ -12,13 +12,17 @@
 //! - a teardown on a caller's runtime (the async API's), which may never
 //!   run again, is finished with SIGKILL to its target (the group or
 //!   cgroup), as when that runtime shuts down;
+//! - a handle another thread drops while the exit waits is waited for too
+//!   (the list is taken again after each round, for the longest teardown
+//!   seen and a second at most); one dropped after the last round has its
+//!   child SIGKILLed by the dropping thread;
 //! - a child nobody asked to end (a handle still held, or forgotten) is
 //!   left running, as std leaves its own.
 //!
 //! A death by a signal runs no exit handler: `kill_on_parent_death` is the
 //! guarantee then.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
@@ -56,6 +60,18 @@ static REGISTER: Once = Once::new();
 /// the list and the handler, and must leave its parent's children alone.
 static OWNER: AtomicI32 = AtomicI32::new(0);
 
+/// Set once the exit handler has taken its last list.
+static HANDLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the exit handler is done with its list: a handle dropped now
+/// has its child killed at once, by the dropping thread, since nothing
+/// would see its teardown any more (a review saw children dropped late in
+/// the exit left running). One dropped while the handler still takes its
+/// rounds is torn down gracefully: the next round finds it.
+pub(crate) fn exiting() -> bool {
+    HANDLED.load(Ordering::SeqCst) && OWNER.load(Ordering::Relaxed) == sys::getpid()
+}
+
 /// Has the exit finish `shared`'s teardown if one is under way then.
 pub(crate) fn watch(shared: &Arc<Shared>, driver: Driver) {
     REGISTER.call_once(|| {
@@ -79,9 +95,15 @@ extern "C" fn finish_teardowns() {
     }
     let now = Instant::now();
     // Taken again after each round: a handle another thread drops while
-    // the exit waits is finished too (an acceptance run saw one left).
+    // the exit waits is finished too (an acceptance run saw one left). The
+    // rounds end with the longest teardown seen and a second: a thread that
+    // keeps starting and dropping children cannot hold the exit.
+    let mut until = now + Duration::from_secs(1);
     let mut seen: Vec<Arc<Shared>> = Vec::new();
     loop {
+        if Instant::now() >= until {
+            break;
+        }
         let Some(live) = lock_briefly(&LIVE) else {
             // Held by a thread that cannot let go (an `exit` called from a
             // signal handler that interrupted `watch`): never block the
@@ -96,13 +118,22 @@ extern "C" fn finish_teardowns() {
             .collect();
         drop(live);
         if ending.is_empty() {
-            break;
+            // One more list once drops see the flag: one that came just
+            // before it is found there, any later kills its own child.
+            if HANDLED.swap(true, Ordering::SeqCst) {
+                break;
+            }
+            continue;
         }
         for (shared, driver) in ending {
+            if let Driver::Engine { longest_teardown } = driver {
+                until = until.max(now + longest_teardown + Duration::from_secs(1));
+            }
             finish(&shared, driver, now);
             seen.push(shared);
         }
     }
+    HANDLED.store(true, Ordering::SeqCst);
     // Not dropped: one may hold the last reference, and its drop
     // (deregistering from a runtime being torn down) has no place in an
     // exit handler; the process is going anyway.

@@ -598,12 +598,6 @@ pub(crate) fn an_exited_child() -> Option<u32> {
     u32::try_from(pid).ok().filter(|&pid| pid > 0)
 }
 
-/// Whether `e` says this process is out of fds (its own limit, or the
-/// system's).
-pub(crate) fn out_of_fds(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
 // ---------------------------------------------------------------------------
 // Subreaper
 // ---------------------------------------------------------------------------

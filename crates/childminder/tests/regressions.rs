@@ -451,6 +451,8 @@ fn said_by_a_process_that_exits(entry: &str, dir: &std::path::Path, label: &str)
             "--test-threads=1",
         ])
         .env(EXIT_TEST_DIR, dir)
+        // Inherited by what it starts: this process's LeakCheck finds it.
+        .env(MARKER_VAR, marker_value())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -124,12 +124,18 @@ pub fn is_enabled() -> bool {
 /// ```
 pub fn reap_orphans() -> io::Result<usize> {
     let mut reaped = 0;
-    for adopted in adopt(&[], |stat| !stat.is_alive()) {
-        if matches!(adopted.try_reap(), Ok(true)) {
-            reaped += 1;
+    loop {
+        // Out of fds, the listing finds one exited child at a time.
+        let before = reaped;
+        for adopted in adopt(&[], |stat| !stat.is_alive(), false) {
+            if matches!(adopted.try_reap(), Ok(true)) {
+                reaped += 1;
+            }
+        }
+        if reaped == before {
+            return Ok(reaped);
         }
     }
-    Ok(reaped)
 }
 
 /// Taken around a spawn: the child is registered before any sweep can list
@@ -217,11 +223,17 @@ impl Adopted {
 /// by pid, then the parent checked again: still ours, so the pid was not
 /// recycled in between), of those whose stat is `wanted`.
 ///
-/// Out of fds (an acceptance run left zombies behind, with an `Ok`), an
-/// exited child is still adopted: found and reaped by pid through
-/// `waitid`, which needs no fd and is sound on our own unreaped child. A
-/// live one cannot be verified then, and waits for a later sweep.
-fn adopt(known: &[u32], wanted: impl Fn(sys::ProcStat) -> bool) -> Vec<Adopted> {
+/// Out of fds (an acceptance run left zombies behind, with an `Ok`), a
+/// child whose stat cannot be read is still adopted by pid when it has
+/// exited, or, with `unread_alive`, when it is alive: verified through
+/// `waitid(WNOWAIT)`, which needs no fd and is sound on our own unreaped
+/// child, as without pidfds. When `/proc` cannot be listed at all, only
+/// exited children are found (through `waitid` too), and that is said.
+fn adopt(
+    known: &[u32],
+    wanted: impl Fn(sys::ProcStat) -> bool,
+    unread_alive: bool,
+) -> Vec<Adopted> {
     let _gate = SPAWN_GATE.write().unwrap_or_else(|e| e.into_inner());
     let started = started();
     let given_up = given_up();
@@ -229,7 +241,12 @@ fn adopt(known: &[u32], wanted: impl Fn(sys::ProcStat) -> bool) -> Vec<Adopted> 
     let use_pidfd = sys::features().pidfd;
     let ours =
         |pid: &u32| !started.contains(pid) && !given_up.contains(pid) && !known.contains(pid);
-    let exited = |pid: u32| matches!(sys::pid_try_wait(pid, false), Ok(Some(_)));
+    // Our unreaped child (exited: `Some`); anything else is ECHILD.
+    let unread_ours = |pid: u32| match sys::pid_try_wait(pid, false) {
+        Ok(Some(_)) => true,
+        Ok(None) => unread_alive,
+        Err(_) => false,
+    };
     let Some(children) = sys::own_children() else {
         tracing::warn!(
             "cannot list this process's children (out of fds?): only an exited one is reaped"
@@ -245,14 +262,15 @@ fn adopt(known: &[u32], wanted: impl Fn(sys::ProcStat) -> bool) -> Vec<Adopted> 
         let pidfd = match use_pidfd.then(|| sys::pidfd_open(pid)) {
             None => None,
             Some(Ok(pidfd)) => Some(pidfd),
-            Some(Err(e)) if sys::out_of_fds(&e) => None,
             // Gone (reaped by someone else).
-            Some(Err(_)) => continue,
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+            // Out of fds or memory: by pid, below.
+            Some(Err(_)) => None,
         };
         match sys::proc_stat(pid) {
             Some(stat) if stat.ppid == me && wanted(stat) => adopted.push(Adopted { pid, pidfd }),
             Some(_) => {}
-            None if exited(pid) => adopted.push(Adopted { pid, pidfd: None }),
+            None if unread_ours(pid) => adopted.push(Adopted { pid, pidfd: None }),
             None => {}
         }
     }
@@ -334,7 +352,7 @@ pub(crate) async fn end_escapees(
     let mut kill_pending = true;
     let mut tracked: Vec<Tracked> = Vec::new();
     loop {
-        for adopted in adopt(&pids(&tracked), |_| true) {
+        for adopted in adopt(&pids(&tracked), |_| true, true) {
             tracked.push(Tracked::new(adopted));
         }
         if !reap_exited(program, &mut tracked).is_empty() {
@@ -468,7 +486,7 @@ async fn reap_as_they_exit(
     joins: impl Fn(sys::ProcStat) -> bool + Copy,
 ) {
     loop {
-        for adopted in adopt(&pids(&tracked), joins) {
+        for adopted in adopt(&pids(&tracked), joins, false) {
             given_up().insert(adopted.pid);
             let mut joined = Tracked::new(adopted);
             joined.send(program, Signal::KILL);
