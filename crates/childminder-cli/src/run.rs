@@ -503,6 +503,7 @@ async fn supervise(
     // pipes whose writers all left by themselves); a pipe that a process
     // outside the group still holds a grace period later is cut off then.
     let mut remains_until = None;
+    let output_held = || held_open(&watch.0) || held_open(&watch.1);
     let mut on_signal = |signal, delivery_bound: &mut Option<DeliveryBound>| match forwarding
         .decide_after_exit(signal)
     {
@@ -531,7 +532,7 @@ async fn supervise(
             }
             () = tokio::time::sleep_until(held_open_check.into()), if !checked => {
                 checked = true;
-                if held_open(&watch.0) || held_open(&watch.1) {
+                if output_held() {
                     facts.output_cut_off = true;
                     let _ = child.signal_group(Signal::KILL);
                     // Breaking here dropped what the pipes held: an
@@ -541,7 +542,7 @@ async fn supervise(
                 }
             }
             () = sleep_until_opt(remains_until) => {
-                if held_open(&watch.0) || held_open(&watch.1) {
+                if output_held() {
                     break;
                 }
                 remains_until = None;

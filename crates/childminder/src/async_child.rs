@@ -19,7 +19,7 @@ use crate::command::{Command, Stdio};
 use crate::coordinator::{Policy, supervise};
 use crate::error::Error;
 use crate::result::SupervisionResult;
-use crate::shared::{REQ_DEADLINE, REQ_SHUTDOWN, REQ_TEARDOWN, Shared, StdinSlot};
+use crate::shared::{REQ_DEADLINE, REQ_SHUTDOWN, Shared, StdinSlot};
 use crate::signal::Signal;
 use crate::spawn::{Started, start};
 use crate::target::PidfdLease;
@@ -561,10 +561,7 @@ impl AsFd for Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        self.shared.request(REQ_TEARDOWN);
-        if crate::at_exit::exiting() {
-            let _ = self.shared.target.signal_escalation(Signal::KILL);
-        }
+        crate::at_exit::handle_dropped(&self.shared);
     }
 }
 

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
-use crate::shared::Shared;
+use crate::shared::{REQ_TEARDOWN, Shared};
 use crate::signal::Signal;
 use crate::sys;
 
@@ -63,13 +63,17 @@ static OWNER: AtomicI32 = AtomicI32::new(0);
 /// Set once the exit handler has taken its last list.
 static HANDLED: AtomicBool = AtomicBool::new(false);
 
-/// Whether the exit handler is done with its list: a handle dropped now
-/// has its child killed at once, by the dropping thread, since nothing
-/// would see its teardown any more (a review saw children dropped late in
-/// the exit left running). One dropped while the handler still takes its
-/// rounds is torn down gracefully: the next round finds it.
-pub(crate) fn exiting() -> bool {
-    HANDLED.load(Ordering::SeqCst) && OWNER.load(Ordering::Relaxed) == sys::getpid()
+/// A handle was dropped: its teardown is asked for, and, once the exit
+/// handler is done with its list, its child killed at once by the
+/// dropping thread, since nothing would see the teardown any more (a
+/// review saw children dropped late in the exit left running). One dropped
+/// while the handler still takes its rounds is torn down gracefully: the
+/// next round finds it.
+pub(crate) fn handle_dropped(shared: &Shared) {
+    shared.request(REQ_TEARDOWN);
+    if HANDLED.load(Ordering::SeqCst) && OWNER.load(Ordering::Relaxed) == sys::getpid() {
+        let _ = shared.target.signal_escalation(Signal::KILL);
+    }
 }
 
 /// Has the exit finish `shared`'s teardown if one is under way then.
@@ -155,7 +159,7 @@ fn finish(shared: &Shared, driver: Driver, since: Instant) {
     if let Some(cgroup) = shared.target.cgroup() {
         // The teardown would have removed it: `cgroup.kill` empties it at
         // once (the child's zombie does not count).
-        if cgroup.wait_empty_blocking(Duration::from_secs(1)) {
+        if cgroup.wait_emptied_blocking(Duration::from_secs(1)) {
             let _ = cgroup.remove();
         }
     }

@@ -415,10 +415,7 @@ impl AsFd for BlockingChild {
 
 impl Drop for BlockingChild {
     fn drop(&mut self) {
-        self.shared.request(REQ_TEARDOWN);
-        if crate::at_exit::exiting() {
-            let _ = self.shared.target.signal_escalation(crate::Signal::KILL);
-        }
+        crate::at_exit::handle_dropped(&self.shared);
     }
 }
 

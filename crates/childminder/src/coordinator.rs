@@ -75,7 +75,7 @@ impl Drop for LastResort {
         } else if let Some(cgroup) = shared.target.cgroup() {
             // cgroup.kill was the KILL above: once its members are gone the
             // cgroup can be removed.
-            cgroup.wait_emptied_blocking(Duration::from_secs(1));
+            let _ = cgroup.wait_emptied_blocking(Duration::from_secs(1));
             if let Err(e) = cgroup.remove() {
                 tracing::warn!(program = %shared.program, cgroup = %cgroup.path().display(), error = %e, "removing the cgroup failed");
             }

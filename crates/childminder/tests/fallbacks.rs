@@ -13,7 +13,7 @@ use std::time::Duration;
 use childminder::{
     Command, ExitStatus, Signal, Termination, discard, stdin, with_process, with_process_result,
 };
-use common::{LeakCheck, MARKER_VAR, fixture, marker_value, pid_alive};
+use common::{LeakCheck, MARKER_VAR, fixture, marker_value, our_children, pid_alive};
 
 fn run_scenarios_with(mode: &str) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
@@ -116,14 +116,10 @@ fn scenarios_in_forced_mode() {
     let pid = child.pid();
     assert!(child.wait().exit.unwrap().success());
     assert_eq!(child.id(), None, "mode {mode}");
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    });
-    assert!(!zombie, "mode {mode}: {pid} not reaped");
+    assert!(
+        !our_children().iter().any(|(p, ..)| *p == pid as i32),
+        "mode {mode}: {pid} not reaped"
+    );
     drop(child);
 
     leak.assert_clean();

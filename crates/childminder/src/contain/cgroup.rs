@@ -422,16 +422,23 @@ impl Leaf {
     }
 
     /// Blocks the thread until `populated 0` or `limit` passed: for the
-    /// last-resort path, where no runtime is left to await on.
-    pub(crate) fn wait_emptied_blocking(&self, limit: Duration) {
+    /// last-resort path and the exit handler, where no runtime is left to
+    /// await on. Whether it emptied.
+    pub(crate) fn wait_emptied_blocking(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        // Watched before the check, so an event between them is not missed.
         let Ok(watch) = sys::watch_modify(&self.path.join("cgroup.events")) else {
-            return;
+            return false;
         };
-        let end = std::time::Instant::now() + limit;
-        while matches!(self.populated(), Ok(true)) {
-            let left = end.saturating_duration_since(std::time::Instant::now());
+        loop {
+            match self.populated() {
+                Ok(false) => return true,
+                Ok(true) => {}
+                Err(_) => return false,
+            }
+            let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() || !matches!(sys::wait_readable(watch.as_fd(), left), Ok(true)) {
-                return;
+                return false;
             }
             let _ = sys::drain_inotify(watch.as_fd());
         }
@@ -453,29 +460,6 @@ impl Leaf {
             path: self.path.clone(),
             cpu_usage,
             memory_peak,
-        }
-    }
-
-    /// Blocks until the cgroup has no live member (its `populated 0`
-    /// event), for `limit` at most: for the exit handler, where no runtime
-    /// runs. Whether it emptied.
-    pub(crate) fn wait_empty_blocking(&self, limit: Duration) -> bool {
-        let until = Instant::now() + limit;
-        // Watched before the check, so an event between them is not missed.
-        let Ok(watch) = sys::watch_modify(&self.path.join("cgroup.events")) else {
-            return false;
-        };
-        loop {
-            match self.populated() {
-                Ok(false) => return true,
-                Ok(true) => {}
-                Err(_) => return false,
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || !matches!(sys::wait_readable(watch.as_fd(), left), Ok(true)) {
-                return false;
-            }
-            let _ = sys::drain_inotify(watch.as_fd());
         }
     }
 
